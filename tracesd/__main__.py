@@ -1,0 +1,5 @@
+import sys
+
+from tracesd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,152 @@
+"""Bounded reads of session files: complete lines from the head, complete lines from the tail.
+
+Nothing here reads a whole file into memory. A line is complete only when its `\\n` is on
+disk; an unterminated last line (a writer mid-flush) is left for a later read. Lines are
+split on `\\n` only, never with `str.splitlines()`, which also breaks on U+2028 and friends
+that appear unescaped inside JSON strings.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from tracesd.errors import ParseError
+
+CHUNK = 64 * 1024
+#: how far from the start we look for a session's metadata and first prompt
+HEAD_BYTES = 4 * 1024 * 1024
+#: how far from the end we look for the last activity
+TAIL_BYTES = 128 * 1024
+#: a longer line is skipped without being held in memory
+MAX_LINE = 1024 * 1024
+#: whole-file JSON documents larger than this are read only in part
+MAX_DOCUMENT = 8 * 1024 * 1024
+
+
+class SessionFile:
+    """An open session file. Use as a context manager; errors become ParseError."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            # O_NONBLOCK: a FIFO named like a session must not block the reader forever.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _translate(exc, path) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ParseError("not_a_file", f"not a regular file: {path!r}")
+        except BaseException:
+            os.close(fd)
+            raise
+        self._file = os.fdopen(fd, "rb", buffering=0)
+        self.size = st.st_size
+        self.mtime_ns = st.st_mtime_ns
+        #: lines skipped because they were longer than MAX_LINE
+        self.oversize_lines = 0
+
+    def __enter__(self) -> SessionFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._file.close()
+
+    def _read(self, offset: int, size: int) -> bytes:
+        try:
+            return os.pread(self._file.fileno(), size, offset)
+        except OSError as exc:
+            raise _translate(exc, self.path) from None
+
+    def head_lines(self, max_bytes: int = HEAD_BYTES, max_line: int = MAX_LINE) -> Iterator[bytes]:
+        """Complete, non-blank lines from the start, up to `max_bytes` of the file."""
+        limit = min(max_bytes, self.size)
+        offset = 0
+        pending = bytearray()
+        skipping = False
+        while offset < limit:
+            chunk = self._read(offset, min(CHUNK, limit - offset))
+            if not chunk:
+                break
+            offset += len(chunk)
+            start = 0
+            while True:
+                newline = chunk.find(b"\n", start)
+                if newline < 0:
+                    if not skipping:
+                        if len(pending) + len(chunk) - start > max_line:
+                            pending.clear()
+                            skipping = True
+                            self.oversize_lines += 1
+                        else:
+                            pending += chunk[start:]
+                    break
+                if skipping:
+                    skipping = False
+                else:
+                    pending += chunk[start:newline]
+                    if len(pending) > max_line:
+                        self.oversize_lines += 1
+                    elif pending.strip():
+                        yield bytes(pending)
+                    pending.clear()
+                start = newline + 1
+
+    def tail_lines(self, max_bytes: int = TAIL_BYTES) -> list[bytes]:
+        """Complete, non-blank lines within the last `max_bytes`, oldest first."""
+        if self.size == 0:
+            return []
+        start = max(0, self.size - max_bytes - 1)
+        data = self._read(start, self.size - start)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        data = data[:end]
+        if start > 0:
+            # the first line is complete only if a newline precedes it in the window
+            first = data.find(b"\n")
+            if first < 0:
+                return []
+            data = data[first + 1 :]
+        return [line for line in data.split(b"\n") if line.strip()]
+
+    def read_document(self, max_bytes: int = MAX_DOCUMENT) -> bytes:
+        """The first `max_bytes` of a whole-file document (all of it when smaller)."""
+        return self._read(0, min(self.size, max_bytes))
+
+    @property
+    def complete(self) -> bool:
+        """False while the last byte is not a newline (a writer is mid-line)."""
+        return self.size > 0 and self._read(self.size - 1, 1) == b"\n"
+
+
+def decode_line(line: bytes) -> dict[str, Any] | None:
+    """One JSONL record as a dict; None for malformed, non-object or absurdly nested lines."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def looks_binary(line: bytes) -> bool:
+    return b"\x00" in line
+
+
+def _translate(exc: OSError, path: str) -> ParseError:
+    if exc.errno == errno.ENOENT:
+        return ParseError("vanished", f"file vanished before it could be read: {path!r}")
+    if exc.errno in (errno.EISDIR, errno.ENXIO, errno.ELOOP):
+        return ParseError("not_a_file", f"not a readable file: {path!r} ({exc.strerror})")
+    return ParseError("unreadable", f"cannot read {path!r}: {exc.strerror}")

@@ -1,0 +1,70 @@
+"""Small text and time helpers shared by the adapters."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from tracesd.models import PREVIEW_MAX, TITLE_MAX
+
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str | None, limit: int) -> str | None:
+    """Whitespace collapsed to single spaces, control characters dropped, at most `limit`."""
+    if not text:
+        return None
+    flat = " ".join(_CONTROL.sub("", text).split())
+    if not flat:
+        return None
+    if len(flat) > limit:
+        flat = flat[: limit - 1].rstrip() + "…"
+    return flat
+
+
+def title(text: str | None) -> str | None:
+    return one_line(text, TITLE_MAX)
+
+
+def preview(text: str | None) -> str | None:
+    return one_line(text, PREVIEW_MAX)
+
+
+def to_ms(value: Any) -> int | None:
+    """ISO-8601 (with or without zone; naive = UTC) or epoch seconds/ms, as ms since epoch."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        # 1e11 ms is 1973; anything smaller is a timestamp in seconds
+        return int(value if value > 1e11 else value * 1000)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def latest(*values: int | None) -> int | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def text_of(content: Any, *, block_types: tuple[str, ...] = ("text",)) -> str | None:
+    """The text of a message content: a string, or a list of blocks whose text is joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [
+            block["text"]
+            for block in content
+            if isinstance(block, dict)
+            and isinstance(block.get("text"), str)
+            and block.get("type", "text") in block_types
+        ]
+        return "\n".join(parts) if parts else None
+    return None

@@ -1,0 +1,187 @@
+"""Claude Code: `<root>/<encoded-cwd>/<session-uuid>.jsonl`, one JSON record per line.
+
+The directory name is a lossy encoding of the working directory, so the cwd is read from
+the records. Subagent transcripts (`<session>/subagents/agent-*.jsonl`, and the older
+`agent-*.jsonl` beside the sessions) are part of their parent session, not traces.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from tracesd.adapters import _roots
+from tracesd.adapters._files import SessionFile, decode_line, looks_binary
+from tracesd.adapters._text import latest, preview, text_of, title, to_ms
+from tracesd.config import Config
+from tracesd.errors import ParseError
+from tracesd.models import GitInfo, TraceMeta
+
+AGENT_ID = "claude-code"
+
+# Records that look like user prompts but are not: slash-command envelopes, local
+# command output, meta caveats, compaction summaries.
+_NOT_A_PROMPT = (
+    "<command-name>",
+    "<command-message>",
+    "<command-args>",
+    "<local-command-stdout>",
+    "<local-command-stderr>",
+    "<bash-input>",
+    "<bash-stdout>",
+    "<user-prompt-submit-hook>",
+    "Caveat:",
+    "This session is being continued",
+)
+# Context wrappers an IDE puts around (or before) the real prompt.
+_WRAPPERS = re.compile(
+    r"<(ide_opened_file|ide_selection|ide_diagnostics|system-reminder)>.*?</\1>", re.DOTALL
+)
+
+
+class ClaudeCode:
+    agent_id = AGENT_ID
+    max_depth = 2
+
+    def __init__(self, config: Config, hints: object = None) -> None:
+        configured = config.environ.get("CLAUDE_CONFIG_DIR", "")
+        bases = [p.strip() for p in configured.split(",") if p.strip()]
+        if bases:
+            defaults = [str(config.expand(b) / "projects") for b in bases]
+        else:
+            defaults = [
+                str(config.home / ".claude" / "projects"),
+                str(config.home / ".config" / "claude" / "projects"),
+            ]
+        self._roots = _roots.resolve(config, AGENT_ID, defaults)
+
+    def roots(self) -> tuple[str, ...]:
+        return self._roots
+
+    def matches(self, rel: str) -> bool:
+        project, sep, name = rel.partition("/")
+        return (
+            bool(sep and project)
+            and "/" not in name
+            and name.endswith(".jsonl")
+            and not name.startswith(("agent-", "."))
+        )
+
+    def parse(self, path: str) -> list[TraceMeta]:
+        with SessionFile(path) as f:
+            head = _Head()
+            for line in f.head_lines():
+                head.feed(line)
+                if head.done:
+                    break
+            if head.sidechain:
+                return []
+            if not head.messages:
+                if head.garbage and not head.records:
+                    reason = "binary" if head.binary else "malformed"
+                    raise ParseError(reason, f"no JSON records in {path!r}")
+                return []  # nothing but bookkeeping yet: not a session until a message lands
+            last_ts: int | None = None
+            last_text: str | None = None
+            for line in f.tail_lines():
+                record = decode_line(line)
+                if record is None:
+                    continue
+                last_ts = latest(last_ts, to_ms(record.get("timestamp")))
+                last_text = _message_text(record) or last_text
+            mtime_ms = f.mtime_ns // 1_000_000
+
+        session_id = os.path.basename(path)[: -len(".jsonl")]
+        return [
+            TraceMeta(
+                agent_id=AGENT_ID,
+                trace_id=session_id,
+                source_path=path,
+                directory=head.cwd,
+                title=title(head.prompt),
+                preview=preview(last_text or head.prompt),
+                timestamp=latest(last_ts, head.created) or mtime_ms,
+                created=head.created or mtime_ms,
+                agent_git=GitInfo(branch=head.branch) if head.branch else None,
+            )
+        ]
+
+
+class _Head:
+    """What the first records of a transcript say. Stops once everything is known."""
+
+    def __init__(self) -> None:
+        self.cwd: str | None = None
+        self.prompt: str | None = None
+        self.created: int | None = None
+        self.branch: str | None = None
+        self.messages = 0
+        self.records = 0
+        self.garbage = 0
+        self.binary = False
+        self.sidechain = False
+
+    @property
+    def done(self) -> bool:
+        return self.sidechain or (
+            self.cwd is not None and self.prompt is not None and self.created is not None
+        )
+
+    def feed(self, line: bytes) -> None:
+        record = decode_line(line)
+        if record is None:
+            self.garbage += 1
+            self.binary = self.binary or looks_binary(line)
+            return
+        self.records += 1
+        kind = record.get("type")
+        if kind not in ("user", "assistant"):
+            return
+        if record.get("isSidechain") is True:
+            self.sidechain = True
+            return
+        self.messages += 1
+        if self.created is None:
+            self.created = to_ms(record.get("timestamp"))
+        cwd = record.get("cwd")
+        if self.cwd is None and isinstance(cwd, str) and cwd:
+            self.cwd = cwd
+        branch = record.get("gitBranch")
+        if self.branch is None and isinstance(branch, str) and branch and branch != "HEAD":
+            self.branch = branch
+        if self.prompt is None and kind == "user":
+            self.prompt = _prompt(record)
+
+
+def _prompt(record: dict[str, Any]) -> str | None:
+    """The text of a real user prompt, or None for tool results and envelopes."""
+    if record.get("isMeta") or record.get("isCompactSummary"):
+        return None
+    message = record.get("message")
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    if isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    ):
+        return None
+    text = text_of(content)
+    if text is None:
+        return None
+    text = _WRAPPERS.sub("", text).strip()
+    if not text or text.startswith(_NOT_A_PROMPT):
+        return None
+    return text
+
+
+def _message_text(record: dict[str, Any]) -> str | None:
+    kind = record.get("type")
+    if kind == "user":
+        return _prompt(record)
+    if kind == "assistant":
+        message = record.get("message")
+        if isinstance(message, dict):
+            text = text_of(message.get("content"))
+            return text.strip() or None if text else None
+    return None

@@ -1,0 +1,371 @@
+"""Configuration: defaults, then the TOML file, then the environment, then flags.
+
+This is the only module that reads the process environment. Everything else gets a frozen
+`Config`, so a test that points HOME at a temporary directory gets a fully isolated daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from tracesd.errors import ConfigError
+from tracesd.models import AGENT_IDS
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "console", "json")
+MAX_BATCH_SIZE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    db_path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class AgentsConfig:
+    enabled: tuple[str, ...]
+    #: explicit per-agent root overrides; agents not listed use their own defaults
+    roots: Mapping[str, Path]
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureConfig:
+    #: glob patterns of working directories that are never captured (already expanded)
+    exclude: tuple[str, ...] = ()
+    git_timeout_s: float = 2.0
+    rescan_interval_s: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    api_url: str = ""
+    api_key_file: Path | None = None
+    api_key: str | None = field(default=None, repr=False)
+    interval_s: float = 30.0
+    batch_size: int = 100
+    max_backoff_s: float = 60.0
+    send_titles: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_url)
+
+    def __repr__(self) -> str:
+        key = "'***'" if self.api_key else "None"
+        return (
+            f"SyncConfig(api_url={self.api_url!r}, api_key_file={self.api_key_file!r}, "
+            f"api_key={key}, interval_s={self.interval_s}, batch_size={self.batch_size}, "
+            f"max_backoff_s={self.max_backoff_s}, send_titles={self.send_titles})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusConfig:
+    socket_path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    storage: StorageConfig
+    agents: AgentsConfig
+    capture: CaptureConfig
+    sync: SyncConfig
+    status: StatusConfig
+    log: LogConfig
+    #: the user's home directory (from $HOME)
+    home: Path
+    #: a snapshot of the environment, for adapters that honour agent env vars
+    environ: Mapping[str, str] = field(repr=False)
+    #: the config file that was read, if any
+    source: Path | None = None
+
+    def env_path(self, name: str) -> Path | None:
+        """An environment variable as an expanded path, or None when unset or empty."""
+        value = self.environ.get(name, "")
+        return self.expand(value) if value else None
+
+    def expand(self, value: str) -> Path:
+        """`~` and `$VAR` in a path, expanded from this config's environment."""
+        return _expand_path(value, self.environ, self.home, None)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_config(
+    *,
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the Config. Raises ConfigError naming the key and the file."""
+    env = MappingProxyType(dict(os.environ if environ is None else environ))
+    home = _home(env)
+
+    explicit = config_path or env.get("TRACESD_CONFIG") or None
+    if explicit:
+        path: Path | None = _expand_path(explicit, env, home, None)
+        assert path is not None
+        if not path.is_file():
+            raise ConfigError("config file not found", path=path)
+    else:
+        xdg = env.get("XDG_CONFIG_HOME") or str(home / ".config")
+        candidate = Path(xdg) / "tracesd" / "config.toml"
+        path = candidate if candidate.is_file() else None
+
+    values: dict[str, dict[str, Any]] = {section: {} for section in _SCHEMA}
+    if path is not None:
+        raw = _read_toml(path)
+        _merge(values, raw, env=env, home=home, path=path, base=path.parent)
+    if overrides:
+        nested: dict[str, Any] = {}
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            nested.setdefault(section, {})[key] = value
+        _merge(values, nested, env=env, home=home, path=None, base=Path.cwd())
+
+    return _build(values, env=env, home=home, path=path)
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    home = env.get("HOME")
+    if home:
+        return Path(home)
+    return Path(pwd.getpwuid(os.getuid()).pw_dir)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML ({exc})", path=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file ({exc.strerror})", path=path) from None
+
+
+class _Invalid(Exception):
+    """A value failed validation; the caller adds key and file."""
+
+
+_Validator = Callable[[Any, "_Ctx"], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    env: Mapping[str, str]
+    home: Path
+    base: Path
+
+
+def _merge(
+    values: dict[str, dict[str, Any]],
+    raw: Mapping[str, Any],
+    *,
+    env: Mapping[str, str],
+    home: Path,
+    path: Path | None,
+    base: Path,
+) -> None:
+    ctx = _Ctx(env, home, base)
+    for section, table in raw.items():
+        if section not in _SCHEMA:
+            raise ConfigError("unknown section", key=section, path=path)
+        if not isinstance(table, Mapping):
+            raise ConfigError("must be a table", key=section, path=path)
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            validator = _SCHEMA[section].get(key)
+            if validator is None:
+                raise ConfigError("unknown key", key=dotted, path=path)
+            try:
+                values[section][key] = validator(value, ctx)
+            except _Invalid as exc:
+                raise ConfigError(str(exc), key=dotted, path=path) from None
+
+
+def _build(
+    values: dict[str, dict[str, Any]], *, env: Mapping[str, str], home: Path, path: Path | None
+) -> Config:
+    storage = values["storage"]
+    agents = values["agents"]
+    capture = values["capture"]
+    sync = values["sync"]
+    status = values["status"]
+    log = values["log"]
+
+    api_key_file: Path | None = sync.get("api_key_file")
+    api_key = env.get("TRACES_API_KEY") or None
+    if api_key_file is not None:
+        try:
+            api_key = api_key_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read API key file {api_key_file} ({exc.strerror})",
+                key="sync.api_key_file",
+                path=path,
+            ) from None
+
+    runtime = env.get("XDG_RUNTIME_DIR")
+    default_socket = (
+        Path(runtime) / "tracesd" / "tracesd.sock" if runtime else home / ".traces" / "tracesd.sock"
+    )
+    return Config(
+        storage=StorageConfig(db_path=storage.get("db_path") or home / ".traces" / "traces.db"),
+        agents=AgentsConfig(
+            enabled=agents.get("enabled", AGENT_IDS),
+            roots=MappingProxyType(agents.get("roots", {})),
+        ),
+        capture=CaptureConfig(**capture),
+        sync=SyncConfig(api_key=api_key, **sync),
+        status=StatusConfig(socket_path=status.get("socket_path") or default_socket),
+        log=LogConfig(**log),
+        home=home,
+        environ=env,
+        source=path,
+    )
+
+
+# ------------------------------------------------------------------------- validators
+
+_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _expand_path(value: str, env: Mapping[str, str], home: Path, base: Path | None) -> Path:
+    """`~` and `$VAR` expanded from the given environment; relative paths against `base`."""
+    value = _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), value)
+    if value == "~" or value.startswith("~/"):
+        value = str(home) + value[1:]
+    path = Path(value)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path
+
+
+def _str(value: Any, _: _Ctx) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"must be a string, got {_type(value)}")
+    return value
+
+
+def _path(value: Any, ctx: _Ctx) -> Path | None:
+    text = _str(value, ctx)
+    return _expand_path(text, ctx.env, ctx.home, ctx.base) if text else None
+
+
+def _number(minimum: float, maximum: float | None = None) -> _Validator:
+    def check(value: Any, _: _Ctx) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(f"must be a number, got {_type(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise _Invalid(f"must be {bound}, got {value}")
+        return float(value)
+
+    return check
+
+
+def _integer(minimum: int, maximum: int) -> _Validator:
+    def check(value: Any, _: _Ctx) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"must be an integer, got {_type(value)}")
+        if not minimum <= value <= maximum:
+            raise _Invalid(f"must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    return check
+
+
+def _bool(value: Any, _: _Ctx) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be true or false, got {_type(value)}")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> _Validator:
+    def check(value: Any, ctx: _Ctx) -> str:
+        text = _str(value, ctx).lower()
+        if text not in choices:
+            raise _Invalid(f"must be one of {', '.join(choices)}; got {value!r}")
+        return text
+
+    return check
+
+
+def _agent_list(value: Any, ctx: _Ctx) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Invalid(f"must be a list of agent ids, got {_type(value)}")
+    check = _choice(AGENT_IDS)
+    return tuple(dict.fromkeys(check(item, ctx) for item in value))
+
+
+def _agent_roots(value: Any, ctx: _Ctx) -> dict[str, Path]:
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"must be a table of agent id = path, got {_type(value)}")
+    roots: dict[str, Path] = {}
+    for agent, root in value.items():
+        if agent not in AGENT_IDS:
+            raise _Invalid(f"unknown agent id {agent!r}; known: {', '.join(AGENT_IDS)}")
+        path = _path(root, ctx)
+        if path is not None:
+            roots[agent] = path
+    return roots
+
+
+def _globs(value: Any, ctx: _Ctx) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Invalid(f"must be a list of glob patterns, got {_type(value)}")
+    return tuple(str(_expand_path(v, ctx.env, ctx.home, None)) for v in value if v)
+
+
+def _url(value: Any, ctx: _Ctx) -> str:
+    text = _str(value, ctx).strip().rstrip("/")
+    if text and not re.match(r"^https?://[^/\s]+", text):
+        raise _Invalid(f"must be an http:// or https:// URL, got {value!r}")
+    return text
+
+
+def _type(value: Any) -> str:
+    return {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+_SCHEMA: dict[str, dict[str, _Validator]] = {
+    "storage": {"db_path": _path},
+    "agents": {"enabled": _agent_list, "roots": _agent_roots},
+    "capture": {
+        "exclude": _globs,
+        "git_timeout_s": _number(0.05, 600),
+        "rescan_interval_s": _number(1),
+    },
+    "sync": {
+        "api_url": _url,
+        "api_key_file": _path,
+        "interval_s": _number(0.05),
+        "batch_size": _integer(1, MAX_BATCH_SIZE),
+        "max_backoff_s": _number(0.05),
+        "send_titles": _bool,
+    },
+    "status": {"socket_path": _path},
+    "log": {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)},
+}

@@ -1,0 +1,188 @@
+"""The daemon: build the components, run until a signal, shut down in reverse.
+
+Startup: store (migrated) -> git resolver -> ingest -> dispatcher -> watcher (observing
+first, so nothing written during the catch-up scan is missed) -> catch-up scan -> periodic
+checks. Shutdown unwinds the same stack: periodic tasks, watcher, dispatcher (running
+ingests get a bounded grace), store. SIGTERM or SIGINT stops gracefully; a second one
+exits at once (SQLite's journal keeps the database consistent either way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from tracesd import __version__
+from tracesd.adapters import Adapter, Hints, build_adapters
+from tracesd.config import Config
+from tracesd.dispatch import Dispatcher
+from tracesd.gitinfo import GitResolver
+from tracesd.ingest import Ingestor
+from tracesd.scan import Scanner
+from tracesd.store import Store
+from tracesd.watcher import Watcher
+
+log = structlog.get_logger("tracesd.daemon")
+
+ROOT_CHECK_INTERVAL_S = 2.0
+DEGRADED_POLL_INTERVAL_S = 30.0
+DRAIN_GRACE_S = 5.0
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self._stop = asyncio.Event()
+        self._exit_code = 0
+        self._signals = 0
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scan_task: asyncio.Task[None] | None = None
+        self._rescan_next: tuple[str, set[str] | None] | None = None
+        # built by startup()
+        self.store: Store
+        self.ingestor: Ingestor
+        self.dispatcher: Dispatcher
+        self.scanner: Scanner
+        self.watcher: Watcher
+        self.adapters: list[Adapter]
+
+    async def serve(self) -> int:
+        """Run until stopped; the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            async with self._stack:
+                await self.startup()
+                await self._stop.wait()
+                log.info("daemon.stopping", pid=os.getpid())
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("daemon.stopped", exit_code=self._exit_code)
+        return self._exit_code
+
+    async def startup(self) -> None:
+        config = self.config
+        self.store = await Store.open(config.storage.db_path)
+        self._stack.push_async_callback(self.store.close)
+
+        git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
+        self.ingestor = Ingestor(
+            self.store,
+            git,
+            exclude=config.capture.exclude,
+            directories=await self.store.directories(),
+        )
+        self.adapters = build_adapters(config, Hints(self.ingestor.known_directories))
+        self.dispatcher = Dispatcher(self.ingestor.ingest, on_crash=self.fail)
+        self._stack.push_async_callback(self.dispatcher.close, DRAIN_GRACE_S)
+        self.scanner = Scanner(self.adapters, self.store, self.ingestor, self.dispatcher)
+
+        self.watcher = Watcher(
+            self.adapters, on_path=self.dispatcher.submit, on_rescan=self.request_rescan
+        )
+        self.watcher.start()
+        self._stack.callback(self.watcher.stop)
+        self._stack.push_async_callback(self._cancel_tasks)
+
+        self.request_rescan("startup", None)
+        self._every(ROOT_CHECK_INTERVAL_S, self._check_roots)
+        self._every(config.capture.rescan_interval_s, self._safety_rescan)
+        self._every(DEGRADED_POLL_INTERVAL_S, self._poll_degraded)
+        log.info(
+            "daemon.started",
+            version=__version__,
+            pid=os.getpid(),
+            db_path=str(self.store.path),
+            agents=[a.agent_id for a in self.adapters],
+            watching=[r.path for r in self.watcher.watched],
+            waiting_for=[r.path for r in self.watcher.roots if not r.exists],
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """A component hit a bug: stop with a failure exit code so the service restarts."""
+        self._exit_code = 1
+        self._stop.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("daemon.forced_exit", signal=sig.name)
+            os._exit(1)
+        log.info("daemon.signal", signal=sig.name)
+        self._stop.set()
+
+    # ------------------------------------------------------------------------ scans
+
+    def request_rescan(self, reason: str, roots: list[str] | None) -> None:
+        """Scan now, or right after the running scan (requests meanwhile are merged)."""
+        wanted = set(roots) if roots is not None else None
+        if self._scan_task is not None and not self._scan_task.done():
+            if self._rescan_next is None:
+                self._rescan_next = (reason, wanted)
+            else:
+                prev_reason, prev = self._rescan_next
+                merged = None if prev is None or wanted is None else prev | wanted
+                self._rescan_next = (prev_reason, merged)
+            return
+        self._scan_task = asyncio.create_task(self._scan(reason, wanted), name="scan")
+        self._scan_task.add_done_callback(self._task_done)
+
+    async def _scan(self, reason: str, roots: set[str] | None) -> None:
+        await self.scanner.run(reason=reason, roots=roots)
+        if self._rescan_next is not None and not self._stop.is_set():
+            reason, roots = self._rescan_next
+            self._rescan_next = None
+            self._scan_task = asyncio.create_task(self._scan(reason, roots), name="scan")
+            self._scan_task.add_done_callback(self._task_done)
+
+    def _check_roots(self) -> None:
+        self.watcher.check_roots()
+
+    def _safety_rescan(self) -> None:
+        self.request_rescan("periodic", None)
+
+    def _poll_degraded(self) -> None:
+        degraded = [r.path for r in self.watcher.roots if r.exists and r.watch is None]
+        if degraded:
+            self.request_rescan("degraded_poll", degraded)
+
+    # ------------------------------------------------------------------------ tasks
+
+    def _every(self, interval_s: float, action: Callable[[], Awaitable[None] | None]) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                result = action()
+                if result is not None:
+                    await result
+
+        task = asyncio.create_task(loop(), name=getattr(action, "__name__", "periodic"))
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("daemon.task_failed", task=task.get_name(), exc_info=exc)
+            self.fail(exc)
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [*self._tasks, *([self._scan_task] if self._scan_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,195 @@
+"""From "this path changed" to ingest runs: immediate, coalesced, bounded.
+
+A path that has not produced a trace lately is ingested at once, so a new session is in
+the database within milliseconds. While a file keeps changing (an agent appending a turn
+line by line) it is read at most once per cooldown, on the trailing edge, so a burst of
+thousands of writes costs a handful of parses. A path is never ingested twice at the same
+time, and a fixed pool of workers bounds how many run at once, however many events arrive.
+When another writer holds the database past the busy timeout, the path is retried later
+with backoff: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from tracesd.adapters import Adapter
+from tracesd.errors import StoreError
+from tracesd.ingest import Result
+
+log = structlog.get_logger("tracesd.dispatch")
+
+BUSY_RETRY_MAX_S = 30.0
+
+IngestFn = Callable[[Adapter, str], Awaitable[Result]]
+
+
+@dataclass(slots=True)
+class _Slot:
+    adapter: Adapter
+    running: bool = False
+    queued: bool = False
+    #: changed again while running: run once more when done
+    dirty: bool = False
+    #: loop time of the last run that stored something; the cooldown counts from here
+    last_found: float = float("-inf")
+    timer: asyncio.TimerHandle | None = None
+    #: consecutive runs that found the database locked by another writer
+    busy_retries: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        ingest: IngestFn,
+        *,
+        cooldown_s: float = 0.25,
+        workers: int = 4,
+        on_crash: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._ingest = ingest
+        self._on_crash = on_crash
+        self._cooldown = cooldown_s
+        self._slots: dict[str, _Slot] = {}
+        self._ready: collections.deque[str] = collections.deque()
+        self._timers = 0
+        self._busy = 0
+        self._closing = False
+        self._wakeup = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"dispatch-{i}") for i in range(workers)
+        ]
+        for task in self._workers:
+            task.add_done_callback(self._check_crash)
+
+    @property
+    def pending(self) -> int:
+        """Paths queued, cooling down or running."""
+        return len(self._ready) + self._timers + self._busy
+
+    def submit(self, adapter: Adapter, path: str) -> None:
+        """Ingest `path` soon. Call from the event loop's thread."""
+        if self._closing:
+            return
+        slot = self._slots.get(path)
+        if slot is None:
+            slot = self._slots[path] = _Slot(adapter)
+        if slot.running:
+            slot.dirty = True
+            return
+        if slot.queued or slot.timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = slot.last_found + self._cooldown - loop.time()
+        if wait > 0:
+            self._later(slot, path, wait)
+        else:
+            self._enqueue(path)
+
+    async def idle(self) -> None:
+        """Wait until nothing is queued, cooling down or running."""
+        while self.pending:
+            self._settled.clear()
+            await self._settled.wait()
+
+    async def close(self, grace_s: float) -> None:
+        """Stop taking work; let running ingests finish for up to `grace_s`, then cancel.
+
+        Paths still queued are not lost: their files differ from what the store last saw,
+        so the next start's catch-up scan ingests them.
+        """
+        self._closing = True
+        for slot in self._slots.values():
+            if slot.timer is not None:
+                slot.timer.cancel()
+                slot.timer = None
+        self._timers = 0
+        self._ready.clear()
+        self._wakeup.set()
+        _, unfinished = await asyncio.wait(self._workers, timeout=grace_s)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        if unfinished:
+            log.warning("dispatch.cancelled", running=len(unfinished))
+        self._settled.set()
+
+    # ------------------------------------------------------------------------ inside
+
+    def _later(self, slot: _Slot, path: str, delay: float) -> None:
+        slot.timer = asyncio.get_running_loop().call_later(delay, self._fire, path)
+        self._timers += 1
+
+    def _fire(self, path: str) -> None:
+        self._timers -= 1
+        slot = self._slots.get(path)
+        if slot is not None:
+            slot.timer = None
+        self._enqueue(path)
+
+    def _enqueue(self, path: str) -> None:
+        slot = self._slots.get(path)
+        if slot is None or self._closing:
+            return
+        slot.queued = True
+        self._ready.append(path)
+        self._wakeup.set()
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            if not self._ready:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            path = self._ready.popleft()
+            slot = self._slots[path]
+            slot.queued = False
+            slot.running = True
+            self._busy += 1
+            try:
+                result = await self._ingest(slot.adapter, path)
+            except StoreError as exc:
+                if not exc.busy:
+                    raise
+                # Another writer (the Traces CLI) holds the database: try again later.
+                slot.busy_retries += 1
+                delay = min(BUSY_RETRY_MAX_S, 0.5 * 2**slot.busy_retries)
+                log.warning("dispatch.store_busy", path=path, retry_in_s=delay)
+                slot.dirty = False
+                self._later(slot, path, delay)
+                continue
+            finally:
+                self._busy -= 1
+                slot.running = False
+                if not self.pending:
+                    self._settled.set()
+            slot.busy_retries = 0
+            if result.captured or result.updated:
+                slot.last_found = loop.time()
+            if slot.dirty:
+                slot.dirty = False
+                self.submit(slot.adapter, path)
+            elif slot.last_found + self._cooldown <= loop.time():
+                del self._slots[path]  # nothing pending and out of cooldown: forget it
+            else:
+                loop.call_later(self._cooldown, self._forget, path)
+
+    def _forget(self, path: str) -> None:
+        slot = self._slots.get(path)
+        if slot and not (slot.running or slot.queued or slot.dirty or slot.timer):
+            del self._slots[path]
+
+    def _check_crash(self, task: asyncio.Task[None]) -> None:
+        # A bug, not bad input (ingest contains that): let the daemon fail loudly.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("dispatch.worker_crashed", exc_info=exc)
+            if self._on_crash is not None:
+                self._on_crash(exc)

@@ -1,0 +1,313 @@
+"""Git context of a directory: origin URL (credentials stripped), branch, HEAD commit.
+
+Each of the three is asked of `git` separately, in parallel, so a repository with no remote
+or no commits still answers the rest. Every call is inert on any repository: fsmonitor and
+hooks off, no optional locks, no prompts, stdin closed, and one deadline for the whole
+lookup that kills the process group of any git still running.
+
+Answers are cached per repository, keyed by a fingerprint of the files git reads them from
+(HEAD, the branch ref, packed-refs, the config files). The fingerprint is taken before git
+runs and checked on every lookup, so a checkout or a commit is seen by the very next trace:
+the cache never answers from a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+
+from tracesd.models import GitInfo
+
+log = structlog.get_logger("tracesd.gitinfo")
+
+#: after a timeout, a repository is not asked again for this long (unless it changes)
+TIMEOUT_BACKOFF_S = 30.0
+_MAX_OUTPUT = 64 * 1024
+
+_SAFE_FLAGS = (
+    "--no-optional-locks",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.untrackedCache=false",
+)
+_QUERIES = {
+    "remote_url": ("remote", "get-url", "origin"),
+    "branch": ("symbolic-ref", "--quiet", "--short", "HEAD"),
+    "ref": ("rev-parse", "--verify", "--quiet", "HEAD"),
+}
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def scrub_url(url: str) -> str:
+    """A remote URL without credentials.
+
+    http(s): user info, query and fragment removed (`https://u:tok@host/x.git` ->
+    `https://host/x.git`). Other `scheme://` URLs keep the user name but lose any password.
+    scp-like `git@host:org/x.git` and local paths are returned as they are.
+    """
+    url = url.strip()
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return re.sub(r"://[^/]*@", "://", url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    netloc = f"{user}@{host}" if at and user else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True, slots=True)
+class _Repo:
+    worktree: str  # the directory that holds `.git`
+    dotgit: str
+    gitdir: str
+    commondir: str
+
+
+@dataclass(slots=True)
+class _Entry:
+    fingerprint: tuple[object, ...]
+    info: GitInfo
+    #: monotonic deadline before which a timed-out repository is not asked again
+    retry_after: float = 0.0
+
+
+class GitResolver:
+    """Looks up GitInfo for directories; one instance per daemon."""
+
+    def __init__(self, *, timeout_s: float, environ: Mapping[str, str], git: str = "git") -> None:
+        self.timeout_s = timeout_s
+        self._env = _git_env(environ)
+        self._git = shutil.which(git, path=self._env.get("PATH")) or git
+        self._global_configs = _global_configs(environ)
+        self._cache: dict[str, _Entry] = {}
+        self._inflight: dict[tuple[str, tuple[object, ...]], asyncio.Future[_Entry]] = {}
+        #: counters for status and benchmarks
+        self.lookups = 0
+        self.cache_hits = 0
+        self.timeouts = 0
+        self.failures = 0
+
+    async def lookup(self, directory: str | None) -> GitInfo | None:
+        """GitInfo of `directory`; None when it is missing or not inside a repository."""
+        if not directory:
+            return None
+        repo = _discover(directory)
+        if repo is None:
+            return None
+        self.lookups += 1
+        fingerprint = self._fingerprint(repo)
+        cached = self._cache.get(repo.worktree)
+        if (
+            cached is not None
+            and cached.fingerprint == fingerprint
+            and (cached.retry_after == 0.0 or time.monotonic() < cached.retry_after)
+        ):
+            self.cache_hits += 1
+            return cached.info
+        key = (repo.worktree, fingerprint)
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._ask(repo, directory, fingerprint))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(key, None))
+        entry = await asyncio.shield(pending)
+        return entry.info
+
+    async def _ask(self, repo: _Repo, directory: str, fingerprint: tuple[object, ...]) -> _Entry:
+        deadline = time.monotonic() + self.timeout_s
+        names = list(_QUERIES)
+        results = await asyncio.gather(
+            *(self._run(_QUERIES[name], directory, deadline) for name in names)
+        )
+        answers = dict(zip(names, results, strict=True))
+        timed_out = any(r is _TIMEOUT for r in results)
+        values = {k: (v if isinstance(v, str) else None) for k, v in answers.items()}
+        if values["remote_url"] is not None:
+            values["remote_url"] = scrub_url(values["remote_url"]) or None
+        if values["ref"] is not None and not _SHA.match(values["ref"]):
+            values["ref"] = None
+        info = GitInfo(**values)
+        entry = _Entry(fingerprint, info)
+        if timed_out:
+            self.timeouts += 1
+            entry.retry_after = time.monotonic() + TIMEOUT_BACKOFF_S
+            log.warning(
+                "gitinfo.timeout",
+                worktree=repo.worktree,
+                timeout_s=self.timeout_s,
+                answered=[k for k, v in values.items() if v is not None],
+            )
+        self._cache[repo.worktree] = entry
+        return entry
+
+    async def _run(self, args: tuple[str, ...], cwd: str, deadline: float) -> str | object | None:
+        """stdout of one git command; None on failure, _TIMEOUT when killed at the deadline."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self._git,
+                *_SAFE_FLAGS,
+                *args,
+                cwd=cwd,
+                env=self._env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # its own process group, killed as a whole
+            )
+        except OSError as exc:
+            self.failures += 1
+            log.warning("gitinfo.spawn_failed", git=self._git, error=exc.strerror)
+            return None
+        try:
+            async with asyncio.timeout_at(_loop_deadline(deadline)):
+                stdout = await _read_capped(proc.stdout)
+                await proc.wait()
+        except TimeoutError:
+            _kill_group(proc.pid)
+            await proc.wait()
+            return _TIMEOUT
+        except BaseException:
+            _kill_group(proc.pid)
+            raise
+        if proc.returncode != 0:
+            return None
+        text = stdout.decode("utf-8", "replace").strip()
+        return text or None
+
+    def _fingerprint(self, repo: _Repo) -> tuple[object, ...]:
+        head = _read(os.path.join(repo.gitdir, "HEAD"))
+        ref_path: str | None = None
+        if head is not None and head.startswith(b"ref:"):
+            refname = head[4:].strip().decode("utf-8", "replace")
+            if refname.startswith("refs/") and ".." not in refname:
+                ref_path = os.path.join(repo.commondir, refname)
+        paths = (
+            repo.dotgit,
+            ref_path,
+            os.path.join(repo.commondir, "packed-refs"),
+            os.path.join(repo.commondir, "config"),
+            os.path.join(repo.gitdir, "config.worktree"),
+            os.path.join(repo.commondir, "reftable", "tables.list"),
+            *self._global_configs,
+        )
+        return (head, *(_stat(p) for p in paths))
+
+
+class _Timeout:
+    pass
+
+
+_TIMEOUT = _Timeout()
+
+
+def _discover(directory: str) -> _Repo | None:
+    """The repository `directory` is in, found the way git does: the nearest `.git` above."""
+    current = os.path.abspath(directory)
+    if not os.path.isdir(current):
+        return None
+    while True:
+        dotgit = os.path.join(current, ".git")
+        if os.path.isdir(dotgit):
+            gitdir = dotgit
+            break
+        if os.path.isfile(dotgit):
+            pointer = _read(dotgit) or b""
+            if not pointer.startswith(b"gitdir:"):
+                return None
+            target = pointer[7:].strip().decode("utf-8", "surrogateescape")
+            gitdir = os.path.normpath(os.path.join(current, target))
+            break
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+    common = _read(os.path.join(gitdir, "commondir"))
+    commondir = (
+        os.path.normpath(os.path.join(gitdir, common.strip().decode("utf-8", "surrogateescape")))
+        if common
+        else gitdir
+    )
+    return _Repo(worktree=current, dotgit=dotgit, gitdir=gitdir, commondir=commondir)
+
+
+def _git_env(environ: Mapping[str, str]) -> dict[str, str]:
+    # No GIT_* from our own environment may steer discovery or config (GIT_DIR and friends).
+    env = {k: v for k, v in environ.items() if not k.startswith("GIT_")}
+    env.pop("SSH_ASKPASS", None)
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_OPTIONAL_LOCKS="0",
+        GIT_ASKPASS="/bin/false",
+        LC_ALL="C",
+    )
+    return env
+
+
+def _global_configs(environ: Mapping[str, str]) -> tuple[str, ...]:
+    home = environ.get("HOME", "")
+    xdg = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return (
+        os.path.join(home, ".gitconfig"),
+        os.path.join(xdg, "git", "config"),
+        "/etc/gitconfig",
+    )
+
+
+def _read(path: str, limit: int = 4096) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError:
+        return None
+
+
+def _stat(path: str | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
+    """All of a pipe up to EOF, keeping at most _MAX_OUTPUT bytes (git's answers are tiny)."""
+    if stream is None:
+        return b""
+    kept = bytearray()
+    while chunk := await stream.read(_MAX_OUTPUT):
+        if len(kept) < _MAX_OUTPUT:
+            kept += chunk[: _MAX_OUTPUT - len(kept)]
+    return bytes(kept)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _loop_deadline(deadline: float) -> float:
+    """Translate a time.monotonic() deadline to the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())

@@ -1,0 +1,191 @@
+"""Schema migrations, applied once at open, before anything else touches the database.
+
+Two ordered lists:
+
+* `SHARED`: the `traces` table the Traces CLI and tracesd both use. Its version is
+  `PRAGMA user_version` and stays in step with the Traces CLI's own numbering (4 = git
+  columns), so the CLI never sees a version it does not know.
+* `PRIVATE`: tables of tracesd's own (`tracesd_*`), recorded by name in
+  `tracesd_migrations`. They never bump `user_version`.
+
+Every step runs in its own `BEGIN IMMEDIATE` transaction together with its bookkeeping and
+is idempotent (it checks what exists before it adds), so a crash mid-way, a re-run, or a
+second process migrating at the same time all end in the same schema. A database newer
+than `SCHEMA_VERSION` is refused untouched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracesd.errors import SchemaTooNew, StoreError
+
+SCHEMA_VERSION = 4
+
+Step = Callable[[sqlite3.Connection], None]
+
+# The Traces CLI v3 layout.
+_V3_COLUMNS = (
+    ("agent_id", "TEXT"),
+    ("title", "TEXT"),
+    ("preview", "TEXT"),
+    ("timestamp", "INTEGER"),
+    ("directory", "TEXT"),
+    ("source_path", "TEXT"),
+    ("shared_url", "TEXT"),
+    ("shared_visibility", "TEXT"),
+)
+_V4_COLUMNS = (
+    ("git_remote_url", "TEXT"),
+    ("git_branch", "TEXT"),
+    ("git_ref", "TEXT"),
+    ("created_at", "INTEGER"),
+    ("updated_at", "INTEGER"),
+)
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _add_missing(
+    conn: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...]
+) -> None:
+    present = _columns(conn, table)
+    for name, decl in columns:
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+def _traces_v3(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS traces (
+            id TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            title TEXT,
+            preview TEXT,
+            timestamp INTEGER,
+            directory TEXT,
+            source_path TEXT,
+            shared_url TEXT,
+            shared_visibility TEXT
+        )
+        """
+    )
+    _add_missing(conn, "traces", _V3_COLUMNS)  # older layouts with fewer columns
+
+
+def _traces_v4_git(conn: sqlite3.Connection) -> None:
+    _add_missing(conn, "traces", _V4_COLUMNS)
+    now = int(time.time() * 1000)
+    conn.execute(
+        "UPDATE traces SET created_at = COALESCE(created_at, timestamp, ?),"
+        " updated_at = COALESCE(updated_at, timestamp, ?)"
+        " WHERE created_at IS NULL OR updated_at IS NULL",
+        (now, now),
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS traces_git_remote_url ON traces (git_remote_url)")
+    conn.execute("CREATE INDEX IF NOT EXISTS traces_timestamp ON traces (timestamp)")
+
+
+def _files(conn: sqlite3.Connection) -> None:
+    # What the last read of each session file saw, so a scan can skip unchanged files.
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tracesd_files (
+            path TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            trace_ids TEXT,
+            error TEXT,
+            seen_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
+SHARED: tuple[tuple[int, str, Step], ...] = (
+    (3, "traces_v3_layout", _traces_v3),
+    (4, "traces_git_context", _traces_v4_git),
+)
+PRIVATE: tuple[tuple[str, Step], ...] = (("0001_files", _files),)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    from_version: int
+    to_version: int
+    applied: tuple[str, ...]
+
+
+def apply(path: Path, *, busy_timeout_s: float = 5.0) -> Result:
+    """Bring the database at `path` to the current schema. Raises SchemaTooNew, StoreError."""
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from None
+    try:
+        return _apply(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot migrate database {path}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _apply(conn: sqlite3.Connection, path: Path) -> Result:
+    conn.execute("PRAGMA journal_mode=WAL")
+    start = _user_version(conn)
+    if start > SCHEMA_VERSION:
+        raise SchemaTooNew(path, start, SCHEMA_VERSION)
+    applied: list[str] = []
+    for target, name, step in SHARED:
+        with _immediate(conn):
+            current = _user_version(conn)  # re-read: another process may have migrated
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNew(path, current, SCHEMA_VERSION)
+            if current >= target:
+                continue
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {target}")
+            applied.append(name)
+    with _immediate(conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS tracesd_migrations"
+            " (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+        )
+    for name, step in PRIVATE:
+        with _immediate(conn):
+            done = conn.execute("SELECT 1 FROM tracesd_migrations WHERE name = ?", (name,))
+            if done.fetchone():
+                continue
+            step(conn)
+            conn.execute(
+                "INSERT INTO tracesd_migrations (name, applied_at) VALUES (?, ?)",
+                (name, int(time.time() * 1000)),
+            )
+            applied.append(name)
+    return Result(start, _user_version(conn), tuple(applied))
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+class _immediate:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

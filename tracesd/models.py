@@ -1,0 +1,84 @@
+"""Plain values passed between the stages: adapters -> ingest -> store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+#: Agent ids as the Traces CLI and API name them (INTERFACE section 5).
+AGENT_IDS: tuple[str, ...] = (
+    "claude-code",
+    "codex",
+    "gemini-cli",
+    "opencode",
+    "pi",
+    "amp",
+    "cline",
+    "cursor",
+    "copilot",
+)
+
+TITLE_MAX = 200
+PREVIEW_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class GitInfo:
+    """Git context of a directory. Each field is looked up on its own and may be None."""
+
+    remote_url: str | None = None
+    branch: str | None = None
+    ref: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.remote_url is None and self.branch is None and self.ref is None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceMeta:
+    """What an adapter reads from one session: no git, no database."""
+
+    agent_id: str
+    trace_id: str
+    source_path: str
+    directory: str | None
+    title: str | None
+    preview: str | None
+    #: last activity, ms since epoch
+    timestamp: int | None
+    #: session start, ms since epoch
+    created: int | None
+    #: git context the agent recorded itself (Codex does); used only when the
+    #: directory is no longer a repository we can ask.
+    agent_git: GitInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """One row of the `traces` table (INTERFACE section 5)."""
+
+    id: str
+    agent_id: str
+    title: str | None = None
+    preview: str | None = None
+    timestamp: int | None = None
+    directory: str | None = None
+    source_path: str | None = None
+    shared_url: str | None = None
+    shared_visibility: str | None = None
+    git_remote_url: str | None = None
+    git_branch: str | None = None
+    git_ref: str | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+
+    @property
+    def git(self) -> GitInfo:
+        return GitInfo(self.git_remote_url, self.git_branch, self.git_ref)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+TRACE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Trace))

@@ -1,0 +1,265 @@
+"""The SQLite store: one aiosqlite connection, WAL, migrations at open.
+
+All SQL of the running daemon lives here. Writes go through `atomic()`, which serialises
+transactions of concurrent tasks on the one connection and rolls back on any exception.
+The Traces CLI shares the file, so a busy database is waited for (busy_timeout), not
+failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from tracesd import migrations
+from tracesd.errors import StoreClosed, StoreError
+from tracesd.models import TRACE_COLUMNS, Trace
+
+BUSY_TIMEOUT_S = 10.0
+#: fields an upsert merges with COALESCE(new, old); the others are set as given
+_MERGED = tuple(c for c in TRACE_COLUMNS if c not in ("id", "agent_id", "created_at", "updated_at"))
+_UPDATABLE = frozenset(TRACE_COLUMNS) - {"id"}
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What the last read of a session file saw."""
+
+    path: str
+    agent_id: str
+    size: int
+    mtime_ns: int
+    trace_ids: tuple[str, ...]
+    error: str | None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Store:
+    """Open with `await Store.open(path)`; close with `await store.close()` (idempotent)."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn: aiosqlite.Connection | None = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Store:
+        """Create the directory (0700) and file (0600) if needed, migrate, connect."""
+        await asyncio.to_thread(_prepare, path, busy_timeout_s)
+        try:
+            conn = await aiosqlite.connect(path, timeout=busy_timeout_s, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("PRAGMA optimize")
+            await conn.close()
+
+    @property
+    def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreClosed("the store is closed")
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def atomic(self) -> AsyncIterator[Transaction]:
+        """One write transaction (BEGIN IMMEDIATE); concurrent callers wait their turn.
+
+        sqlite3 errors inside become StoreError (`busy` when the database stayed locked
+        past the busy timeout, e.g. while the Traces CLI held a long write).
+        """
+        async with self._write_lock:
+            db = self._db
+            with _translated(self.path):
+                await db.execute("BEGIN IMMEDIATE")
+            try:
+                with _translated(self.path):
+                    yield Transaction(db)
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+                raise
+            with _translated(self.path):
+                await db.execute("COMMIT")
+
+    # ----------------------------------------------------------------- single writes
+
+    async def upsert(self, trace: Trace) -> None:
+        async with self.atomic() as tx:
+            await tx.upsert(trace)
+
+    async def update(self, trace_id: str, **fields: Any) -> bool:
+        async with self.atomic() as tx:
+            return await tx.update(trace_id, **fields)
+
+    # ------------------------------------------------------------------------- reads
+
+    async def get(self, trace_id: str) -> Trace | None:
+        async with self._db.execute("SELECT * FROM traces WHERE id = ?", (trace_id,)) as cur:
+            row = await cur.fetchone()
+        return _trace(row) if row is not None else None
+
+    async def list_traces(
+        self,
+        *,
+        agent: str | None = None,
+        repo: str | None = None,
+        directory: str | None = None,
+        limit: int = 50,
+    ) -> list[Trace]:
+        """Traces newest first (by last activity), filtered by agent, remote URL, directory.
+
+        `repo` matches with or without a trailing `.git`; `directory` matches the directory
+        itself and everything below it.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        if agent:
+            where.append("agent_id = ?")
+            args.append(agent)
+        if repo:
+            base = repo.rstrip("/").removesuffix(".git")
+            where.append("git_remote_url IN (?, ?, ?)")
+            args += [base, base + ".git", base + "/"]
+        if directory:
+            directory = directory.rstrip("/") or "/"
+            prefix = directory if directory.endswith("/") else directory + "/"
+            where.append(r"(directory = ? OR directory LIKE ? ESCAPE '\')")
+            args += [directory, _like_escape(prefix) + "%"]
+        sql = "SELECT * FROM traces"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY COALESCE(timestamp, created_at, 0) DESC, id LIMIT ?"
+        args.append(limit)
+        async with self._db.execute(sql, args) as cur:
+            return [_trace(row) for row in await cur.fetchall()]
+
+    async def count_by_agent(self) -> dict[str, int]:
+        sql = "SELECT agent_id, COUNT(*) FROM traces GROUP BY agent_id ORDER BY agent_id"
+        async with self._db.execute(sql) as cur:
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def directories(self) -> list[str]:
+        sql = "SELECT DISTINCT directory FROM traces WHERE directory IS NOT NULL"
+        async with self._db.execute(sql) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    async def file_states(self) -> dict[str, FileState]:
+        async with self._db.execute("SELECT * FROM tracesd_files") as cur:
+            rows = await cur.fetchall()
+        return {row["path"]: _file_state(row) for row in rows}
+
+    async def file_state(self, path: str) -> FileState | None:
+        sql = "SELECT * FROM tracesd_files WHERE path = ?"
+        async with self._db.execute(sql, (path,)) as cur:
+            row = await cur.fetchone()
+        return _file_state(row) if row is not None else None
+
+
+class Transaction:
+    """The write side of one open transaction; only valid inside `Store.atomic()`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def upsert(self, trace: Trace) -> None:
+        """Insert, or merge into the stored row: NULL fields keep the stored value."""
+        values = trace.as_dict()
+        stamp = now_ms()
+        values["updated_at"] = values["updated_at"] or stamp
+        values["created_at"] = values["created_at"] or stamp
+        merged = ", ".join(f"{c} = COALESCE(excluded.{c}, traces.{c})" for c in _MERGED)
+        sql = (
+            f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)})"
+            f" VALUES ({', '.join('?' for _ in TRACE_COLUMNS)})"
+            f" ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, {merged},"
+            " created_at = COALESCE(traces.created_at, excluded.created_at),"
+            " updated_at = excluded.updated_at"
+        )
+        await self._db.execute(sql, [values[c] for c in TRACE_COLUMNS])
+
+    async def update(self, trace_id: str, **fields: Any) -> bool:
+        """Set exactly the given fields (None clears); True when the row exists."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable trace fields: {', '.join(sorted(unknown))}")
+        fields.setdefault("updated_at", now_ms())
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        sql = f"UPDATE traces SET {assignments} WHERE id = ?"
+        cursor = await self._db.execute(sql, [*fields.values(), trace_id])
+        return cursor.rowcount > 0
+
+    async def set_file(
+        self,
+        path: str,
+        *,
+        agent_id: str,
+        size: int,
+        mtime_ns: int,
+        trace_ids: Iterable[str] = (),
+        error: str | None = None,
+    ) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO tracesd_files"
+            " (path, agent_id, size, mtime_ns, trace_ids, error, seen_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (path, agent_id, size, mtime_ns, json.dumps(list(trace_ids)), error, now_ms()),
+        )
+
+
+def _prepare(path: Path, busy_timeout_s: float) -> None:
+    """Create the directory (0700) and an empty file (0600) if needed, then migrate."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+    migrations.apply(path, busy_timeout_s=busy_timeout_s)
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        message = str(exc)
+        busy = "locked" in message or "busy" in message
+        raise StoreError(f"database {path}: {message}", busy=busy) from exc
+
+
+def _trace(row: sqlite3.Row) -> Trace:
+    return Trace(**{c: row[c] for c in TRACE_COLUMNS})
+
+
+def _file_state(row: sqlite3.Row) -> FileState:
+    try:
+        ids = tuple(json.loads(row["trace_ids"] or "[]"))
+    except ValueError:
+        ids = ()
+    return FileState(row["path"], row["agent_id"], row["size"], row["mtime_ns"], ids, row["error"])
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
