@@ -162,8 +162,10 @@ class GitResolver:
 
     async def _run(self, args: tuple[str, ...], cwd: str, deadline: float) -> str | object | None:
         """stdout of one git command; None on failure, _TIMEOUT when killed at the deadline."""
+        loop = asyncio.get_running_loop()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, proto = await loop.subprocess_exec(
+                lambda: _Collect(loop),
                 self._git,
                 *_SAFE_FLAGS,
                 *args,
@@ -180,18 +182,20 @@ class GitResolver:
             return None
         try:
             async with asyncio.timeout_at(_loop_deadline(deadline)):
-                stdout = await _read_capped(proc.stdout)
-                await proc.wait()
+                await proto.finished
         except TimeoutError:
-            _kill_group(proc.pid)
-            await proc.wait()
+            await _kill(transport, proto)
             return _TIMEOUT
         except BaseException:
-            _kill_group(proc.pid)
+            _kill_group(transport.get_pid())
             raise
-        if proc.returncode != 0:
+        finally:
+            # Also closes our end of the pipe, so a helper that escaped the process group
+            # and still holds it open cannot hold us.
+            transport.close()
+        if transport.get_returncode() != 0:
             return None
-        text = stdout.decode("utf-8", "replace").strip()
+        text = bytes(proto.stdout).decode("utf-8", "replace").strip()
         return text or None
 
     def _fingerprint(self, repo: _Repo) -> tuple[object, ...]:
@@ -291,20 +295,40 @@ def _stat(path: str | None) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
-    """All of a pipe up to EOF, keeping at most _MAX_OUTPUT bytes (git's answers are tiny)."""
-    if stream is None:
-        return b""
-    kept = bytearray()
-    while chunk := await stream.read(_MAX_OUTPUT):
-        if len(kept) < _MAX_OUTPUT:
-            kept += chunk[: _MAX_OUTPUT - len(kept)]
-    return bytes(kept)
+class _Collect(asyncio.SubprocessProtocol):
+    """Keeps the first _MAX_OUTPUT bytes of stdout (git's answers are tiny); `finished`
+    resolves once the process has exited and its pipes are closed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.stdout = bytearray()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        room = _MAX_OUTPUT - len(self.stdout)
+        if fd == 1 and room > 0:
+            self.stdout += data[:room]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+async def _kill(transport: asyncio.SubprocessTransport, proto: _Collect) -> None:
+    """Kill the process group and wait (briefly) until the process is reaped."""
+    _kill_group(transport.get_pid())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(proto.exited), 1.0)
+
+
+def _kill_group(pid: int | None) -> None:
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _loop_deadline(deadline: float) -> float:

@@ -58,6 +58,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         )
     )
     handler.setLevel(_LEVELS[level])
+    logging.captureWarnings(True)  # Python warnings become log lines too
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(_LEVELS[level])

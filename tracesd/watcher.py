@@ -19,12 +19,14 @@ import contextlib
 import errno
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 from watchdog.events import (
     DirCreatedEvent,
+    DirDeletedEvent,
     DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
@@ -42,6 +44,7 @@ log = structlog.get_logger("tracesd.watcher")
 
 # Never FileOpenedEvent / FileClosedNoWriteEvent (see module docstring). DirCreatedEvent
 # must stay: without it watchdog stops covering new sub-directories (watchdog #990).
+# DirDeletedEvent tells us the root itself went away (watchdog then stops its emitter).
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     FileModifiedEvent,
@@ -49,7 +52,13 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileMovedEvent,
     DirCreatedEvent,
     DirMovedEvent,
+    DirDeletedEvent,
 ]
+# watchdog re-registers a callback it already holds when its recursive walk meets a new
+# directory twice, and warns about it; nothing is wrong, so do not let it reach the log.
+warnings.filterwarnings(
+    "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
+)
 _OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 _LIMIT_HINT = (
     "inotify limit reached; raise it with "
@@ -185,6 +194,14 @@ class Watcher:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(callback, *args)
 
+    def _root_deleted(self, root: Root) -> None:
+        # watchdog stopped this root's emitter; forget the watch and look again now, so
+        # `rm -rf root && mkdir root` (same inode number, often) is re-armed at once.
+        log.info("watcher.root_deleted", agent=root.adapter.agent_id, root=root.path)
+        self._unwatch(root)
+        root.identity = None
+        self.check_roots()
+
     def _overflowed(self) -> None:
         self._deliver(self._overflow_on_loop)
 
@@ -214,8 +231,11 @@ class _Handler(FileSystemEventHandler):
         moved = event.event_type == "moved"
         path = os.fsdecode(event.dest_path if moved else event.src_path)
         if event.is_directory:
-            # Files inside a directory moved in from elsewhere produce no events.
-            if moved and path.startswith(self._prefix):
+            if event.event_type == "deleted":
+                if path.rstrip("/") == self._prefix.rstrip("/"):
+                    watcher._deliver(watcher._root_deleted, self._root)
+            elif moved and path.startswith(self._prefix):
+                # Files inside a directory moved in from elsewhere produce no events.
                 watcher._deliver(watcher._on_rescan, "directory_moved", [self._root.path])
             return
         if not path.startswith(self._prefix):

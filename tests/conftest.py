@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import Daemon, isolated_env
+from tracesd.config import Config, load_config
+from tracesd.store import Store
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def make_config(home: Path) -> Callable[..., Config]:
+    """Config for an isolated HOME; keyword arguments are dotted-key overrides."""
+
+    def make(environ: dict[str, str] | None = None, **overrides: Any) -> Config:
+        env = isolated_env(home, **(environ or {}))
+        dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+        return load_config(environ=env, overrides=dotted)
+
+    return make
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(tmp_path / "db" / "traces.db")
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[..., Daemon]]:
+    """Start real `tracesd run` processes; every one is killed at the end of the test."""
+    started: list[Daemon] = []
+
+    def start(home: Path, *args: str, env: dict[str, str] | None = None) -> Daemon:
+        daemon = Daemon(home, *args, env=env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_agent_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's own agent directories."""
+    for name in list(os.environ):
+        if name.startswith(("CLAUDE_", "CODEX_", "GEMINI_", "TRACES", "XDG_")):
+            monkeypatch.delenv(name)

@@ -1,0 +1,243 @@
+"""Real things for tests: git repositories, agent session files, a `tracesd run` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).parent / "fixtures" / "agents"
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, **GIT_ENV}
+    out = subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def make_repo(
+    path: Path,
+    *,
+    remote: str | None = "https://github.com/example/project.git",
+    commits: int = 1,
+    branch: str = "main",
+) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", branch)
+    if remote:
+        git(path, "remote", "add", "origin", remote)
+    for i in range(commits):
+        commit(path, f"commit {i}")
+    return path
+
+
+def commit(repo: Path, message: str = "change") -> str:
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+# --------------------------------------------------------------------- session files
+
+
+def claude_session(
+    home: Path,
+    cwd: Path | str,
+    prompt: str = "Fix the flaky test",
+    *,
+    session_id: str | None = None,
+    extra_lines: list[dict[str, Any]] | None = None,
+) -> tuple[str, Path]:
+    """Write a Claude Code transcript (atomically, like a fresh session appears)."""
+    session_id = session_id or str(uuid.uuid4())
+    project = home / ".claude" / "projects" / str(cwd).replace("/", "-").replace(".", "-")
+    project.mkdir(parents=True, exist_ok=True)
+    lines = [
+        {
+            "type": "user",
+            "cwd": str(cwd),
+            "sessionId": session_id,
+            "message": {"role": "user", "content": prompt},
+            "timestamp": "2026-11-28T10:00:00.000Z",
+        },
+        *(extra_lines or []),
+    ]
+    path = project / f"{session_id}.jsonl"
+    write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
+    return session_id, path
+
+
+def codex_session(home: Path, cwd: Path | str, prompt: str = "Add retries") -> tuple[str, Path]:
+    session_id = str(uuid.uuid4())
+    day = home / ".codex" / "sessions" / "2026" / "11" / "28"
+    day.mkdir(parents=True, exist_ok=True)
+    records = [
+        {
+            "timestamp": "2026-11-28T10:00:00.000Z",
+            "type": "session_meta",
+            "payload": {"id": session_id, "timestamp": "2026-11-28T10:00:00.000Z", "cwd": str(cwd)},
+        },
+        {
+            "timestamp": "2026-11-28T10:00:01.000Z",
+            "type": "event_msg",
+            "payload": {"type": "user_message", "message": prompt},
+        },
+    ]
+    path = day / f"rollout-2026-11-28T10-00-00-{session_id}.jsonl"
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+    return session_id, path
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    data = text.encode() if isinstance(text, str) else text
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------- daemon
+
+
+def isolated_env(home: Path, **extra: str) -> dict[str, str]:
+    """An environment whose every path points into `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "TRACES"))}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_RUNTIME_DIR=str(home / ".run"),
+        PYTHONUNBUFFERED="1",
+    )
+    for name in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def tracesd(home: Path, *args: str, env: dict[str, str] | None = None, **kw: Any) -> Any:
+    """Run the `tracesd` CLI to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "tracesd", *args],
+        env=env or isolated_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kw,
+    )
+
+
+class Daemon:
+    """A real `tracesd run` subprocess with JSON logs collected from stderr."""
+
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.log_path = home.parent / f"daemon-{uuid.uuid4().hex[:6]}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracesd", "run", "--log-format", "json", *args],
+            env=env or isolated_env(home),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def db(self) -> Path:
+        return self.home / ".traces" / "traces.db"
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or event.get("event") == name:
+                out.append(event)
+        return out
+
+    def wait_for_event(
+        self, name: str, timeout: float = 10.0, where: Callable[[dict[str, Any]], bool] = bool
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events(name):
+                if where(event):
+                    return event
+            assert self.proc.poll() is None, f"daemon exited:\n{self.log_path.read_text()}"
+            time.sleep(0.02)
+        raise AssertionError(f"no {name} event in {timeout}s:\n{self.log_path.read_text()}")
+
+    def wait_ready(self) -> None:
+        self.wait_for_event("scan.finished", where=lambda e: e.get("reason") == "startup")
+
+    def row(self, trace_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = query(self.db, "SELECT * FROM traces WHERE id = ?", trace_id)
+            if found:
+                return found[0]
+            assert self.proc.poll() is None, f"daemon exited:\n{self.log_path.read_text()}"
+            time.sleep(0.02)
+        raise AssertionError(f"trace {trace_id} not captured:\n{self.log_path.read_text()}")
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._log.close()
+
+
+def query(db: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, args)]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
+
+
+def processes_with(marker: str) -> Iterator[int]:
+    """PIDs whose command line contains `marker`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            yield int(entry.name)

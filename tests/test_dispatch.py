@@ -1,0 +1,123 @@
+"""The dispatcher: immediate for new paths, coalesced while busy, bounded, never lossy."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import pytest
+
+from tests.fakes import ControlledIngest
+from tracesd.adapters import Adapter
+from tracesd.dispatch import Dispatcher
+from tracesd.errors import StoreError
+from tracesd.ingest import Result
+
+ADAPTER = cast(Adapter, object())
+
+
+async def settle(dispatcher: Dispatcher, timeout: float = 2.0) -> None:
+    await asyncio.wait_for(dispatcher.idle(), timeout)
+
+
+async def test_a_new_path_runs_at_once_without_waiting_for_the_cooldown() -> None:
+    ingest = ControlledIngest()
+    dispatcher = Dispatcher(ingest, cooldown_s=60)
+    dispatcher.submit(ADAPTER, "/a")
+    await settle(dispatcher)  # would time out if the first run waited for the cooldown
+    assert ingest.calls["/a"] == 1
+    await dispatcher.close(1)
+
+
+async def test_events_while_running_coalesce_into_one_more_run() -> None:
+    """100 events during one run cost one extra run, and the path never runs twice at once."""
+    ingest = ControlledIngest(Result())
+    ingest.gate.clear()
+    dispatcher = Dispatcher(ingest, cooldown_s=0)
+    dispatcher.submit(ADAPTER, "/a")
+    await asyncio.sleep(0.01)
+    for _ in range(100):
+        dispatcher.submit(ADAPTER, "/a")
+    ingest.gate.set()
+    await settle(dispatcher)
+    assert ingest.calls["/a"] == 2
+    assert ingest.max_running_per_path == 1
+    await dispatcher.close(1)
+
+
+async def test_a_busy_file_is_read_at_most_once_per_cooldown() -> None:
+    """After a run that stored something, a burst of events waits out the cooldown once."""
+    ingest = ControlledIngest()
+    dispatcher = Dispatcher(ingest, cooldown_s=0.2)
+    dispatcher.submit(ADAPTER, "/a")
+    await settle(dispatcher)
+    for _ in range(50):
+        dispatcher.submit(ADAPTER, "/a")
+        await asyncio.sleep(0.001)
+    assert ingest.calls["/a"] == 1  # still cooling down
+    await settle(dispatcher)
+    assert ingest.calls["/a"] == 2
+    await dispatcher.close(1)
+
+
+async def test_a_run_that_found_nothing_does_not_delay_the_next() -> None:
+    """An empty file (no trace yet) is read again at once when it changes."""
+    ingest = ControlledIngest(Result())
+    dispatcher = Dispatcher(ingest, cooldown_s=60)
+    dispatcher.submit(ADAPTER, "/a")
+    await settle(dispatcher)
+    dispatcher.submit(ADAPTER, "/a")
+    await settle(dispatcher)
+    assert ingest.calls["/a"] == 2
+    await dispatcher.close(1)
+
+
+async def test_workers_bound_how_many_ingests_run_at_once() -> None:
+    ingest = ControlledIngest()
+    ingest.gate.clear()
+    dispatcher = Dispatcher(ingest, workers=3)
+    for i in range(20):
+        dispatcher.submit(ADAPTER, f"/p{i}")
+    await asyncio.sleep(0.05)
+    assert ingest.max_running == 3
+    ingest.gate.set()
+    await settle(dispatcher)
+    assert sum(ingest.calls.values()) == 20
+    await dispatcher.close(1)
+
+
+async def test_a_locked_database_is_retried_until_it_frees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """StoreError(busy) is not a failure: the path is retried later, nothing is dropped."""
+    monkeypatch.setattr("tracesd.dispatch.BUSY_RETRY_MAX_S", 0.05)
+    ingest = ControlledIngest()
+    ingest.fail_with = lambda path: (
+        StoreError("locked", busy=True) if ingest.calls[path] < 3 else None
+    )
+    dispatcher = Dispatcher(ingest)
+    dispatcher.submit(ADAPTER, "/a")
+    await settle(dispatcher)
+    assert ingest.calls["/a"] == 3
+    await dispatcher.close(1)
+
+
+async def test_an_unexpected_error_is_reported_as_a_crash() -> None:
+    """A bug in ingest is not contained silently: the daemon is told."""
+    crashes: list[BaseException] = []
+    ingest = ControlledIngest()
+    ingest.fail_with = lambda path: RuntimeError("bug")
+    dispatcher = Dispatcher(ingest, workers=1, on_crash=crashes.append)
+    dispatcher.submit(ADAPTER, "/a")
+    await asyncio.sleep(0.05)
+    assert [type(e) for e in crashes] == [RuntimeError]
+    await dispatcher.close(1)
+
+
+async def test_close_cancels_runs_that_outlive_the_grace() -> None:
+    ingest = ControlledIngest()
+    ingest.gate.clear()
+    dispatcher = Dispatcher(ingest, workers=2)
+    dispatcher.submit(ADAPTER, "/a")
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(dispatcher.close(0.05), 2)
+    dispatcher.submit(ADAPTER, "/b")  # ignored once closing
+    assert ingest.calls == {"/a": 1}

@@ -1,0 +1,274 @@
+"""Git context from real repositories: every answer independent, inert, never stale."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import commit, git, make_repo, processes_with
+from tracesd.gitinfo import GitResolver, scrub_url
+from tracesd.models import GitInfo
+
+
+def resolver(timeout_s: float = 5.0, path: str | None = None) -> GitResolver:
+    env = {**os.environ, "PATH": path or os.environ["PATH"]}
+    return GitResolver(timeout_s=timeout_s, environ=env)
+
+
+def counting_git(tmp_path: Path) -> tuple[str, Path]:
+    """A `git` first on PATH that logs each call, then runs the real git."""
+    bindir = tmp_path / "countbin"
+    bindir.mkdir()
+    calls = tmp_path / "git-calls.log"
+    real = shutil.which("git")
+    script = bindir / "git"
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{real}" "$@"\n')
+    script.chmod(0o755)
+    calls.touch()
+    return f"{bindir}:{os.environ['PATH']}", calls
+
+
+async def test_full_repository_gives_remote_branch_and_commit(tmp_path: Path) -> None:
+    """A repository with an origin and a commit answers all three fields."""
+    repo = make_repo(tmp_path / "r", remote="https://github.com/acme/widget.git")
+    info = await resolver().lookup(str(repo))
+    assert (
+        GitInfo("https://github.com/acme/widget.git", "main", git(repo, "rev-parse", "HEAD"))
+        == info
+    )
+
+
+async def test_non_git_directory_is_none(tmp_path: Path) -> None:
+    """A plain directory has no git context, and that is not an error."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert await resolver().lookup(str(plain)) is None
+
+
+async def test_missing_directory_is_none(tmp_path: Path) -> None:
+    """A directory that no longer exists has no git context."""
+    assert await resolver().lookup(str(tmp_path / "gone")) is None
+    assert await resolver().lookup(None) is None
+
+
+async def test_repository_without_remote_keeps_branch_and_ref(tmp_path: Path) -> None:
+    """No origin: the remote is NULL, branch and commit still answer."""
+    repo = make_repo(tmp_path / "r", remote=None)
+    info = await resolver().lookup(str(repo))
+    assert info == GitInfo(None, "main", git(repo, "rev-parse", "HEAD"))
+
+
+async def test_detached_head_has_no_branch(tmp_path: Path) -> None:
+    """Detached HEAD: branch NULL, ref is the commit."""
+    repo = make_repo(tmp_path / "r", commits=2)
+    first = git(repo, "rev-parse", "HEAD~1")
+    git(repo, "checkout", "-q", "--detach", first)
+    info = await resolver().lookup(str(repo))
+    assert info == GitInfo("https://github.com/example/project.git", None, first)
+
+
+async def test_repository_without_commits_has_branch_but_no_ref(tmp_path: Path) -> None:
+    """An unborn branch: the branch name answers, the ref is NULL."""
+    repo = make_repo(tmp_path / "r", commits=0, branch="trunk")
+    info = await resolver().lookup(str(repo))
+    assert info == GitInfo("https://github.com/example/project.git", "trunk", None)
+
+
+async def test_subdirectory_resolves_to_its_repository(tmp_path: Path) -> None:
+    """A session started in a subdirectory gets the repository's context."""
+    repo = make_repo(tmp_path / "r")
+    sub = repo / "src" / "pkg"
+    sub.mkdir(parents=True)
+    assert await resolver().lookup(str(sub)) == await resolver().lookup(str(repo))
+
+
+async def test_worktree_resolves_its_own_branch_and_shared_remote(tmp_path: Path) -> None:
+    """A linked worktree (`.git` is a file) answers its own HEAD and the common origin."""
+    repo = make_repo(tmp_path / "r", remote="https://github.com/acme/widget.git")
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(worktree))
+    sha = commit(worktree, "on feature")
+    info = await resolver().lookup(str(worktree))
+    assert info == GitInfo("https://github.com/acme/widget.git", "feature", sha)
+    main = await resolver().lookup(str(repo))
+    assert main is not None
+    assert main.branch == "main"
+
+
+async def test_credentials_in_remote_are_stripped(tmp_path: Path) -> None:
+    """user:token in an https origin never leaves gitinfo."""
+    repo = make_repo(tmp_path / "r", remote="https://user:ghp_SECRET123@github.com/acme/w.git")
+    info = await resolver().lookup(str(repo))
+    assert info is not None
+    assert info.remote_url == "https://github.com/acme/w.git"
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("https://user:tok@github.com/a/b.git", "https://github.com/a/b.git"),
+        ("https://ghp_tokenonly@github.com/a/b.git", "https://github.com/a/b.git"),
+        ("http://u:p@host:8080/a/b.git?private_token=x#frag", "http://host:8080/a/b.git"),
+        ("HTTPS://u:p@Host/x", "https://Host/x"),
+        ("ssh://git:hunter2@host/a/b.git", "ssh://git@host/a/b.git"),
+        ("ssh://git@host:22/a/b.git", "ssh://git@host:22/a/b.git"),
+        ("git@github.com:a/b.git", "git@github.com:a/b.git"),
+        ("/srv/git/b.git", "/srv/git/b.git"),
+        ("https://u:p@[::1]:8080/x.git", "https://[::1]:8080/x.git"),
+        ("https://u:p@[bad/x.git", "https://[bad/x.git"),
+    ],
+)
+def test_scrub_url_removes_credentials(raw: str, clean: str) -> None:
+    """Credentials are removed from every URL form git accepts; nothing else changes."""
+    assert clean == scrub_url(raw)
+
+
+async def test_hostile_fsmonitor_config_is_never_executed(tmp_path: Path) -> None:
+    """A repository whose config runs a command on fsmonitor cannot make us run it."""
+    repo = make_repo(tmp_path / "r")
+    (repo / "f.txt").write_text("x")
+    git(repo, "add", "f.txt")
+    marker = tmp_path / "PWNED"
+    git(repo, "config", "core.fsmonitor", f"touch {marker}; false")
+    git(repo, "config", "core.hooksPath", str(tmp_path / "hooks"))
+    _careless_git_status(repo)
+    assert marker.exists(), "control: the fixture must trigger fsmonitor on a careless call"
+    marker.unlink()
+
+    info = await resolver().lookup(str(repo))
+
+    assert info is not None
+    assert info.branch == "main"
+    assert not marker.exists()
+
+
+def _careless_git_status(repo: Path) -> None:
+    subprocess.run(["git", "status"], cwd=repo, capture_output=True, check=False)
+
+
+async def test_hanging_git_times_out_and_kills_its_process_group(tmp_path: Path) -> None:
+    """A git that never answers is killed at the deadline, children included."""
+    repo = make_repo(tmp_path / "r")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    marker = f"hang-{os.getpid()}-{time.monotonic_ns()}"
+    fake = bindir / "git"
+    fake.write_text(f'#!/bin/bash\nexec -a "{marker}" sleep 3600\n')
+    fake.chmod(0o755)
+    r = resolver(timeout_s=0.5, path=f"{bindir}:{os.environ['PATH']}")
+
+    started = time.monotonic()
+    info = await r.lookup(str(repo))
+    elapsed = time.monotonic() - started
+
+    assert info == GitInfo()
+    assert 0.5 <= elapsed < 3.0
+    assert r.timeouts == 1
+    assert list(processes_with(marker)) == []
+    # Within the backoff the repository is not asked again: no second wait.
+    started = time.monotonic()
+    assert await r.lookup(str(repo)) == GitInfo()
+    assert time.monotonic() - started < 0.4
+
+
+async def test_hanging_git_children_in_the_group_are_killed(tmp_path: Path) -> None:
+    """A hanging git that forked a helper leaves no process behind."""
+    repo = make_repo(tmp_path / "r")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    marker = f"child-{os.getpid()}-{time.monotonic_ns()}"
+    fake = bindir / "git"
+    fake.write_text(f'#!/bin/bash\n( exec -a "{marker}" sleep 3600 ) &\nwait\n')
+    fake.chmod(0o755)
+    r = resolver(timeout_s=0.5, path=f"{bindir}:{os.environ['PATH']}")
+
+    started = time.monotonic()
+    await r.lookup(str(repo))
+    assert time.monotonic() - started >= 0.5  # it really hung until the deadline
+    await asyncio.sleep(0.1)
+
+    assert list(processes_with(marker)) == []
+
+
+async def test_helper_escaping_the_process_group_cannot_hold_the_lookup(tmp_path: Path) -> None:
+    """A git helper that setsid()s away still holding stdout is abandoned at the deadline."""
+    repo = make_repo(tmp_path / "r")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    marker = f"escaped-{os.getpid()}-{time.monotonic_ns()}"
+    fake = bindir / "git"
+    fake.write_text(f"#!/bin/bash\nsetsid bash -c 'exec -a \"{marker}\" sleep 3600' &\nexit 0\n")
+    fake.chmod(0o755)
+    r = resolver(timeout_s=0.5, path=f"{bindir}:{os.environ['PATH']}")
+    try:
+        started = time.monotonic()
+        info = await r.lookup(str(repo))
+        assert time.monotonic() - started < 3.0
+        assert info == GitInfo()
+    finally:
+        for pid in processes_with(marker):
+            os.kill(pid, 9)
+
+
+async def test_cache_answers_an_unchanged_repository_without_running_git(tmp_path: Path) -> None:
+    """The second lookup of an unchanged repository runs no git at all."""
+    repo = make_repo(tmp_path / "r")
+    path, calls = counting_git(tmp_path)
+    r = resolver(path=path)
+    first = await r.lookup(str(repo))
+    ran = len(calls.read_text().splitlines())
+    second = await r.lookup(str(repo / "."))
+    assert first == second
+    assert ran == 3
+    assert ran == len(calls.read_text().splitlines())
+    assert r.cache_hits == 1
+
+
+async def test_cache_is_never_stale_after_checkout_commit_or_remote_change(tmp_path: Path) -> None:
+    """Every change git would see is seen by the very next lookup."""
+    repo = make_repo(tmp_path / "r")
+    r = resolver()
+    await r.lookup(str(repo))
+
+    origin = "https://github.com/example/project.git"
+    git(repo, "checkout", "-q", "-b", "other")
+    assert await r.lookup(str(repo)) == GitInfo(origin, "other", git(repo, "rev-parse", "HEAD"))
+
+    sha = commit(repo)
+    assert await r.lookup(str(repo)) == GitInfo(origin, "other", sha)
+
+    git(repo, "remote", "set-url", "origin", "https://example.org/moved.git")
+    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved.git", "other", sha)
+
+    git(repo, "pack-refs", "--all")
+    sha = commit(repo)
+    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved.git", "other", sha)
+
+    git(repo, "checkout", "-q", "--detach")
+    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved.git", None, sha)
+
+
+async def test_concurrent_lookups_of_one_repository_share_one_git_run(tmp_path: Path) -> None:
+    """Ten sessions in one repository at once cost three git calls, not thirty."""
+    repo = make_repo(tmp_path / "r")
+    path, calls = counting_git(tmp_path)
+    r = resolver(path=path)
+    results = await asyncio.gather(*(r.lookup(str(repo)) for _ in range(10)))
+    assert len(set(results)) == 1
+    assert len(calls.read_text().splitlines()) == 3
+
+
+async def test_environment_git_dir_does_not_redirect_lookups(tmp_path: Path) -> None:
+    """GIT_DIR and friends in the daemon's environment never steer the lookup."""
+    repo = make_repo(tmp_path / "r", remote="https://github.com/acme/right.git")
+    decoy = make_repo(tmp_path / "decoy", remote="https://github.com/acme/wrong.git")
+    env = {**os.environ, "GIT_DIR": str(decoy / ".git"), "GIT_WORK_TREE": str(decoy)}
+    info = await GitResolver(timeout_s=5, environ=env).lookup(str(repo))
+    assert info is not None
+    assert info.remote_url == "https://github.com/acme/right.git"

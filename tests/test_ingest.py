@@ -1,0 +1,196 @@
+"""Ingest in-process: real files, real git, real SQLite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FIXTURES, claude_session, codex_session, commit, git, make_repo
+from tracesd.adapters import Adapter, Hints, build_adapters
+from tracesd.config import Config
+from tracesd.gitinfo import GitResolver
+from tracesd.ingest import Ingestor, Result
+from tracesd.store import Store
+
+
+@dataclass
+class Rig:
+    store: Store
+    ingestor: Ingestor
+    adapters: dict[str, Adapter]
+
+    async def ingest(self, path: Path, agent: str = "claude-code") -> Result:
+        return await self.ingestor.ingest(self.adapters[agent], str(path))
+
+
+@pytest.fixture
+async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterator[Rig]:
+    config = make_config(capture__exclude=[str(tmp_path / "secret") + "/**"])
+    store = await Store.open(config.storage.db_path)
+    git_resolver = GitResolver(timeout_s=5, environ=config.environ)
+    ingestor = Ingestor(store, git_resolver, exclude=config.capture.exclude)
+    adapters = {a.agent_id: a for a in build_adapters(config, Hints(ingestor.known_directories))}
+    yield Rig(store, ingestor, adapters)
+    await store.close()
+
+
+async def test_new_session_is_stored_with_git_context(rig: Rig, home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", remote="https://bob:tok@github.com/acme/app.git")
+    session_id, path = claude_session(home, repo, "Add a flag")
+    result = await rig.ingest(path)
+    assert (result.captured, result.error) == (1, None)
+    trace = await rig.store.get(session_id)
+    assert trace is not None
+    assert trace.git_remote_url == "https://github.com/acme/app.git"
+    assert trace.git_branch == "main"
+    assert trace.git_ref == git(repo, "rev-parse", "HEAD")
+    assert (trace.title, trace.directory, trace.source_path) == ("Add a flag", str(repo), str(path))
+    assert rig.ingestor.stats.captured_total == 1
+
+
+async def test_unchanged_file_causes_no_database_write(
+    rig: Rig, home: Path, tmp_path: Path
+) -> None:
+    """Reading the same file again commits nothing (an idle daemon writes nothing)."""
+    repo = make_repo(tmp_path / "repo")
+    _, path = claude_session(home, repo)
+    await rig.ingest(path)
+    wal = rig.store.path.with_name(rig.store.path.name + "-wal")
+    before = wal.stat().st_size, wal.stat().st_mtime_ns
+    result = await rig.ingest(path)
+    assert (result.captured, result.updated) == (0, 0)
+    assert (wal.stat().st_size, wal.stat().st_mtime_ns) == before
+
+
+async def test_later_changes_update_text_but_never_the_captured_git_context(
+    rig: Rig, home: Path, tmp_path: Path
+) -> None:
+    """Capture is the moment of truth: a checkout after the first sighting changes nothing."""
+    repo = make_repo(tmp_path / "repo")
+    first_ref = git(repo, "rev-parse", "HEAD")
+    session_id, path = claude_session(home, repo, "first prompt")
+    await rig.ingest(path)
+
+    git(repo, "checkout", "-q", "-b", "elsewhere")
+    commit(repo)
+    with path.open("a") as f:
+        reply = {
+            "type": "assistant",
+            "message": {"content": [{"type": "text", "text": "ok!"}]},
+            "timestamp": "2026-11-28T11:00:00.000Z",
+        }
+        f.write(json.dumps(reply) + "\n")
+    result = await rig.ingest(path)
+
+    assert result.updated == 1
+    trace = await rig.store.get(session_id)
+    assert trace is not None
+    assert (trace.git_branch, trace.git_ref) == ("main", first_ref)
+    assert (trace.title, trace.preview) == ("first prompt", "ok!")
+
+
+async def test_directory_learned_later_captures_git_then(
+    rig: Rig, home: Path, tmp_path: Path
+) -> None:
+    """A transcript whose first lines carry no cwd gets git context once the cwd appears."""
+    repo = make_repo(tmp_path / "repo")
+    project = home / ".claude" / "projects" / "p"
+    project.mkdir(parents=True)
+    path = project / "s1.jsonl"
+    no_cwd = {"type": "user", "message": {"content": "hi"}, "timestamp": "2026-11-28T10:00:00Z"}
+    path.write_text(json.dumps(no_cwd) + "\n")
+    await rig.ingest(path)
+    trace = await rig.store.get("s1")
+    assert trace is not None
+    assert (trace.directory, trace.git_ref) == (None, None)
+
+    with path.open("a") as f:
+        f.write(json.dumps({**no_cwd, "cwd": str(repo), "message": {"content": "more"}}) + "\n")
+    await rig.ingest(path)
+    trace = await rig.store.get("s1")
+    assert trace is not None
+    assert trace.directory == str(repo)
+    assert trace.git_ref == git(repo, "rev-parse", "HEAD")
+
+
+async def test_excluded_directories_are_never_stored(rig: Rig, home: Path, tmp_path: Path) -> None:
+    secret = make_repo(tmp_path / "secret" / "project")
+    session_id, path = claude_session(home, secret)
+    await rig.ingest(path)
+    assert await rig.store.get(session_id) is None
+    assert rig.ingestor.stats.skipped_by_reason["excluded"] == 1
+
+
+async def test_agent_recorded_git_fills_in_when_the_directory_is_gone(rig: Rig, home: Path) -> None:
+    """An old Codex session whose directory no longer exists keeps what Codex recorded."""
+    rollout = next((FIXTURES / "home" / ".codex" / "sessions").rglob("rollout-*.jsonl"))
+    meta = json.loads(rollout.read_text().splitlines()[0])
+    meta["payload"]["git"]["repository_url"] = "https://u:ghp_LEAK@github.com/example/x.git"
+    day = home / ".codex" / "sessions" / "2026" / "11" / "20"
+    day.mkdir(parents=True)
+    path = day / rollout.name
+    lines = rollout.read_text().splitlines()
+    path.write_text("\n".join([json.dumps(meta), *lines[1:]]) + "\n")
+
+    await rig.ingest(path, "codex")
+
+    trace = await rig.store.get(meta["payload"]["id"])
+    assert trace is not None
+    assert trace.git_remote_url == "https://github.com/example/x.git"
+    assert (trace.git_branch, trace.git_ref) == ("main", "4d3c2b1a0f9e8d7c6b5a49382716050f4e3d2c1b")
+
+
+async def test_a_non_git_directory_stores_null_git_fields(
+    rig: Rig, home: Path, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    session_id, path = codex_session(home, plain)
+    await rig.ingest(path, "codex")
+    trace = await rig.store.get(session_id)
+    assert trace is not None
+    assert trace.git == trace.git.__class__()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\x00\x01\x02garbage\n\xff\xfe\n", "binary"),
+        (b"{not json\n[1,\n", "malformed"),
+    ],
+)
+async def test_bad_files_are_counted_skipped_and_remembered(
+    rig: Rig, home: Path, tmp_path: Path, content: bytes, reason: str
+) -> None:
+    """One bad file: a reason, a count, a remembered state; the next file flows."""
+    project = home / ".claude" / "projects" / "p"
+    project.mkdir(parents=True)
+    bad = project / "bad.jsonl"
+    bad.write_bytes(content)
+    result = await rig.ingest(bad)
+    assert result.error == reason
+    assert rig.ingestor.stats.errors_by_reason[reason] == 1
+    state = await rig.store.file_state(str(bad))
+    assert state is not None
+    assert state.error == reason
+
+    _, good = claude_session(home, tmp_path)
+    assert (await rig.ingest(good)).captured == 1
+
+
+async def test_vanished_file_is_skipped_not_an_error(rig: Rig, home: Path) -> None:
+    result = await rig.ingest(home / ".claude" / "projects" / "p" / "gone.jsonl")
+    assert result.error == "vanished"
+    assert rig.ingestor.stats.errors_total == 0
+    assert rig.ingestor.stats.skipped_by_reason["vanished"] == 1
+
+
+async def test_known_directories_grow_with_captures(rig: Rig, home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    _, path = claude_session(home, repo)
+    await rig.ingest(path)
+    assert str(repo) in rig.ingestor.known_directories()

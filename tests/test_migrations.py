@@ -1,0 +1,148 @@
+"""Migrations on real SQLite files: fresh, idempotent, v3 upgraded in place, newer refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tracesd import migrations
+from tracesd.errors import SchemaTooNew, StoreError
+from tracesd.models import TRACE_COLUMNS
+
+
+def columns(db: Path, table: str = "traces") -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def user_version(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def traces_cli_v3(db: Path, rows: int = 3) -> None:
+    """A database as the Traces CLI v3 leaves it, with rows."""
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        """
+        CREATE TABLE traces (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, title TEXT,
+            preview TEXT, timestamp INTEGER, directory TEXT, source_path TEXT,
+            shared_url TEXT, shared_visibility TEXT);
+        PRAGMA user_version = 3;
+        """
+    )
+    conn.executemany(
+        "INSERT INTO traces"
+        " VALUES (?, 'claude-code', ?, 'p', ?, '/w', '/s', 'https://t/x', 'public')",
+        [(f"t{i}", f"title {i}", 1_700_000_000_000 + i) for i in range(rows)],
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_fresh_database_gets_the_current_schema(tmp_path: Path) -> None:
+    """A new file ends at version 4 with every INTERFACE column and tracesd's own tables."""
+    db = tmp_path / "t.db"
+    result = migrations.apply(db)
+    assert (result.from_version, result.to_version) == (0, migrations.SCHEMA_VERSION)
+    assert user_version(db) == 4
+    assert list(TRACE_COLUMNS) == sorted(columns(db), key=list(TRACE_COLUMNS).index)
+    assert set(columns(db)) == set(TRACE_COLUMNS)
+    assert "path" in columns(db, "tracesd_files")
+
+
+def test_applying_twice_changes_nothing(tmp_path: Path) -> None:
+    """A second apply is a no-op."""
+    db = tmp_path / "t.db"
+    migrations.apply(db)
+    result = migrations.apply(db)
+    assert result.applied == ()
+    assert result.from_version == result.to_version == 4
+
+
+@pytest.mark.parametrize(("version", "name", "step"), migrations.SHARED)
+def test_each_shared_step_is_idempotent(tmp_path: Path, version: int, name: str, step) -> None:
+    """Every step can run again on a database it already migrated."""
+    db = tmp_path / "t.db"
+    migrations.apply(db)
+    before = columns(db)
+    with sqlite3.connect(db) as conn:
+        step(conn)
+        step(conn)
+    assert columns(db) == before
+
+
+def test_a_step_rerun_after_a_lost_version_bump_is_harmless(tmp_path: Path) -> None:
+    """If user_version says 3 but the git columns exist (crash between), apply still works."""
+    db = tmp_path / "t.db"
+    migrations.apply(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 3")
+    assert migrations.apply(db).applied == ("traces_git_context",)
+    assert user_version(db) == 4
+
+
+def test_traces_cli_v3_database_upgrades_in_place_keeping_rows(tmp_path: Path) -> None:
+    """v3 -> 4 adds the git columns and keeps every row and value."""
+    db = tmp_path / "t.db"
+    traces_cli_v3(db, rows=5)
+
+    result = migrations.apply(db)
+
+    assert (result.from_version, result.to_version) == (3, 4)
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM traces ORDER BY id")]
+    assert [r["id"] for r in rows] == [f"t{i}" for i in range(5)]
+    assert rows[2]["title"] == "title 2"
+    assert rows[2]["shared_url"] == "https://t/x"
+    assert {r["git_remote_url"] for r in rows} == {None}
+    assert rows[2]["created_at"] == rows[2]["timestamp"] == 1_700_000_000_002
+
+
+def test_older_layout_missing_columns_is_completed(tmp_path: Path) -> None:
+    """An older Traces CLI table with fewer columns gains the missing ones."""
+    db = tmp_path / "t.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE traces (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL)")
+        conn.execute("INSERT INTO traces VALUES ('old', 'codex')")
+    migrations.apply(db)
+    assert set(columns(db)) == set(TRACE_COLUMNS)
+
+
+def test_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    """A database from a newer tracesd or Traces CLI is never downgraded or modified."""
+    db = tmp_path / "t.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE traces (id TEXT PRIMARY KEY, future TEXT)")
+        conn.execute("PRAGMA user_version = 9")
+    with pytest.raises(SchemaTooNew, match="schema version 9"):
+        migrations.apply(db)
+    assert user_version(db) == 9
+    assert columns(db) == ["id", "future"]
+
+
+def test_not_a_database_is_a_clear_store_error(tmp_path: Path) -> None:
+    """A file that is not SQLite gives a StoreError naming the file."""
+    db = tmp_path / "t.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=str(db)):
+        migrations.apply(db)
+
+
+def test_failing_step_leaves_no_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that fails half-way rolls back: no column, no version bump."""
+    db = tmp_path / "t.db"
+    traces_cli_v3(db)
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("ALTER TABLE traces ADD COLUMN half_done TEXT")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(migrations, "SHARED", ((4, "broken", broken),))
+    with pytest.raises(StoreError):
+        migrations.apply(db)
+    assert user_version(db) == 3
+    assert "half_done" not in columns(db)

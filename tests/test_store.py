@@ -1,0 +1,168 @@
+"""The store on real SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tracesd.errors import StoreClosed, StoreError
+from tracesd.models import Trace
+from tracesd.store import Store
+
+
+def trace(id: str = "t1", **fields: object) -> Trace:
+    values: dict[str, object] = {"agent_id": "claude-code", "timestamp": 1000, **fields}
+    return Trace(id=id, **values)  # type: ignore[arg-type]
+
+
+async def test_git_fields_round_trip(store: Store) -> None:
+    """What is upserted is what get() returns, git fields included."""
+    stored = trace(git_remote_url="https://github.com/a/b.git", git_branch="main", git_ref="a" * 40)
+    await store.upsert(stored)
+    got = await store.get("t1")
+    assert got is not None
+    assert got.git == stored.git
+    assert (got.agent_id, got.timestamp) == ("claude-code", 1000)
+    assert got.created_at is not None
+    assert got.updated_at is not None
+
+
+async def test_reupsert_with_null_git_fields_keeps_stored_values(store: Store) -> None:
+    """COALESCE(new, old): NULL keeps what is stored, a value replaces it."""
+    await store.upsert(trace(git_remote_url="https://h/r.git", git_branch="main", git_ref="1" * 40))
+    await store.upsert(trace(title="later"))
+    got = await store.get("t1")
+    assert got is not None
+    assert (got.git_remote_url, got.git_branch, got.git_ref) == (
+        "https://h/r.git",
+        "main",
+        "1" * 40,
+    )
+    assert got.title == "later"
+
+    await store.upsert(trace(git_branch="dev"))
+    got = await store.get("t1")
+    assert got is not None
+    assert (got.git_remote_url, got.git_branch) == ("https://h/r.git", "dev")
+
+
+async def test_reupsert_keeps_created_at(store: Store) -> None:
+    """created_at is set once."""
+    await store.upsert(trace(created_at=5))
+    await store.upsert(trace(created_at=99))
+    got = await store.get("t1")
+    assert got is not None
+    assert got.created_at == 5
+
+
+async def test_update_sets_only_the_given_fields(store: Store) -> None:
+    """update() touches exactly what it is given; None clears."""
+    await store.upsert(trace(title="a", preview="p", git_branch="main"))
+    assert await store.update("t1", title="b", preview=None)
+    got = await store.get("t1")
+    assert got is not None
+    assert (got.title, got.preview, got.git_branch, got.timestamp) == ("b", None, "main", 1000)
+
+
+async def test_update_of_a_missing_trace_says_so(store: Store) -> None:
+    assert not await store.update("nope", title="x")
+
+
+async def test_update_rejects_unknown_fields(store: Store) -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        await store.update("t1", bogus=1)
+
+
+async def test_list_is_newest_first_and_limited(store: Store) -> None:
+    for i in range(5):
+        await store.upsert(trace(f"t{i}", timestamp=100 + i))
+    assert [t.id for t in await store.list_traces(limit=3)] == ["t4", "t3", "t2"]
+
+
+async def test_list_filters_by_agent_repo_and_directory(store: Store) -> None:
+    """Filters combine; repo matches with or without .git; directory includes subdirs only."""
+    await store.upsert(trace("a", directory="/w/app", git_remote_url="https://h/app.git"))
+    await store.upsert(trace("b", directory="/w/app/sub", git_remote_url="https://h/app.git"))
+    await store.upsert(trace("c", directory="/w/apple", git_remote_url="https://h/apple.git"))
+    await store.upsert(
+        trace("d", agent_id="codex", directory="/w/app", git_remote_url="https://h/app")
+    )
+    await store.upsert(trace("e", directory="/w/a_p%", git_remote_url=None))
+
+    async def ids(**kw: Any) -> set[str]:
+        return {t.id for t in await store.list_traces(**kw)}
+
+    assert await ids(agent="codex") == {"d"}
+    assert await ids(repo="https://h/app.git") == {"a", "b", "d"}
+    assert await ids(repo="https://h/app") == {"a", "b", "d"}
+    assert await ids(directory="/w/app") == {"a", "b", "d"}
+    assert await ids(directory="/w/app/") == {"a", "b", "d"}
+    assert await ids(directory="/w/a_p%") == {"e"}
+    assert await ids(agent="claude-code", repo="https://h/app.git", directory="/w/app/sub") == {"b"}
+
+
+async def test_atomic_rolls_back_on_error(store: Store) -> None:
+    """Nothing of a failed transaction is kept."""
+
+    async def failing() -> None:
+        async with store.atomic() as tx:
+            await tx.upsert(trace("gone"))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await failing()
+    assert await store.get("gone") is None
+
+
+async def test_close_is_idempotent_and_use_after_close_raises(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "x.db")
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreClosed):
+        await store.get("t1")
+
+
+async def test_database_is_private_to_the_user(tmp_path: Path) -> None:
+    """Prompts live in the database: the file is 0600 in a 0700 directory."""
+    store = await Store.open(tmp_path / "private" / "traces.db")
+    await store.close()
+    assert stat.S_IMODE((tmp_path / "private").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "private" / "traces.db").stat().st_mode) == 0o600
+
+
+async def test_store_uses_wal(store: Store) -> None:
+    await store.upsert(trace())
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_write_blocked_past_busy_timeout_is_a_busy_store_error(tmp_path: Path) -> None:
+    """Another writer holding the lock past the busy timeout gives StoreError(busy=True)."""
+    db = tmp_path / "x.db"
+    store = await Store.open(db, busy_timeout_s=0.2)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError) as info:
+            await store.upsert(trace())
+        assert info.value.busy
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await store.upsert(trace())  # and works again once the lock is gone
+    assert await store.get("t1") is not None
+    await store.close()
+
+
+async def test_file_states_round_trip(store: Store) -> None:
+    async with store.atomic() as tx:
+        await tx.set_file("/a", agent_id="codex", size=10, mtime_ns=5, trace_ids=["x", "y\nz"])
+        await tx.set_file("/b", agent_id="codex", size=1, mtime_ns=2, error="binary")
+    states = await store.file_states()
+    assert states["/a"].trace_ids == ("x", "y\nz")
+    assert states["/b"].error == "binary"
+    assert await store.file_state("/a") == states["/a"]
