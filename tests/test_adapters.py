@@ -175,9 +175,9 @@ def test_only_torn_line_is_not_a_session_yet(config: Config, tmp_path: Path) -> 
     assert claude(config).parse(str(path)) == []
 
 
-def test_empty_file_is_not_a_session_yet(config: Config, tmp_path: Path) -> None:
+def test_empty_file_is_skipped_with_a_reason(config: Config, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p" / "s.jsonl", [])
-    assert claude(config).parse(str(path)) == []
+    assert _try_parse(claude(config), path) == "empty"
 
 
 def test_binary_garbage_is_a_parse_error(config: Config, tmp_path: Path) -> None:
@@ -229,11 +229,11 @@ def test_a_huge_line_is_skipped_without_reading_it_into_memory(
     assert meta.timestamp == to_ms("2026-11-20T12:00:00.000Z")
 
 
-def test_a_file_that_is_only_a_huge_line_is_malformed(config: Config, tmp_path: Path) -> None:
+def test_a_file_that_is_only_a_huge_line_is_oversize(config: Config, tmp_path: Path) -> None:
     path = tmp_path / "p" / "s.jsonl"
     path.parent.mkdir()
     path.write_bytes(b'{"x":"' + b"y" * (MAX_LINE + 10) + b'"}\n')
-    assert claude(config).parse(str(path)) == []
+    assert _try_parse(claude(config), path) == "oversize"
     with SessionFile(str(path)) as f:
         assert list(f.head_lines()) == []
         assert f.oversize_lines == 1

@@ -29,7 +29,7 @@ from tracesd.store import FileState, Store, now_ms
 log = structlog.get_logger("tracesd.ingest")
 
 #: parse failures that are a normal moment in a writer's life; logged at info, not warning
-_TRANSIENT = frozenset({"vanished", "incomplete"})
+_TRANSIENT = frozenset({"vanished", "incomplete", "empty"})
 
 
 @dataclass

@@ -131,6 +131,43 @@ class SessionFile:
         return self.size > 0 and self._read(self.size - 1, 1) == b"\n"
 
 
+class Records:
+    """The JSON records of a file's head, counting what was not usable and why."""
+
+    def __init__(self, f: SessionFile) -> None:
+        self._file = f
+        self.count = 0
+        self.garbage = 0
+        self.binary = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for line in self._file.head_lines():
+            record = decode_line(line)
+            if record is None:
+                self.garbage += 1
+                self.binary = self.binary or b"\x00" in line
+                continue
+            self.count += 1
+            yield record
+
+    def explain_none(self) -> None:
+        """When no record was usable, raise the ParseError that says why (if anything was
+        wrong: a file holding only a half-written line is simply not a session yet)."""
+        if self.count:
+            return
+        f = self._file
+        if f.size == 0:
+            raise ParseError("empty", f"empty file: {f.path!r}")
+        if self.binary:
+            raise ParseError("binary", f"binary content, no JSON records: {f.path!r}")
+        if self.garbage:
+            raise ParseError("malformed", f"no valid JSON records: {f.path!r}")
+        if f.oversize_lines:
+            raise ParseError(
+                "oversize", f"only lines longer than {MAX_LINE} bytes, skipped: {f.path!r}"
+            )
+
+
 def decode_line(line: bytes) -> dict[str, Any] | None:
     """One JSONL record as a dict; None for malformed, non-object or absurdly nested lines."""
     try:
@@ -138,10 +175,6 @@ def decode_line(line: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def looks_binary(line: bytes) -> bool:
-    return b"\x00" in line
 
 
 def _translate(exc: OSError, path: str) -> ParseError:

@@ -12,10 +12,9 @@ import re
 from typing import Any
 
 from tracesd.adapters import _roots
-from tracesd.adapters._files import SessionFile, decode_line, looks_binary
+from tracesd.adapters._files import Records, SessionFile, decode_line
 from tracesd.adapters._text import latest, preview, text_of, title, to_ms
 from tracesd.config import Config
-from tracesd.errors import ParseError
 from tracesd.models import GitInfo, TraceMeta
 
 AGENT_ID = "claude-code"
@@ -71,25 +70,24 @@ class ClaudeCode:
     def parse(self, path: str) -> list[TraceMeta]:
         with SessionFile(path) as f:
             head = _Head()
-            for line in f.head_lines():
-                head.feed(line)
+            records = Records(f)
+            for record in records:
+                head.feed(record)
                 if head.done:
                     break
             if head.sidechain:
                 return []
             if not head.messages:
-                if head.garbage and not head.records:
-                    reason = "binary" if head.binary else "malformed"
-                    raise ParseError(reason, f"no JSON records in {path!r}")
+                records.explain_none()
                 return []  # nothing but bookkeeping yet: not a session until a message lands
             last_ts: int | None = None
             last_text: str | None = None
             for line in f.tail_lines():
-                record = decode_line(line)
-                if record is None:
+                entry = decode_line(line)
+                if entry is None:
                     continue
-                last_ts = latest(last_ts, to_ms(record.get("timestamp")))
-                last_text = _message_text(record) or last_text
+                last_ts = latest(last_ts, to_ms(entry.get("timestamp")))
+                last_text = _message_text(entry) or last_text
             mtime_ms = f.mtime_ns // 1_000_000
 
         session_id = os.path.basename(path)[: -len(".jsonl")]
@@ -117,9 +115,6 @@ class _Head:
         self.created: int | None = None
         self.branch: str | None = None
         self.messages = 0
-        self.records = 0
-        self.garbage = 0
-        self.binary = False
         self.sidechain = False
 
     @property
@@ -128,13 +123,7 @@ class _Head:
             self.cwd is not None and self.prompt is not None and self.created is not None
         )
 
-    def feed(self, line: bytes) -> None:
-        record = decode_line(line)
-        if record is None:
-            self.garbage += 1
-            self.binary = self.binary or looks_binary(line)
-            return
-        self.records += 1
+    def feed(self, record: dict[str, Any]) -> None:
         kind = record.get("type")
         if kind not in ("user", "assistant"):
             return

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from tracesd.adapters import _roots
-from tracesd.adapters._files import SessionFile, decode_line, looks_binary
+from tracesd.adapters._files import Records, SessionFile, decode_line
 from tracesd.adapters._text import latest, preview, title, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
@@ -49,15 +49,8 @@ class Codex:
             meta: dict[str, Any] | None = None
             meta_ts: int | None = None
             prompt: str | None = None
-            records = garbage = 0
-            binary = False
-            for line in f.head_lines():
-                record = decode_line(line)
-                if record is None:
-                    garbage += 1
-                    binary = binary or looks_binary(line)
-                    continue
-                records += 1
+            records = Records(f)
+            for record in records:
                 payload = record.get("payload")
                 if not isinstance(payload, dict):
                     continue
@@ -72,19 +65,17 @@ class Codex:
                 if meta is not None and prompt is not None:
                     break
             if meta is None:
-                if garbage and not records:
-                    reason = "binary" if binary else "malformed"
-                    raise ParseError(reason, f"no JSON records in {path!r}")
+                records.explain_none()
                 return []  # the session_meta line has not landed yet
             last_ts: int | None = None
             last_text: str | None = None
             for line in f.tail_lines():
-                record = decode_line(line)
-                if record is None:
+                entry = decode_line(line)
+                if entry is None:
                     continue
-                last_ts = latest(last_ts, to_ms(record.get("timestamp")))
-                payload = record.get("payload")
-                if record.get("type") == "event_msg" and isinstance(payload, dict):
+                last_ts = latest(last_ts, to_ms(entry.get("timestamp")))
+                payload = entry.get("payload")
+                if entry.get("type") == "event_msg" and isinstance(payload, dict):
                     last_text = _message(payload) or last_text
             mtime_ms = f.mtime_ns // 1_000_000
 

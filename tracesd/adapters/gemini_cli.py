@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tracesd.adapters import _roots
-from tracesd.adapters._files import SessionFile, decode_line, looks_binary
+from tracesd.adapters._files import Records, SessionFile, decode_line
 from tracesd.adapters._text import latest, preview, text_of, title, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
@@ -99,15 +99,8 @@ def _parse_jsonl(f: SessionFile) -> dict[str, Any] | None:
     meta: dict[str, Any] | None = None
     prompts: list[tuple[Any, str]] = []  # (message id, text) of user prompts, in order
     seen_ids: list[Any] = []
-    records = garbage = 0
-    binary = False
-    for line in f.head_lines():
-        record = decode_line(line)
-        if record is None:
-            garbage += 1
-            binary = binary or looks_binary(line)
-            continue
-        records += 1
+    records = Records(f)
+    for record in records:
         if meta is None:
             if isinstance(record.get("sessionId"), str) and record["sessionId"]:
                 meta = record
@@ -128,22 +121,21 @@ def _parse_jsonl(f: SessionFile) -> dict[str, Any] | None:
             if text is not None:
                 prompts.append((record["id"], text))
     if meta is None:
-        if garbage and not records:
-            raise ParseError("binary" if binary else "malformed", f"no JSON records in {f.path!r}")
+        records.explain_none()
         return None
 
     last_ts = to_ms(meta.get("lastUpdated"))
     last_text: str | None = None
     for line in f.tail_lines():
-        record = decode_line(line)
-        if record is None:
+        entry = decode_line(line)
+        if entry is None:
             continue
-        update = record.get("$set")
+        update = entry.get("$set")
         if isinstance(update, dict):
             last_ts = latest(last_ts, to_ms(update.get("lastUpdated")))
-        elif record.get("type") in ("user", "gemini"):
-            last_ts = latest(last_ts, to_ms(record.get("timestamp")))
-            last_text = _any_text(record) or last_text
+        elif entry.get("type") in ("user", "gemini"):
+            last_ts = latest(last_ts, to_ms(entry.get("timestamp")))
+            last_text = _any_text(entry) or last_text
     return {
         "sessionId": meta["sessionId"],
         "projectHash": meta.get("projectHash"),
