@@ -495,3 +495,18 @@ def test_gemini_large_legacy_json_is_read_only_in_part(config: Config, home: Pat
     [meta] = gemini(config).parse(str(path))
     assert (meta.trace_id, meta.title) == ("g1", "the first prompt")
     assert meta.created == to_ms("2026-11-20T09:00:00.000Z")
+
+
+def test_tail_finds_the_last_activity_behind_a_long_last_line(
+    config: Config, tmp_path: Path
+) -> None:
+    """A last record longer than the first tail window is still read."""
+    long_reply = {
+        "type": "assistant",
+        "message": {"content": [{"type": "text", "text": "r" * 40_000}]},
+        "timestamp": "2026-11-20T13:00:00.000Z",
+    }
+    path = write_lines(tmp_path / "p" / "s.jsonl", [user("go"), long_reply])
+    [meta] = claude(config).parse(str(path))
+    assert meta.timestamp == to_ms("2026-11-20T13:00:00.000Z")
+    assert meta.preview == "r" * 499 + "…"

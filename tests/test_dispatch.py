@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes import ControlledIngest
 from tracesd.adapters import Adapter
-from tracesd.dispatch import Dispatcher
+from tracesd.dispatch import BATCH, Dispatcher
 from tracesd.errors import StoreError
 from tracesd.ingest import Result
 
@@ -72,18 +72,31 @@ async def test_a_run_that_found_nothing_does_not_delay_the_next() -> None:
     await dispatcher.close(1)
 
 
-async def test_workers_bound_how_many_ingests_run_at_once() -> None:
+async def test_workers_bound_how_many_batches_run_at_once() -> None:
     ingest = ControlledIngest()
     ingest.gate.clear()
     dispatcher = Dispatcher(ingest, workers=3)
     for i in range(20):
         dispatcher.submit(ADAPTER, f"/p{i}")
+        await asyncio.sleep(0)  # each idle worker takes what is ready
     await asyncio.sleep(0.05)
-    assert ingest.max_running == 3
+    assert ingest.max_active == 3
     ingest.gate.set()
     await settle(dispatcher)
     assert sum(ingest.calls.values()) == 20
     await dispatcher.close(1)
+
+
+async def test_a_burst_is_ingested_in_batches() -> None:
+    """Thousands of ready paths cost batches of at most BATCH, not thousands of calls."""
+    ingest = ControlledIngest()
+    dispatcher = Dispatcher(ingest, workers=2)
+    for i in range(1000):
+        dispatcher.submit(ADAPTER, f"/p{i}")
+    await settle(dispatcher)
+    assert sum(ingest.calls.values()) == 1000
+    assert max(len(b) for b in ingest.batches) == BATCH
+    assert len(ingest.batches) == 1000 // BATCH + 1
 
 
 async def test_a_locked_database_is_retried_until_it_frees(monkeypatch: pytest.MonkeyPatch) -> None:

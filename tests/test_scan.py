@@ -33,7 +33,7 @@ async def rig(make_config: Callable[..., Config]) -> AsyncIterator[Rig]:
     store = await Store.open(config.storage.db_path)
     ingestor = Ingestor(store, GitResolver(timeout_s=5, environ=config.environ))
     adapters = build_adapters(config, Hints(ingestor.known_directories))
-    dispatcher = Dispatcher(ingestor.ingest, cooldown_s=0, workers=4)
+    dispatcher = Dispatcher(ingestor.ingest_many, cooldown_s=0, workers=4)
     yield Rig(Scanner(adapters, store, ingestor, dispatcher), store, adapters)
     await dispatcher.close(1)
     await store.close()

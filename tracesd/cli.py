@@ -23,7 +23,7 @@ from tracesd.config import Config, load_config
 from tracesd.daemon import Daemon
 from tracesd.dispatch import Dispatcher
 from tracesd.errors import ConfigError, StoreError
-from tracesd.gitinfo import GitResolver
+from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.models import AGENT_IDS, Trace
 from tracesd.scan import Report, Scanner
@@ -145,6 +145,7 @@ def _scan(config: Config, args: argparse.Namespace) -> int:
 
 async def scan_once(config: Config) -> Report:
     """Discover and index everything on disk once (what `tracesd scan` does)."""
+    use_pidfd_child_watcher()
     store = await Store.open(config.storage.db_path)
     try:
         git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
@@ -152,7 +153,7 @@ async def scan_once(config: Config) -> Report:
             store, git, exclude=config.capture.exclude, directories=await store.directories()
         )
         adapters = build_adapters(config, Hints(ingestor.known_directories))
-        dispatcher = Dispatcher(ingestor.ingest, cooldown_s=0.0, workers=8)
+        dispatcher = Dispatcher(ingestor.ingest_many, cooldown_s=0.0, workers=8)
         try:
             return await Scanner(adapters, store, ingestor, dispatcher).run(reason="command")
         finally:

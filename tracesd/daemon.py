@@ -22,7 +22,7 @@ from tracesd import __version__
 from tracesd.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
 from tracesd.dispatch import Dispatcher
-from tracesd.gitinfo import GitResolver
+from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.scan import Scanner
 from tracesd.store import Store
@@ -56,6 +56,7 @@ class Daemon:
 
     async def serve(self) -> int:
         """Run until stopped; the process exit code."""
+        use_pidfd_child_watcher()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -83,7 +84,7 @@ class Daemon:
             directories=await self.store.directories(),
         )
         self.adapters = build_adapters(config, Hints(self.ingestor.known_directories))
-        self.dispatcher = Dispatcher(self.ingestor.ingest, on_crash=self.fail)
+        self.dispatcher = Dispatcher(self.ingestor.ingest_many, on_crash=self.fail)
         self._stack.push_async_callback(self.dispatcher.close, DRAIN_GRACE_S)
         self.scanner = Scanner(self.adapters, self.store, self.ingestor, self.dispatcher)
 

@@ -5,6 +5,8 @@ the database within milliseconds. While a file keeps changing (an agent appendin
 line by line) it is read at most once per cooldown, on the trailing edge, so a burst of
 thousands of writes costs a handful of parses. A path is never ingested twice at the same
 time, and a fixed pool of workers bounds how many run at once, however many events arrive.
+A worker takes every ready path up to a batch size: one for a live event, dozens during a
+scan, so the per-batch costs of ingest are shared.
 When another writer holds the database past the busy timeout, the path is retried later
 with backoff: nothing is dropped.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -25,8 +27,9 @@ from tracesd.ingest import Result
 log = structlog.get_logger("tracesd.dispatch")
 
 BUSY_RETRY_MAX_S = 30.0
+BATCH = 64
 
-IngestFn = Callable[[Adapter, str], Awaitable[Result]]
+IngestFn = Callable[[Sequence[tuple[Adapter, str]]], Awaitable[list[Result]]]
 
 
 @dataclass(slots=True)
@@ -143,44 +146,59 @@ class Dispatcher:
         self._wakeup.set()
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while not self._closing:
             if not self._ready:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            path = self._ready.popleft()
-            slot = self._slots[path]
-            slot.queued = False
-            slot.running = True
-            self._busy += 1
+            batch: list[str] = []
+            while self._ready and len(batch) < BATCH:
+                path = self._ready.popleft()
+                slot = self._slots[path]
+                slot.queued = False
+                slot.running = True
+                batch.append(path)
+            self._busy += len(batch)
             try:
-                result = await self._ingest(slot.adapter, path)
+                results = await self._ingest([(self._slots[p].adapter, p) for p in batch])
             except StoreError as exc:
                 if not exc.busy:
                     raise
-                # Another writer (the Traces CLI) holds the database: try again later.
-                slot.busy_retries += 1
-                delay = min(BUSY_RETRY_MAX_S, 0.5 * 2**slot.busy_retries)
-                log.warning("dispatch.store_busy", path=path, retry_in_s=delay)
-                slot.dirty = False
-                self._later(slot, path, delay)
+                self._retry_busy(batch)
                 continue
             finally:
-                self._busy -= 1
-                slot.running = False
+                self._busy -= len(batch)
+                for path in batch:
+                    self._slots[path].running = False
                 if not self.pending:
                     self._settled.set()
-            slot.busy_retries = 0
-            if result.captured or result.updated:
-                slot.last_found = loop.time()
-            if slot.dirty:
-                slot.dirty = False
-                self.submit(slot.adapter, path)
-            elif slot.last_found + self._cooldown <= loop.time():
-                del self._slots[path]  # nothing pending and out of cooldown: forget it
-            else:
-                loop.call_later(self._cooldown, self._forget, path)
+            for path, result in zip(batch, results, strict=True):
+                self._done(path, result)
+
+    def _retry_busy(self, batch: list[str]) -> None:
+        # Another writer (the Traces CLI) held the database past the busy timeout.
+        delay = 0.0
+        for path in batch:
+            slot = self._slots[path]
+            slot.busy_retries += 1
+            slot.dirty = False
+            delay = min(BUSY_RETRY_MAX_S, 0.5 * 2**slot.busy_retries)
+            self._later(slot, path, delay)
+        log.warning("dispatch.store_busy", paths=len(batch), retry_in_s=delay)
+
+    def _done(self, path: str, result: Result) -> None:
+        loop = asyncio.get_running_loop()
+        slot = self._slots[path]
+        slot.busy_retries = 0
+        if result.captured or result.updated:
+            slot.last_found = loop.time()
+        if slot.dirty:
+            slot.dirty = False
+            self.submit(slot.adapter, path)
+        elif slot.last_found + self._cooldown <= loop.time():
+            del self._slots[path]  # nothing pending and out of cooldown: forget it
+        else:
+            loop.call_later(self._cooldown, self._forget, path)
 
     def _forget(self, path: str) -> None:
         slot = self._slots.get(path)

@@ -5,6 +5,7 @@
     ├── ParseError           a session file that cannot be read as a trace; ingest skips it
     └── StoreError           the database cannot be used
         ├── SchemaTooNew     written by a newer tracesd or Traces CLI; refuse, never downgrade
+        ├── RowRejected      the database refused one row's values; that trace fails alone
         └── StoreClosed      used after close()
 
 Foreign exceptions (sqlite3, OSError, json) are translated once, where the foreign call is
@@ -66,6 +67,10 @@ class SchemaTooNew(StoreError):
             f"{path} has schema version {found}, newer than the {supported} this tracesd "
             "supports; upgrade tracesd (the database was left untouched)"
         )
+
+
+class RowRejected(StoreError):
+    """The database refused the values of a row (they cannot be stored as given)."""
 
 
 class StoreClosed(StoreError):

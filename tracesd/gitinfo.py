@@ -19,6 +19,8 @@ import os
 import re
 import shutil
 import signal
+import stat
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +51,25 @@ _QUERIES = {
     "ref": ("rev-parse", "--verify", "--quiet", "HEAD"),
 }
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def use_pidfd_child_watcher() -> None:
+    """On Python 3.11, watch git children with pidfds instead of one thread per child.
+
+    3.11's default ThreadedChildWatcher starts (and waits for) a thread for every
+    subprocess; during a scan that is a third of the event loop's time. 3.12+ already
+    uses pidfds where the kernel has them (Linux >= 5.3), as this does. Call from the
+    running loop.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return  # an older kernel, or seccomp: keep the default
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
 
 
 def scrub_url(url: str) -> str:
@@ -231,10 +252,14 @@ def _discover(directory: str) -> _Repo | None:
         return None
     while True:
         dotgit = os.path.join(current, ".git")
-        if os.path.isdir(dotgit):
+        try:
+            mode = os.stat(dotgit).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISDIR(mode):
             gitdir = dotgit
             break
-        if os.path.isfile(dotgit):
+        if stat.S_ISREG(mode):
             pointer = _read(dotgit) or b""
             if not pointer.startswith(b"gitdir:"):
                 return None

@@ -1,4 +1,9 @@
-"""Ingest: one session file -> its traces in the store, each in one transaction.
+"""Ingest: session files -> their traces in the store.
+
+Files come in batches (one file for a live event, dozens during a scan) so that the hops
+between threads are paid per batch: one thread hop parses every file, one query each
+fetches what the store knew, git runs once per distinct directory, and the writes join
+one group-commit transaction. Each file's writes still commit or fail as a unit.
 
 Git context is captured when a trace is first seen (or when its working directory first
 becomes known) and never replaced afterwards; later changes to the file update title,
@@ -11,25 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from tracesd import tracefields
 from tracesd.adapters import Adapter
-from tracesd.errors import ParseError
-from tracesd.gitinfo import GitResolver, scrub_url
+from tracesd.errors import ParseError, RowRejected
+from tracesd.gitinfo import GitResolver
 from tracesd.models import GitInfo, Trace, TraceMeta
-from tracesd.store import FileState, Store, now_ms
+from tracesd.store import Capture, FileState, Store
 
 log = structlog.get_logger("tracesd.ingest")
 
 #: parse failures that are a normal moment in a writer's life; logged at info, not warning
 _TRANSIENT = frozenset({"vanished", "incomplete", "empty"})
+
+Item = tuple[Adapter, str]
 
 
 @dataclass
@@ -52,6 +59,17 @@ class Result:
     error: str | None = None
 
 
+@dataclass(slots=True)
+class _File:
+    adapter: Adapter
+    path: str
+    scanned: bool
+    state: FileState | None = None
+    seen: tuple[int, int] = (0, 0)
+    metas: list[TraceMeta] = field(default_factory=list)
+    error: ParseError | None = None
+
+
 class Ingestor:
     def __init__(
         self,
@@ -63,107 +81,109 @@ class Ingestor:
     ) -> None:
         self._store = store
         self._git = git
-        self._exclude = [_glob(p) for p in exclude]
+        self._exclude = [tracefields.glob(p) for p in exclude]
         # Replaced, never mutated: adapters read it from worker threads.
         self._directories: frozenset[str] = frozenset(directories)
+        # File states a scan already read (None: never seen), each used once instead of a
+        # query per file. A primed path is a scan's: its capture is logged at debug level.
+        self._primed: dict[str, FileState | None] = {}
         self.stats = Stats()
+
+    def prime(self, states: dict[str, FileState | None]) -> None:
+        """Hand over the file states a scan just read for the files it is about to submit."""
+        self._primed.update(states)
 
     def known_directories(self) -> frozenset[str]:
         """Working directories of stored traces (a hint for adapters; safe from threads)."""
         return self._directories
 
-    async def ingest(
-        self,
-        adapter: Adapter,
-        path: str,
-        *,
-        state: FileState | None = None,
-        state_known: bool = False,
-        quiet: bool = False,
-    ) -> Result:
-        """Read `path` with `adapter` and store what changed. Never raises for bad input."""
-        if not encodable(path):
-            return self._failed(adapter, path, ParseError("bad_path", "path is not valid UTF-8"))
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            reason = "vanished" if isinstance(exc, FileNotFoundError) else "unreadable"
-            return self._failed(adapter, path, ParseError(reason, f"cannot stat {path!r}"))
-        if not state_known:
-            state = await self._store.file_state(path)
-        try:
-            metas = await asyncio.to_thread(adapter.parse, path)
-        except ParseError as exc:
-            result = self._failed(adapter, path, exc)
-            if state is None or (state.size, state.mtime_ns, state.error) != (
-                st.st_size,
-                st.st_mtime_ns,
-                exc.reason,
-            ):
-                async with self._store.atomic() as tx:
-                    await tx.set_file(
-                        path,
-                        agent_id=adapter.agent_id,
-                        size=st.st_size,
-                        mtime_ns=st.st_mtime_ns,
-                        error=exc.reason,
-                    )
-            return result
+    async def ingest(self, adapter: Adapter, path: str) -> Result:
+        """Read one file and store what changed (see `ingest_many`)."""
+        [result] = await self.ingest_many([(adapter, path)])
+        return result
 
-        plans: list[tuple[TraceMeta, Trace | None, GitInfo | None]] = []
-        for meta in metas:
+    async def ingest_many(self, items: Sequence[Item]) -> list[Result]:
+        """Read each file and store what changed. Never raises for bad input; StoreError
+        (the database itself is busy or broken) is the caller's to handle."""
+        files = [_File(a, p, p in self._primed) for a, p in items]
+        unprimed = [f.path for f in files if not f.scanned and tracefields.encodable(f.path)]
+        states = await self._store.file_states_for(unprimed) if unprimed else {}
+        for f in files:
+            f.state = self._primed.pop(f.path, None) if f.scanned else states.get(f.path)
+        await asyncio.to_thread(_read_all, files)
+
+        ids = [m.trace_id for f in files for m in f.metas]
+        existing = await self._store.get_many(ids) if ids else {}
+        wanted = {
+            m.directory
+            for f in files
+            for m in f.metas
+            if m.directory
+            and not self._excluded(m.directory)
+            and (m.trace_id not in existing or existing[m.trace_id].directory is None)
+        }
+        found = await asyncio.gather(*(self._git.lookup(d) for d in wanted))
+        git = dict(zip(wanted, found, strict=True))
+        return list(await asyncio.gather(*(self._store_file(f, existing, git) for f in files)))
+
+    async def _store_file(
+        self, f: _File, existing: dict[str, Trace], git: dict[str, GitInfo | None]
+    ) -> Result:
+        state = f.state
+        if f.error is not None:
+            if f.seen != (0, 0) and (
+                state is None
+                or (state.size, state.mtime_ns, state.error) != (*f.seen, f.error.reason)
+            ):
+                await self._store.write(Capture(file=self._file_state(f, error=f.error.reason)))
+            return self._failed(f, f.error)
+
+        captured: list[Trace] = []
+        updated: list[tuple[str, dict[str, Any]]] = []
+        for meta in f.metas:
             if meta.directory and self._excluded(meta.directory):
                 self.stats.skipped_by_reason["excluded"] += 1
                 continue
-            existing = await self._store.get(meta.trace_id)
-            git: GitInfo | None = None
-            if meta.directory and (existing is None or existing.directory is None):
-                git = await self._git.lookup(meta.directory)
-                if git is None and meta.agent_git is not None:
-                    git = _scrubbed(meta.agent_git)
-            plans.append((meta, existing, git))
+            stored = existing.get(meta.trace_id)
+            context = git.get(meta.directory) if meta.directory else None
+            if context is None and meta.agent_git is not None:
+                context = tracefields.scrubbed(meta.agent_git)
+            if stored is None:
+                captured.append(tracefields.new_trace(meta, context))
+            elif changes := tracefields.changes(stored, meta, context):
+                updated.append((meta.trace_id, changes))
 
-        file_changed = state is None or (state.size, state.mtime_ns, state.error) != (
-            st.st_size,
-            st.st_mtime_ns,
+        unchanged = state is not None and (state.size, state.mtime_ns, state.error) == (
+            *f.seen,
             None,
         )
-        captured: list[Trace] = []
-        updated: list[tuple[TraceMeta, dict[str, Any]]] = []
-        for meta, existing, git in plans:
-            if existing is None:
-                captured.append(_new_trace(meta, git))
-            elif changes := _changes(existing, meta, git):
-                updated.append((meta, changes))
-        if captured or updated or file_changed:
-            async with self._store.atomic() as tx:
-                for trace in captured:
-                    await tx.upsert(trace)
-                for meta, changes in updated:
-                    await tx.update(meta.trace_id, **changes)
-                await tx.set_file(
-                    path,
-                    agent_id=adapter.agent_id,
-                    size=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                    trace_ids=[m.trace_id for m in metas],
-                )
-        self._account(captured, updated, quiet=quiet)
+        if captured or updated or not unchanged:
+            ids = tuple(m.trace_id for m in f.metas)
+            capture = Capture(tuple(captured), tuple(updated), self._file_state(f, trace_ids=ids))
+            try:
+                await self._store.write(capture)
+            except RowRejected as exc:
+                await self._store.write(Capture(file=self._file_state(f, error="rejected")))
+                return self._failed(f, ParseError("rejected", str(exc)))
+        self._account(captured, updated, quiet=f.scanned)
         return Result(captured=len(captured), updated=len(updated))
 
+    def _file_state(
+        self, f: _File, *, trace_ids: tuple[str, ...] = (), error: str | None = None
+    ) -> FileState:
+        return FileState(f.path, f.adapter.agent_id, f.seen[0], f.seen[1], trace_ids, error)
+
     def _account(
-        self, captured: list[Trace], updated: list[tuple[TraceMeta, dict[str, Any]]], *, quiet: bool
+        self, captured: list[Trace], updated: list[tuple[str, dict[str, Any]]], *, quiet: bool
     ) -> None:
         if not captured and not updated:
             return
         self.stats.captured_total += len(captured)
         self.stats.updated_total += len(updated)
         self.stats.last_capture_at = time.time()
-        new_dirs = {t.directory for t in captured if t.directory} - self._directories
-        for _meta, changes in updated:
-            if changes.get("directory"):
-                new_dirs.add(changes["directory"])
-        if new_dirs:
+        new_dirs = {t.directory for t in captured if t.directory}
+        new_dirs |= {c["directory"] for _, c in updated if c.get("directory")}
+        if new_dirs - self._directories:
             self._directories = self._directories | new_dirs
         emit = log.debug if quiet else log.info
         for trace in captured:
@@ -176,23 +196,20 @@ class Ingestor:
                 git_branch=trace.git_branch,
                 git_ref=trace.git_ref,
             )
-        for meta, changes in updated:
-            log.debug("ingest.updated", trace_id=meta.trace_id, fields=sorted(changes))
+        for trace_id, changes in updated:
+            log.debug("ingest.updated", trace_id=trace_id, fields=sorted(changes))
 
-    def _failed(self, adapter: Adapter, path: str, exc: ParseError) -> Result:
+    def _failed(self, f: _File, exc: ParseError) -> Result:
+        agent, path = f.adapter.agent_id, f.path
         if exc.reason in _TRANSIENT:
             self.stats.skipped_by_reason[exc.reason] += 1
-            log.info("ingest.skipped", agent=adapter.agent_id, path=path, reason=exc.reason)
+            log.info("ingest.skipped", agent=agent, path=path, reason=exc.reason)
         else:
             self.stats.errors_total += 1
             self.stats.errors_by_reason[exc.reason] += 1
             self.stats.last_error = str(exc)
             log.warning(
-                "ingest.parse_failed",
-                agent=adapter.agent_id,
-                path=path,
-                reason=exc.reason,
-                error=str(exc),
+                "ingest.parse_failed", agent=agent, path=path, reason=exc.reason, error=str(exc)
             )
         return Result(error=exc.reason)
 
@@ -200,70 +217,27 @@ class Ingestor:
         return any(p.fullmatch(directory) for p in self._exclude)
 
 
-def encodable(path: str) -> bool:
-    """Paths that are not valid UTF-8 cannot be stored as text; agents never write them."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _new_trace(meta: TraceMeta, git: GitInfo | None) -> Trace:
-    git = git or GitInfo()
-    return Trace(
-        id=meta.trace_id,
-        agent_id=meta.agent_id,
-        title=meta.title,
-        preview=meta.preview,
-        timestamp=meta.timestamp,
-        directory=meta.directory,
-        source_path=meta.source_path,
-        git_remote_url=git.remote_url,
-        git_branch=git.branch,
-        git_ref=git.ref,
-        created_at=meta.created or now_ms(),
-    )
-
-
-def _changes(existing: Trace, meta: TraceMeta, git: GitInfo | None) -> dict[str, Any]:
-    """Fields of a stored trace that the file now says differently (never the git context,
-    unless the working directory was unknown until now)."""
-    changes: dict[str, Any] = {}
-    for name in ("title", "preview", "timestamp", "source_path"):
-        value = getattr(meta, name)
-        if value is not None and value != getattr(existing, name):
-            changes[name] = value
-    if existing.directory is None and meta.directory:
-        changes["directory"] = meta.directory
-        if git is not None:
-            changes.update(git_remote_url=git.remote_url, git_branch=git.branch, git_ref=git.ref)
-    return changes
-
-
-def _scrubbed(git: GitInfo) -> GitInfo:
-    url = scrub_url(git.remote_url) if git.remote_url else None
-    return GitInfo(remote_url=url or None, branch=git.branch, ref=git.ref)
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    """A path glob: `**` crosses directories, `*` and `?` do not; `dir/**` matches dir too."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    regex = "".join(out)
-    if regex.endswith("/.*"):
-        regex = regex[: -len("/.*")] + "(/.*)?"
-    return re.compile(regex)
+def _read_all(files: list[_File]) -> None:
+    """Stat and parse each file (on a worker thread). Never raises for one file's sake."""
+    for f in files:
+        if not tracefields.encodable(f.path):
+            f.error = ParseError("bad_path", "path is not valid UTF-8")
+            continue
+        try:
+            st = os.stat(f.path)
+        except OSError as exc:
+            reason = "vanished" if isinstance(exc, FileNotFoundError) else "unreadable"
+            f.error = ParseError(reason, f"cannot stat {f.path!r}: {exc.strerror}")
+            continue
+        # Stat before reading: a write in between makes the next scan read it again,
+        # never the other way round.
+        f.seen = (st.st_size, st.st_mtime_ns)
+        try:
+            f.metas = [tracefields.storable(m) for m in f.adapter.parse(f.path)]
+        except ParseError as exc:
+            f.error = exc
+        except Exception as exc:
+            # An adapter bug on one odd file must not crash-loop the daemon on every start:
+            # it is reported loudly, with its traceback, and contained like bad input.
+            log.exception("ingest.adapter_failed", agent=f.adapter.agent_id, path=f.path)
+            f.error = ParseError("adapter_error", f"{type(exc).__name__}: {exc}")

@@ -19,8 +19,9 @@ import structlog
 
 from tracesd.adapters import Adapter
 from tracesd.dispatch import Dispatcher
-from tracesd.ingest import Ingestor, encodable
+from tracesd.ingest import Ingestor
 from tracesd.store import FileState, Store
+from tracesd.tracefields import encodable
 
 log = structlog.get_logger("tracesd.scan")
 
@@ -121,6 +122,7 @@ class Scanner:
         states = await self._store.file_states()
         todo = [f for f in found if _changed(f, states.get(f.path))]
         log.info("scan.started", reason=reason, discovered=len(found), changed=len(todo))
+        self._ingestor.prime({f.path: states.get(f.path) for f in todo})
         for item in todo:
             self._dispatcher.submit(item.adapter, item.path)
         await self._dispatcher.idle()

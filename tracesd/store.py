@@ -2,8 +2,10 @@
 
 All SQL of the running daemon lives here. Writes go through `atomic()`, which serialises
 transactions of concurrent tasks on the one connection and rolls back on any exception.
-The Traces CLI shares the file, so a busy database is waited for (busy_timeout), not
-failed.
+Ingest writes go through `write()`, a group commit: an ingest arriving while a transaction
+is in flight joins the next one, so a scan commits hundreds of traces per transaction
+while a lone new session still commits at once. The Traces CLI shares the file, so a busy
+database is waited for (busy_timeout), not failed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,12 @@ from typing import Any
 import aiosqlite
 
 from tracesd import migrations
-from tracesd.errors import StoreClosed, StoreError
+from tracesd.errors import RowRejected, StoreClosed, StoreError
 from tracesd.models import TRACE_COLUMNS, Trace
 
 BUSY_TIMEOUT_S = 10.0
+#: most ingests one group-commit transaction carries
+MAX_GROUP = 500
 #: fields an upsert merges with COALESCE(new, old); the others are set as given
 _MERGED = tuple(c for c in TRACE_COLUMNS if c not in ("id", "agent_id", "created_at", "updated_at"))
 _UPDATABLE = frozenset(TRACE_COLUMNS) - {"id"}
@@ -43,6 +47,15 @@ class FileState:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """What one ingest writes, committed together: new traces, changed fields, the read."""
+
+    new: tuple[Trace, ...] = ()
+    updates: tuple[tuple[str, dict[str, Any]], ...] = ()
+    file: FileState | None = None
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -54,6 +67,8 @@ class Store:
         self._conn: aiosqlite.Connection | None = conn
         self.path = path
         self._write_lock = asyncio.Lock()
+        self._pending: list[tuple[Capture, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Store:
@@ -104,6 +119,52 @@ class Store:
             with _translated(self.path):
                 await db.execute("COMMIT")
 
+    # ------------------------------------------------------------------------ writes
+
+    async def write(self, capture: Capture) -> None:
+        """Commit one ingest's writes, in a transaction shared with concurrent callers.
+
+        Raises StoreError (busy: retry later) or RowRejected, which only ever concerns
+        this capture: a batch the database refuses is retried one capture at a time.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((capture, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="store-flush")
+        await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            try:
+                await self._commit([capture for capture, _ in group])
+            except RowRejected as exc:
+                if len(group) > 1:
+                    for capture, future in group:  # find the culprit, keep the rest
+                        await _settle(future, self._commit([capture]))
+                else:
+                    _resolve(group, exc)
+            except asyncio.CancelledError:
+                _resolve(group, None, cancel=True)
+                _resolve(self._pending, None, cancel=True)
+                raise
+            except Exception as exc:
+                _resolve(group, exc)
+            else:
+                _resolve(group, None)
+
+    async def _commit(self, captures: list[Capture]) -> None:
+        async with self.atomic() as tx:
+            new = [trace for capture in captures for trace in capture.new]
+            if new:
+                await tx.upsert_many(new)
+            for capture in captures:
+                for trace_id, fields in capture.updates:
+                    await tx.update(trace_id, **fields)
+            files = [capture.file for capture in captures if capture.file is not None]
+            if files:
+                await tx.set_files(files)
+
     # ----------------------------------------------------------------- single writes
 
     async def upsert(self, trace: Trace) -> None:
@@ -116,10 +177,21 @@ class Store:
 
     # ------------------------------------------------------------------------- reads
 
+    async def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """One query, one round trip to the database thread."""
+        with _translated(self.path):
+            return list(await self._db.execute_fetchall(sql, args))
+
     async def get(self, trace_id: str) -> Trace | None:
-        async with self._db.execute("SELECT * FROM traces WHERE id = ?", (trace_id,)) as cur:
-            row = await cur.fetchone()
-        return _trace(row) if row is not None else None
+        rows = await self._rows("SELECT * FROM traces WHERE id = ?", (trace_id,))
+        return _trace(rows[0]) if rows else None
+
+    async def get_many(self, trace_ids: Iterable[str]) -> dict[str, Trace]:
+        found: dict[str, Trace] = {}
+        for chunk in _chunks(list(dict.fromkeys(trace_ids))):
+            sql = f"SELECT * FROM traces WHERE id IN ({', '.join('?' * len(chunk))})"
+            found.update((row["id"], _trace(row)) for row in await self._rows(sql, chunk))
+        return found
 
     async def list_traces(
         self,
@@ -153,29 +225,30 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY COALESCE(timestamp, created_at, 0) DESC, id LIMIT ?"
         args.append(limit)
-        async with self._db.execute(sql, args) as cur:
-            return [_trace(row) for row in await cur.fetchall()]
+        return [_trace(row) for row in await self._rows(sql, args)]
 
     async def count_by_agent(self) -> dict[str, int]:
         sql = "SELECT agent_id, COUNT(*) FROM traces GROUP BY agent_id ORDER BY agent_id"
-        async with self._db.execute(sql) as cur:
-            return {row[0]: row[1] for row in await cur.fetchall()}
+        return {row[0]: row[1] for row in await self._rows(sql)}
 
     async def directories(self) -> list[str]:
         sql = "SELECT DISTINCT directory FROM traces WHERE directory IS NOT NULL"
-        async with self._db.execute(sql) as cur:
-            return [row[0] for row in await cur.fetchall()]
+        return [row[0] for row in await self._rows(sql)]
 
     async def file_states(self) -> dict[str, FileState]:
-        async with self._db.execute("SELECT * FROM tracesd_files") as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows("SELECT * FROM tracesd_files")
         return {row["path"]: _file_state(row) for row in rows}
 
+    async def file_states_for(self, paths: Iterable[str]) -> dict[str, FileState]:
+        found: dict[str, FileState] = {}
+        for chunk in _chunks(list(dict.fromkeys(paths))):
+            sql = f"SELECT * FROM tracesd_files WHERE path IN ({', '.join('?' * len(chunk))})"
+            found.update((row["path"], _file_state(row)) for row in await self._rows(sql, chunk))
+        return found
+
     async def file_state(self, path: str) -> FileState | None:
-        sql = "SELECT * FROM tracesd_files WHERE path = ?"
-        async with self._db.execute(sql, (path,)) as cur:
-            row = await cur.fetchone()
-        return _file_state(row) if row is not None else None
+        rows = await self._rows("SELECT * FROM tracesd_files WHERE path = ?", (path,))
+        return _file_state(rows[0]) if rows else None
 
 
 class Transaction:
@@ -186,19 +259,17 @@ class Transaction:
 
     async def upsert(self, trace: Trace) -> None:
         """Insert, or merge into the stored row: NULL fields keep the stored value."""
-        values = trace.as_dict()
+        await self.upsert_many([trace])
+
+    async def upsert_many(self, traces: Iterable[Trace]) -> None:
         stamp = now_ms()
-        values["updated_at"] = values["updated_at"] or stamp
-        values["created_at"] = values["created_at"] or stamp
-        merged = ", ".join(f"{c} = COALESCE(excluded.{c}, traces.{c})" for c in _MERGED)
-        sql = (
-            f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)})"
-            f" VALUES ({', '.join('?' for _ in TRACE_COLUMNS)})"
-            f" ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, {merged},"
-            " created_at = COALESCE(traces.created_at, excluded.created_at),"
-            " updated_at = excluded.updated_at"
-        )
-        await self._db.execute(sql, [values[c] for c in TRACE_COLUMNS])
+        rows = []
+        for trace in traces:
+            values = trace.as_dict()
+            values["updated_at"] = values["updated_at"] or stamp
+            values["created_at"] = values["created_at"] or stamp
+            rows.append([values[c] for c in TRACE_COLUMNS])
+        await self._db.executemany(_UPSERT, rows)
 
     async def update(self, trace_id: str, **fields: Any) -> bool:
         """Set exactly the given fields (None clears); True when the row exists."""
@@ -221,11 +292,18 @@ class Transaction:
         trace_ids: Iterable[str] = (),
         error: str | None = None,
     ) -> None:
-        await self._db.execute(
+        await self.set_files([FileState(path, agent_id, size, mtime_ns, tuple(trace_ids), error)])
+
+    async def set_files(self, files: Iterable[FileState]) -> None:
+        stamp = now_ms()
+        await self._db.executemany(
             "INSERT OR REPLACE INTO tracesd_files"
             " (path, agent_id, size, mtime_ns, trace_ids, error, seen_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (path, agent_id, size, mtime_ns, json.dumps(list(trace_ids)), error, now_ms()),
+            [
+                (f.path, f.agent_id, f.size, f.mtime_ns, json.dumps(f.trace_ids), f.error, stamp)
+                for f in files
+            ],
         )
 
 
@@ -239,14 +317,61 @@ def _prepare(path: Path, busy_timeout_s: float) -> None:
     migrations.apply(path, busy_timeout_s=busy_timeout_s)
 
 
+_UPSERT = (
+    f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in TRACE_COLUMNS)})"
+    " ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
+    + ", ".join(f"{c} = COALESCE(excluded.{c}, traces.{c})" for c in _MERGED)
+    + ", created_at = COALESCE(traces.created_at, excluded.created_at),"
+    " updated_at = excluded.updated_at"
+)
+
+
 @contextlib.contextmanager
 def _translated(path: Path) -> Iterator[None]:
     try:
         yield
+    except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError) as exc:
+        raise RowRejected(f"database {path} refused a row: {exc}") from exc
+    except (UnicodeEncodeError, OverflowError) as exc:
+        raise RowRejected(f"database {path} refused a value: {exc}") from exc
     except sqlite3.Error as exc:
         message = str(exc)
         busy = "locked" in message or "busy" in message
         raise StoreError(f"database {path}: {message}", busy=busy) from exc
+
+
+async def _settle(future: asyncio.Future[None], work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception as exc:
+        if not future.done():
+            future.set_exception(exc)
+    else:
+        if not future.done():
+            future.set_result(None)
+
+
+def _resolve(
+    group: list[tuple[Capture, asyncio.Future[None]]],
+    exc: BaseException | None,
+    *,
+    cancel: bool = False,
+) -> None:
+    for _, future in group:
+        if future.done():
+            continue  # its caller was cancelled meanwhile
+        if cancel:
+            future.cancel()
+        elif exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _trace(row: sqlite3.Row) -> Trace:

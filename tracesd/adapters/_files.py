@@ -18,6 +18,8 @@ from typing import Any
 
 from tracesd.errors import ParseError
 
+#: the first read of a head, and of a tail: enough for most sessions' metadata
+FIRST_CHUNK = 16 * 1024
 CHUNK = 64 * 1024
 #: how far from the start we look for a session's metadata and first prompt
 HEAD_BYTES = 4 * 1024 * 1024
@@ -76,7 +78,7 @@ class SessionFile:
         pending = bytearray()
         skipping = False
         while offset < limit:
-            chunk = self._read(offset, min(CHUNK, limit - offset))
+            chunk = self._read(offset, min(CHUNK if offset else FIRST_CHUNK, limit - offset))
             if not chunk:
                 break
             offset += len(chunk)
@@ -105,21 +107,30 @@ class SessionFile:
 
     def tail_lines(self, max_bytes: int = TAIL_BYTES) -> list[bytes]:
         """Complete, non-blank lines within the last `max_bytes`, oldest first."""
-        if self.size == 0:
-            return []
-        start = max(0, self.size - max_bytes - 1)
-        data = self._read(start, self.size - start)
-        end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        data = data[:end]
+        return self._window(self.size, max_bytes)[1]
+
+    def _window(self, end: int, max_bytes: int) -> tuple[int, list[bytes]]:
+        """Complete lines of the `max_bytes` before `end`, and where the first one starts.
+
+        A line is complete when its newline is on disk and, unless it starts the file,
+        the newline before it is inside the window too.
+        """
+        if end <= 0:
+            return 0, []
+        start = max(0, end - max_bytes - 1)
+        data = self._read(start, end - start)
+        last = data.rfind(b"\n")
+        if last < 0:
+            return end, []
+        data = data[:last]
+        first_start = start
         if start > 0:
-            # the first line is complete only if a newline precedes it in the window
             first = data.find(b"\n")
             if first < 0:
-                return []
+                return end, []
             data = data[first + 1 :]
-        return [line for line in data.split(b"\n") if line.strip()]
+            first_start = start + first + 1
+        return first_start, [line for line in data.split(b"\n") if line.strip()]
 
     def read_document(self, max_bytes: int = MAX_DOCUMENT) -> bytes:
         """The first `max_bytes` of a whole-file document (all of it when smaller)."""
@@ -139,9 +150,13 @@ class Records:
         self.count = 0
         self.garbage = 0
         self.binary = False
+        #: when set, lines without this byte string are passed over undecoded
+        self.only_containing: bytes | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for line in self._file.head_lines():
+            if self.only_containing is not None and self.only_containing not in line:
+                continue
             record = decode_line(line)
             if record is None:
                 self.garbage += 1
@@ -166,6 +181,24 @@ class Records:
             raise ParseError(
                 "oversize", f"only lines longer than {MAX_LINE} bytes, skipped: {f.path!r}"
             )
+
+
+def tail_records(f: SessionFile) -> Iterator[dict[str, Any]]:
+    """The decoded records of the last TAIL_BYTES, newest first.
+
+    Read in two windows, the small one first: stop iterating as soon as you know enough
+    and most files cost one small read and a couple of decoded lines.
+    """
+    end = f.size
+    for window in (FIRST_CHUNK, TAIL_BYTES):
+        start, lines = f._window(end, window)
+        for line in reversed(lines):
+            record = decode_line(line)
+            if record is not None:
+                yield record
+        if start == 0:
+            return
+        end = start  # unchanged when the small window held no complete line
 
 
 def decode_line(line: bytes) -> dict[str, Any] | None:

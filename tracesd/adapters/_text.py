@@ -8,6 +8,8 @@ from typing import Any
 
 from tracesd.models import PREVIEW_MAX, TITLE_MAX
 
+#: year 10000; anything later is not a timestamp (and would not fit SQLite's INTEGER)
+_MAX_MS = 253_402_300_800_000
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
@@ -36,17 +38,21 @@ def to_ms(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
+        if value != value:  # NaN
+            return None
         # 1e11 ms is 1973; anything smaller is a timestamp in seconds
-        return int(value if value > 1e11 else value * 1000)
-    if not isinstance(value, str) or not value:
+        ms = value if value > 1e11 else value * 1000
+    elif isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ms = parsed.timestamp() * 1000
+    else:
         return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return int(ms) if 0 <= ms < _MAX_MS else None
 
 
 def latest(*values: int | None) -> int | None:

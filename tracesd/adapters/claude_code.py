@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from tracesd.adapters import _roots
-from tracesd.adapters._files import Records, SessionFile, decode_line
+from tracesd.adapters._files import Records, SessionFile, tail_records
 from tracesd.adapters._text import latest, preview, text_of, title, to_ms
 from tracesd.config import Config
 from tracesd.models import GitInfo, TraceMeta
@@ -82,12 +82,11 @@ class ClaudeCode:
                 return []  # nothing but bookkeeping yet: not a session until a message lands
             last_ts: int | None = None
             last_text: str | None = None
-            for line in f.tail_lines():
-                entry = decode_line(line)
-                if entry is None:
-                    continue
-                last_ts = latest(last_ts, to_ms(entry.get("timestamp")))
-                last_text = _message_text(entry) or last_text
+            for entry in tail_records(f):
+                last_ts = last_ts or to_ms(entry.get("timestamp"))
+                last_text = last_text or _message_text(entry)
+                if last_ts and last_text:
+                    break
             mtime_ms = f.mtime_ns // 1_000_000
 
         session_id = os.path.basename(path)[: -len(".jsonl")]

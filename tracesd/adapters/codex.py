@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from tracesd.adapters import _roots
-from tracesd.adapters._files import Records, SessionFile, decode_line
+from tracesd.adapters._files import Records, SessionFile, tail_records
 from tracesd.adapters._text import latest, preview, title, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
@@ -69,14 +69,13 @@ class Codex:
                 return []  # the session_meta line has not landed yet
             last_ts: int | None = None
             last_text: str | None = None
-            for line in f.tail_lines():
-                entry = decode_line(line)
-                if entry is None:
-                    continue
-                last_ts = latest(last_ts, to_ms(entry.get("timestamp")))
+            for entry in tail_records(f):
+                last_ts = last_ts or to_ms(entry.get("timestamp"))
                 payload = entry.get("payload")
-                if entry.get("type") == "event_msg" and isinstance(payload, dict):
-                    last_text = _message(payload) or last_text
+                if not last_text and entry.get("type") == "event_msg" and isinstance(payload, dict):
+                    last_text = _message(payload)
+                if last_ts and last_text:
+                    break
             mtime_ms = f.mtime_ns // 1_000_000
 
         session_id = meta.get("id")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tracesd.adapters import _roots
-from tracesd.adapters._files import Records, SessionFile, decode_line
+from tracesd.adapters._files import Records, SessionFile, tail_records
 from tracesd.adapters._text import latest, preview, text_of, title, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
@@ -114,28 +114,32 @@ def _parse_jsonl(f: SessionFile) -> dict[str, Any] | None:
                 dropped = set(map(_key, seen_ids[cut:]))
                 del seen_ids[cut:]
                 prompts = [(i, t) for i, t in prompts if _key(i) not in dropped]
-            continue
-        if record.get("type") in ("user", "gemini") and "id" in record:
+        elif record.get("type") in ("user", "gemini") and "id" in record:
             seen_ids.append(record["id"])
             text = _user_text(record)
             if text is not None:
                 prompts.append((record["id"], text))
+        # Once the title is known, only a rewind to it (or before it) can change it.
+        records.only_containing = b'"$rewindTo"' if prompts else None
     if meta is None:
         records.explain_none()
         return None
 
+    # `$set.lastUpdated` follows every message; a message re-appended with its token
+    # counts can come after it, so take the newest of both kinds.
     last_ts = to_ms(meta.get("lastUpdated"))
     last_text: str | None = None
-    for line in f.tail_lines():
-        entry = decode_line(line)
-        if entry is None:
-            continue
+    updated = False
+    for entry in tail_records(f):
         update = entry.get("$set")
-        if isinstance(update, dict):
+        if isinstance(update, dict) and not updated:
             last_ts = latest(last_ts, to_ms(update.get("lastUpdated")))
+            updated = True
         elif entry.get("type") in ("user", "gemini"):
             last_ts = latest(last_ts, to_ms(entry.get("timestamp")))
-            last_text = _any_text(entry) or last_text
+            last_text = last_text or _any_text(entry)
+        if updated and last_text:
+            break
     return {
         "sessionId": meta["sessionId"],
         "projectHash": meta.get("projectHash"),
