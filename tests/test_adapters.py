@@ -510,3 +510,25 @@ def test_tail_finds_the_last_activity_behind_a_long_last_line(
     [meta] = claude(config).parse(str(path))
     assert meta.timestamp == to_ms("2026-11-20T13:00:00.000Z")
     assert meta.preview == "r" * 499 + "…"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-20T10:00:00Z", 1795168800000),
+        ("2026-11-20T10:00:00", 1795168800000),
+        (1795168800, 1795168800000),
+        (1795168800000, 1795168800000),
+        (1e30, None),
+        (-5, None),
+        (float("nan"), None),
+        ("not a date", None),
+        (True, None),
+        (None, None),
+    ],
+)
+def test_timestamps_are_read_in_any_form_and_absurd_ones_dropped(
+    value: Any, expected: int | None
+) -> None:
+    """A timestamp SQLite could not store (or that means nothing) is no timestamp."""
+    assert to_ms(value) == expected

@@ -14,6 +14,7 @@ from tracesd.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
 from tracesd.gitinfo import GitResolver
 from tracesd.ingest import Ingestor, Result
+from tracesd.models import TraceMeta
 from tracesd.store import Store
 
 
@@ -194,3 +195,41 @@ async def test_known_directories_grow_with_captures(rig: Rig, home: Path, tmp_pa
     _, path = claude_session(home, repo)
     await rig.ingest(path)
     assert str(repo) in rig.ingestor.known_directories()
+
+
+async def test_lone_surrogates_in_a_prompt_are_replaced_not_fatal(
+    rig: Rig, home: Path, tmp_path: Path
+) -> None:
+    """JSON may carry "\\ud800"; SQLite cannot store it. The title keeps the rest."""
+    project = home / ".claude" / "projects" / "p"
+    project.mkdir(parents=True)
+    path = project / "s1.jsonl"
+    path.write_text(
+        '{"type": "user", "cwd": "/w", "message": {"content": "fix \\ud800 this"},'
+        ' "timestamp": "2026-11-28T10:00:00Z"}\n'
+    )
+    assert (await rig.ingest(path)).captured == 1
+    trace = await rig.store.get("s1")
+    assert trace is not None
+    assert trace.title == "fix ? this"
+
+
+async def test_an_adapter_bug_on_one_file_is_contained(
+    rig: Rig, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception in an adapter is counted for that file; others flow."""
+    _, odd = claude_session(home, tmp_path, "odd")
+    good_id, good = claude_session(home, tmp_path, "good")
+    adapter = rig.adapters["claude-code"]
+    real_parse = adapter.parse
+
+    def buggy(path: str) -> list[TraceMeta]:
+        if path == str(odd):
+            raise KeyError("surprise")
+        return real_parse(path)
+
+    monkeypatch.setattr(adapter, "parse", buggy)
+    results = await rig.ingestor.ingest_many([(adapter, str(odd)), (adapter, str(good))])
+    assert [r.error for r in results] == ["adapter_error", None]
+    assert rig.ingestor.stats.errors_by_reason["adapter_error"] == 1
+    assert await rig.store.get(good_id) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 from pathlib import Path
@@ -9,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tracesd.errors import StoreClosed, StoreError
+from tracesd.errors import RowRejected, StoreClosed, StoreError
 from tracesd.models import Trace
-from tracesd.store import Store
+from tracesd.store import Capture, FileState, Store
 
 
 def trace(id: str = "t1", **fields: object) -> Trace:
@@ -166,3 +167,24 @@ async def test_file_states_round_trip(store: Store) -> None:
     assert states["/a"].trace_ids == ("x", "y\nz")
     assert states["/b"].error == "binary"
     assert await store.file_state("/a") == states["/a"]
+
+
+async def test_group_commit_isolates_a_row_the_database_refuses(store: Store) -> None:
+    """Ten concurrent writes share a transaction; the one with an unstorable value fails
+    alone and the other nine are committed."""
+    captures = [Capture(new=(trace(f"t{i}"),)) for i in range(10)]
+    captures[4] = Capture(new=(trace("t4", title="lone \udc80 surrogate"),))
+    results = await asyncio.gather(*(store.write(c) for c in captures), return_exceptions=True)
+    assert [type(r).__name__ for r in results].count("RowRejected") == 1
+    assert isinstance(results[4], RowRejected)
+    assert sorted(await store.get_many([f"t{i}" for i in range(10)])) == sorted(
+        f"t{i}" for i in range(10) if i != 4
+    )
+
+
+async def test_group_commit_writes_a_trace_and_its_file_state_together(store: Store) -> None:
+    await store.write(Capture(new=(trace("a"),), file=FileState("/f", "codex", 1, 2, ("a",), None)))
+    assert await store.get("a") is not None
+    state = await store.file_state("/f")
+    assert state is not None
+    assert state.trace_ids == ("a",)
