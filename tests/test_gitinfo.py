@@ -152,16 +152,22 @@ def _careless_git_status(repo: Path) -> None:
     subprocess.run(["git", "status"], cwd=repo, capture_output=True, check=False)
 
 
+def hanging_git(tmp_path: Path, body: str) -> tuple[GitResolver, str]:
+    """A resolver (0.5 s deadline) whose `git` is a bash script; `{marker}` in `body`
+    names the processes it leaves, so a test can look for them."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    marker = f"fakegit-{os.getpid()}-{time.monotonic_ns()}"
+    fake = bindir / "git"
+    fake.write_text("#!/bin/bash\n" + body.format(marker=marker) + "\n")
+    fake.chmod(0o755)
+    return resolver(timeout_s=0.5, path=f"{bindir}:{os.environ['PATH']}"), marker
+
+
 async def test_hanging_git_times_out_and_kills_its_process_group(tmp_path: Path) -> None:
     """A git that never answers is killed at the deadline, children included."""
     repo = make_repo(tmp_path / "r")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    marker = f"hang-{os.getpid()}-{time.monotonic_ns()}"
-    fake = bindir / "git"
-    fake.write_text(f'#!/bin/bash\nexec -a "{marker}" sleep 3600\n')
-    fake.chmod(0o755)
-    r = resolver(timeout_s=0.5, path=f"{bindir}:{os.environ['PATH']}")
+    r, marker = hanging_git(tmp_path, 'exec -a "{marker}" sleep 3600')
 
     started = time.monotonic()
     info = await r.lookup(str(repo))
@@ -180,13 +186,7 @@ async def test_hanging_git_times_out_and_kills_its_process_group(tmp_path: Path)
 async def test_hanging_git_children_in_the_group_are_killed(tmp_path: Path) -> None:
     """A hanging git that forked a helper leaves no process behind."""
     repo = make_repo(tmp_path / "r")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    marker = f"child-{os.getpid()}-{time.monotonic_ns()}"
-    fake = bindir / "git"
-    fake.write_text(f'#!/bin/bash\n( exec -a "{marker}" sleep 3600 ) &\nwait\n')
-    fake.chmod(0o755)
-    r = resolver(timeout_s=0.5, path=f"{bindir}:{os.environ['PATH']}")
+    r, marker = hanging_git(tmp_path, '( exec -a "{marker}" sleep 3600 ) &\nwait')
 
     started = time.monotonic()
     await r.lookup(str(repo))
@@ -199,13 +199,7 @@ async def test_hanging_git_children_in_the_group_are_killed(tmp_path: Path) -> N
 async def test_helper_escaping_the_process_group_cannot_hold_the_lookup(tmp_path: Path) -> None:
     """A git helper that setsid()s away still holding stdout is abandoned at the deadline."""
     repo = make_repo(tmp_path / "r")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    marker = f"escaped-{os.getpid()}-{time.monotonic_ns()}"
-    fake = bindir / "git"
-    fake.write_text(f"#!/bin/bash\nsetsid bash -c 'exec -a \"{marker}\" sleep 3600' &\nexit 0\n")
-    fake.chmod(0o755)
-    r = resolver(timeout_s=0.5, path=f"{bindir}:{os.environ['PATH']}")
+    r, marker = hanging_git(tmp_path, "setsid bash -c 'exec -a \"{marker}\" sleep 3600' &\nexit 0")
     try:
         started = time.monotonic()
         info = await r.lookup(str(repo))
