@@ -134,3 +134,15 @@ async def test_close_cancels_runs_that_outlive_the_grace() -> None:
     await asyncio.wait_for(dispatcher.close(0.05), 2)
     dispatcher.submit(ADAPTER, "/b")  # ignored once closing
     assert ingest.calls == {"/a": 1}
+
+
+async def test_waiting_for_idle_raises_when_a_worker_died() -> None:
+    """`tracesd scan` must fail loudly, not wait forever on work no worker will take."""
+    ingest = ControlledIngest()
+    ingest.fail_with = lambda path: RuntimeError("bug")
+    dispatcher = Dispatcher(ingest, workers=2)
+    for i in range(10):
+        dispatcher.submit(ADAPTER, f"/p{i}")
+    with pytest.raises(RuntimeError, match="bug"):
+        await settle(dispatcher)
+    await dispatcher.close(1)

@@ -20,7 +20,6 @@ import structlog
 from tracesd import __version__, logs
 from tracesd.adapters import Hints, build_adapters
 from tracesd.config import Config, load_config
-from tracesd.daemon import Daemon
 from tracesd.dispatch import Dispatcher
 from tracesd.errors import ConfigError, StoreError
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
@@ -127,6 +126,8 @@ def _positive(text: str) -> int:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
+    from tracesd.daemon import Daemon  # the watcher (watchdog) is the daemon's alone
+
     return asyncio.run(Daemon(config).serve())
 
 

@@ -63,6 +63,8 @@ class Dispatcher:
         self._timers = 0
         self._busy = 0
         self._closing = False
+        #: the bug that killed a worker, re-raised by idle()
+        self.crashed: BaseException | None = None
         self._wakeup = asyncio.Event()
         self._settled = asyncio.Event()
         self._settled.set()
@@ -97,10 +99,13 @@ class Dispatcher:
             self._enqueue(path)
 
     async def idle(self) -> None:
-        """Wait until nothing is queued, cooling down or running."""
-        while self.pending:
+        """Wait until nothing is queued, cooling down or running. Raises the exception that
+        killed a worker, so a waiter never waits on work no one will do."""
+        while self.pending and self.crashed is None:
             self._settled.clear()
             await self._settled.wait()
+        if self.crashed is not None:
+            raise self.crashed
 
     async def close(self, grace_s: float) -> None:
         """Stop taking work; let running ingests finish for up to `grace_s`, then cancel.
@@ -146,6 +151,15 @@ class Dispatcher:
         self._wakeup.set()
 
     async def _work(self) -> None:
+        try:
+            await self._take_batches()
+        except Exception as exc:
+            # Recorded before this task ends, so idle() cannot return as if all was done.
+            self.crashed = self.crashed or exc
+            self._settled.set()
+            raise
+
+    async def _take_batches(self) -> None:
         while not self._closing:
             if not self._ready:
                 self._wakeup.clear()

@@ -1,0 +1,197 @@
+"""capture: a Claude Code session file is written -> its row is committed with git context.
+
+A real `tracesd run` watches an isolated HOME. Sessions are written one at a time, 20-50 ms
+apart, in ten real repositories; before every fifth one the repository gets a new commit,
+so the daemon's git cache must miss and run git again. Latency is the `timestamp` of the
+daemon's `ingest.captured` event (logged right after the commit) minus the wall-clock time
+the bench finished writing the file.
+
+Floor, same run, same number of samples and pacing: a capture on a git cache miss done
+plainly -- three sequential git subprocesses and one SQLite insert committed to a WAL
+database (journal and synchronous settings as tracesd's).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from bench import harness
+from bench.corpus import claude_project, claude_session
+from bench.harness import Daemon, Options, Repo, Workspace
+from bench.report import Result, Row, at_most, distribution, fmt
+
+SESSIONS = 200
+REPOS = 10
+COMMIT_EVERY = 5
+SPACING_S = (0.020, 0.050)
+P99_TARGET_MS = 30.0
+FLOOR_FACTOR = 2.0
+_PROMPTS = (
+    "Add a --dry-run flag to the sync command",
+    "Why does the retry helper give up after one attempt?",
+    "Write a test for the config loader's error messages",
+    "Rename the Store class to Database everywhere",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One planned session: where, whether to commit first, how long to pause before it."""
+
+    repo: Repo
+    commit_first: bool
+    pause_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    session_id: str
+    repo: Repo
+    #: the commit HEAD pointed at when the session was written
+    ref: str
+    #: git had to run: a new commit, or the repository's first session
+    miss: bool
+    #: wall clock (time.time()) when the file was closed
+    written_at: float
+
+
+def run(options: Options) -> Result:
+    result = Result("capture")
+    with Workspace("capture") as ws:
+        harness.say("capture: creating repositories")
+        repos = harness.make_repos(ws.root / "repos", REPOS, ws.git_env)
+        for repo in repos:
+            claude_project(ws.home, repo.path).mkdir(parents=True)
+        rng = random.Random(options.seed)
+        plan = [
+            Step(rng.choice(repos), i % COMMIT_EVERY == COMMIT_EVERY - 1, rng.uniform(*SPACING_S))
+            for i in range(SESSIONS)
+        ]
+        harness.say(f"capture: floor ({SESSIONS} x 3 git + 1 SQLite commit)")
+        floor_ms = _floor(ws, plan)
+        root = str(ws.home / ".claude" / "projects")
+        with Daemon(ws.env, ws.root / "daemon.log") as daemon:
+            daemon.wait_for("watcher.watching", lambda e: e.get("root") == root)
+            daemon.wait_for("scan.finished", lambda e: e.get("reason") == "startup")
+            harness.say(f"capture: writing {SESSIONS} sessions")
+            samples = _write_sessions(ws, plan, rng)
+            latencies_ms = [_latency_ms(daemon, s) for s in samples]
+            problems = harness.wrong_rows(
+                ws.db,
+                {
+                    s.session_id: (str(s.repo.path), s.repo.remote, s.repo.branch, s.ref)
+                    for s in samples
+                },
+            )
+        ws.keep = bool(problems)
+        _report(result, samples, latencies_ms, floor_ms, problems)
+    return result
+
+
+def _write_sessions(ws: Workspace, plan: list[Step], rng: random.Random) -> list[Sample]:
+    samples: list[Sample] = []
+    seen: set[Path] = set()
+    for step in plan:
+        time.sleep(step.pause_s)  # pacing only; nothing is measured across it
+        repo = step.repo
+        if step.commit_first:
+            harness.commit(repo, ws.git_env)
+        session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        data = claude_session(session_id, repo.path, repo.branch, rng.choice(_PROMPTS), rng)
+        path = claude_project(ws.home, repo.path) / f"{session_id}.jsonl"
+        with open(path, "wb") as f:
+            f.write(data)
+        written_at = time.time()
+        miss = step.commit_first or repo.path not in seen
+        seen.add(repo.path)
+        samples.append(Sample(session_id, repo, repo.head, miss, written_at))
+    return samples
+
+
+def _latency_ms(daemon: Daemon, sample: Sample) -> float:
+    event = daemon.wait_for(
+        "ingest.captured", lambda e: e.get("trace_id") == sample.session_id, timeout_s=30.0
+    )
+    committed_at = datetime.fromisoformat(event["timestamp"]).timestamp()
+    return (committed_at - sample.written_at) * 1000
+
+
+def _floor(ws: Workspace, plan: list[Step]) -> list[float]:
+    """Per step: the three git queries the daemon runs, then one committed insert (ms)."""
+    conn = sqlite3.connect(ws.root / "floor.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(
+        "CREATE TABLE traces (id TEXT PRIMARY KEY, directory TEXT,"
+        " git_remote_url TEXT, git_branch TEXT, git_ref TEXT, created_at INTEGER)"
+    )
+    samples: list[float] = []
+    try:
+        for i, step in enumerate(plan):
+            time.sleep(step.pause_s)  # same pacing as the daemon run
+            started = time.perf_counter()
+            answers = harness.git_queries(step.repo.path, ws.env)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT INTO traces VALUES (?, ?, ?, ?, ?, ?)",
+                (f"floor-{i}", str(step.repo.path), *answers, int(time.time() * 1000)),
+            )
+            conn.execute("COMMIT")
+            samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        conn.close()
+    return samples
+
+
+def _report(
+    result: Result,
+    samples: list[Sample],
+    latencies_ms: list[float],
+    floor_ms: list[float],
+    problems: list[str],
+) -> None:
+    every = distribution(latencies_ms)
+    misses = distribution([ms for ms, s in zip(latencies_ms, samples, strict=True) if s.miss])
+    floor = distribution(floor_ms)
+    floor_text = f"p99 {fmt(floor['p99'], 'ms')}"
+    for label, dist in (
+        ("latency, all", every),
+        ("latency, git cache miss", misses),
+        ("floor (3 git + 1 commit)", floor),
+    ):
+        summary = ", ".join(f"{k} {dist[k]:.1f}" for k in ("p50", "p90", "p99", "max"))
+        result.rows.append(Row(f"{label} (n={dist['n']:.0f}), ms", summary))
+    result.rows += [
+        at_most("latency p99", every["p99"], P99_TARGET_MS, "ms", floor=floor_text),
+        at_most(
+            "latency p99 vs floor",
+            every["p99"] / floor["p99"],
+            FLOOR_FACTOR,
+            "x floor",
+            floor=floor_text,
+            digits=2,
+        ),
+        Row(
+            "rows with the right git context",
+            f"{len(samples) - len(problems)}/{len(samples)}",
+            f"{len(samples)}/{len(samples)}",
+            passed=not problems,
+        ),
+    ]
+    result.raw.update(
+        latency_ms=every,
+        latency_miss_ms=misses,
+        floor_ms=floor,
+        problems=problems[:20],
+        samples=[
+            {"id": s.session_id, "repo": s.repo.path.name, "miss": s.miss, "latency_ms": ms}
+            for s, ms in zip(samples, latencies_ms, strict=True)
+        ],
+        floor_samples_ms=floor_ms,
+    )

@@ -1,0 +1,479 @@
+"""Seeded, realistic session corpora on disk: Claude Code, Codex and Gemini CLI (JSONL).
+
+Session sizes are log-normal (median ~30 KB, clipped to 2 KB .. 2 MB), and some tool
+results put 100 KB+ on a single line. Generation is fast because bulk text comes from a
+small pool of pre-serialised JSON strings; per line only a small envelope (ids, cwd,
+timestamps) is serialised. The same seed gives the same ids, sizes and layout.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+import random
+import re
+import string
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.harness import GitRow, Repo
+from bench.report import percentile
+
+AGENT_MIX = {"claude-code": 60, "codex": 25, "gemini-cli": 15}
+MIN_BYTES = 2 * 1024
+MEDIAN_BYTES = 30 * 1024
+MAX_BYTES = 2 * 1024 * 1024
+SIGMA = 1.3
+LONG_LINE = 100 * 1024
+#: share of tool results that are one long line, when the session has room for one
+LONG_SHARE = 0.03
+#: sessions start within this many days before _EPOCH
+SPREAD_DAYS = 180
+_EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
+_MARK = "@@blob@@"
+_HOLE = json.dumps(_MARK).encode()
+_CODE_TOKENS = ("=", "(", ")", "{", "}", ":", "->", '"', "'", "#", "\t", "return", "def")
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    sessions: int
+    seed: int
+    #: Claude sessions that also have `<uuid>/subagents/` and `<uuid>/tool-results/`
+    sidecar_share: float = 0.3
+    #: Claude and Codex sessions whose cwd is `<repo>/src`, not the repository root
+    subdir_share: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    agent: str
+    id: str
+    path: Path
+    cwd: Path
+    repo: Repo
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    sessions: list[Session]
+    long_lines: int
+    #: subagent transcripts, persisted tool results, `.project_root` markers
+    other_files: int
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.size for s in self.sessions)
+
+    def by_agent(self) -> Counter[str]:
+        return Counter(s.agent for s in self.sessions)
+
+    def expected_rows(self) -> dict[str, GitRow]:
+        """What tracesd must store for each session (the repositories were not touched)."""
+        return {
+            s.id: (str(s.cwd), s.repo.remote, s.repo.branch, s.repo.head) for s in self.sessions
+        }
+
+    def summary(self) -> str:
+        sizes = sorted(s.size for s in self.sessions)
+        agents = ", ".join(f"{a} {n:,}" for a, n in sorted(self.by_agent().items()))
+        return (
+            f"{len(sizes):,} sessions ({agents}), {self.total_bytes / 2**20:,.0f} MB, "
+            f"median {percentile(sizes, 50) / 1024:.0f} KB, max {sizes[-1] / 2**20:.1f} MB, "
+            f"{self.long_lines:,} lines >= 100 KB"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        sizes = sorted(s.size for s in self.sessions)
+        return {
+            "sessions": len(sizes),
+            "by_agent": dict(self.by_agent()),
+            "bytes": self.total_bytes,
+            "size_kb": {f"p{p}": percentile(sizes, p) / 1024 for p in (1, 10, 50, 90, 99, 100)},
+            "long_lines": self.long_lines,
+            "other_files": self.other_files,
+        }
+
+
+def agent_roots(home: Path) -> list[Path]:
+    """The roots tracesd watches by default under `home` (those this module writes to)."""
+    return [
+        home / ".claude" / "projects",
+        home / ".codex" / "sessions",
+        home / ".gemini" / "tmp",
+    ]
+
+
+def claude_project(home: Path, cwd: Path) -> Path:
+    """Claude Code's directory for a cwd: every character but [a-zA-Z0-9] becomes `-`."""
+    return home / ".claude" / "projects" / re.sub(r"[^a-zA-Z0-9]", "-", str(cwd))
+
+
+def claude_session(
+    session_id: str, cwd: Path, branch: str, prompt: str, rng: random.Random
+) -> bytes:
+    """A fresh Claude Code transcript: the prompt line and the first reply line."""
+    lines = _Lines()
+    clock = _Clock(datetime.now(UTC) - timedelta(minutes=1), rng)
+    chain = _ClaudeChain(session_id, str(cwd), branch, clock, lines)
+    chain.prompt(prompt)
+    chain.reply(json.dumps([{"type": "text", "text": "Looking at it now."}]).encode())
+    return b"".join(lines.parts)
+
+
+def generate(home: Path, repos: Sequence[Repo], spec: Spec) -> Corpus:
+    return _Generator(home, repos, spec).run()
+
+
+# ------------------------------------------------------------------------- internals
+
+
+class _Pool:
+    """Pre-serialised JSON strings of code-like text, in the sizes sessions need."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        vocab = [
+            "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10))) for _ in range(2000)
+        ]
+        self._vocab = vocab + list(_CODE_TOKENS) * 20
+        self.prompts = [self._text(rng.randint(40, 300)).replace("\n", " ") for _ in range(256)]
+        self.messages = [self._blob(int(math.exp(rng.uniform(5, 8)))) for _ in range(64)]
+        self.outputs = sorted(
+            (self._blob(int(math.exp(rng.uniform(6, 10.6)))) for _ in range(256)), key=len
+        )
+        self._output_sizes = [len(b) for b in self.outputs]
+        self.long_outputs = [self._blob(rng.randint(LONG_LINE, 4 * LONG_LINE)) for _ in range(12)]
+        self.instructions = [self._blob(rng.randint(6_000, 16_000)) for _ in range(8)]
+
+    def output(self, room: int) -> bytes:
+        """A tool output that fits in `room` (the smallest one if none does); sometimes a
+        long one, when there is room for it."""
+        if room > LONG_LINE and self._rng.random() < LONG_SHARE:
+            return self._rng.choice(self.long_outputs)
+        fitting = bisect.bisect_right(self._output_sizes, room)
+        return self._rng.choice(self.outputs[: max(1, fitting)])
+
+    def message(self) -> bytes:
+        return self._rng.choice(self.messages)
+
+    def _text(self, chars: int) -> str:
+        words = self._rng.choices(self._vocab, k=chars // 5 + 1)
+        rows = (" ".join(words[i : i + 12]) for i in range(0, len(words), 12))
+        return "\n".join(rows)[:chars]
+
+    def _blob(self, chars: int) -> bytes:
+        return json.dumps(self._text(chars)).encode()
+
+
+class _Clock:
+    """Timestamps (a few seconds apart, as agents write them) and ids of one session."""
+
+    def __init__(self, start: datetime, rng: random.Random) -> None:
+        self.now = start
+        self._rng = rng
+
+    def tick(self) -> str:
+        self.now += timedelta(seconds=self._rng.uniform(0.5, 30.0))
+        return self.now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.now.microsecond // 1000:03d}Z"
+
+    def uuid(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+
+class _Lines:
+    """The lines of one file, each a compact JSON record, optionally with a blob spliced in."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.long = 0
+
+    def add(self, record: dict[str, Any], blob: bytes = b"") -> None:
+        """Append `record`; the string `_MARK` inside it is replaced by `blob` (JSON)."""
+        line = json.dumps(record, separators=(",", ":")).encode()
+        if blob:
+            head, _, tail = line.partition(_HOLE)
+            line = head + blob + tail
+        self.parts.append(line + b"\n")
+        self.size += len(line) + 1
+        self.long += len(line) >= LONG_LINE
+
+
+class _ClaudeChain:
+    """Claude Code records of one session, linked by parentUuid like the real ones."""
+
+    def __init__(self, sid: str, cwd: str, branch: str, clock: _Clock, lines: _Lines) -> None:
+        self._base = {"isSidechain": False, "userType": "external", "cwd": cwd, "sessionId": sid}
+        self._branch = branch
+        self._clock = clock
+        self._lines = lines
+        self._parent: str | None = None
+
+    def snapshot(self) -> None:
+        """The bookkeeping record Claude Code writes first (no top-level timestamp)."""
+        message_id = self._clock.uuid()
+        snapshot = {
+            "messageId": message_id,
+            "trackedFileBackups": {},
+            "timestamp": self._clock.tick(),
+        }
+        record = {"type": "file-history-snapshot", "messageId": message_id, "snapshot": snapshot}
+        self._lines.add({**record, "isSnapshotUpdate": False})
+
+    def prompt(self, text: str) -> None:
+        self._record("user", {"role": "user", "content": text}, permissionMode="default")
+
+    def reply(self, content: bytes) -> None:
+        message = {
+            "model": "claude-sonnet-4-5-20250929",
+            "id": "msg_" + self._clock.uuid().replace("-", "")[:24],
+            "type": "message",
+            "role": "assistant",
+            "content": _MARK,
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 12, "cache_read_input_tokens": 2048, "output_tokens": 41},
+        }
+        self._record("assistant", message, content)
+
+    def tool_round(self, output: bytes) -> None:
+        tool_id = "toolu_" + self._clock.uuid().replace("-", "")[:24]
+        use = [{"type": "tool_use", "id": tool_id, "name": "Bash", "input": {"command": "make"}}]
+        self.reply(json.dumps(use).encode())
+        result = [{"tool_use_id": tool_id, "type": "tool_result", "content": _MARK}]
+        self._record("user", {"role": "user", "content": result}, output)
+
+    def _record(self, kind: str, message: dict[str, Any], blob: bytes = b"", **extra: Any) -> None:
+        uid = self._clock.uuid()
+        record = {
+            "parentUuid": self._parent,
+            **self._base,
+            "version": "2.1.240",
+            "gitBranch": self._branch,
+            "type": kind,
+            "message": message,
+            "uuid": uid,
+            "timestamp": self._clock.tick(),
+            **extra,
+        }
+        self._lines.add(record, blob)
+        self._parent = uid
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A session being written: where it belongs, how big it should get, its lines."""
+
+    repo: Repo
+    cwd: Path
+    sid: str
+    size: int
+    clock: _Clock
+    lines: _Lines
+
+    @property
+    def room(self) -> int:
+        return self.size - self.lines.size
+
+
+class _Generator:
+    def __init__(self, home: Path, repos: Sequence[Repo], spec: Spec) -> None:
+        self._home = home
+        self._repos = repos
+        self._spec = spec
+        self._rng = random.Random(spec.seed)
+        self._pool = _Pool(self._rng)
+        self._dirs: set[Path] = set()
+        self._long = 0
+        self._other_files = 0
+        # a few repositories get most sessions, like a real user's
+        self._weights = [1 / (i + 1) ** 0.8 for i in range(len(repos))]
+
+    def run(self) -> Corpus:
+        n = self._spec.sessions
+        agents = [a for a, share in AGENT_MIX.items() for _ in range(n * share // 100)]
+        agents += ["claude-code"] * (n - len(agents))
+        self._rng.shuffle(agents)
+        writers = {"claude-code": self._claude, "codex": self._codex, "gemini-cli": self._gemini}
+        sessions = [writers[agent]() for agent in agents]
+        return Corpus(sessions, self._long, self._other_files)
+
+    # -- one session per agent ------------------------------------------------------
+
+    def _claude(self) -> Session:
+        d = self._draft(subdirs=True)
+        chain = _ClaudeChain(d.sid, str(d.cwd), d.repo.branch, d.clock, d.lines)
+        chain.snapshot()
+        chain.prompt(self._rng.choice(self._pool.prompts))
+        while d.room > 0:
+            if self._rng.random() < 0.6:
+                chain.tool_round(self._pool.output(d.room))
+            else:
+                chain.reply(self._text_block())
+        chain.reply(self._text_block())
+        d.lines.add({"type": "ai-title", "aiTitle": "Bench session", "sessionId": d.sid})
+        project = claude_project(self._home, d.cwd)
+        if self._rng.random() < self._spec.sidecar_share:
+            self._claude_sidecar(project / d.sid, d)
+        return self._write("claude-code", project / f"{d.sid}.jsonl", d)
+
+    def _claude_sidecar(self, folder: Path, d: _Draft) -> None:
+        """`<session>/subagents/agent-<id>.jsonl` (+ .meta.json) and `<session>/tool-results/`."""
+        agent_id = f"{self._rng.getrandbits(64):016x}"
+        lines = _Lines()
+        for kind, text in (("user", "List every call site"), ("assistant", "Found three.")):
+            record = {
+                "isSidechain": True,
+                "agentId": agent_id,
+                "cwd": str(d.cwd),
+                "sessionId": d.sid,
+                "gitBranch": d.repo.branch,
+                "type": kind,
+                "message": {"role": kind, "content": text},
+                "uuid": d.clock.uuid(),
+                "timestamp": d.clock.tick(),
+            }
+            lines.add(record)
+        subagents = folder / "subagents"
+        self._put(subagents / f"agent-{agent_id}.jsonl", lines.parts)
+        meta = json.dumps({"agentType": "Explore", "description": "Find call sites"}).encode()
+        self._put(subagents / f"agent-{agent_id}.meta.json", [meta])
+        self._put(folder / "tool-results" / f"toolu_{agent_id}.txt", [self._pool.output(0)])
+        self._other_files += 3
+
+    def _codex(self) -> Session:
+        d = self._draft(subdirs=True)
+        started = d.clock.now
+        ts = d.clock.tick()
+        repo = d.repo
+        meta = {
+            "id": d.sid,
+            "timestamp": ts,
+            "cwd": str(d.cwd),
+            "originator": "codex_cli_rs",
+            "cli_version": "0.152.0",
+            "source": "cli",
+            "model_provider": "openai",
+            "base_instructions": {"text": _MARK},
+            "git": {"commit_hash": repo.head, "branch": repo.branch, "repository_url": repo.remote},
+        }
+        instructions = self._rng.choice(self._pool.instructions)
+        d.lines.add({"timestamp": ts, "type": "session_meta", "payload": meta}, instructions)
+        context = f"<environment_context>\n  <cwd>{d.cwd}</cwd>\n</environment_context>"
+        self._codex_item(d, "user", json.dumps(context).encode())
+        prompt = self._rng.choice(self._pool.prompts)
+        self._codex_record(d, "event_msg", {"type": "user_message", "message": prompt})
+        while d.room > 0:
+            call_id = "call_" + d.clock.uuid().replace("-", "")[:24]
+            call = {
+                "type": "function_call",
+                "name": "shell",
+                "arguments": '{"command":["make","test"]}',
+                "call_id": call_id,
+            }
+            self._codex_record(d, "response_item", call)
+            output = {"type": "function_call_output", "call_id": call_id, "output": _MARK}
+            self._codex_record(d, "response_item", output, self._pool.output(d.room))
+            if self._rng.random() < 0.3:
+                self._codex_item(d, "assistant", self._pool.message())
+        self._codex_record(d, "event_msg", {"type": "agent_message", "message": "Done."})
+        self._codex_record(d, "event_msg", {"type": "task_complete", "last_agent_message": "Done."})
+        day = self._home / ".codex" / "sessions" / started.strftime("%Y/%m/%d")
+        return self._write("codex", day / f"rollout-{started:%Y-%m-%dT%H-%M-%S}-{d.sid}.jsonl", d)
+
+    def _codex_item(self, d: _Draft, role: str, text: bytes) -> None:
+        kind = "input_text" if role == "user" else "output_text"
+        payload = {"type": "message", "role": role, "content": [{"type": kind, "text": _MARK}]}
+        self._codex_record(d, "response_item", payload, text)
+
+    def _codex_record(
+        self, d: _Draft, kind: str, payload: dict[str, Any], blob: bytes = b""
+    ) -> None:
+        d.lines.add({"timestamp": d.clock.tick(), "type": kind, "payload": payload}, blob)
+
+    def _gemini(self) -> Session:
+        d = self._draft(subdirs=False)
+        started = d.clock.now
+        project = self._home / ".gemini" / "tmp" / d.repo.path.name
+        marker = project / ".project_root"
+        if not marker.exists():
+            self._put(marker, [str(d.cwd).encode()])
+            self._other_files += 1
+        ts = d.clock.tick()
+        digest = hashlib.sha256(str(d.cwd).encode()).hexdigest()
+        d.lines.add({"sessionId": d.sid, "projectHash": digest, "startTime": ts, "lastUpdated": ts})
+        prompt = [{"text": self._rng.choice(self._pool.prompts)}]
+        d.lines.add(
+            {"id": d.clock.uuid(), "timestamp": d.clock.tick(), "type": "user", "content": prompt}
+        )
+        while d.room > 0:
+            ts = d.clock.tick()
+            response = {"functionResponse": {"name": "read_file", "response": {"output": _MARK}}}
+            call = {
+                "id": "read_file-" + d.clock.uuid()[:8],
+                "name": "read_file",
+                "args": {"path": "src/main.py"},
+                "result": [response],
+                "status": "success",
+                "timestamp": ts,
+            }
+            record = {
+                "id": d.clock.uuid(),
+                "timestamp": ts,
+                "type": "gemini",
+                "content": "Reading the file.",
+                "toolCalls": [call],
+                "model": "gemini-2.5-pro",
+            }
+            d.lines.add(record, self._pool.output(d.room))
+            d.lines.add({"$set": {"lastUpdated": ts}})
+        done = {
+            "id": d.clock.uuid(),
+            "timestamp": d.clock.tick(),
+            "type": "gemini",
+            "content": "Done.",
+        }
+        d.lines.add(done)
+        return self._write(
+            "gemini-cli",
+            project / "chats" / f"session-{started:%Y-%m-%dT%H-%M}-{d.sid[:8]}.jsonl",
+            d,
+        )
+
+    # -- shared -------------------------------------------------------------------------
+
+    def _draft(self, *, subdirs: bool) -> _Draft:
+        rng = self._rng
+        repo = rng.choices(self._repos, self._weights)[0]
+        cwd = repo.path
+        if subdirs and rng.random() < self._spec.subdir_share:
+            cwd = repo.path / "src"
+            cwd.mkdir(exist_ok=True)
+        size = rng.lognormvariate(math.log(MEDIAN_BYTES), SIGMA)
+        start = _EPOCH - timedelta(seconds=rng.uniform(0, SPREAD_DAYS * 86400))
+        clock = _Clock(start, rng)
+        size = int(min(MAX_BYTES, max(MIN_BYTES, size)))
+        return _Draft(repo, cwd, clock.uuid(), size, clock, _Lines())
+
+    def _text_block(self) -> bytes:
+        return b'[{"type":"text","text":' + self._pool.message() + b"}]"
+
+    def _write(self, agent: str, path: Path, d: _Draft) -> Session:
+        self._put(path, d.lines.parts)
+        self._long += d.lines.long
+        return Session(agent, d.sid, path, d.cwd, d.repo, d.lines.size)
+
+    def _put(self, path: Path, parts: list[bytes]) -> None:
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        with open(path, "wb") as f:
+            f.writelines(parts)
