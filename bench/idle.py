@@ -32,7 +32,7 @@ REPOS = 100
 CPU_TARGET_PERCENT = 0.5
 RSS_TARGET_MB = 80.0
 STARTUP_TIMEOUT_S = 600.0
-_FLOOR_CODE = "import sys, tracesd.cli; sys.stdin.read()"
+_FLOOR_CODE = "import sys, tracesd.cli, tracesd.daemon; sys.stdin.read()"
 
 
 @dataclass(slots=True)
