@@ -109,9 +109,6 @@ class Daemon:
             waiting_for=[r.path for r in self.watcher.roots if not r.exists],
         )
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def fail(self, exc: BaseException) -> None:
         """A component hit a bug: stop with a failure exit code so the service restarts."""
         self._exit_code = 1

@@ -107,9 +107,9 @@ class SessionFile:
 
     def tail_lines(self, max_bytes: int = TAIL_BYTES) -> list[bytes]:
         """Complete, non-blank lines within the last `max_bytes`, oldest first."""
-        return self._window(self.size, max_bytes)[1]
+        return self.lines_before(self.size, max_bytes)[1]
 
-    def _window(self, end: int, max_bytes: int) -> tuple[int, list[bytes]]:
+    def lines_before(self, end: int, max_bytes: int) -> tuple[int, list[bytes]]:
         """Complete lines of the `max_bytes` before `end`, and where the first one starts.
 
         A line is complete when its newline is on disk and, unless it starts the file,
@@ -135,11 +135,6 @@ class SessionFile:
     def read_document(self, max_bytes: int = MAX_DOCUMENT) -> bytes:
         """The first `max_bytes` of a whole-file document (all of it when smaller)."""
         return self._read(0, min(self.size, max_bytes))
-
-    @property
-    def complete(self) -> bool:
-        """False while the last byte is not a newline (a writer is mid-line)."""
-        return self.size > 0 and self._read(self.size - 1, 1) == b"\n"
 
 
 class Records:
@@ -191,7 +186,7 @@ def tail_records(f: SessionFile) -> Iterator[dict[str, Any]]:
     """
     end = f.size
     for window in (FIRST_CHUNK, TAIL_BYTES):
-        start, lines = f._window(end, window)
+        start, lines = f.lines_before(end, window)
         for line in reversed(lines):
             record = decode_line(line)
             if record is not None:

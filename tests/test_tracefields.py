@@ -1,0 +1,57 @@
+"""The pure rules for trace rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracesd.errors import ParseError
+from tracesd.models import GitInfo, Trace, TraceMeta
+from tracesd.tracefields import changes, glob, storable
+
+META = TraceMeta("codex", "t1", "/s.jsonl", "/w", "title", "preview", 2000, 1000)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "excluded"),
+    [
+        ("/home/u/private/**", "/home/u/private", True),
+        ("/home/u/private/**", "/home/u/private/a/b", True),
+        ("/home/u/private/**", "/home/u/privateer", False),
+        ("/home/u/*/secret", "/home/u/x/secret", True),
+        ("/home/u/*/secret", "/home/u/x/y/secret", False),
+        ("/home/u/**/secret", "/home/u/x/y/secret", True),
+        ("/tmp/scratch-?", "/tmp/scratch-1", True),
+        ("/tmp/scratch-?", "/tmp/scratch-12", False),
+        ("/work/a.b", "/work/aXb", False),
+    ],
+)
+def test_exclude_globs(pattern: str, path: str, excluded: bool) -> None:
+    """`*` and `?` stay in one component, `**` crosses them, `dir/**` covers dir itself."""
+    assert bool(glob(pattern).fullmatch(path)) is excluded
+
+
+def test_changes_never_touch_captured_git_context() -> None:
+    stored = Trace("t1", "codex", title="old", directory="/w", git_branch="main")
+    assert changes(stored, META, GitInfo(branch="other")) == {
+        "title": "title",
+        "preview": "preview",
+        "timestamp": 2000,
+        "source_path": "/s.jsonl",
+    }
+
+
+def test_changes_capture_git_when_the_directory_becomes_known() -> None:
+    stored = Trace(
+        "t1", "codex", title="title", preview="preview", timestamp=2000, source_path="/s.jsonl"
+    )
+    assert changes(stored, META, GitInfo("https://h/r.git", "main", "a" * 40)) == {
+        "directory": "/w",
+        "git_remote_url": "https://h/r.git",
+        "git_branch": "main",
+        "git_ref": "a" * 40,
+    }
+
+
+def test_unstorable_id_makes_the_session_unreadable() -> None:
+    with pytest.raises(ParseError, match="not valid Unicode"):
+        storable(TraceMeta("codex", "bad\udc80", "/s", None, None, None, None, None))
