@@ -142,3 +142,26 @@ def test_cli_exits_2_naming_key_and_file(home: Path) -> None:
 def test_cli_usage_error_exits_2(home: Path) -> None:
     assert tracesd(home, "frobnicate").returncode == 2
     assert tracesd(home, "list", "--limit", "0").returncode == 2
+
+
+def test_example_config_documents_every_key_with_its_default(home: Path) -> None:
+    """config.example.toml loads, names every key the schema knows, and holds the defaults."""
+    import tomllib
+
+    from tracesd.config import _SCHEMA
+
+    example = Path(__file__).parents[1] / "config.example.toml"
+    text = example.read_text()
+    parsed = tomllib.loads(text)
+    for section, keys in _SCHEMA.items():
+        for key in keys:
+            assert key in parsed.get(section, {}) or f"# {key} =" in text, f"{section}.{key}"
+    env = isolated_env(home)
+    assert (
+        load_config(config_path=str(example), environ=env).capture
+        == load_config(environ=env).capture
+    )
+    from_example = load_config(config_path=str(example), environ=env)
+    defaults = load_config(environ=env)
+    for name in ("storage", "agents", "capture", "sync", "status", "log"):
+        assert getattr(from_example, name) == getattr(defaults, name), name
