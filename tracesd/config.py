@@ -369,3 +369,6 @@ _SCHEMA: dict[str, dict[str, _Validator]] = {
     "status": {"socket_path": _path},
     "log": {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)},
 }
+
+#: every config key, dotted (`capture.git_timeout_s`)
+KEYS: tuple[str, ...] = tuple(f"{s}.{k}" for s, keys in _SCHEMA.items() for k in keys)
