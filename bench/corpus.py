@@ -8,14 +8,11 @@ timestamps) is serialised. The same seed gives the same ids, sizes and layout.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import math
 import random
 import re
-import string
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import GitRow, Repo
+from bench.records import MARK, ClaudeChain, Clock, Lines, Pool
 from bench.report import percentile
 
 AGENT_MIX = {"claude-code": 60, "codex": 25, "gemini-cli": 15}
@@ -31,15 +29,9 @@ MIN_BYTES = 2 * 1024
 MEDIAN_BYTES = 30 * 1024
 MAX_BYTES = 2 * 1024 * 1024
 SIGMA = 1.3
-LONG_LINE = 100 * 1024
-#: share of tool results that are one long line, when the session has room for one
-LONG_SHARE = 0.03
 #: sessions start within this many days before _EPOCH
 SPREAD_DAYS = 180
 _EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
-_MARK = "@@blob@@"
-_HOLE = json.dumps(_MARK).encode()
-_CODE_TOKENS = ("=", "(", ")", "{", "}", ":", "->", '"', "'", "#", "\t", "return", "def")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +113,9 @@ def claude_session(
     session_id: str, cwd: Path, branch: str, prompt: str, rng: random.Random
 ) -> bytes:
     """A fresh Claude Code transcript: the prompt line and the first reply line."""
-    lines = _Lines()
-    clock = _Clock(datetime.now(UTC) - timedelta(minutes=1), rng)
-    chain = _ClaudeChain(session_id, str(cwd), branch, clock, lines)
+    lines = Lines()
+    clock = Clock(datetime.now(UTC) - timedelta(minutes=1), rng)
+    chain = ClaudeChain(session_id, str(cwd), branch, clock, lines)
     chain.prompt(prompt)
     chain.reply(json.dumps([{"type": "text", "text": "Looking at it now."}]).encode())
     return b"".join(lines.parts)
@@ -136,138 +128,6 @@ def generate(home: Path, repos: Sequence[Repo], spec: Spec) -> Corpus:
 # ------------------------------------------------------------------------- internals
 
 
-class _Pool:
-    """Pre-serialised JSON strings of code-like text, in the sizes sessions need."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-        vocab = [
-            "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10))) for _ in range(2000)
-        ]
-        self._vocab = vocab + list(_CODE_TOKENS) * 20
-        self.prompts = [self._text(rng.randint(40, 300)).replace("\n", " ") for _ in range(256)]
-        self.messages = [self._blob(int(math.exp(rng.uniform(5, 8)))) for _ in range(64)]
-        self.outputs = sorted(
-            (self._blob(int(math.exp(rng.uniform(6, 10.6)))) for _ in range(256)), key=len
-        )
-        self._output_sizes = [len(b) for b in self.outputs]
-        self.long_outputs = [self._blob(rng.randint(LONG_LINE, 4 * LONG_LINE)) for _ in range(12)]
-        self.instructions = [self._blob(rng.randint(6_000, 16_000)) for _ in range(8)]
-
-    def output(self, room: int) -> bytes:
-        """A tool output that fits in `room` (the smallest one if none does); sometimes a
-        long one, when there is room for it."""
-        if room > LONG_LINE and self._rng.random() < LONG_SHARE:
-            return self._rng.choice(self.long_outputs)
-        fitting = bisect.bisect_right(self._output_sizes, room)
-        return self._rng.choice(self.outputs[: max(1, fitting)])
-
-    def message(self) -> bytes:
-        return self._rng.choice(self.messages)
-
-    def _text(self, chars: int) -> str:
-        words = self._rng.choices(self._vocab, k=chars // 5 + 1)
-        rows = (" ".join(words[i : i + 12]) for i in range(0, len(words), 12))
-        return "\n".join(rows)[:chars]
-
-    def _blob(self, chars: int) -> bytes:
-        return json.dumps(self._text(chars)).encode()
-
-
-class _Clock:
-    """Timestamps (a few seconds apart, as agents write them) and ids of one session."""
-
-    def __init__(self, start: datetime, rng: random.Random) -> None:
-        self.now = start
-        self._rng = rng
-
-    def tick(self) -> str:
-        self.now += timedelta(seconds=self._rng.uniform(0.5, 30.0))
-        return self.now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.now.microsecond // 1000:03d}Z"
-
-    def uuid(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-
-
-class _Lines:
-    """The lines of one file, each a compact JSON record, optionally with a blob spliced in."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.long = 0
-
-    def add(self, record: dict[str, Any], blob: bytes = b"") -> None:
-        """Append `record`; the string `_MARK` inside it is replaced by `blob` (JSON)."""
-        line = json.dumps(record, separators=(",", ":")).encode()
-        if blob:
-            head, _, tail = line.partition(_HOLE)
-            line = head + blob + tail
-        self.parts.append(line + b"\n")
-        self.size += len(line) + 1
-        self.long += len(line) >= LONG_LINE
-
-
-class _ClaudeChain:
-    """Claude Code records of one session, linked by parentUuid like the real ones."""
-
-    def __init__(self, sid: str, cwd: str, branch: str, clock: _Clock, lines: _Lines) -> None:
-        self._base = {"isSidechain": False, "userType": "external", "cwd": cwd, "sessionId": sid}
-        self._branch = branch
-        self._clock = clock
-        self._lines = lines
-        self._parent: str | None = None
-
-    def snapshot(self) -> None:
-        """The bookkeeping record Claude Code writes first (no top-level timestamp)."""
-        message_id = self._clock.uuid()
-        snapshot = {
-            "messageId": message_id,
-            "trackedFileBackups": {},
-            "timestamp": self._clock.tick(),
-        }
-        record = {"type": "file-history-snapshot", "messageId": message_id, "snapshot": snapshot}
-        self._lines.add({**record, "isSnapshotUpdate": False})
-
-    def prompt(self, text: str) -> None:
-        self._record("user", {"role": "user", "content": text}, permissionMode="default")
-
-    def reply(self, content: bytes) -> None:
-        message = {
-            "model": "claude-sonnet-4-5-20250929",
-            "id": "msg_" + self._clock.uuid().replace("-", "")[:24],
-            "type": "message",
-            "role": "assistant",
-            "content": _MARK,
-            "stop_reason": "end_turn",
-            "usage": {"input_tokens": 12, "cache_read_input_tokens": 2048, "output_tokens": 41},
-        }
-        self._record("assistant", message, content)
-
-    def tool_round(self, output: bytes) -> None:
-        tool_id = "toolu_" + self._clock.uuid().replace("-", "")[:24]
-        use = [{"type": "tool_use", "id": tool_id, "name": "Bash", "input": {"command": "make"}}]
-        self.reply(json.dumps(use).encode())
-        result = [{"tool_use_id": tool_id, "type": "tool_result", "content": _MARK}]
-        self._record("user", {"role": "user", "content": result}, output)
-
-    def _record(self, kind: str, message: dict[str, Any], blob: bytes = b"", **extra: Any) -> None:
-        uid = self._clock.uuid()
-        record = {
-            "parentUuid": self._parent,
-            **self._base,
-            "version": "2.1.240",
-            "gitBranch": self._branch,
-            "type": kind,
-            "message": message,
-            "uuid": uid,
-            "timestamp": self._clock.tick(),
-            **extra,
-        }
-        self._lines.add(record, blob)
-        self._parent = uid
-
-
 @dataclass(slots=True)
 class _Draft:
     """A session being written: where it belongs, how big it should get, its lines."""
@@ -276,8 +136,8 @@ class _Draft:
     cwd: Path
     sid: str
     size: int
-    clock: _Clock
-    lines: _Lines
+    clock: Clock
+    lines: Lines
 
     @property
     def room(self) -> int:
@@ -290,7 +150,7 @@ class _Generator:
         self._repos = repos
         self._spec = spec
         self._rng = random.Random(spec.seed)
-        self._pool = _Pool(self._rng)
+        self._pool = Pool(self._rng)
         self._dirs: set[Path] = set()
         self._long = 0
         self._other_files = 0
@@ -310,7 +170,7 @@ class _Generator:
 
     def _claude(self) -> Session:
         d = self._draft(subdirs=True)
-        chain = _ClaudeChain(d.sid, str(d.cwd), d.repo.branch, d.clock, d.lines)
+        chain = ClaudeChain(d.sid, str(d.cwd), d.repo.branch, d.clock, d.lines)
         chain.snapshot()
         chain.prompt(self._rng.choice(self._pool.prompts))
         while d.room > 0:
@@ -328,7 +188,7 @@ class _Generator:
     def _claude_sidecar(self, folder: Path, d: _Draft) -> None:
         """`<session>/subagents/agent-<id>.jsonl` (+ .meta.json) and `<session>/tool-results/`."""
         agent_id = f"{self._rng.getrandbits(64):016x}"
-        lines = _Lines()
+        lines = Lines()
         for kind, text in (("user", "List every call site"), ("assistant", "Found three.")):
             record = {
                 "isSidechain": True,
@@ -362,7 +222,7 @@ class _Generator:
             "cli_version": "0.152.0",
             "source": "cli",
             "model_provider": "openai",
-            "base_instructions": {"text": _MARK},
+            "base_instructions": {"text": MARK},
             "git": {"commit_hash": repo.head, "branch": repo.branch, "repository_url": repo.remote},
         }
         instructions = self._rng.choice(self._pool.instructions)
@@ -380,7 +240,7 @@ class _Generator:
                 "call_id": call_id,
             }
             self._codex_record(d, "response_item", call)
-            output = {"type": "function_call_output", "call_id": call_id, "output": _MARK}
+            output = {"type": "function_call_output", "call_id": call_id, "output": MARK}
             self._codex_record(d, "response_item", output, self._pool.output(d.room))
             if self._rng.random() < 0.3:
                 self._codex_item(d, "assistant", self._pool.message())
@@ -391,7 +251,7 @@ class _Generator:
 
     def _codex_item(self, d: _Draft, role: str, text: bytes) -> None:
         kind = "input_text" if role == "user" else "output_text"
-        payload = {"type": "message", "role": role, "content": [{"type": kind, "text": _MARK}]}
+        payload = {"type": "message", "role": role, "content": [{"type": kind, "text": MARK}]}
         self._codex_record(d, "response_item", payload, text)
 
     def _codex_record(
@@ -416,7 +276,7 @@ class _Generator:
         )
         while d.room > 0:
             ts = d.clock.tick()
-            response = {"functionResponse": {"name": "read_file", "response": {"output": _MARK}}}
+            response = {"functionResponse": {"name": "read_file", "response": {"output": MARK}}}
             call = {
                 "id": "read_file-" + d.clock.uuid()[:8],
                 "name": "read_file",
@@ -459,9 +319,9 @@ class _Generator:
             cwd.mkdir(exist_ok=True)
         size = rng.lognormvariate(math.log(MEDIAN_BYTES), SIGMA)
         start = _EPOCH - timedelta(seconds=rng.uniform(0, SPREAD_DAYS * 86400))
-        clock = _Clock(start, rng)
+        clock = Clock(start, rng)
         size = int(min(MAX_BYTES, max(MIN_BYTES, size)))
-        return _Draft(repo, cwd, clock.uuid(), size, clock, _Lines())
+        return _Draft(repo, cwd, clock.uuid(), size, clock, Lines())
 
     def _text_block(self) -> bytes:
         return b'[{"type":"text","text":' + self._pool.message() + b"}]"

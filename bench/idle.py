@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import harness
+from bench import harness, measure
 from bench.corpus import Spec, agent_roots, generate
 from bench.harness import Daemon, Options, Workspace
 from bench.report import Result, Row, at_most, fmt
@@ -65,7 +65,7 @@ def run(options: Options) -> Result:
         repos = harness.make_repos(ws.root / "repos", REPOS, ws.git_env)
         harness.say(f"idle: generating {SESSIONS:,} sessions")
         corpus = generate(ws.home, repos, Spec(SESSIONS, options.seed))
-        directories = harness.count_directories(agent_roots(ws.home))
+        directories = measure.count_directories(agent_roots(ws.home))
         os.sync()
         floor_argv = [sys.executable, "-c", _FLOOR_CODE]
         with (
@@ -81,13 +81,13 @@ def run(options: Options) -> Result:
             )
             startup_s = time.monotonic() - started
             if floor.poll() is not None:
-                raise harness.BenchError(f"the floor process exited ({floor.returncode})")
-            watches = harness.inotify_watches(daemon.pid)
+                raise measure.BenchError(f"the floor process exited ({floor.returncode})")
+            watches = measure.inotify_watches(daemon.pid)
             harness.say(f"idle: measuring for {options.idle_window_s:g}s")
             before = len(daemon.events())
             window = _observe(daemon.pid, floor.pid, ws.db, options.idle_window_s)
             window.log_events = Counter(e["event"] for e in daemon.events()[before:])
-            hwm_mb = harness.status_mb(daemon.pid, "VmHWM")
+            hwm_mb = measure.status_mb(daemon.pid, "VmHWM")
         wrong = harness.wrong_rows(ws.db, corpus.expected_rows())
         startup_ok = (scan["new"], scan["errors"]) == (SESSIONS, 0) and not wrong
         ws.keep = not startup_ok
@@ -149,20 +149,20 @@ def _observe(pid: int, floor_pid: int, db: Path, seconds: float) -> Window:
     try:
         window.data_version_before = _data_version(reader)
         window.db_files_before = _db_files(db)
-        cpu0, floor0 = harness.cpu_seconds(pid), harness.cpu_seconds(floor_pid)
+        cpu0, floor0 = measure.cpu_seconds(pid), measure.cpu_seconds(floor_pid)
         started = time.monotonic()
         last = cpu0
         for tick in range(1, max(1, round(seconds)) + 1):
             time.sleep(max(0.0, started + tick - time.monotonic()))  # pacing, not measuring
-            now = harness.cpu_seconds(pid)
+            now = measure.cpu_seconds(pid)
             window.cpu_ms_per_second.append((now - last) * 1000)
             last = now
-            window.rss_max_mb = max(window.rss_max_mb, harness.status_mb(pid, "VmRSS"))
-            floor_rss = harness.status_mb(floor_pid, "VmRSS")
+            window.rss_max_mb = max(window.rss_max_mb, measure.status_mb(pid, "VmRSS"))
+            floor_rss = measure.status_mb(floor_pid, "VmRSS")
             window.floor_rss_max_mb = max(window.floor_rss_max_mb, floor_rss)
         window.seconds = time.monotonic() - started
-        window.cpu_percent = (harness.cpu_seconds(pid) - cpu0) / window.seconds * 100
-        floor_cpu = harness.cpu_seconds(floor_pid) - floor0
+        window.cpu_percent = (measure.cpu_seconds(pid) - cpu0) / window.seconds * 100
+        floor_cpu = measure.cpu_seconds(floor_pid) - floor0
         window.floor_cpu_percent = floor_cpu / window.seconds * 100
         window.db_files_after = _db_files(db)
         window.data_version_after = _data_version(reader)

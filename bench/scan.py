@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import harness
+from bench import harness, measure
 from bench.corpus import Corpus, Spec, generate
-from bench.harness import TRACESD, Child, Options, Repo, Workspace
+from bench.harness import TRACESD, Options, Repo, Workspace
+from bench.measure import Child
 from bench.report import Result, Row, at_least, at_most, fmt
 
 SESSIONS = 10_000
@@ -65,9 +66,9 @@ def run(options: Options) -> Result:
 
 
 def _tracesd(ws: Workspace, label: str, *args: str) -> Child:
-    child = harness.run_child([TRACESD, *args], ws.env, stderr=ws.root / f"{label}.stderr")
+    child = measure.run_child([TRACESD, *args], ws.env, stderr=ws.root / f"{label}.stderr")
     if child.returncode != 0:
-        raise harness.BenchError(
+        raise measure.BenchError(
             f"tracesd {' '.join(args)} exited {child.returncode}: {ws.root}/{label}.stderr"
         )
     return child
