@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
 from collections import Counter
@@ -20,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import GitRow, Repo
+from bench import harness
+from bench.harness import GitRow, Repo, Workspace
 from bench.records import MARK, ClaudeChain, Clock, Lines, Pool
 from bench.report import percentile
 
@@ -119,6 +121,17 @@ def claude_session(
     chain.prompt(prompt)
     chain.reply(json.dumps([{"type": "text", "text": "Looking at it now."}]).encode())
     return b"".join(lines.parts)
+
+
+def build(ws: Workspace, label: str, repos: int, spec: Spec) -> tuple[list[Repo], Corpus]:
+    """`repos` real repositories and `spec.sessions` sessions in them, flushed to disk so
+    no writeback of the corpus competes with the measurements."""
+    harness.say(f"{label}: creating {repos} repositories")
+    made = harness.make_repos(ws.root / "repos", repos, ws.git_env)
+    harness.say(f"{label}: generating {spec.sessions:,} sessions")
+    corpus = generate(ws.home, made, spec)
+    os.sync()
+    return made, corpus
 
 
 def generate(home: Path, repos: Sequence[Repo], spec: Spec) -> Corpus:

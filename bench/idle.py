@@ -13,7 +13,6 @@ and then blocks -- the memory of the code itself, and the noise of the CPU measu
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import harness, measure
-from bench.corpus import Spec, agent_roots, generate
+from bench.corpus import Spec, agent_roots, build
 from bench.harness import Daemon, Options, Workspace
 from bench.report import Result, Row, at_most, fmt
 
@@ -61,12 +60,8 @@ class Window:
 def run(options: Options) -> Result:
     result = Result("idle")
     with Workspace("idle") as ws:
-        harness.say(f"idle: creating {REPOS} repositories")
-        repos = harness.make_repos(ws.root / "repos", REPOS, ws.git_env)
-        harness.say(f"idle: generating {SESSIONS:,} sessions")
-        corpus = generate(ws.home, repos, Spec(SESSIONS, options.seed))
+        _, corpus = build(ws, "idle", REPOS, Spec(SESSIONS, options.seed))
         directories = measure.count_directories(agent_roots(ws.home))
-        os.sync()
         floor_argv = [sys.executable, "-c", _FLOOR_CODE]
         with (
             Daemon(ws.env, ws.root / "daemon.log") as daemon,

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import harness, measure
-from bench.corpus import Corpus, Spec, generate
+from bench.corpus import Corpus, Spec, build
 from bench.harness import TRACESD, Options, Repo, Workspace
 from bench.measure import Child
 from bench.report import Result, Row, at_least, at_most, fmt
@@ -38,11 +37,7 @@ SPEEDUP_TARGET = 10.0
 def run(options: Options) -> Result:
     result = Result("scan")
     with Workspace("scan") as ws:
-        harness.say(f"scan: creating {REPOS} repositories")
-        repos = harness.make_repos(ws.root / "repos", REPOS, ws.git_env)
-        harness.say(f"scan: generating {SESSIONS:,} sessions")
-        corpus = generate(ws.home, repos, Spec(SESSIONS, options.seed))
-        os.sync()  # no writeback of the corpus competing with the measurements
+        repos, corpus = build(ws, "scan", REPOS, Spec(SESSIONS, options.seed))
         harness.say("scan: floors")
         read_s = _read_all([s.path for s in corpus.sessions])
         git_s = _git_queries(repos, ws.env)

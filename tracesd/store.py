@@ -186,12 +186,18 @@ class Store:
         rows = await self._rows("SELECT * FROM traces WHERE id = ?", (trace_id,))
         return _trace(rows[0]) if rows else None
 
+    async def _rows_in(self, table: str, column: str, values: Iterable[str]) -> list[sqlite3.Row]:
+        """Rows whose `column` is one of `values`, in chunks SQLite accepts."""
+        rows: list[sqlite3.Row] = []
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            sql = f"SELECT * FROM {table} WHERE {column} IN ({', '.join('?' * len(chunk))})"
+            rows += await self._rows(sql, chunk)
+        return rows
+
     async def get_many(self, trace_ids: Iterable[str]) -> dict[str, Trace]:
-        found: dict[str, Trace] = {}
-        for chunk in _chunks(list(dict.fromkeys(trace_ids))):
-            sql = f"SELECT * FROM traces WHERE id IN ({', '.join('?' * len(chunk))})"
-            found.update((row["id"], _trace(row)) for row in await self._rows(sql, chunk))
-        return found
+        return {row["id"]: _trace(row) for row in await self._rows_in("traces", "id", trace_ids)}
 
     async def list_traces(
         self,
@@ -240,11 +246,8 @@ class Store:
         return {row["path"]: _file_state(row) for row in rows}
 
     async def file_states_for(self, paths: Iterable[str]) -> dict[str, FileState]:
-        found: dict[str, FileState] = {}
-        for chunk in _chunks(list(dict.fromkeys(paths))):
-            sql = f"SELECT * FROM tracesd_files WHERE path IN ({', '.join('?' * len(chunk))})"
-            found.update((row["path"], _file_state(row)) for row in await self._rows(sql, chunk))
-        return found
+        rows = await self._rows_in("tracesd_files", "path", paths)
+        return {row["path"]: _file_state(row) for row in rows}
 
     async def file_state(self, path: str) -> FileState | None:
         rows = await self._rows("SELECT * FROM tracesd_files WHERE path = ?", (path,))
@@ -367,11 +370,6 @@ def _resolve(
             future.set_exception(exc)
         else:
             future.set_result(None)
-
-
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _trace(row: sqlite3.Row) -> Trace:
