@@ -147,3 +147,26 @@ async def test_watch_limit_degrades_to_polling_with_an_actionable_hint(
     assert rig.watcher.roots[0].degraded == "limit"
     assert str(rig.root) in rig.watcher.stats.degraded
     assert "fs.inotify.max_user_watches" in capsys.readouterr().err
+
+
+async def test_an_exception_in_the_event_handler_does_not_stop_watching(
+    rig: Rig, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """watchdog's thread would die of it (watchdog #427); it is counted and events flow on."""
+    rig.root.mkdir(parents=True)
+    adapter = rig.watcher.roots[0].adapter
+    real_matches = adapter.matches
+
+    def matches(rel: str) -> bool:
+        if "boom" in rel:
+            raise ValueError("adapter bug")
+        return real_matches(rel)
+
+    monkeypatch.setattr(adapter, "matches", matches)
+    rig.watcher.start()
+    project = rig.root / "p"
+    project.mkdir()
+    (project / "boom.jsonl").write_text("{}\n")
+    await rig.seen.wait_for(lambda: rig.watcher.stats.handler_errors > 0)
+    _, path = claude_session(home, tmp_path)
+    await rig.seen.wait_for(lambda: str(path) in rig.seen.paths)

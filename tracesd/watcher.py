@@ -88,6 +88,7 @@ class Root:
 class WatcherStats:
     overflows: int = 0
     events: int = 0
+    handler_errors: int = 0
     degraded: set[str] = field(default_factory=set)
 
 
@@ -219,11 +220,13 @@ class _Handler(FileSystemEventHandler):
         self._root = root
 
     def dispatch(self, event: FileSystemEvent) -> None:
-        # An exception here would kill watchdog's thread (watchdog #427): log it instead.
+        # An exception here would kill watchdog's thread and silently end all watching
+        # (watchdog #427): contain it at this thread boundary, loudly, and count it.
         try:
             self._handle(event)
-        except Exception:
-            log.exception("watcher.handler_failed", event_type=event.event_type)
+        except Exception as exc:
+            self._watcher.stats.handler_errors += 1
+            log.error("watcher.handler_failed", event_type=event.event_type, exc_info=exc)
 
     def _handle(self, event: FileSystemEvent) -> None:
         watcher = self._watcher
