@@ -79,6 +79,17 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The reference API server (`tracesd server`); tokens come from TRACESD_SERVER_TOKENS."""
+
+    db_path: Path
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+
+    def __repr__(self) -> str:
+        return f"ServerConfig(db_path={self.db_path!r}, tokens=<{len(self.tokens)} hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     storage: StorageConfig
     agents: AgentsConfig
@@ -86,6 +97,7 @@ class Config:
     sync: SyncConfig
     status: StatusConfig
     log: LogConfig
+    server: ServerConfig
     #: the user's home directory (from $HOME)
     home: Path
     #: a snapshot of the environment, for adapters that honour agent env vars
@@ -234,6 +246,14 @@ def _build(
         sync=SyncConfig(api_key=api_key, **sync),
         status=StatusConfig(socket_path=status.get("socket_path") or default_socket),
         log=LogConfig(**log),
+        server=ServerConfig(
+            db_path=Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+            / "tracesd"
+            / "server.db",
+            tokens=tuple(
+                t.strip() for t in env.get("TRACESD_SERVER_TOKENS", "").split(",") if t.strip()
+            ),
+        ),
         home=home,
         environ=env,
         source=path,
