@@ -3,10 +3,16 @@
     TracesdError
     ├── ConfigError          bad config file, key or value; the CLI exits 2
     ├── ParseError           a session file that cannot be read as a trace; ingest skips it
-    └── StoreError           the database cannot be used
-        ├── SchemaTooNew     written by a newer tracesd or Traces CLI; refuse, never downgrade
-        ├── RowRejected      the database refused one row's values; that trace fails alone
-        └── StoreClosed      used after close()
+    ├── StoreError           the database cannot be used
+    │   ├── SchemaTooNew     written by a newer tracesd or Traces CLI; refuse, never downgrade
+    │   ├── RowRejected      the database refused one row's values; that trace fails alone
+    │   └── StoreClosed      used after close()
+    └── SyncError            a request to the Traces API did not succeed; sync decides next
+        ├── BackendUnavailable   retry later: network, timeout, 408/425/429/5xx, bad answer
+        ├── BackendAuthError     401/403: sync pauses until the key works, nothing is failed
+        ├── PayloadTooLarge      413: split the batch
+        ├── BatchUnsupported     404/405 on the batch endpoint: send one PUT per trace
+        └── BackendRejected      another 4xx for a whole batch: bisect to find the culprit
 
 Foreign exceptions (sqlite3, OSError, json) are translated once, where the foreign call is
 made, and handled where a decision is made: ingest skips and counts, the CLI prints one
@@ -75,3 +81,35 @@ class RowRejected(StoreError):
 
 class StoreClosed(StoreError):
     """The store was used after close()."""
+
+
+class SyncError(TracesdError):
+    """A request to the Traces API did not succeed. Messages never contain the API key."""
+
+
+class BackendUnavailable(SyncError):
+    """Worth retrying later; `retry_after` is the server's Retry-After, in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class BackendAuthError(SyncError):
+    """The server refused the API key (401/403)."""
+
+
+class PayloadTooLarge(SyncError):
+    """The server refused the request body as too large (413)."""
+
+
+class BatchUnsupported(SyncError):
+    """The server has no batch endpoint (404/405 on it)."""
+
+
+class BackendRejected(SyncError):
+    """The server refused a whole request with another 4xx."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)

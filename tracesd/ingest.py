@@ -18,7 +18,7 @@ import asyncio
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,8 @@ class Ingestor:
         # query per file. A primed path is a scan's: its capture is logged at debug level.
         self._primed: dict[str, FileState | None] = {}
         self.stats = Stats()
+        #: called after traces were stored or changed (sync runs early)
+        self.on_stored: Callable[[], None] | None = None
 
     def prime(self, states: dict[str, FileState | None]) -> None:
         """Hand over the file states a scan just read for the files it is about to submit."""
@@ -185,6 +187,8 @@ class Ingestor:
         new_dirs |= {c["directory"] for _, c in updated if c.get("directory")}
         if new_dirs - self._directories:
             self._directories = self._directories | new_dirs
+        if self.on_stored is not None:
+            self.on_stored()
         emit = log.debug if quiet else log.info
         for trace in captured:
             emit(

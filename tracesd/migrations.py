@@ -110,11 +110,70 @@ def _files(conn: sqlite3.Connection) -> None:
     )
 
 
+#: the columns of `traces` whose changes are sent to the Traces API
+SYNCED_COLUMNS = (
+    "agent_id",
+    "title",
+    "preview",
+    "timestamp",
+    "directory",
+    "shared_visibility",
+    "git_remote_url",
+    "git_branch",
+    "git_ref",
+)
+_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+_BUMP = f"""
+    INSERT INTO tracesd_outbox (trace_id, version, changed_at) VALUES (NEW.id, 1, {_NOW_MS})
+    ON CONFLICT (trace_id) DO UPDATE SET version = version + 1, changed_at = excluded.changed_at;
+"""
+
+
+def _outbox(conn: sqlite3.Connection) -> None:
+    # One row per trace: `version` counts changes to synced fields, `sent_version` is the
+    # last version the server acknowledged, `failed_version` one it refused for good.
+    # Triggers bump the version in the very transaction that changes the trace, whoever
+    # writes it (the Traces CLI shares this table), so no change can be missed.
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tracesd_outbox (
+            trace_id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            sent_version INTEGER NOT NULL DEFAULT 0,
+            failed_version INTEGER,
+            error TEXT,
+            changed_at INTEGER NOT NULL
+        )
+        """
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS tracesd_outbox_pending ON tracesd_outbox (changed_at)"
+        " WHERE version > sent_version AND (failed_version IS NULL OR failed_version < version)"
+    )
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS tracesd_outbox_insert AFTER INSERT ON traces"
+        f" BEGIN {_BUMP} END"
+    )
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in SYNCED_COLUMNS)
+    conn.execute(
+        f"CREATE TRIGGER IF NOT EXISTS tracesd_outbox_update AFTER UPDATE OF"
+        f" {', '.join(SYNCED_COLUMNS)} ON traces WHEN {changed} BEGIN {_BUMP} END"
+    )
+    # Traces stored before sync existed are pending too.
+    conn.execute(
+        f"INSERT OR IGNORE INTO tracesd_outbox (trace_id, version, changed_at)"
+        f" SELECT id, 1, COALESCE(updated_at, {_NOW_MS}) FROM traces"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS tracesd_sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    )
+
+
 SHARED: tuple[tuple[int, str, Step], ...] = (
     (3, "traces_v3_layout", _traces_v3),
     (4, "traces_git_context", _traces_v4_git),
 )
-PRIVATE: tuple[tuple[str, Step], ...] = (("0001_files", _files),)
+PRIVATE: tuple[tuple[str, Step], ...] = (("0001_files", _files), ("0002_outbox", _outbox))
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,15 @@ class Store:
 
     # ------------------------------------------------------------------------- reads
 
+    async def query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """One query, one round trip to the database thread."""
+        return await self._rows(sql, args)
+
+    async def execute_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        """One statement over many rows, in a transaction of its own."""
+        async with self.atomic() as tx:
+            await tx.execute_many(sql, rows)
+
     async def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """One query, one round trip to the database thread."""
         with _translated(self.path):
@@ -259,6 +268,9 @@ class Transaction:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+
+    async def execute_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self._db.executemany(sql, rows)
 
     async def upsert(self, trace: Trace) -> None:
         """Insert, or merge into the stored row: NULL fields keep the stored value."""

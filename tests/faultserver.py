@@ -1,0 +1,201 @@
+"""A Traces API on 127.0.0.1 that can be told to fail (the real server cannot be).
+
+It stores what it accepts like the reference server, records every request with its time,
+and obeys a plan: a 503 outage until a deadline, 429 with Retry-After, 401, a 413 above N
+items, per-item statuses, no batch endpoint, a malformed answer, a held or hanging request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Seen:
+    at: float
+    method: str
+    path: str
+    items: int
+    status: int
+    authorization: str | None
+
+
+@dataclass
+class Plan:
+    #: answer every request with this status until time.monotonic() passes the deadline
+    fail_status: int = 503
+    fail_until: float = 0.0
+    #: how many requests to fail (in addition to the deadline), then succeed
+    fail_next: int = 0
+    retry_after: str | None = None
+    #: the only token accepted; None accepts any request
+    token: str | None = None
+    #: a batch with more items than this is answered 413
+    max_items: int | None = None
+    #: per-trace answers inside a batch (and for its PUT)
+    item_status: dict[str, int] = field(default_factory=dict)
+    #: a whole batch holding one of these ids is answered 400 (a strict server)
+    poison_ids: set[str] = field(default_factory=set)
+    batch_supported: bool = True
+    malformed: bool = False
+    #: batch requests wait for this event before they are answered
+    hold: asyncio.Event | None = None
+    hang: bool = False
+
+
+class FaultServer:
+    def __init__(self) -> None:
+        self.plan = Plan()
+        self.stored: dict[str, dict[str, Any]] = {}
+        self.seen: list[Seen] = []
+        self.held = 0  # batch requests waiting for plan.hold
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> FaultServer:
+        app = web.Application()
+        app.router.add_post("/v1/traces/batch", self._batch)
+        app.router.add_put("/v1/traces/{external_id}", self._put)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self.plan.hold is not None:
+            self.plan.hold.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def requests(self, method: str | None = None) -> list[Seen]:
+        return [s for s in self.seen if method is None or s.method == method]
+
+    # ------------------------------------------------------------------- handlers
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        plan = self.plan
+        if (
+            plan.token is not None
+            and request.headers.get("Authorization") != f"Bearer {plan.token}"
+        ):
+            return _error(401, "unauthorized")
+        if time.monotonic() < plan.fail_until or plan.fail_next > 0:
+            plan.fail_next = max(0, plan.fail_next - 1)
+            headers = {"Retry-After": plan.retry_after} if plan.retry_after else {}
+            return _error(plan.fail_status, "unavailable", headers)
+        return None
+
+    def _record(self, request: web.Request, items: int, status: int) -> None:
+        self.seen.append(
+            Seen(
+                time.monotonic(),
+                request.method,
+                request.path,
+                items,
+                status,
+                request.headers.get("Authorization"),
+            )
+        )
+
+    async def _batch(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        items = body["traces"]
+        response = self._refusal(request)
+        if response is None and self.plan.hang:
+            await self._closing.wait()
+        if response is None and not self.plan.batch_supported:
+            response = _error(404, "not_found")
+        if (
+            response is None
+            and self.plan.max_items is not None
+            and len(items) > self.plan.max_items
+        ):
+            response = _error(413, "too_large")
+        if response is None and any(i["externalId"] in self.plan.poison_ids for i in items):
+            response = _error(400, "bad_request")
+        if response is None and self.plan.hold is not None:
+            self.held += 1
+            await self.plan.hold.wait()
+        if response is None and self.plan.malformed:
+            response = web.Response(status=200, text="<html>maintenance</html>")
+        if response is None:
+            results = []
+            for item in items:
+                status = self.plan.item_status.get(item["externalId"], 200)
+                if status == 200:
+                    self._store(item["externalId"], item)
+                    results.append({"externalId": item["externalId"], "status": 200})
+                else:
+                    error = {"code": "invalid", "message": f"refused with {status}"}
+                    results.append(
+                        {"externalId": item["externalId"], "status": status, "error": error}
+                    )
+            response = web.json_response({"results": results})
+        self._record(request, len(items), response.status)
+        return response
+
+    async def _put(self, request: web.Request) -> web.StreamResponse:
+        external_id = request.match_info["external_id"]
+        body = await request.json()
+        response = self._refusal(request)
+        if response is None:
+            status = self.plan.item_status.get(external_id, 200)
+            if status == 200:
+                self._store(external_id, body)
+                response = web.json_response({"externalId": external_id, **body})
+            else:
+                response = _error(status, "invalid")
+        self._record(request, 1, response.status)
+        return response
+
+    def _store(self, external_id: str, fields: dict[str, Any]) -> None:
+        kept = self.stored.setdefault(external_id, {})
+        kept.update({k: v for k, v in fields.items() if k != "externalId"})
+
+
+def _error(status: int, code: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = json.dumps({"error": {"code": code, "message": code.replace("_", " ")}})
+    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+
+
+class ThreadedFaultServer:
+    """A FaultServer on its own thread and event loop, for tests that drive a daemon
+    subprocess with blocking waits."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(FaultServer().start(), self._loop).result(10)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(*args)` on the server's loop (to change its plan safely)."""
+        done = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
+        return done.result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    return fn(*args)

@@ -1,0 +1,378 @@
+"""Sync against a real aiohttp server on 127.0.0.1 that can be told to fail; real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+
+from tests.faultserver import FaultServer
+from tracesd.backend import BackendClient, open_session
+from tracesd.config import Config
+from tracesd.models import Trace
+from tracesd.outbox import Outbox
+from tracesd.server.schema import validate
+from tracesd.store import Store
+from tracesd.sync import SyncService, payload
+
+SHA = "a" * 40
+KEY = "sk-test-SECRET-4242"
+
+
+def trace(id: str, **fields: Any) -> Trace:
+    values: dict[str, Any] = {
+        "agent_id": "claude-code",
+        "title": f"title of {id}",
+        "preview": "the latest message",
+        "timestamp": 1_795_000_000_000,
+        "directory": "/work/app",
+        "git_remote_url": "https://github.com/acme/app.git",
+        "git_branch": "main",
+        "git_ref": SHA,
+        **fields,
+    }
+    return Trace(id=id, **values)
+
+
+@dataclass
+class Rig:
+    store: Store
+    outbox: Outbox
+    server: FaultServer
+    session: aiohttp.ClientSession
+    make: Callable[..., SyncService]
+
+    async def add(self, *traces: Trace) -> None:
+        for t in traces:
+            await self.store.upsert(t)
+
+
+@pytest.fixture
+async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterator[Rig]:
+    server = await FaultServer().start()
+    store = await Store.open(tmp_path / "traces.db")
+    outbox = Outbox(store)
+    session = open_session(timeout=aiohttp.ClientTimeout(total=2))
+    services: list[SyncService] = []
+
+    def make(**overrides: Any) -> SyncService:
+        settings = {
+            "sync__api_url": server.url,
+            "sync__interval_s": 60,
+            "sync__max_backoff_s": 0.4,
+            **overrides,
+        }
+        config = make_config(**{k: v for k, v in settings.items() if k.startswith("sync__")})
+        exclude = overrides.get("exclude", ())
+        service = SyncService(
+            outbox,
+            BackendClient(session, config.sync.api_url, overrides.get("key", KEY)),
+            config.sync,
+            exclude=exclude,
+            min_backoff_s=0.05,
+            rng=random.Random(7),
+        )
+        services.append(service)
+        return service
+
+    yield Rig(store, outbox, server, session, make)
+    for service in services:
+        await service.close(1)
+    await session.close()
+    await store.close()
+    await server.close()
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {},
+        {"title": None, "preview": None, "directory": None, "git_branch": None},
+        {"git_remote_url": None, "git_branch": None, "git_ref": None, "timestamp": None},
+        {"shared_visibility": "public", "agent_id": "gemini-cli"},
+        {"title": "x" * 200, "preview": "y" * 500, "directory": "/" + "d" * 4000},
+    ],
+)
+def test_every_payload_the_client_builds_matches_the_api_document(shape: dict[str, Any]) -> None:
+    """Batch items and PUT bodies validate against openapi.json."""
+    for send_titles in (True, False):
+        item = payload(trace("t-1", **shape), send_titles=send_titles)
+        validate("BatchItem", item)
+        validate("TraceUpsertRequest", {k: v for k, v in item.items() if k != "externalId"})
+
+
+def test_payload_carries_git_context_and_leaves_unknown_fields_out() -> None:
+    item = payload(trace("t-1", git_branch=None, shared_visibility=None), send_titles=True)
+    assert item == {
+        "externalId": "t-1",
+        "agentId": "claude-code",
+        "title": "title of t-1",
+        "preview": "the latest message",
+        "timestamp": 1_795_000_000_000,
+        "projectPath": "/work/app",
+        "gitRemoteUrl": "https://github.com/acme/app.git",
+        "gitRef": SHA,
+    }
+
+
+def test_send_titles_false_keeps_prompt_text_on_this_machine() -> None:
+    item = payload(trace("t-1"), send_titles=False)
+    assert "title" not in item
+    assert "preview" not in item
+    assert item["gitRef"] == SHA
+
+
+# ----------------------------------------------------------------------------- outbox
+
+
+async def test_changes_to_synced_fields_bump_the_version_in_the_same_transaction(rig: Rig) -> None:
+    await rig.add(trace("a"))
+    [first] = await rig.outbox.claim(10)
+    assert first.version == 1
+    await rig.store.update("a", source_path="/elsewhere")  # not synced: no new version
+    assert (await rig.outbox.claim(10))[0].version == 1
+    await rig.store.update("a", title="new title")
+    assert (await rig.outbox.claim(10))[0].version == 2
+
+
+async def test_a_write_by_another_program_is_seen_by_the_outbox(rig: Rig) -> None:
+    """The Traces CLI shares the table; triggers catch its writes too."""
+    import sqlite3
+
+    await rig.add(trace("a"))
+    with sqlite3.connect(rig.store.path) as other:
+        other.execute("UPDATE traces SET title = 'edited by the CLI' WHERE id = 'a'")
+        other.execute("INSERT INTO traces (id, agent_id) VALUES ('b', 'codex')")
+    claimed = {p.trace.id: p.version for p in await rig.outbox.claim(10)}
+    assert claimed == {"a": 2, "b": 1}
+
+
+# -------------------------------------------------------------------------- happy path
+
+
+async def test_pending_traces_arrive_with_their_git_context_and_are_acknowledged(rig: Rig) -> None:
+    await rig.add(*(trace(f"t{i}") for i in range(7)))
+    report = await rig.make(sync__batch_size=3).sync_once()
+    assert (report.sent, report.succeeded, report.failed, report.pending) == (7, 7, 0, 0)
+    assert rig.server.stored["t3"]["gitRef"] == SHA
+    assert rig.server.stored["t3"]["gitRemoteUrl"] == "https://github.com/acme/app.git"
+    assert [s.items for s in rig.server.requests()] == [3, 3, 1]
+    assert (await rig.outbox.counts()).synced == 7
+
+
+async def test_a_run_with_nothing_pending_makes_no_request(rig: Rig) -> None:
+    sync = rig.make()
+    await rig.add(trace("a"))
+    await sync.sync_once()
+    requests = len(rig.server.seen)
+    report = await sync.sync_once()
+    assert (report.sent, len(rig.server.seen)) == (0, requests)
+
+
+async def test_the_api_key_travels_only_in_the_authorization_header(rig: Rig) -> None:
+    rig.server.plan.token = KEY
+    await rig.add(trace("a"))
+    await rig.make().sync_once()
+    assert [s.authorization for s in rig.server.seen] == [f"Bearer {KEY}"]
+
+
+async def test_a_capture_nudges_an_early_run(rig: Rig) -> None:
+    """With a 60 s interval, a new trace still arrives within about a second."""
+    sync = rig.make()
+    await sync.start()
+    await asyncio.sleep(1)  # the first run after start finds nothing
+    await rig.add(trace("fresh"))
+    sync.nudge()
+    await asyncio.wait_for(_arrived(rig.server, "fresh"), 3)
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+async def test_an_update_during_the_request_is_sent_next_time(rig: Rig) -> None:
+    """Race: the version sent is acknowledged, not the version stored meanwhile."""
+    await rig.add(trace("a", title="old"))
+    sync = rig.make()
+    rig.server.plan.hold = asyncio.Event()
+    run = asyncio.create_task(sync.sync_once())
+    await _until(lambda: rig.server.held > 0)
+    await rig.store.update("a", title="new")
+    rig.server.plan.hold.set()
+    await run
+    assert (await rig.outbox.counts()).pending == 1
+    await sync.sync_once()
+    assert rig.server.stored["a"]["title"] == "new"
+    assert (await rig.outbox.counts()).pending == 0
+
+
+async def test_an_outage_backs_off_within_the_envelope_and_everything_arrives(rig: Rig) -> None:
+    """503 for 2 s: attempts follow exponential backoff (no hot loop); then all arrive."""
+    await rig.add(*(trace(f"t{i}") for i in range(20)))
+    sync = rig.make(sync__interval_s=0.05, sync__max_backoff_s=0.4)
+    rig.server.plan.fail_until = time.monotonic() + 2.0
+    await sync.start()
+    await asyncio.wait_for(_until_stored(rig.server, 20), 10)
+    failed = [s for s in rig.server.seen if s.status == 503]
+    # full jitter between 0.05 s and min(0.4, 0.05 * 2^n): at least ~the mean gaps
+    bound = 2.0 / (0.4 / 2) + math.log2(0.4 / 0.05) + 4
+    assert 2 <= len(failed) <= bound
+    assert len(rig.server.stored) == 20
+    assert sync.state.consecutive_failures == 0
+
+
+async def test_retry_after_is_honoured(rig: Rig) -> None:
+    await rig.add(trace("a"))
+    sync = rig.make(sync__interval_s=0.05)
+    rig.server.plan.fail_status = 429
+    rig.server.plan.fail_next = 1
+    rig.server.plan.retry_after = "1"
+    await sync.start()
+    await asyncio.wait_for(_until_stored(rig.server, 1), 5)
+    first, second = rig.server.seen[:2]
+    assert first.status == 429
+    assert second.at - first.at >= 0.95
+
+
+async def test_retry_after_as_an_http_date_is_honoured(rig: Rig) -> None:
+    from email.utils import formatdate
+
+    await rig.add(trace("a"))
+    sync = rig.make()
+    rig.server.plan.fail_status = 503
+    rig.server.plan.fail_next = 1
+    rig.server.plan.retry_after = formatdate(time.time() + 3, usegmt=True)
+    await sync.sync_once()
+    assert sync.state.next_attempt_at is not None
+    assert sync.state.next_attempt_at - time.time() > 1.5
+
+
+async def test_a_refused_key_pauses_sync_without_failing_any_trace(rig: Rig) -> None:
+    rig.server.plan.token = "the-right-key"
+    await rig.add(trace("a"), trace("b"))
+    sync = rig.make()
+    with structlog.testing.capture_logs() as logs:
+        await sync.sync_once()
+    counts = await rig.outbox.counts()
+    assert (counts.pending, counts.failed) == (2, 0)
+    assert sync.state.auth_paused
+    assert sync.state.next_attempt_at is not None
+    assert KEY not in repr(logs) + repr(sync.state) + repr(sync)
+    fixed = rig.make(key="the-right-key")
+    await fixed.sync_once(force=True)
+    assert set(rig.server.stored) == {"a", "b"}
+
+
+async def test_413_splits_the_batch_until_it_fits(rig: Rig) -> None:
+    await rig.add(*(trace(f"t{i}") for i in range(30)))
+    rig.server.plan.max_items = 8
+    report = await rig.make(sync__batch_size=30).sync_once()
+    assert (report.succeeded, report.failed) == (30, 0)
+    assert max(s.items for s in rig.server.seen if s.status == 200) <= 8
+
+
+async def test_one_refused_trace_is_isolated_and_later_traces_still_arrive(rig: Rig) -> None:
+    await rig.add(*(trace(f"t{i}") for i in range(5)))
+    rig.server.plan.item_status["t2"] = 422
+    sync = rig.make()
+    report = await sync.sync_once()
+    assert (report.succeeded, report.failed) == (4, 1)
+    assert await rig.outbox.failures() == [("t2", "HTTP 422: refused with 422")]
+    await rig.add(trace("later"))
+    await sync.sync_once()
+    assert "later" in rig.server.stored
+    assert "t2" not in rig.server.stored
+    # failed until it changes: then it is sent again
+    rig.server.plan.item_status.clear()
+    await rig.store.update("t2", title="fixed")
+    await sync.sync_once()
+    assert rig.server.stored["t2"]["title"] == "fixed"
+    assert (await rig.outbox.counts()).failed == 0
+
+
+async def test_a_whole_batch_refused_is_bisected_to_the_culprit(rig: Rig) -> None:
+    """A strict server that refuses a batch for one item: the others still arrive."""
+    await rig.add(*(trace(f"t{i}") for i in range(16)))
+    rig.server.plan.poison_ids = {"t11"}
+    report = await rig.make(sync__batch_size=16).sync_once()
+    assert (report.succeeded, report.failed) == (15, 1)
+    assert set(rig.server.stored) == {f"t{i}" for i in range(16)} - {"t11"}
+
+
+async def test_without_a_batch_endpoint_each_trace_is_put(rig: Rig) -> None:
+    await rig.add(*(trace(f"t{i}") for i in range(12)))
+    rig.server.plan.batch_supported = False
+    report = await rig.make().sync_once()
+    assert report.succeeded == 12
+    assert len(rig.server.requests("PUT")) == 12
+    assert rig.server.stored["t5"]["gitRef"] == SHA
+
+
+async def test_a_malformed_answer_is_retried_not_trusted(rig: Rig) -> None:
+    await rig.add(trace("a"))
+    rig.server.plan.malformed = True
+    sync = rig.make()
+    await sync.sync_once()
+    assert (await rig.outbox.counts()).pending == 1
+    assert sync.state.consecutive_failures == 1
+
+
+async def test_a_hanging_server_is_abandoned_at_the_timeout(rig: Rig) -> None:
+    await rig.add(trace("a"))
+    rig.server.plan.hang = True
+    sync = rig.make()
+    started = time.monotonic()
+    await sync.sync_once()
+    assert time.monotonic() - started < 5
+    assert (await rig.outbox.counts()).pending == 1
+    assert "timed out" in (sync.state.last_error or "")
+
+
+async def test_backoff_state_survives_a_restart(rig: Rig) -> None:
+    await rig.add(trace("a"))
+    rig.server.plan.fail_next = 10
+    first = rig.make(sync__max_backoff_s=30)
+    await first.sync_once()
+    await first.sync_once(force=True)
+    again = rig.make(sync__max_backoff_s=30)
+    await again.start()
+    assert again.state.consecutive_failures == 2
+    assert again.state.next_attempt_at == first.state.next_attempt_at
+    report = await again.sync_once()
+    assert report.skipped
+
+
+async def test_excluded_directories_are_never_sent(rig: Rig) -> None:
+    await rig.add(trace("secret", directory="/home/u/private/x"), trace("fine"))
+    await rig.make(exclude=["/home/u/private/**"]).sync_once()
+    assert set(rig.server.stored) == {"fine"}
+    assert await rig.outbox.failures() == [("secret", "excluded")]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def _until_stored(server: FaultServer, count: int) -> None:
+    await _until(lambda: len(server.stored) >= count, timeout=30)
+
+
+async def _arrived(server: FaultServer, trace_id: str) -> None:
+    await _until(lambda: trace_id in server.stored)

@@ -1,0 +1,111 @@
+"""The outbox: which traces the Traces API has not seen in their latest version.
+
+Rows of `tracesd_outbox` are kept by triggers (migrations.py): every change to a synced
+field bumps the trace's `version` in the same transaction that writes it. A sync claims
+pending traces, sends them, and acknowledges the version it *sent*; an update that lands
+while a batch is in flight bumps the version again, so the trace stays pending and is sent
+next time. A version the server refused for good is remembered as failed, with the reason,
+until the trace changes again; it never blocks other traces.
+
+Sync's own durable state (backoff, last success, last error) is kept here too, so a restart
+(or kill -9) resumes where the daemon left off.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tracesd.models import TRACE_COLUMNS, Trace
+from tracesd.store import Store
+
+_PENDING = (
+    "o.version > o.sent_version AND (o.failed_version IS NULL OR o.failed_version < o.version)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A trace to send, and the version of it that is being sent."""
+
+    trace: Trace
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    pending: int
+    failed: int
+    synced: int
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def claim(self, limit: int) -> list[Pending]:
+        """Up to `limit` pending traces, oldest change first."""
+        columns = ", ".join(f"t.{c}" for c in TRACE_COLUMNS)
+        rows = await self._store.query(
+            f"SELECT {columns}, o.version AS outbox_version FROM tracesd_outbox o"
+            f" JOIN traces t ON t.id = o.trace_id WHERE {_PENDING}"
+            " ORDER BY o.changed_at, o.trace_id LIMIT ?",
+            (limit,),
+        )
+        return [
+            Pending(Trace(**{c: row[c] for c in TRACE_COLUMNS}), row["outbox_version"])
+            for row in rows
+        ]
+
+    async def ack(self, sent: Iterable[tuple[str, int]]) -> None:
+        """The server stored these versions: a newer local version stays pending."""
+        rows = [(version, version, trace_id) for trace_id, version in sent]
+        if rows:
+            await self._store.execute_many(
+                "UPDATE tracesd_outbox SET sent_version = MAX(sent_version, ?),"
+                " failed_version = CASE WHEN failed_version <= ? THEN NULL ELSE failed_version END,"
+                " error = CASE WHEN failed_version IS NULL THEN NULL ELSE error END"
+                " WHERE trace_id = ?",
+                rows,
+            )
+
+    async def reject(self, refused: Iterable[tuple[str, int, str]]) -> None:
+        """The server refused these versions for good: failed until the trace changes."""
+        rows = [(version, reason, trace_id) for trace_id, version, reason in refused]
+        if rows:
+            await self._store.execute_many(
+                "UPDATE tracesd_outbox SET failed_version = MAX(COALESCE(failed_version, 0), ?),"
+                " error = ? WHERE trace_id = ?",
+                rows,
+            )
+
+    async def counts(self) -> Counts:
+        rows = await self._store.query(
+            f"SELECT SUM({_PENDING}), SUM(o.failed_version >= o.version),"
+            " SUM(o.sent_version > 0)"
+            " FROM tracesd_outbox o JOIN traces t ON t.id = o.trace_id"
+        )
+        pending, failed, synced = (int(v or 0) for v in tuple(rows[0]))
+        return Counts(pending, failed, synced)
+
+    async def failures(self, limit: int = 20) -> list[tuple[str, str]]:
+        """Traces that are failed until they change, with the server's reason."""
+        rows = await self._store.query(
+            "SELECT o.trace_id, o.error FROM tracesd_outbox o"
+            " WHERE o.failed_version >= o.version ORDER BY o.changed_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [(row[0], row[1] or "") for row in rows]
+
+    async def state(self) -> dict[str, Any]:
+        rows = await self._store.query("SELECT key, value FROM tracesd_sync_state")
+        return {row[0]: json.loads(row[1]) for row in rows}
+
+    async def save_state(self, **values: Any) -> None:
+        await self._store.execute_many(
+            "INSERT INTO tracesd_sync_state (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(key, json.dumps(value)) for key, value in values.items()],
+        )

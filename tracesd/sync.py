@@ -1,0 +1,392 @@
+"""Sync: pending traces -> the Traces API, durably, in batches, whatever the network does.
+
+A run claims pending traces from the outbox (at most `batch_size`, at most ~1 MiB of JSON),
+sends them, and records per trace what the server said: stored (the version sent is
+acknowledged), refused for good (failed until the trace changes; never blocks the others),
+or not now (stays pending). A run keeps going while there is work and stops at the first
+"not now", which starts a durable backoff: exponential with full jitter between 1 s and
+`max_backoff_s`, at least the server's Retry-After (clamped), reset by a success, and kept
+in the database so a restart does not hammer a server that is down. Retryable failures are
+retried forever; nothing is dropped by age. A refused API key pauses sync (retried at the
+cap) without failing any trace.
+
+APScheduler lives here only: one interval job (`max_instances=1`, `coalesce=True`), pulled
+forward shortly after a capture so a new trace usually reaches the server within seconds.
+A run with nothing pending makes no HTTP request and writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from apscheduler.job import Job
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from tracesd import tracefields
+from tracesd.backend import BackendClient, ItemResult
+from tracesd.config import SyncConfig
+from tracesd.errors import (
+    BackendAuthError,
+    BackendRejected,
+    BackendUnavailable,
+    BatchUnsupported,
+    PayloadTooLarge,
+    StoreError,
+)
+from tracesd.models import Trace
+from tracesd.outbox import Outbox, Pending
+
+log = structlog.get_logger("tracesd.sync")
+
+#: a batch request is cut before its JSON reaches this size
+MAX_BATCH_BYTES = 1024 * 1024
+#: how long after a capture the early run starts (captures in a burst share it)
+NUDGE_DELAY_S = 0.5
+#: bounds for a server's Retry-After
+RETRY_AFTER_MAX_S = 900.0
+#: concurrent PUTs when the server has no batch endpoint
+PUT_CONCURRENCY = 8
+
+_FIELDS = (
+    ("title", "title"),
+    ("preview", "preview"),
+    ("timestamp", "timestamp"),
+    ("directory", "projectPath"),
+    ("shared_visibility", "visibility"),
+    ("git_remote_url", "gitRemoteUrl"),
+    ("git_branch", "gitBranch"),
+    ("git_ref", "gitRef"),
+)
+
+
+def payload(trace: Trace, *, send_titles: bool) -> dict[str, Any]:
+    """A BatchItem (openapi.json) for a trace; fields without a value are left out, so the
+    server keeps what it has. Without `send_titles`, prompt text stays on this machine."""
+    item: dict[str, Any] = {"externalId": trace.id, "agentId": trace.agent_id}
+    for column, key in _FIELDS:
+        value = getattr(trace, column)
+        if value is not None and (send_titles or column not in ("title", "preview")):
+            item[key] = value
+    return item
+
+
+@dataclass(slots=True)
+class Report:
+    """What one sync run did (POST /sync answers with it)."""
+
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    pending: int = 0
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "pending": self.pending,
+        }
+
+
+@dataclass(slots=True)
+class State:
+    """Sync's durable state (outbox.save_state); survives restarts."""
+
+    consecutive_failures: int = 0
+    next_attempt_at: float | None = None
+    last_success_at: float | None = None
+    last_error: str | None = None
+    auth_paused: bool = False
+
+    @classmethod
+    def load(cls, values: dict[str, Any]) -> State:
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def dump(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class SyncService:
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: BackendClient,
+        config: SyncConfig,
+        *,
+        exclude: Iterable[str] = (),
+        min_backoff_s: float = 1.0,
+        rng: random.Random | None = None,
+        on_crash: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._outbox = outbox
+        self._client = client
+        self._config = config
+        self._exclude = [tracefields.glob(p) for p in exclude]
+        self._min_backoff = min_backoff_s
+        self._rng = rng or random.Random()
+        self._on_crash = on_crash
+        self._lock = asyncio.Lock()
+        self._use_put = False
+        self._scheduler: AsyncIOScheduler | None = None
+        self._job: Job | None = None
+        self._running: asyncio.Task[Any] | None = None
+        self.state = State()
+        #: totals since start, for status
+        self.requests = 0
+
+    # ------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self.state = State.load(await self._outbox.state())
+        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
+        first = max(time.time() + NUDGE_DELAY_S, self.state.next_attempt_at or 0.0)
+        self._job = self._scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=self._config.interval_s,
+            id="sync",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=_at(first),
+        )
+        self._scheduler.start()
+        log.info(
+            "sync.started",
+            api_url=self._config.api_url,
+            interval_s=self._config.interval_s,
+            next_attempt_at=self.state.next_attempt_at,
+        )
+
+    async def close(self, grace_s: float) -> None:
+        """Stop scheduling; give a run in flight `grace_s` to finish, then cancel it. What the
+        server did not acknowledge stays pending."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        running = self._running
+        if running is not None and not running.done():
+            done, _ = await asyncio.wait({running}, timeout=grace_s)
+            if not done:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                log.warning("sync.cancelled", grace_s=grace_s)
+
+    def nudge(self) -> None:
+        """A trace changed: run soon (not before a backoff ends, never twice for a burst)."""
+        job = self._job
+        if job is None or self._scheduler is None:
+            return
+        when = max(time.time() + NUDGE_DELAY_S, self.state.next_attempt_at or 0.0)
+        if job.next_run_time is None or job.next_run_time.timestamp() > when:
+            job.modify(next_run_time=_at(when))
+
+    async def _tick(self) -> None:
+        self._running = asyncio.current_task()
+        try:
+            await self.sync_once()
+        except StoreError as exc:
+            if not exc.busy:
+                self._crash(exc)
+            else:
+                log.warning("sync.store_busy", error=str(exc))
+        except Exception as exc:
+            self._crash(exc)
+
+    def _crash(self, exc: BaseException) -> None:
+        # APScheduler would only log it; a bug must stop the daemon so it is restarted.
+        log.error("sync.crashed", exc_info=exc)
+        if self._on_crash is not None:
+            self._on_crash(exc)
+
+    # ------------------------------------------------------------------------- runs
+
+    async def sync_once(self, *, force: bool = False) -> Report:
+        """One run: send until nothing is pending or the server says "not now". At most one
+        run is in flight; `force` ignores a backoff (an explicit `tracesd sync`)."""
+        async with self._lock:
+            report = Report()
+            if not force and (self.state.next_attempt_at or 0.0) > time.time():
+                report.skipped = True
+            else:
+                await self._drain(report)
+            if report.sent or force:
+                report.pending = (await self._outbox.counts()).pending
+            return report
+
+    async def _drain(self, report: Report) -> None:
+        while True:
+            pending = await self._outbox.claim(self._config.batch_size)
+            if not pending:
+                return
+            pending = await self._drop_excluded(pending, report)
+            batch = _cut(pending, self._config.send_titles)
+            if not batch:
+                continue
+            report.sent += len(batch)
+            started = time.monotonic()
+            try:
+                results = await self._send([item for _, item in batch])
+            except BackendAuthError as exc:
+                await self._failed(str(exc), auth=True)
+                return
+            except BackendUnavailable as exc:
+                await self._failed(str(exc), retry_after=exc.retry_after)
+                return
+            retry = await self._record(batch, results, report)
+            log.info(
+                "sync.batch",
+                sent=len(batch),
+                succeeded=sum(r.ok for r in results),
+                failed=sum(not r.ok and not r.retryable for r in results),
+                retry=len(retry),
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+                mode="put" if self._use_put else "batch",
+            )
+            if retry:
+                await self._failed(f"{len(retry)} traces not stored: {retry[0].message}")
+                return
+            await self._succeeded()
+            if len(pending) < self._config.batch_size and len(batch) == len(pending):
+                return
+
+    async def _drop_excluded(self, pending: list[Pending], report: Report) -> list[Pending]:
+        """Traces captured before their directory was excluded are never sent."""
+        excluded = [
+            p
+            for p in pending
+            if p.trace.directory and any(g.fullmatch(p.trace.directory) for g in self._exclude)
+        ]
+        if excluded:
+            await self._outbox.reject((p.trace.id, p.version, "excluded") for p in excluded)
+            report.failed += len(excluded)
+        return [p for p in pending if p not in excluded]
+
+    async def _record(
+        self,
+        batch: list[tuple[Pending, dict[str, Any]]],
+        results: list[ItemResult],
+        report: Report,
+    ) -> list[ItemResult]:
+        stored, refused, retry = [], [], []
+        for (pending, _), result in zip(batch, results, strict=True):
+            if result.ok:
+                stored.append((pending.trace.id, pending.version))
+            elif result.retryable:
+                retry.append(result)
+            else:
+                refused.append(
+                    (pending.trace.id, pending.version, f"HTTP {result.status}: {result.message}")
+                )
+                log.warning(
+                    "sync.trace_refused",
+                    trace_id=pending.trace.id,
+                    status=result.status,
+                    error=result.message,
+                )
+        await self._outbox.ack(stored)
+        await self._outbox.reject(refused)
+        report.succeeded += len(stored)
+        report.failed += len(refused)
+        return retry
+
+    async def _send(self, items: list[dict[str, Any]]) -> list[ItemResult]:
+        """Send one batch however the server can take it: the batch endpoint, halves of it
+        when it is too large or refused as a whole, or one PUT per trace."""
+        self.requests += 1
+        if self._use_put:
+            return await self._put_each(items)
+        try:
+            return await self._client.send_batch(items)
+        except BatchUnsupported:
+            log.warning("sync.batch_unsupported", api_url=self._config.api_url)
+            self._use_put = True
+            return await self._put_each(items)
+        except (PayloadTooLarge, BackendRejected) as exc:
+            if len(items) == 1:
+                status = exc.status if isinstance(exc, BackendRejected) else 413
+                return [ItemResult(items[0]["externalId"], status, str(exc))]
+            middle = len(items) // 2
+            return await self._send(items[:middle]) + await self._send(items[middle:])
+
+    async def _put_each(self, items: list[dict[str, Any]]) -> list[ItemResult]:
+        gate = asyncio.Semaphore(PUT_CONCURRENCY)
+
+        async def put(item: dict[str, Any]) -> ItemResult:
+            async with gate:
+                try:
+                    return await self._client.put(item)
+                except PayloadTooLarge as exc:
+                    return ItemResult(item["externalId"], 413, str(exc))
+
+        results = await asyncio.gather(*(put(i) for i in items), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # auth or unavailable: the whole run waits
+        return [r for r in results if isinstance(r, ItemResult)]
+
+    # ---------------------------------------------------------------------- backoff
+
+    async def _failed(
+        self, error: str, *, retry_after: float | None = None, auth: bool = False
+    ) -> None:
+        state = self.state
+        state.consecutive_failures += 1
+        cap = max(self._config.max_backoff_s, self._min_backoff)
+        if auth:
+            delay = cap
+        else:
+            ceiling = min(cap, self._min_backoff * 2**state.consecutive_failures)
+            delay = self._rng.uniform(self._min_backoff, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(max(retry_after, self._min_backoff), RETRY_AFTER_MAX_S))
+        state.next_attempt_at = time.time() + delay
+        state.last_error = error
+        state.auth_paused = auth
+        await self._outbox.save_state(**state.dump())
+        if self._job is not None and self._scheduler is not None:
+            self._job.modify(next_run_time=_at(state.next_attempt_at))
+        log.warning(
+            "sync.backoff" if not auth else "sync.paused_auth",
+            error=error,
+            failures=state.consecutive_failures,
+            retry_in_s=round(delay, 2),
+        )
+
+    async def _succeeded(self) -> None:
+        state = self.state
+        recovered = state.consecutive_failures > 0
+        state.consecutive_failures = 0
+        state.next_attempt_at = None
+        state.last_error = None
+        state.auth_paused = False
+        state.last_success_at = time.time()
+        await self._outbox.save_state(**state.dump())
+        if recovered:
+            log.info("sync.recovered")
+
+
+def _cut(pending: list[Pending], send_titles: bool) -> list[tuple[Pending, dict[str, Any]]]:
+    """Payloads for the claimed traces, stopping before the request passes MAX_BATCH_BYTES
+    (always at least one: a lone oversize trace is the server's to refuse)."""
+    batch: list[tuple[Pending, dict[str, Any]]] = []
+    size = 0
+    for item in pending:
+        body = payload(item.trace, send_titles=send_titles)
+        size += len(json.dumps(body)) + 1
+        if batch and size > MAX_BATCH_BYTES:
+            break
+        batch.append((item, body))
+    return batch
+
+
+def _at(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
