@@ -21,7 +21,7 @@ from tracesd import __version__, logs
 from tracesd.adapters import Hints, build_adapters
 from tracesd.config import Config, load_config
 from tracesd.dispatch import Dispatcher
-from tracesd.errors import ConfigError, StoreError
+from tracesd.errors import ConfigError, ListenError, StoreError
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.models import AGENT_IDS, Trace
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tracesd: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     level = config.log.level
-    if args.command != "run" and not args.log_level:
+    if args.command not in ("run", "server") and not args.log_level:
         level = "warning"  # one-shot commands print their result, not a narrative
     logs.configure(level, config.log.format)
     command: Command = args.func
@@ -96,6 +96,21 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--repo", metavar="URL", help="git remote URL (with or without .git)")
     lst.add_argument("--dir", metavar="PATH", help="working directory, and everything below it")
     lst.set_defaults(func=_list)
+
+    server = sub.add_parser(
+        "server",
+        parents=[common],
+        help="the reference Traces API server (tokens from $TRACESD_SERVER_TOKENS)",
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    server.add_argument("--port", type=_port, default=8787, help="port (default: 8787; 0: any)")
+    server.add_argument(
+        "--db", metavar="PATH", help="database (default: $XDG_DATA_HOME/tracesd/server.db)"
+    )
+    server.add_argument(
+        "--no-auth", action="store_true", help="accept requests without a token (loopback only)"
+    )
+    server.set_defaults(func=_server)
     return parser
 
 
@@ -110,6 +125,16 @@ def _add_common(parser: argparse.ArgumentParser, *, default: Any) -> None:
         "--log-level", choices=("debug", "info", "warning", "error"), default=default
     )
     parser.add_argument("--log-format", choices=("auto", "console", "json"), default=default)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -129,6 +154,28 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from tracesd.daemon import Daemon  # the watcher (watchdog) is the daemon's alone
 
     return asyncio.run(Daemon(config).serve())
+
+
+def _server(config: Config, args: argparse.Namespace) -> int:
+    from tracesd.server.run import serve  # aiohttp's server side is its alone
+
+    db_path = config.expand(args.db) if args.db else config.server.db_path
+    try:
+        return asyncio.run(
+            serve(
+                host=args.host,
+                port=args.port,
+                db_path=db_path,
+                tokens=config.server.tokens,
+                no_auth=args.no_auth,
+            )
+        )
+    except ConfigError as exc:
+        print(f"tracesd server: refusing to start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ListenError as exc:
+        print(f"tracesd server: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _scan(config: Config, args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
     TracesdError
     ├── ConfigError          bad config file, key or value; the CLI exits 2
     ├── ParseError           a session file that cannot be read as a trace; ingest skips it
+    ├── ListenError          `tracesd server` cannot bind its address; the CLI exits 1
     ├── StoreError           the database cannot be used
     │   ├── SchemaTooNew     written by a newer tracesd or Traces CLI; refuse, never downgrade
     │   ├── RowRejected      the database refused one row's values; that trace fails alone
@@ -49,6 +50,10 @@ class ParseError(TracesdError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class ListenError(TracesdError):
+    """The address cannot be bound (in use, not ours, not an address)."""
 
 
 class StoreError(TracesdError):

@@ -1,0 +1,674 @@
+"""The reference API server: a real server on loopback, a real client, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from aiohttp import web
+
+from tests.helpers import isolated_env
+from tracesd.server.app import MAX_BATCH, MAX_BODY, make_app
+from tracesd.server.db import TraceDB
+from tracesd.server.schema import validate
+
+TOKEN = "token-one"
+OTHER_TOKEN = "token-two"
+REF = "0123456789abcdef0123456789abcdef01234567"
+REMOTE = "https://github.com/acme/app.git"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class Api:
+    """A client of one running server; every answer's body is checked against openapi.json."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        schema: str,
+        *,
+        token: str | None = TOKEN,
+        json_body: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Answer:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        async with self.session.request(
+            method,
+            self.base + path,
+            headers=headers,
+            json=json_body,
+            data=io.BytesIO(data) if data is not None else None,
+            params=params,
+        ) as response:
+            body = await response.json(content_type=None)
+            validate(schema if response.status < 400 else "Error", body)
+            return Answer(response.status, body, dict(response.headers))
+
+    async def put(self, external_id: str, body: Any, **kw: Any) -> Answer:
+        return await self.call(
+            "PUT", f"/v1/traces/{external_id}", "TraceDetail", json_body=body, **kw
+        )
+
+    async def get(self, external_id: str, **kw: Any) -> Answer:
+        return await self.call("GET", f"/v1/traces/{external_id}", "TraceDetail", **kw)
+
+    async def batch(self, traces: list[Any], **kw: Any) -> Answer:
+        return await self.call(
+            "POST", "/v1/traces/batch", "BatchResponse", json_body={"traces": traces}, **kw
+        )
+
+    async def listing(self, **params: str) -> Answer:
+        return await self.call("GET", "/v1/traces", "TraceList", params=params)
+
+    async def every_trace(self, **params: str) -> list[dict[str, Any]]:
+        """Every page of a listing, following nextCursor."""
+        traces: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = await self.listing(**params, **({"cursor": cursor} if cursor else {}))
+            assert page.status == 200, page.body
+            traces += page.body["traces"]
+            cursor = page.body["nextCursor"]
+            if cursor is None:
+                return traces
+
+
+StartServer = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[TraceDB]:
+    db = await TraceDB.open(tmp_path / "server" / "server.db")
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def start_server(db: TraceDB) -> AsyncIterator[StartServer]:
+    """Start servers on 127.0.0.1, port 0; every one is cleaned up at the end of the test."""
+    runners: list[web.AppRunner] = []
+    session = aiohttp.ClientSession()
+
+    async def start(tokens: tuple[str, ...] | None = (TOKEN,), *, on: TraceDB | None = None) -> Api:
+        runner = web.AppRunner(make_app(on or db, tokens=tokens), access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return Api(session, f"http://{host}:{port}")
+
+    yield start
+    await session.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def api(start_server: StartServer) -> Api:
+    return await start_server()
+
+
+def trace(**fields: Any) -> dict[str, Any]:
+    return {
+        "agentId": "claude-code",
+        "title": "Fix the flaky test",
+        "preview": "Done.",
+        "timestamp": 1_764_000_000_000,
+        "projectPath": "/home/me/app",
+        "gitRemoteUrl": REMOTE,
+        "gitBranch": "main",
+        "gitRef": REF,
+        **fields,
+    }
+
+
+def item(external_id: str, **fields: Any) -> dict[str, Any]:
+    return {"externalId": external_id, **trace(**fields)}
+
+
+# ------------------------------------------------------------------------------ auth
+
+
+async def test_a_request_without_a_token_is_refused_with_401_and_www_authenticate(
+    api: Api,
+) -> None:
+    """No Authorization header: 401, `WWW-Authenticate: Bearer`, the error body."""
+    answer = await api.get("t1", token=None)
+    assert (answer.status, answer.body["error"]["code"]) == (401, "unauthorized")
+    assert answer.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_wrong_token_or_another_scheme_is_refused(api: Api) -> None:
+    """An unknown bearer token, an empty one and a Basic header are all 401."""
+    for token in ("nope", "", f"{TOKEN}x", TOKEN[:-1]):
+        assert (await api.put("t1", trace(), token=token)).status == 401
+    async with api.session.get(
+        api.base + "/v1/traces", headers={"Authorization": f"Basic {TOKEN}"}
+    ) as response:
+        assert response.status == 401
+    assert (await api.get("t1")).status == 404  # nothing was stored by the refused PUTs
+
+
+async def test_every_configured_token_is_accepted(start_server: StartServer) -> None:
+    """With several tokens configured, each one works."""
+    api = await start_server((TOKEN, OTHER_TOKEN))
+    assert (await api.put("t1", trace(), token=TOKEN)).status == 200
+    assert (await api.get("t1", token=OTHER_TOKEN)).status == 200
+    assert (await api.get("t1", token="token-three")).status == 401
+
+
+async def test_without_auth_no_token_is_needed(start_server: StartServer) -> None:
+    """tokens=None (`--no-auth`) serves every request."""
+    api = await start_server(None)
+    assert (await api.put("t1", trace(), token=None)).status == 200
+
+
+async def test_an_empty_token_list_is_refused(db: TraceDB) -> None:
+    """Auth on with no token would lock everyone out: make_app refuses it."""
+    with pytest.raises(ValueError, match="at least one token"):
+        make_app(db, tokens=())
+
+
+async def test_tokens_and_the_authorization_header_are_never_logged(api: Api) -> None:
+    """A refused request is logged without the token it carried."""
+    with structlog.testing.capture_logs() as logs:
+        await api.get("t1", token="secret-guess")
+        await api.get("t1")
+    assert [entry["event"] for entry in logs] == ["server.unauthorized"]
+    assert "secret-guess" not in repr(logs)
+    assert TOKEN not in repr(logs)
+
+
+# ------------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"agentId": 7}, "agentId"),
+        ({"agentId": "Claude Code"}, "agentId"),
+        ({"timestamp": "1764000000000"}, "timestamp"),
+        ({"timestamp": True}, "timestamp"),
+        ({"timestamp": -1}, "timestamp"),
+        ({"title": "x" * 1001}, "title"),
+        ({"preview": "x" * 2001}, "preview"),
+        ({"gitBranch": "b" * 256}, "gitBranch"),
+        ({"gitRef": "HEAD"}, "gitRef"),
+        ({"gitRef": REF.upper()}, "gitRef"),
+        ({"gitBranch": None}, "gitBranch"),
+        ({"sessionId": "x"}, "sessionId"),
+    ],
+)
+async def test_a_schema_violation_is_422_naming_the_field(
+    api: Api, body: dict[str, Any], field: str
+) -> None:
+    """Wrong type, too long, bad pattern, null, unknown field: 422 and the field's name."""
+    answer = await api.put("t1", trace(**body))
+    assert (answer.status, answer.body["error"]["code"]) == (422, "invalid")
+    assert field in answer.body["error"]["message"]
+    assert (await api.get("t1")).status == 404
+
+
+async def test_a_missing_agent_id_or_a_body_that_is_not_an_object_is_422(api: Api) -> None:
+    """agentId is required; the body must be an object."""
+    for body in ({"title": "x"}, [trace()], "x"):
+        answer = await api.put("t1", body)
+        assert answer.status == 422, answer.body
+    assert "agentId" in (await api.put("t1", {"title": "x"})).body["error"]["message"]
+
+
+@pytest.mark.parametrize("external_id", ["x" * 257, "a%01b", "a%2Fb"])
+async def test_a_bad_external_id_in_the_path_is_422(api: Api, external_id: str) -> None:
+    """Too long, a control character, an encoded slash: 422 naming externalId."""
+    answer = await api.put(external_id, trace())
+    assert answer.status == 422
+    assert "externalId" in answer.body["error"]["message"]
+
+
+async def test_a_lone_surrogate_is_422_not_a_database_error(api: Api) -> None:
+    """JSON may escape a lone surrogate; it cannot be stored as UTF-8, so it is invalid."""
+    answer = await api.call(
+        "PUT", "/v1/traces/t1", "TraceDetail", data=b'{"agentId": "codex", "title": "\\ud800"}'
+    )
+    assert answer.status == 422
+    assert "title" in answer.body["error"]["message"]
+
+
+async def test_malformed_json_is_400(api: Api) -> None:
+    """A body that is not JSON (or not UTF-8) is 400 on both write endpoints."""
+    for path, schema in (("/v1/traces/t1", "TraceDetail"), ("/v1/traces/batch", "BatchResponse")):
+        method = "PUT" if path.endswith("t1") else "POST"
+        for data in (b'{"agentId": ', b"\xff\xfe\x00", b""):
+            answer = await api.call(method, path, schema, data=data)
+            assert (answer.status, answer.body["error"]["code"]) == (400, "bad_json")
+
+
+async def test_a_body_over_the_limit_is_413(api: Api) -> None:
+    """A body larger than MAX_BODY is refused with 413 before it is parsed."""
+    data = b'{"agentId": "codex", "title": "' + b"x" * MAX_BODY + b'"}'
+    answer = await api.call("PUT", "/v1/traces/t1", "TraceDetail", data=data)
+    assert (answer.status, answer.body["error"]["code"]) == (413, "too_large")
+
+
+async def test_a_batch_of_more_than_500_items_is_413_and_of_500_is_stored(api: Api) -> None:
+    """MAX_BATCH + 1 items: 413 and nothing stored; exactly MAX_BATCH: all stored."""
+    assert MAX_BATCH == 500
+    answer = await api.batch([item(f"t{i}") for i in range(MAX_BATCH + 1)])
+    assert (answer.status, answer.body["error"]["code"]) == (413, "too_many_items")
+    assert (await api.get("t0")).status == 404
+
+    answer = await api.batch([item(f"t{i}") for i in range(MAX_BATCH)])
+    assert answer.status == 200
+    assert [r["status"] for r in answer.body["results"]] == [200] * MAX_BATCH
+
+
+@pytest.mark.parametrize("body", [{"traces": []}, {"items": [item("t1")]}, {"traces": {}}, []])
+async def test_a_body_that_is_not_a_batch_is_400(api: Api, body: Any) -> None:
+    """No traces, an empty list, the wrong envelope: 400 `not_a_batch`."""
+    answer = await api.call("POST", "/v1/traces/batch", "BatchResponse", json_body=body)
+    assert (answer.status, answer.body["error"]["code"]) == (400, "not_a_batch")
+
+
+# ------------------------------------------------------------------------- upserts
+
+
+async def test_put_returns_the_trace_detail_and_get_returns_the_same(api: Api) -> None:
+    """PUT answers the stored TraceDetail; GET answers it again."""
+    put = await api.put("t1", trace())
+    assert put.status == 200
+    assert put.body == {**trace(), "externalId": "t1", **_stamps(put.body)}
+    assert put.body["createdAt"] == put.body["updatedAt"]
+    assert (await api.get("t1")).body == put.body
+
+
+async def test_putting_the_same_body_twice_is_idempotent(api: Api) -> None:
+    """Same body again: the identical TraceDetail, updatedAt included."""
+    first = await api.put("t1", trace())
+    await asyncio.sleep(0.01)
+    second = await api.put("t1", trace())
+    assert second.body == first.body
+    assert (await api.batch([item("t1")])).body["results"] == [{"externalId": "t1", "status": 200}]
+    assert (await api.get("t1")).body == first.body
+
+
+async def test_fields_left_out_keep_their_stored_values(api: Api) -> None:
+    """An upsert with only agentId and a new title keeps every other field."""
+    first = await api.put("t1", trace())
+    second = await api.put("t1", {"agentId": "claude-code", "title": "Renamed"})
+    assert second.body == {**first.body, "title": "Renamed", "updatedAt": second.body["updatedAt"]}
+
+
+async def test_created_at_is_set_once_and_updated_at_moves_only_on_a_real_change(
+    api: Api,
+) -> None:
+    """createdAt never changes; updatedAt strictly increases on a change, else stays."""
+    first = (await api.put("t1", trace())).body
+    changed = (await api.put("t1", trace(gitBranch="feature/x"))).body
+    assert changed["createdAt"] == first["createdAt"]
+    assert changed["updatedAt"] > first["updatedAt"]  # even within the same millisecond
+    same = (await api.put("t1", {"agentId": "claude-code", "gitBranch": "feature/x"})).body
+    assert same == changed
+
+
+async def test_get_of_an_unknown_trace_is_404(api: Api) -> None:
+    """No such trace: 404 with the error body."""
+    answer = await api.get("missing")
+    assert (answer.status, answer.body["error"]["code"]) == (404, "not_found")
+
+
+async def test_unknown_routes_and_methods_answer_the_error_body(api: Api) -> None:
+    """aiohttp's own 404 and 405 come with the API's error body (and Allow)."""
+    answer = await api.call("GET", "/v2/nothing", "Error")
+    assert (answer.status, answer.body["error"]["code"]) == (404, "not_found")
+    answer = await api.call("DELETE", "/v1/traces/t1", "Error")
+    assert (answer.status, answer.body["error"]["code"]) == (405, "method_not_allowed")
+    assert "PUT" in answer.headers["Allow"]
+
+
+async def test_a_float_timestamp_with_no_fraction_is_stored_as_an_integer(api: Api) -> None:
+    """JSON Schema counts 1.0 as an integer; it is stored and answered as 1."""
+    answer = await api.put("t1", trace(timestamp=1.0))
+    assert answer.body["timestamp"] == 1
+    assert isinstance(answer.body["timestamp"], int)
+
+
+async def test_concurrent_puts_each_get_their_own_trace_back(api: Api) -> None:
+    """Puts committed together (group commit) still answer each their own TraceDetail."""
+    answers = await asyncio.gather(*(api.put(f"t{i}", trace(title=f"n{i}")) for i in range(40)))
+    assert [a.body["title"] for a in answers] == [f"n{i}" for i in range(40)]
+    assert len((await api.listing(limit="500")).body["traces"]) == 40
+
+
+# --------------------------------------------------------------------------- batches
+
+
+async def test_one_bad_item_of_a_batch_gets_its_own_422_and_the_others_are_stored(
+    api: Api,
+) -> None:
+    """Results in request order; the bad item names its field; the good ones are stored."""
+    answer = await api.batch(
+        [item("a"), item("b", gitRef="nope"), {"externalId": 5, "agentId": "codex"}, item("c")]
+    )
+    assert answer.status == 200
+    results = answer.body["results"]
+    assert [(r["externalId"], r["status"]) for r in results] == [
+        ("a", 200),
+        ("b", 422),
+        ("", 422),
+        ("c", 200),
+    ]
+    assert "gitRef" in results[1]["error"]["message"]
+    assert "externalId" in results[2]["error"]["message"]
+    assert [(await api.get(i)).status for i in ("a", "b", "c")] == [200, 404, 200]
+
+
+async def test_the_same_trace_twice_in_one_batch_ends_as_if_sent_in_order(api: Api) -> None:
+    """Items apply in order: the later one wins, fields it leaves out are kept."""
+    answer = await api.batch(
+        [item("t1", title="first"), {"externalId": "t1", "agentId": "codex", "title": "second"}]
+    )
+    assert [r["status"] for r in answer.body["results"]] == [200, 200]
+    stored = (await api.get("t1")).body
+    assert (stored["title"], stored["agentId"], stored["gitRef"]) == ("second", "codex", REF)
+
+
+async def test_a_batch_stores_what_put_would_store(api: Api) -> None:
+    """A batched trace reads back exactly like one PUT with the same fields."""
+    await api.batch([item("b1")])
+    put = (await api.put("p1", trace())).body
+    batched = (await api.get("b1")).body
+    assert {**batched, "externalId": "p1", **_stamps(put)} == put
+
+
+# --------------------------------------------------------------------------- listing
+
+
+async def test_list_filters_by_remote_branch_agent_and_their_combination(api: Api) -> None:
+    """Each filter is an exact match; filters combine with AND."""
+    other = "https://github.com/acme/lib.git"
+    await api.batch(
+        [
+            item("a", gitBranch="main"),
+            item("b", gitBranch="dev"),
+            item("c", gitBranch="main", agentId="codex"),
+            item("d", gitRemoteUrl=other, gitBranch="main"),
+        ]
+    )
+
+    async def ids(**params: str) -> list[str]:
+        return [t["externalId"] for t in await api.every_trace(**params)]
+
+    assert await ids() == ["d", "c", "b", "a"]
+    assert await ids(gitRemoteUrl=REMOTE) == ["c", "b", "a"]
+    assert await ids(gitRemoteUrl=other) == ["d"]
+    assert await ids(gitRemoteUrl=REMOTE.removesuffix(".git")) == []
+    assert await ids(gitBranch="main") == ["d", "c", "a"]
+    assert await ids(agentId="codex") == ["c"]
+    assert await ids(gitRemoteUrl=REMOTE, gitBranch="main") == ["c", "a"]
+    assert await ids(gitRemoteUrl=REMOTE, gitBranch="main", agentId="claude-code") == ["a"]
+
+
+async def test_cursor_pagination_yields_every_trace_once_while_traces_are_added(
+    api: Api,
+) -> None:
+    """250 traces, limit 100: three pages, newest first; inserts between pages shift nothing."""
+    for start in range(0, 250, 50):
+        await api.batch([item(f"t{i:03d}") for i in range(start, start + 50)])
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+        page = (await api.listing(**params)).body
+        pages += 1
+        seen += [t["externalId"] for t in page["traces"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+        # new traces and an update of an unseen one, between two pages
+        await api.batch([item(f"new{pages}-{i}") for i in range(30)])
+        await api.put("t000", trace(title="updated while paging"))
+    assert pages == 3
+    assert seen == [f"t{i:03d}" for i in reversed(range(250))]
+
+
+async def test_a_bad_cursor_or_limit_is_400(api: Api) -> None:
+    """A cursor this server did not hand out, or a limit outside 1..500: 400."""
+    for params in (
+        {"cursor": "not-a-cursor"},
+        {"cursor": "c2VxOi0x"},  # "seq:-1"
+        {"cursor": "c2VxOjk5OTk5OTk5OTk5OTk5OTk5OTk5"},  # "seq:" and 20 nines: not an int64
+        {"cursor": "x" * 300},
+        {"limit": "0"},
+        {"limit": "501"},
+        {"limit": "ten"},
+        {"gitRemoteUrl": "x" * 2049},
+    ):
+        answer = await api.listing(**params)
+        assert answer.status == 400, params
+        assert answer.body["error"]["code"] in ("bad_cursor", "bad_query")
+
+
+async def test_an_empty_listing_has_no_next_cursor(api: Api) -> None:
+    """No traces: an empty page, nextCursor null."""
+    assert (await api.listing()).body == {"traces": [], "nextCursor": None}
+
+
+# ------------------------------------------------------------------------- database
+
+
+async def test_the_database_is_private_and_in_wal_mode(tmp_path: Path, db: TraceDB) -> None:
+    """Directory 0700, file 0600, journal_mode WAL."""
+    path = tmp_path / "server" / "server.db"
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_database_locked_by_another_writer_answers_503_and_stores_nothing(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """Busy past the busy timeout: 503 with Retry-After; once free, the same batch works."""
+    path = tmp_path / "busy.db"
+    busy = await TraceDB.open(path, busy_timeout_s=0.05)
+    try:
+        api = await start_server(on=busy)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            answer = await api.batch([item("t1")])
+            assert (answer.status, answer.body["error"]["code"]) == (503, "unavailable")
+            assert answer.headers["Retry-After"] == "1"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert (await api.get("t1")).status == 404
+        assert (await api.batch([item("t1")])).status == 200
+    finally:
+        await busy.close()
+
+
+async def test_traces_survive_a_restart_of_the_server(tmp_path: Path) -> None:
+    """What one server stored, the next one on the same file answers."""
+    path = tmp_path / "server.db"
+    first = await TraceDB.open(path)
+    (stored,) = await first.upsert_many([item("t1")])
+    await first.close()
+    second = await TraceDB.open(path)
+    try:
+        assert await second.get("t1") == stored
+    finally:
+        await second.close()
+
+
+# ----------------------------------------------------------------- the real command
+
+
+class ServerProcess:
+    """A real `tracesd server` with JSON logs collected from stderr."""
+
+    def __init__(self, home: Path, *args: str, env: dict[str, str]) -> None:
+        self.log_path = home.parent / "server.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracesd", "server", "--log-format", "json", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [e for e in map(_json_or_none, lines) if e is not None and e.get("event") == name]
+
+    def wait_started(self, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = self.events("server.started")
+            if started:
+                return int(started[0]["port"])
+            assert self.proc.poll() is None, self.log_path.read_text()
+            time.sleep(0.02)
+        raise AssertionError(f"no server.started in {timeout}s:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._log.close()
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(home: Path, *args: str, env: dict[str, str]) -> ServerProcess:
+        server = ServerProcess(home, *args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+def _command(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tracesd", "server", *args],
+        env=isolated_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_server_refuses_to_start_without_tokens(home: Path) -> None:
+    """No TRACESD_SERVER_TOKENS and no --no-auth: exit 2, one line naming the variable."""
+    result = _command(home, "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "TRACESD_SERVER_TOKENS" in result.stderr
+    assert "--no-auth" in result.stderr
+    assert not (home / ".local").exists()  # refused before creating anything
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+def test_no_auth_on_a_non_loopback_host_refuses_to_start(home: Path, host: str) -> None:
+    """--no-auth binds loopback only: any other --host is exit 2 with one clear line."""
+    result = _command(home, "--no-auth", "--host", host, "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "loopback" in result.stderr
+    assert repr(host) in result.stderr
+
+
+def test_the_server_with_tokens_answers_and_stops_on_sigterm(
+    home: Path, tmp_path: Path, servers: Callable[..., ServerProcess]
+) -> None:
+    """Tokens from the environment: it serves, logs no token, and SIGTERM stops it (0)."""
+    env = isolated_env(home, TRACESD_SERVER_TOKENS=f" {TOKEN} ,{OTHER_TOKEN},")
+    db = tmp_path / "data" / "api.db"
+    server = servers(home, "--port", "0", "--db", str(db), env=env)
+    port = server.wait_started()
+    started = server.events("server.started")[0]
+    assert (started["host"], started["auth"], started["db"]) == ("127.0.0.1", "on", str(db))
+
+    async def talk() -> list[int]:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+            statuses = []
+            for token in (TOKEN, OTHER_TOKEN, "wrong"):
+                headers = {"Authorization": f"Bearer {token}"}
+                async with session.put("/v1/traces/t1", json=trace(), headers=headers) as r:
+                    statuses.append(r.status)
+            return statuses
+
+    assert asyncio.run(talk()) == [200, 200, 401]
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(10) == 0
+    assert server.events("server.stopped")
+    log = server.log_path.read_text()
+    assert TOKEN not in log
+    assert OTHER_TOKEN not in log
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_no_auth_serves_loopback_without_a_token_from_the_default_database(
+    home: Path, servers: Callable[..., ServerProcess]
+) -> None:
+    """--no-auth on 127.0.0.1: requests need no token; the db is under XDG data home."""
+    server = servers(home, "--no-auth", "--port", "0", env=isolated_env(home))
+    port = server.wait_started()
+    assert server.events("server.started")[0]["auth"] == "off"
+
+    async def put() -> int:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/v1/traces/t1"
+            async with session.put(url, json=trace()) as response:
+                return response.status
+
+    assert asyncio.run(put()) == 200
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(10) == 0
+    assert (home / ".local" / "share" / "tracesd" / "server.db").is_file()
+
+
+def _stamps(detail: dict[str, Any]) -> dict[str, Any]:
+    return {"createdAt": detail["createdAt"], "updatedAt": detail["updatedAt"]}
+
+
+def _json_or_none(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
