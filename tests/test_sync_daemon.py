@@ -98,3 +98,59 @@ def test_pending_traces_and_backoff_survive_kill_9(
     first_after = min(s.at for s in fault.server.seen if s.status == 200)
     assert first_after >= time.monotonic() - (time.time() - next_attempt) - 0.2
     assert again.stop() == 0
+
+
+def test_daemon_and_reference_server_end_to_end(
+    daemons: StartDaemon, home: Path, tmp_path: Path
+) -> None:
+    """`tracesd run` syncs to `tracesd server`; the server lists all traces of a repository."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    server_home = tmp_path / "server-home"
+    server_home.mkdir()
+    log = tmp_path / "server.log"
+    env = isolated_env(server_home, TRACESD_SERVER_TOKENS="tok-e2e")
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tracesd", "server", "--port", "0", "--log-format", "json"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "server.started" in log.read_text())
+        started = next(
+            json.loads(line) for line in log.read_text().splitlines() if "server.started" in line
+        )
+        url = f"http://127.0.0.1:{started['port']}"
+        app = make_repo(tmp_path / "app", remote="https://github.com/acme/app.git")
+        lib = make_repo(tmp_path / "lib", remote="https://github.com/acme/lib.git")
+        (home / ".claude" / "projects").mkdir(parents=True)
+        daemon_env = sync_config(home, url)
+        daemon_env["TRACES_API_KEY"] = "tok-e2e"
+        daemon = daemons(home, env=daemon_env)
+        daemon.wait_ready()
+        in_app = [claude_session(home, app, f"app {i}")[0] for i in range(3)]
+        claude_session(home, lib, "lib work")
+
+        def listed(remote: str) -> list[dict[str, object]]:
+            request = urllib.request.Request(
+                f"{url}/v1/traces?gitRemoteUrl={remote}",
+                headers={"Authorization": "Bearer tok-e2e"},
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return json.loads(response.read())["traces"]  # type: ignore[no-any-return]
+
+        wait_for(lambda: len(listed("https://github.com/acme/app.git")) == 3)
+        traces = listed("https://github.com/acme/app.git")
+        assert {t["externalId"] for t in traces} == set(in_app)
+        assert {t["gitRef"] for t in traces} == {git(app, "rev-parse", "HEAD")}
+        assert {t["gitBranch"] for t in traces} == {"main"}
+        assert len(listed("https://github.com/acme/lib.git")) == 1
+        assert daemon.stop() == 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
