@@ -126,6 +126,7 @@ class SyncService:
         min_backoff_s: float = 1.0,
         rng: random.Random | None = None,
         on_crash: Callable[[BaseException], None] | None = None,
+        use_batch: bool = True,
     ) -> None:
         self._outbox = outbox
         self._client = client
@@ -135,7 +136,7 @@ class SyncService:
         self._rng = rng or random.Random()
         self._on_crash = on_crash
         self._lock = asyncio.Lock()
-        self._use_put = False
+        self._use_put = not use_batch
         self._scheduler: AsyncIOScheduler | None = None
         self._job: Job | None = None
         self._running: asyncio.Task[Any] | None = None
