@@ -80,6 +80,7 @@ async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterat
             exclude=exclude,
             min_backoff_s=0.05,
             rng=random.Random(7),
+            use_batch=overrides.get("use_batch", True),
         )
         services.append(service)
         return service
@@ -376,3 +377,26 @@ async def _until_stored(server: FaultServer, count: int) -> None:
 
 async def _arrived(server: FaultServer, trace_id: str) -> None:
     await _until(lambda: trace_id in server.stored)
+
+
+async def test_in_put_mode_one_failing_trace_does_not_undo_the_others(rig: Rig) -> None:
+    """PUTs that succeeded beside a failed one are acknowledged, not sent again."""
+    await rig.add(*(trace(f"t{i}") for i in range(6)))
+    rig.server.plan.batch_supported = False
+    rig.server.plan.item_status["t3"] = 503
+    sync = rig.make()
+    report = await sync.sync_once()
+    assert report.succeeded == 5
+    assert (await rig.outbox.counts()).pending == 1
+    assert sync.state.consecutive_failures == 1
+    assert not sync.state.auth_paused
+
+
+async def test_in_put_mode_a_refused_key_still_pauses_for_auth(rig: Rig) -> None:
+    await rig.add(trace("a"), trace("b"))
+    rig.server.plan.token = "other"
+    sync = rig.make(use_batch=False)
+    await sync.sync_once()
+    assert len(rig.server.requests("PUT")) == 2
+    assert sync.state.auth_paused
+    assert (await rig.outbox.counts()).failed == 0

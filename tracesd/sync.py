@@ -253,7 +253,8 @@ class SyncService:
                 mode="put" if self._use_put else "batch",
             )
             if retry:
-                await self._failed(f"{len(retry)} traces not stored: {retry[0].message}")
+                auth = any(r.status in (401, 403) for r in retry)
+                await self._failed(f"{len(retry)} traces not stored: {retry[0].message}", auth=auth)
                 return
             await self._succeeded()
             if len(pending) < self._config.batch_size and len(batch) == len(pending):
@@ -322,17 +323,20 @@ class SyncService:
         gate = asyncio.Semaphore(PUT_CONCURRENCY)
 
         async def put(item: dict[str, Any]) -> ItemResult:
+            # One trace's transport failure is that trace's "not now": the PUTs that
+            # succeeded beside it are still acknowledged.
+            external_id = item["externalId"]
             async with gate:
                 try:
                     return await self._client.put(item)
                 except PayloadTooLarge as exc:
-                    return ItemResult(item["externalId"], 413, str(exc))
+                    return ItemResult(external_id, 413, str(exc))
+                except BackendAuthError as exc:
+                    return ItemResult(external_id, 401, str(exc))
+                except BackendUnavailable as exc:
+                    return ItemResult(external_id, 503, str(exc))
 
-        results = await asyncio.gather(*(put(i) for i in items), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result  # auth or unavailable: the whole run waits
-        return [r for r in results if isinstance(r, ItemResult)]
+        return list(await asyncio.gather(*(put(i) for i in items)))
 
     # ---------------------------------------------------------------------- backoff
 
