@@ -40,6 +40,20 @@ _RETRYABLE = frozenset({408, 425, 429})
 
 
 @dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One trace to send: its BatchItem (openapi.json), and that item as JSON, encoded once
+    (sync measures batches with it and the batch request is made of it)."""
+
+    external_id: str
+    fields: dict[str, Any]
+    encoded: bytes
+
+    @classmethod
+    def of(cls, fields: dict[str, Any]) -> Outgoing:
+        return cls(str(fields["externalId"]), fields, _json(fields))
+
+
+@dataclass(frozen=True, slots=True)
 class ItemResult:
     """What the server said about one trace."""
 
@@ -74,20 +88,21 @@ class BackendClient:
     def __repr__(self) -> str:
         return f"BackendClient({self._base!r})"
 
-    async def send_batch(self, items: list[dict[str, Any]]) -> list[ItemResult]:
-        """POST a batch (each item carries its externalId); one result per item, in order."""
-        status, body, retry_after = await self._request("POST", "/batch", items={"traces": items})
+    async def send_batch(self, items: list[Outgoing]) -> list[ItemResult]:
+        """POST a batch; one result per item, in order."""
+        data = b'{"traces":[' + b",".join(i.encoded for i in items) + b"]}"
+        status, body, retry_after = await self._request("POST", "/batch", data)
         if status in (404, 405):
             raise BatchUnsupported(f"the server has no batch endpoint (HTTP {status})")
         self._raise_for(status, body, retry_after)
         return _batch_results(items, body)
 
-    async def put(self, item: dict[str, Any]) -> ItemResult:
+    async def put(self, item: Outgoing) -> ItemResult:
         """PUT one trace; 404/405 mean the URL is wrong, which retrying later may fix."""
-        item = dict(item)
-        external_id = item.pop("externalId")
+        external_id = item.external_id
+        fields = {k: v for k, v in item.fields.items() if k != "externalId"}
         path = "/" + quote(external_id, safe="")
-        status, body, retry_after = await self._request("PUT", path, items=item)
+        status, body, retry_after = await self._request("PUT", path, _json(fields))
         if status in (404, 405):
             raise BackendUnavailable(
                 f"the API answered {status} to PUT: check [sync] api_url ({self._base})"
@@ -98,9 +113,8 @@ class BackendClient:
         return ItemResult(external_id, status)
 
     async def _request(
-        self, method: str, path: str, *, items: dict[str, Any]
+        self, method: str, path: str, data: bytes
     ) -> tuple[int, bytes, float | None]:
-        data = json.dumps(items, separators=(",", ":")).encode()
         try:
             async with self._session.request(
                 method, self._base + path, data=data, headers=self._headers, allow_redirects=False
@@ -136,7 +150,11 @@ async def _read(stream: aiohttp.StreamReader) -> bytes:
     return bytes(body)
 
 
-def _batch_results(items: list[dict[str, Any]], body: bytes) -> list[ItemResult]:
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _batch_results(items: list[Outgoing], body: bytes) -> list[ItemResult]:
     """The per-item results, checked against what was sent: anything else is malformed."""
     try:
         results = json.loads(body)["results"]
@@ -150,7 +168,7 @@ def _batch_results(items: list[dict[str, Any]], body: bytes) -> list[ItemResult]
         ]
     except (ValueError, TypeError, KeyError, AttributeError):
         raise BackendUnavailable("malformed answer to the batch request") from None
-    if [r.external_id for r in parsed] != [str(i["externalId"]) for i in items]:
+    if [r.external_id for r in parsed] != [i.external_id for i in items]:
         raise BackendUnavailable("the batch answer does not match the traces sent")
     return parsed
 

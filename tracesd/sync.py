@@ -18,7 +18,6 @@ A run with nothing pending makes no HTTP request and writes nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tracesd import tracefields
-from tracesd.backend import BackendClient, ItemResult
+from tracesd.backend import BackendClient, ItemResult, Outgoing
 from tracesd.config import SyncConfig
 from tracesd.errors import (
     BackendAuthError,
@@ -140,6 +139,7 @@ class SyncService:
         self._scheduler: AsyncIOScheduler | None = None
         self._job: Job | None = None
         self._running: asyncio.Task[Any] | None = None
+        self._unsaved = False
         self.state = State()
         #: totals since start, for status
         self.requests = 0
@@ -224,6 +224,14 @@ class SyncService:
             return report
 
     async def _drain(self, report: Report) -> None:
+        try:
+            await self._send_pending(report)
+        finally:
+            if self._unsaved:  # successes are saved once per run, failures at once
+                await self._outbox.save_state(**self.state.dump())
+                self._unsaved = False
+
+    async def _send_pending(self, report: Report) -> None:
         while True:
             pending = await self._outbox.claim(self._config.batch_size)
             if not pending:
@@ -256,7 +264,7 @@ class SyncService:
                 auth = any(r.status in (401, 403) for r in retry)
                 await self._failed(f"{len(retry)} traces not stored: {retry[0].message}", auth=auth)
                 return
-            await self._succeeded()
+            self._succeeded()
             if len(pending) < self._config.batch_size and len(batch) == len(pending):
                 return
 
@@ -274,7 +282,7 @@ class SyncService:
 
     async def _record(
         self,
-        batch: list[tuple[Pending, dict[str, Any]]],
+        batch: list[tuple[Pending, Outgoing]],
         results: list[ItemResult],
         report: Report,
     ) -> list[ItemResult]:
@@ -300,7 +308,7 @@ class SyncService:
         report.failed += len(refused)
         return retry
 
-    async def _send(self, items: list[dict[str, Any]]) -> list[ItemResult]:
+    async def _send(self, items: list[Outgoing]) -> list[ItemResult]:
         """Send one batch however the server can take it: the batch endpoint, halves of it
         when it is too large or refused as a whole, or one PUT per trace."""
         self.requests += 1
@@ -315,17 +323,17 @@ class SyncService:
         except (PayloadTooLarge, BackendRejected) as exc:
             if len(items) == 1:
                 status = exc.status if isinstance(exc, BackendRejected) else 413
-                return [ItemResult(items[0]["externalId"], status, str(exc))]
+                return [ItemResult(items[0].external_id, status, str(exc))]
             middle = len(items) // 2
             return await self._send(items[:middle]) + await self._send(items[middle:])
 
-    async def _put_each(self, items: list[dict[str, Any]]) -> list[ItemResult]:
+    async def _put_each(self, items: list[Outgoing]) -> list[ItemResult]:
         gate = asyncio.Semaphore(PUT_CONCURRENCY)
 
-        async def put(item: dict[str, Any]) -> ItemResult:
+        async def put(item: Outgoing) -> ItemResult:
             # One trace's transport failure is that trace's "not now": the PUTs that
             # succeeded beside it are still acknowledged.
-            external_id = item["externalId"]
+            external_id = item.external_id
             async with gate:
                 try:
                     return await self._client.put(item)
@@ -357,6 +365,7 @@ class SyncService:
         state.last_error = error
         state.auth_paused = auth
         await self._outbox.save_state(**state.dump())
+        self._unsaved = False
         if self._job is not None and self._scheduler is not None:
             self._job.modify(next_run_time=_at(state.next_attempt_at))
         log.warning(
@@ -366,30 +375,29 @@ class SyncService:
             retry_in_s=round(delay, 2),
         )
 
-    async def _succeeded(self) -> None:
+    def _succeeded(self) -> None:
         state = self.state
-        recovered = state.consecutive_failures > 0
+        if state.consecutive_failures:
+            log.info("sync.recovered", after_failures=state.consecutive_failures)
         state.consecutive_failures = 0
         state.next_attempt_at = None
         state.last_error = None
         state.auth_paused = False
         state.last_success_at = time.time()
-        await self._outbox.save_state(**state.dump())
-        if recovered:
-            log.info("sync.recovered")
+        self._unsaved = True
 
 
-def _cut(pending: list[Pending], send_titles: bool) -> list[tuple[Pending, dict[str, Any]]]:
+def _cut(pending: list[Pending], send_titles: bool) -> list[tuple[Pending, Outgoing]]:
     """Payloads for the claimed traces, stopping before the request passes MAX_BATCH_BYTES
     (always at least one: a lone oversize trace is the server's to refuse)."""
-    batch: list[tuple[Pending, dict[str, Any]]] = []
+    batch: list[tuple[Pending, Outgoing]] = []
     size = 0
     for item in pending:
-        body = payload(item.trace, send_titles=send_titles)
-        size += len(json.dumps(body)) + 1
+        outgoing = Outgoing.of(payload(item.trace, send_titles=send_titles))
+        size += len(outgoing.encoded) + 1
         if batch and size > MAX_BATCH_BYTES:
             break
-        batch.append((item, body))
+        batch.append((item, outgoing))
     return batch
 
 

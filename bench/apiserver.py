@@ -1,0 +1,187 @@
+"""`tracesd server` for the benchmarks: a subprocess on a free loopback port, and read-only
+views of its database (the rows it holds; when each row first became visible)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+from bench.harness import TRACESD, GitRow, read_only
+from bench.measure import BenchError
+
+#: the server's token variable (tracesd.server.run.TOKENS_ENV)
+TOKENS_ENV = "TRACESD_SERVER_TOKENS"
+
+
+class ApiServer:
+    """`tracesd server --port 0 --db DB --log-format json`, ready once it has logged
+    `server.started` (which names the bound port). Auth is on with `token`, off
+    (`--no-auth`) without one. Leaving the `with` block stops it: SIGTERM, then SIGKILL."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        db: Path,
+        log_path: Path,
+        *,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.log_path = log_path
+        argv = [TRACESD, "server", "--port", "0", "--db", str(db), "--log-format", "json"]
+        env = dict(env)
+        if token is None:
+            argv.append("--no-auth")
+        else:
+            env[TOKENS_ENV] = token
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log
+            )
+        try:
+            self.port = self._wait_started(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def __enter__(self) -> ApiServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def _wait_started(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        with self.log_path.open("rb") as log:
+            tail = b""
+            while True:
+                *lines, tail = (tail + log.read()).split(b"\n")
+                for line in lines:
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict) and event.get("event") == "server.started":
+                        return int(event["port"])
+                if self.proc.poll() is not None:
+                    raise BenchError(
+                        f"tracesd server exited ({self.proc.returncode}) before listening: "
+                        f"{self.log_path}"
+                    )
+                if time.monotonic() > deadline:
+                    raise BenchError(f"tracesd server not listening after {timeout_s:g}s")
+                time.sleep(0.01)
+
+
+def server_rows(db: Path) -> dict[str, GitRow]:
+    """externalId -> (projectPath, gitRemoteUrl, gitBranch, gitRef) of every stored trace."""
+    conn = read_only(db)
+    try:
+        sql = "SELECT external_id, project_path, git_remote_url, git_branch, git_ref FROM traces"
+        return {row[0]: tuple(row[1:]) for row in conn.execute(sql)}
+    finally:
+        conn.close()
+
+
+class Arrivals:
+    """When each trace first became visible in a server database: a thread polls it
+    read-only every `interval_s` and notes the wall-clock time (time.time()) of the first
+    poll that saw each new row, so a time is late by at most one interval plus a query."""
+
+    def __init__(self, db: Path, interval_s: float = 0.005) -> None:
+        self.polls = 0
+        self._db = db
+        self._interval_s = interval_s
+        self._seen: dict[str, float] = {}
+        self._changed = threading.Condition()
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._poll, name="arrivals", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> Arrivals:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def wait(self, ids: Iterable[str], timeout_s: float) -> dict[str, float]:
+        """First-seen times of `ids`, waiting up to `timeout_s` for the missing ones (those
+        still missing then are left out)."""
+        wanted = set(ids)
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                if self._error is not None:
+                    raise BenchError(f"polling {self._db} failed: {self._error}")
+                remaining = deadline - time.monotonic()
+                if wanted <= self._seen.keys() or remaining <= 0:
+                    return {i: self._seen[i] for i in wanted if i in self._seen}
+                self._changed.wait(remaining)
+
+    def _poll(self) -> None:
+        last = 0
+        try:
+            conn = read_only(self._db)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        try:
+            while not self._stopped.wait(self._interval_s):
+                rows = conn.execute(
+                    "SELECT seq, external_id FROM traces WHERE seq > ? ORDER BY seq", (last,)
+                ).fetchall()
+                now = time.time()
+                self.polls += 1
+                if rows:
+                    last = rows[-1][0]
+                    with self._changed:
+                        for _, external_id in rows:
+                            self._seen.setdefault(external_id, now)
+                        self._changed.notify_all()
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            conn.close()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._changed:
+            self._error = exc
+            self._changed.notify_all()
