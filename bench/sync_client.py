@@ -21,7 +21,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,8 +49,8 @@ class TimedOutbox(Outbox):
         finally:
             self.seconds[name] += time.perf_counter() - started
 
-    async def claim(self, limit: int) -> list[Pending]:
-        return await self._timed("claim", super().claim(limit))
+    async def claim(self, limit: int, *, skip: Collection[str] = ()) -> list[Pending]:
+        return await self._timed("claim", super().claim(limit, skip=skip))
 
     async def ack(self, sent: Iterable[tuple[str, int]]) -> None:
         await self._timed("ack", super().ack(sent))

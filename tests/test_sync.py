@@ -400,3 +400,19 @@ async def test_in_put_mode_a_refused_key_still_pauses_for_auth(rig: Rig) -> None
     assert len(rig.server.requests("PUT")) == 2
     assert sync.state.auth_paused
     assert (await rig.outbox.counts()).failed == 0
+
+
+async def test_a_not_now_answer_ends_the_run_after_recording_the_batch_already_sent(
+    rig: Rig,
+) -> None:
+    """Batches are pipelined: when one comes back with a retryable item, the one already on
+    the wire is still awaited and acknowledged; no further batch is sent."""
+    await rig.add(*(trace(f"t{i:02}") for i in range(30)))
+    rig.server.plan.item_status["t05"] = 503
+    sync = rig.make(sync__batch_size=10)
+    report = await sync.sync_once()
+    assert (report.sent, report.succeeded) == (20, 19)
+    assert sorted(rig.server.stored) == [f"t{i:02}" for i in range(20) if i != 5]
+    assert (await rig.outbox.counts()).pending == 11
+    assert sync.state.consecutive_failures == 1
+    assert [s.items for s in rig.server.seen] == [10, 10]

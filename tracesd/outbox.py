@@ -14,7 +14,7 @@ Sync's own durable state (backoff, last success, last error) is kept here too, s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +45,16 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def claim(self, limit: int) -> list[Pending]:
-        """Up to `limit` pending traces, oldest change first."""
+    async def claim(self, limit: int, *, skip: Collection[str] = ()) -> list[Pending]:
+        """Up to `limit` pending traces, oldest change first, except those in `skip` (in
+        flight: their answer has not been recorded yet)."""
         columns = ", ".join(f"t.{c}" for c in TRACE_COLUMNS)
+        not_in = f" AND o.trace_id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         rows = await self._store.query(
             f"SELECT {columns}, o.version AS outbox_version FROM tracesd_outbox o"
-            f" JOIN traces t ON t.id = o.trace_id WHERE {_PENDING}"
+            f" JOIN traces t ON t.id = o.trace_id WHERE {_PENDING}{not_in}"
             " ORDER BY o.changed_at, o.trace_id LIMIT ?",
-            (limit,),
+            (*skip, limit),
         )
         return [
             Pending(Trace(**{c: row[c] for c in TRACE_COLUMNS}), row["outbox_version"])

@@ -232,41 +232,85 @@ class SyncService:
                 self._unsaved = False
 
     async def _send_pending(self, report: Report) -> None:
-        while True:
-            pending = await self._outbox.claim(self._config.batch_size)
-            if not pending:
-                return
-            pending = await self._drop_excluded(pending, report)
-            batch = _cut(pending, self._config.send_titles)
-            if not batch:
-                continue
-            report.sent += len(batch)
-            started = time.monotonic()
-            try:
-                results = await self._send([item for _, item in batch])
-            except BackendAuthError as exc:
-                await self._failed(str(exc), auth=True)
-                return
-            except BackendUnavailable as exc:
-                await self._failed(str(exc), retry_after=exc.retry_after)
-                return
-            retry = await self._record(batch, results, report)
-            log.info(
-                "sync.batch",
-                sent=len(batch),
-                succeeded=sum(r.ok for r in results),
-                failed=sum(not r.ok and not r.retryable for r in results),
-                retry=len(retry),
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
-                mode="put" if self._use_put else "batch",
-            )
-            if retry:
-                auth = any(r.status in (401, 403) for r in retry)
-                await self._failed(f"{len(retry)} traces not stored: {retry[0].message}", auth=auth)
+        """Send batch after batch. While one is on the wire the next is claimed and encoded,
+        and the answer to one is recorded while the next travels: the database work of the
+        client stays off the critical path. The first "not now" ends the run (a batch
+        already sent is still awaited and recorded, so its successes are acknowledged)."""
+        batch = await self._next_batch(report, in_flight=set())
+        sending = self._start(batch, report)
+        while sending is not None:
+            in_flight = {pending.trace.id for pending, _ in batch}
+            upcoming = await self._next_batch(report, in_flight=in_flight)
+            outcome = await self._outcome(sending)
+            following = self._start(upcoming, report) if isinstance(outcome, list) else None
+            ok = await self._settle(batch, outcome, report)
+            if not ok:
+                if following is not None:
+                    await self._settle(upcoming, await self._outcome(following), report)
                 return
             self._succeeded()
-            if len(pending) < self._config.batch_size and len(batch) == len(pending):
-                return
+            batch, sending = upcoming, following
+
+    async def _next_batch(
+        self, report: Report, *, in_flight: set[str]
+    ) -> list[tuple[Pending, Outgoing]]:
+        """The next batch to send: pending traces not in flight, excluded ones dropped."""
+        while True:
+            pending = await self._outbox.claim(self._config.batch_size, skip=in_flight)
+            if not pending:
+                return []
+            pending = await self._drop_excluded(pending, report)
+            if pending:
+                return _cut(pending, self._config.send_titles)
+
+    def _start(
+        self, batch: list[tuple[Pending, Outgoing]], report: Report
+    ) -> asyncio.Task[list[ItemResult]] | None:
+        if not batch:
+            return None
+        report.sent += len(batch)
+        return asyncio.create_task(self._send([item for _, item in batch]))
+
+    async def _outcome(
+        self, sending: asyncio.Task[list[ItemResult]]
+    ) -> list[ItemResult] | BackendAuthError | BackendUnavailable:
+        started = time.monotonic()
+        try:
+            results = await sending
+        except (BackendAuthError, BackendUnavailable) as exc:
+            return exc
+        log.debug(
+            "sync.answered", traces=len(results), ms=round((time.monotonic() - started) * 1000, 1)
+        )
+        return results
+
+    async def _settle(
+        self,
+        batch: list[tuple[Pending, Outgoing]],
+        outcome: list[ItemResult] | BackendAuthError | BackendUnavailable,
+        report: Report,
+    ) -> bool:
+        """Record what the server said about a batch; False when sync must back off."""
+        if isinstance(outcome, BackendAuthError):
+            await self._failed(str(outcome), auth=True)
+            return False
+        if isinstance(outcome, BackendUnavailable):
+            await self._failed(str(outcome), retry_after=outcome.retry_after)
+            return False
+        retry = await self._record(batch, outcome, report)
+        log.info(
+            "sync.batch",
+            sent=len(batch),
+            succeeded=sum(r.ok for r in outcome),
+            failed=sum(not r.ok and not r.retryable for r in outcome),
+            retry=len(retry),
+            mode="put" if self._use_put else "batch",
+        )
+        if retry:
+            auth = any(r.status in (401, 403) for r in retry)
+            await self._failed(f"{len(retry)} traces not stored: {retry[0].message}", auth=auth)
+            return False
+        return True
 
     async def _drop_excluded(self, pending: list[Pending], report: Report) -> list[Pending]:
         """Traces captured before their directory was excluded are never sent."""
