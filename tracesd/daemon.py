@@ -15,21 +15,22 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
 from tracesd import __version__
 from tracesd.adapters import Adapter, Hints, build_adapters
-from tracesd.backend import BackendClient, aclose, open_session
 from tracesd.config import Config
 from tracesd.dispatch import Dispatcher
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
-from tracesd.outbox import Outbox
 from tracesd.scan import Scanner
 from tracesd.store import Store
-from tracesd.sync import SyncService
 from tracesd.watcher import Watcher
+
+if TYPE_CHECKING:
+    from tracesd.sync import SyncService
 
 log = structlog.get_logger("tracesd.daemon")
 
@@ -119,6 +120,11 @@ class Daemon:
         )
 
     async def _start_sync(self) -> None:
+        # aiohttp and APScheduler are loaded only when sync is on (~13 MB of RSS otherwise).
+        from tracesd.backend import BackendClient, aclose, open_session
+        from tracesd.outbox import Outbox
+        from tracesd.sync import SyncService
+
         config = self.config
         if not config.sync.api_key:
             log.warning(

@@ -242,7 +242,7 @@ class SyncService:
             in_flight = {pending.trace.id for pending, _ in batch}
             upcoming = await self._next_batch(report, in_flight=in_flight)
             outcome = await self._outcome(sending)
-            following = self._start(upcoming, report) if isinstance(outcome, list) else None
+            following = self._start(upcoming, report) if isinstance(outcome, tuple) else None
             ok = await self._settle(batch, outcome, report)
             if not ok:
                 if following is not None:
@@ -265,29 +265,29 @@ class SyncService:
 
     def _start(
         self, batch: list[tuple[Pending, Outgoing]], report: Report
-    ) -> asyncio.Task[list[ItemResult]] | None:
+    ) -> asyncio.Task[tuple[list[ItemResult], float]] | None:
         if not batch:
             return None
         report.sent += len(batch)
-        return asyncio.create_task(self._send([item for _, item in batch]))
+        return asyncio.create_task(self._send_timed([item for _, item in batch]))
+
+    async def _send_timed(self, items: list[Outgoing]) -> tuple[list[ItemResult], float]:
+        started = time.monotonic()
+        results = await self._send(items)
+        return results, (time.monotonic() - started) * 1000
 
     async def _outcome(
-        self, sending: asyncio.Task[list[ItemResult]]
-    ) -> list[ItemResult] | BackendAuthError | BackendUnavailable:
-        started = time.monotonic()
+        self, sending: asyncio.Task[tuple[list[ItemResult], float]]
+    ) -> tuple[list[ItemResult], float] | BackendAuthError | BackendUnavailable:
         try:
-            results = await sending
+            return await sending
         except (BackendAuthError, BackendUnavailable) as exc:
             return exc
-        log.debug(
-            "sync.answered", traces=len(results), ms=round((time.monotonic() - started) * 1000, 1)
-        )
-        return results
 
     async def _settle(
         self,
         batch: list[tuple[Pending, Outgoing]],
-        outcome: list[ItemResult] | BackendAuthError | BackendUnavailable,
+        outcome: tuple[list[ItemResult], float] | BackendAuthError | BackendUnavailable,
         report: Report,
     ) -> bool:
         """Record what the server said about a batch; False when sync must back off."""
@@ -297,13 +297,15 @@ class SyncService:
         if isinstance(outcome, BackendUnavailable):
             await self._failed(str(outcome), retry_after=outcome.retry_after)
             return False
-        retry = await self._record(batch, outcome, report)
+        results, duration_ms = outcome
+        retry = await self._record(batch, results, report)
         log.info(
             "sync.batch",
             sent=len(batch),
-            succeeded=sum(r.ok for r in outcome),
-            failed=sum(not r.ok and not r.retryable for r in outcome),
+            succeeded=sum(r.ok for r in results),
+            failed=sum(not r.ok and not r.retryable for r in results),
             retry=len(retry),
+            duration_ms=round(duration_ms, 1),
             mode="put" if self._use_put else "batch",
         )
         if retry:
