@@ -18,11 +18,12 @@ import structlog
 from tests.faultserver import FaultServer
 from tracesd.backend import BackendClient, open_session
 from tracesd.config import Config
+from tracesd.delivery import payload
 from tracesd.models import Trace
 from tracesd.outbox import Outbox
 from tracesd.server.schema import validate
 from tracesd.store import Store
-from tracesd.sync import SyncService, payload
+from tracesd.sync import SyncService
 
 SHA = "a" * 40
 KEY = "sk-test-SECRET-4242"

@@ -32,49 +32,20 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tracesd import tracefields
 from tracesd.backend import BackendClient, ItemResult, Outgoing
 from tracesd.config import SyncConfig
+from tracesd.delivery import Delivery, cut
 from tracesd.errors import (
     BackendAuthError,
-    BackendRejected,
     BackendUnavailable,
-    BatchUnsupported,
-    PayloadTooLarge,
     StoreError,
 )
-from tracesd.models import Trace
 from tracesd.outbox import Outbox, Pending
 
 log = structlog.get_logger("tracesd.sync")
 
-#: a batch request is cut before its JSON reaches this size
-MAX_BATCH_BYTES = 1024 * 1024
 #: how long after a capture the early run starts (captures in a burst share it)
 NUDGE_DELAY_S = 0.5
 #: bounds for a server's Retry-After
 RETRY_AFTER_MAX_S = 900.0
-#: concurrent PUTs when the server has no batch endpoint
-PUT_CONCURRENCY = 8
-
-_FIELDS = (
-    ("title", "title"),
-    ("preview", "preview"),
-    ("timestamp", "timestamp"),
-    ("directory", "projectPath"),
-    ("shared_visibility", "visibility"),
-    ("git_remote_url", "gitRemoteUrl"),
-    ("git_branch", "gitBranch"),
-    ("git_ref", "gitRef"),
-)
-
-
-def payload(trace: Trace, *, send_titles: bool) -> dict[str, Any]:
-    """A BatchItem (openapi.json) for a trace; fields without a value are left out, so the
-    server keeps what it has. Without `send_titles`, prompt text stays on this machine."""
-    item: dict[str, Any] = {"externalId": trace.id, "agentId": trace.agent_id}
-    for column, key in _FIELDS:
-        value = getattr(trace, column)
-        if value is not None and (send_titles or column not in ("title", "preview")):
-            item[key] = value
-    return item
 
 
 @dataclass(slots=True)
@@ -128,21 +99,23 @@ class SyncService:
         use_batch: bool = True,
     ) -> None:
         self._outbox = outbox
-        self._client = client
         self._config = config
         self._exclude = [tracefields.glob(p) for p in exclude]
         self._min_backoff = min_backoff_s
         self._rng = rng or random.Random()
         self._on_crash = on_crash
         self._lock = asyncio.Lock()
-        self._use_put = not use_batch
+        self._delivery = Delivery(client, use_batch=use_batch)
         self._scheduler: AsyncIOScheduler | None = None
         self._job: Job | None = None
         self._running: asyncio.Task[Any] | None = None
         self._unsaved = False
         self.state = State()
-        #: totals since start, for status
-        self.requests = 0
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made since start."""
+        return self._delivery.requests
 
     # ------------------------------------------------------------------- lifecycle
 
@@ -261,7 +234,7 @@ class SyncService:
                 return []
             pending = await self._drop_excluded(pending, report)
             if pending:
-                return _cut(pending, self._config.send_titles)
+                return cut(pending, send_titles=self._config.send_titles)
 
     def _start(
         self, batch: list[tuple[Pending, Outgoing]], report: Report
@@ -273,7 +246,7 @@ class SyncService:
 
     async def _send_timed(self, items: list[Outgoing]) -> tuple[list[ItemResult], float]:
         started = time.monotonic()
-        results = await self._send(items)
+        results = await self._delivery.send(items)
         return results, (time.monotonic() - started) * 1000
 
     async def _outcome(
@@ -306,7 +279,7 @@ class SyncService:
             failed=sum(not r.ok and not r.retryable for r in results),
             retry=len(retry),
             duration_ms=round(duration_ms, 1),
-            mode="put" if self._use_put else "batch",
+            mode=self._delivery.mode,
         )
         if retry:
             auth = any(r.status in (401, 403) for r in retry)
@@ -354,44 +327,6 @@ class SyncService:
         report.failed += len(refused)
         return retry
 
-    async def _send(self, items: list[Outgoing]) -> list[ItemResult]:
-        """Send one batch however the server can take it: the batch endpoint, halves of it
-        when it is too large or refused as a whole, or one PUT per trace."""
-        self.requests += 1
-        if self._use_put:
-            return await self._put_each(items)
-        try:
-            return await self._client.send_batch(items)
-        except BatchUnsupported:
-            log.warning("sync.batch_unsupported", api_url=self._config.api_url)
-            self._use_put = True
-            return await self._put_each(items)
-        except (PayloadTooLarge, BackendRejected) as exc:
-            if len(items) == 1:
-                status = exc.status if isinstance(exc, BackendRejected) else 413
-                return [ItemResult(items[0].external_id, status, str(exc))]
-            middle = len(items) // 2
-            return await self._send(items[:middle]) + await self._send(items[middle:])
-
-    async def _put_each(self, items: list[Outgoing]) -> list[ItemResult]:
-        gate = asyncio.Semaphore(PUT_CONCURRENCY)
-
-        async def put(item: Outgoing) -> ItemResult:
-            # One trace's transport failure is that trace's "not now": the PUTs that
-            # succeeded beside it are still acknowledged.
-            external_id = item.external_id
-            async with gate:
-                try:
-                    return await self._client.put(item)
-                except PayloadTooLarge as exc:
-                    return ItemResult(external_id, 413, str(exc))
-                except BackendAuthError as exc:
-                    return ItemResult(external_id, 401, str(exc))
-                except BackendUnavailable as exc:
-                    return ItemResult(external_id, 503, str(exc))
-
-        return list(await asyncio.gather(*(put(i) for i in items)))
-
     # ---------------------------------------------------------------------- backoff
 
     async def _failed(
@@ -431,20 +366,6 @@ class SyncService:
         state.auth_paused = False
         state.last_success_at = time.time()
         self._unsaved = True
-
-
-def _cut(pending: list[Pending], send_titles: bool) -> list[tuple[Pending, Outgoing]]:
-    """Payloads for the claimed traces, stopping before the request passes MAX_BATCH_BYTES
-    (always at least one: a lone oversize trace is the server's to refuse)."""
-    batch: list[tuple[Pending, Outgoing]] = []
-    size = 0
-    for item in pending:
-        outgoing = Outgoing.of(payload(item.trace, send_titles=send_titles))
-        size += len(outgoing.encoded) + 1
-        if batch and size > MAX_BATCH_BYTES:
-            break
-        batch.append((item, outgoing))
-    return batch
 
 
 def _at(epoch_s: float) -> datetime:

@@ -247,8 +247,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return _error(503, "unavailable", "the database is busy", {hdrs.RETRY_AFTER: "1"})
         log.error("server.store_failed", method=request.method, path=request.path, error=str(exc))
         return _error(500, "internal", "the database failed")
-    except Exception:
-        log.exception("server.internal_error", method=request.method, path=request.path)
+    except Exception as exc:  # a bug: answered like any error, logged with its traceback
+        log.error("server.internal_error", method=request.method, path=request.path, exc_info=exc)
         return _error(500, "internal", "internal server error")
 
 
