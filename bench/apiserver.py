@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bench.harness import TRACESD, GitRow, read_only
-from bench.measure import BenchError
+from bench.measure import BenchError, stop_process
 
 #: the server's token variable (tracesd.server.run.TOKENS_ENV)
 TOKENS_ENV = "TRACESD_SERVER_TOKENS"
@@ -70,13 +70,7 @@ class ApiServer:
         self.stop()
 
     def stop(self, grace_s: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace_s)
 
     def _wait_started(self, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s

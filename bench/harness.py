@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bench.measure import BenchError
+from bench.measure import BenchError, stop_process
 
 #: the console script next to the interpreter running the benchmarks (the venv's)
 TRACESD = str(Path(sys.executable).with_name("tracesd"))
@@ -198,13 +198,7 @@ class Daemon:
         self.stop()
 
     def stop(self, grace_s: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace_s)
         self._reader.join(5.0)
         self._log.close()
 

@@ -140,3 +140,14 @@ def inotify_watches(pid: int) -> int:
 def count_directories(roots: Sequence[Path]) -> int:
     """Directories under (and including) each existing root, symlinks not followed."""
     return sum(1 + sum(len(dirs) for _, dirs, _ in os.walk(r)) for r in roots if r.is_dir())
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `grace_s`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
