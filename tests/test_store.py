@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tracesd.errors import RowRejected, StoreClosed, StoreError
-from tracesd.models import Trace
-from tracesd.store import Capture, FileState, Store
+from tracesd.models import Capture, FileState, Trace
+from tracesd.store import Store
 
 
 def trace(id: str = "t1", **fields: object) -> Trace:

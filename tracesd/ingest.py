@@ -28,8 +28,8 @@ from tracesd import tracefields
 from tracesd.adapters import Adapter
 from tracesd.errors import ParseError, RowRejected
 from tracesd.gitinfo import GitResolver
-from tracesd.models import GitInfo, Trace, TraceMeta
-from tracesd.store import Capture, FileState, Store
+from tracesd.models import Capture, FileState, GitInfo, Trace, TraceMeta
+from tracesd.store import Store
 
 log = structlog.get_logger("tracesd.ingest")
 

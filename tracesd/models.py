@@ -82,3 +82,24 @@ class Trace:
 
 
 TRACE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Trace))
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What the last read of a session file saw."""
+
+    path: str
+    agent_id: str
+    size: int
+    mtime_ns: int
+    trace_ids: tuple[str, ...]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """What one ingest writes, committed together: new traces, changed fields, the read."""
+
+    new: tuple[Trace, ...] = ()
+    updates: tuple[tuple[str, dict[str, Any]], ...] = ()
+    file: FileState | None = None

@@ -20,7 +20,8 @@ import structlog
 from tracesd.adapters import Adapter
 from tracesd.dispatch import Dispatcher
 from tracesd.ingest import Ingestor
-from tracesd.store import FileState, Store
+from tracesd.models import FileState
+from tracesd.store import Store
 from tracesd.tracefields import encodable
 
 log = structlog.get_logger("tracesd.scan")

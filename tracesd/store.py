@@ -15,9 +15,7 @@ import contextlib
 import json
 import os
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,46 +23,24 @@ import aiosqlite
 
 from tracesd import migrations
 from tracesd.errors import RowRejected, StoreClosed, StoreError
-from tracesd.models import TRACE_COLUMNS, Trace
+from tracesd.models import TRACE_COLUMNS, Capture, FileState, Trace
+from tracesd.writes import Transaction
 
 BUSY_TIMEOUT_S = 10.0
 #: most ingests one group-commit transaction carries
 MAX_GROUP = 500
-#: fields an upsert merges with COALESCE(new, old); the others are set as given
-_MERGED = tuple(c for c in TRACE_COLUMNS if c not in ("id", "agent_id", "created_at", "updated_at"))
-_UPDATABLE = frozenset(TRACE_COLUMNS) - {"id"}
-
-
-@dataclass(frozen=True, slots=True)
-class FileState:
-    """What the last read of a session file saw."""
-
-    path: str
-    agent_id: str
-    size: int
-    mtime_ns: int
-    trace_ids: tuple[str, ...]
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Capture:
-    """What one ingest writes, committed together: new traces, changed fields, the read."""
-
-    new: tuple[Trace, ...] = ()
-    updates: tuple[tuple[str, dict[str, Any]], ...] = ()
-    file: FileState | None = None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Store:
     """Open with `await Store.open(path)`; close with `await store.close()` (idempotent)."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path
+    ) -> None:
         self._conn: aiosqlite.Connection | None = conn
+        # Reads go to a second connection (WAL: it sees the last commit without waiting for
+        # the writer), so status answers stay fast while a big scan is writing.
+        self._reader: aiosqlite.Connection | None = reader
         self.path = path
         self._write_lock = asyncio.Lock()
         self._pending: list[tuple[Capture, asyncio.Future[None]]] = []
@@ -75,17 +51,22 @@ class Store:
         """Create the directory (0700) and file (0600) if needed, migrate, connect."""
         await asyncio.to_thread(_prepare, path, busy_timeout_s)
         try:
-            conn = await aiosqlite.connect(path, timeout=busy_timeout_s, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            conn = await _connect(path, busy_timeout_s)
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
+            reader = await _connect(path, busy_timeout_s)
+            await reader.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
-        return cls(conn, path)
+        return cls(conn, reader, path)
 
     async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
@@ -187,9 +168,11 @@ class Store:
             await tx.execute_many(sql, rows)
 
     async def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        """One query, one round trip to the database thread."""
+        """One query, one round trip to the reader's thread."""
+        if self._reader is None:
+            raise StoreClosed("the store is closed")
         with _translated(self.path):
-            return list(await self._db.execute_fetchall(sql, args))
+            return list(await self._reader.execute_fetchall(sql, args))
 
     async def get(self, trace_id: str) -> Trace | None:
         rows = await self._rows("SELECT * FROM traces WHERE id = ?", (trace_id,))
@@ -263,63 +246,11 @@ class Store:
         return _file_state(rows[0]) if rows else None
 
 
-class Transaction:
-    """The write side of one open transaction; only valid inside `Store.atomic()`."""
-
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-
-    async def execute_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        await self._db.executemany(sql, rows)
-
-    async def upsert(self, trace: Trace) -> None:
-        """Insert, or merge into the stored row: NULL fields keep the stored value."""
-        await self.upsert_many([trace])
-
-    async def upsert_many(self, traces: Iterable[Trace]) -> None:
-        stamp = now_ms()
-        rows = []
-        for trace in traces:
-            values = trace.as_dict()
-            values["updated_at"] = values["updated_at"] or stamp
-            values["created_at"] = values["created_at"] or stamp
-            rows.append([values[c] for c in TRACE_COLUMNS])
-        await self._db.executemany(_UPSERT, rows)
-
-    async def update(self, trace_id: str, **fields: Any) -> bool:
-        """Set exactly the given fields (None clears); True when the row exists."""
-        unknown = set(fields) - _UPDATABLE
-        if unknown:
-            raise ValueError(f"not updatable trace fields: {', '.join(sorted(unknown))}")
-        fields.setdefault("updated_at", now_ms())
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        sql = f"UPDATE traces SET {assignments} WHERE id = ?"
-        cursor = await self._db.execute(sql, [*fields.values(), trace_id])
-        return cursor.rowcount > 0
-
-    async def set_file(
-        self,
-        path: str,
-        *,
-        agent_id: str,
-        size: int,
-        mtime_ns: int,
-        trace_ids: Iterable[str] = (),
-        error: str | None = None,
-    ) -> None:
-        await self.set_files([FileState(path, agent_id, size, mtime_ns, tuple(trace_ids), error)])
-
-    async def set_files(self, files: Iterable[FileState]) -> None:
-        stamp = now_ms()
-        await self._db.executemany(
-            "INSERT OR REPLACE INTO tracesd_files"
-            " (path, agent_id, size, mtime_ns, trace_ids, error, seen_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (f.path, f.agent_id, f.size, f.mtime_ns, json.dumps(f.trace_ids), f.error, stamp)
-                for f in files
-            ],
-        )
+async def _connect(path: Path, busy_timeout_s: float) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, timeout=busy_timeout_s, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    return conn
 
 
 def _prepare(path: Path, busy_timeout_s: float) -> None:
@@ -330,16 +261,6 @@ def _prepare(path: Path, busy_timeout_s: float) -> None:
     except OSError as exc:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
     migrations.apply(path, busy_timeout_s=busy_timeout_s)
-
-
-_UPSERT = (
-    f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)})"
-    f" VALUES ({', '.join('?' for _ in TRACE_COLUMNS)})"
-    " ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
-    + ", ".join(f"{c} = COALESCE(excluded.{c}, traces.{c})" for c in _MERGED)
-    + ", created_at = COALESCE(traces.created_at, excluded.created_at),"
-    " updated_at = excluded.updated_at"
-)
 
 
 @contextlib.contextmanager

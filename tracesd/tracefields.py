@@ -9,7 +9,7 @@ from typing import Any
 from tracesd.errors import ParseError
 from tracesd.gitinfo import scrub_url
 from tracesd.models import GitInfo, Trace, TraceMeta
-from tracesd.store import now_ms
+from tracesd.writes import now_ms
 
 
 def new_trace(meta: TraceMeta, git: GitInfo | None) -> Trace:
