@@ -1,22 +1,24 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import Daemon, isolated_env
+from tests.helpers import Daemon, isolated_env, runtime_dir
 from tracesd.config import Config, load_config
 from tracesd.store import Store
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "home"
     path.mkdir()
-    return path
+    yield path
+    shutil.rmtree(runtime_dir(path), ignore_errors=True)
 
 
 @pytest.fixture

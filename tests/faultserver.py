@@ -63,6 +63,7 @@ class FaultServer:
         app = web.Application()
         app.router.add_post("/v1/traces/batch", self._batch)
         app.router.add_put("/v1/traces/{external_id}", self._put)
+        app.router.add_get("/v1/traces", self._list)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -157,6 +158,14 @@ class FaultServer:
             else:
                 response = _error(status, "invalid")
         self._record(request, 1, response.status)
+        return response
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        response = self._refusal(request)
+        if response is None:
+            traces = [{"externalId": k, **v} for k, v in self.stored.items()]
+            response = web.json_response({"traces": traces, "nextCursor": None})
+        self._record(request, 0, response.status)
         return response
 
     def _store(self, external_id: str, fields: dict[str, Any]) -> None:

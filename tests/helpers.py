@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -116,13 +118,22 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 # -------------------------------------------------------------------------- daemon
 
 
+def runtime_dir(home: Path) -> Path:
+    """A short XDG_RUNTIME_DIR for `home` (Unix socket paths must stay under ~100 bytes,
+    pytest's tmp paths do not); conftest removes it after the test."""
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"tdrt-{digest}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    """An environment whose every path points into `home`."""
+    """An environment whose every path points into `home` (the runtime dir near it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "TRACES"))}
     env.update(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_RUNTIME_DIR=str(home / ".run"),
+        XDG_RUNTIME_DIR=str(runtime_dir(home)),
         PYTHONUNBUFFERED="1",
     )
     for name in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME"):

@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from tests.helpers import (
     claude_session,
     codex_session,
     git,
+    isolated_env,
     make_repo,
     query,
     write_atomic,
@@ -208,18 +211,24 @@ def test_credentials_never_reach_the_database_or_the_log(
         assert token.encode() not in artifact.read_bytes(), artifact
 
 
-def test_a_second_instance_on_the_same_database_does_not_corrupt_it(
+def test_a_concurrent_scan_and_the_daemon_share_the_database_safely(
     daemons: StartDaemon, home: Path, tmp_path: Path
 ) -> None:
-    """Two writers (daemon + `tracesd scan`, or the Traces CLI) share the file safely."""
+    """Two writers (the daemon and `tracesd scan`; the Traces CLI is a third) on one file."""
     daemon = started(daemons, home)
     ids = [claude_session(home, tmp_path)[0] for _ in range(30)]
-    other = daemons(home)
-    for session_id in ids:
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "tracesd", "scan", "--json"],
+        env=isolated_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    more = [claude_session(home, tmp_path)[0] for _ in range(30)]
+    _, err = scan.communicate(timeout=60)
+    assert scan.returncode == 0, err
+    for session_id in ids + more:
         daemon.row(session_id)
-    other.wait_ready()
     assert daemon.stop() == 0
-    assert other.stop() == 0
     with sqlite3.connect(home / ".traces" / "traces.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0] == 30
+        assert conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0] == 60

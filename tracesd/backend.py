@@ -112,6 +112,19 @@ class BackendClient:
         self._raise_for(status, body, retry_after)
         return ItemResult(external_id, status)
 
+    async def check(self) -> int:
+        """GET one trace of the list: the HTTP status (200: reachable, key accepted)."""
+        try:
+            async with self._session.get(
+                self._base, params={"limit": "1"}, headers=self._headers, allow_redirects=False
+            ) as response:
+                await _read(response.content)
+                return response.status
+        except TimeoutError:
+            raise BackendUnavailable(f"GET {self._base}: timed out") from None
+        except aiohttp.ClientError as exc:
+            raise BackendUnavailable(f"GET {self._base}: {exc}") from None
+
     async def _request(
         self, method: str, path: str, data: bytes
     ) -> tuple[int, bytes, float | None]:

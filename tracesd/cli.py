@@ -12,20 +12,20 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import structlog
 
-from tracesd import __version__, logs
+from tracesd import __version__, doctor, logs, render
 from tracesd.adapters import Hints, build_adapters
 from tracesd.config import Config, load_config
 from tracesd.dispatch import Dispatcher
-from tracesd.errors import ConfigError, ListenError, StoreError
+from tracesd.errors import ConfigError, ListenError, NotRunning, ServiceError, TracesdError
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.models import AGENT_IDS, Trace
 from tracesd.scan import Report, Scanner
+from tracesd.status import request
 from tracesd.store import Store
 
 EXIT_OK = 0
@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["log.level"] = args.log_level
     if args.log_format:
         overrides["log.format"] = args.log_format
+    if args.socket:
+        overrides["status.socket_path"] = args.socket
     try:
         config = load_config(config_path=args.config, overrides=overrides)
     except ConfigError as exc:
@@ -58,7 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.func
     try:
         return command(config, args)
-    except StoreError as exc:
+    except NotRunning as exc:
+        print(
+            f"tracesd: {exc}; start it with `tracesd run` or `tracesd service install`",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_RUNNING
+    except ConfigError as exc:  # found while starting, e.g. a socket path too long
+        print(f"tracesd: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TracesdError as exc:  # the database, another daemon already running, ...
         print(f"tracesd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
@@ -111,6 +122,29 @@ def _parser() -> argparse.ArgumentParser:
         "--no-auth", action="store_true", help="accept requests without a token (loopback only)"
     )
     server.set_defaults(func=_server)
+
+    status = sub.add_parser("status", parents=[common], help="what the running daemon is doing")
+    status.add_argument("--json", action="store_true", help="print GET /status as it is")
+    status.set_defaults(func=_status)
+
+    sync = sub.add_parser("sync", parents=[common], help="ask the running daemon to sync now")
+    sync.add_argument("--json", action="store_true", help="print one JSON document")
+    sync.set_defaults(func=_sync)
+
+    doctor = sub.add_parser("doctor", parents=[common], help="what is wrong, and how to fix it")
+    doctor.add_argument("--json", action="store_true", help="print one JSON document")
+    doctor.set_defaults(func=_doctor)
+
+    service = sub.add_parser(
+        "service",
+        parents=[common],
+        help="run tracesd at login: systemd user unit (Linux) or LaunchAgent (macOS)",
+    )
+    service.add_argument("action", choices=("install", "uninstall", "status"))
+    service.add_argument(
+        "--dry-run", action="store_true", help="print the file and the commands; touch nothing"
+    )
+    service.set_defaults(func=_service)
     return parser
 
 
@@ -125,6 +159,9 @@ def _add_common(parser: argparse.ArgumentParser, *, default: Any) -> None:
         "--log-level", choices=("debug", "info", "warning", "error"), default=default
     )
     parser.add_argument("--log-format", choices=("auto", "console", "json"), default=default)
+    parser.add_argument(
+        "--socket", metavar="PATH", default=default, help="the daemon's status socket"
+    )
 
 
 def _port(text: str) -> int:
@@ -178,6 +215,38 @@ def _server(config: Config, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def _service(config: Config, args: argparse.Namespace) -> int:
+    from tracesd import service as svc
+
+    try:
+        service = svc.service_for(config)
+        if args.action == "install":
+            for note in service.notes:
+                print(f"tracesd service: note: {note}", file=sys.stderr)
+        if args.dry_run:
+            print(svc.describe(service.steps(args.action)), end="")
+            return EXIT_OK
+        if args.action == "install":
+            svc.install(service)
+            print(f"installed {service.path}; {service.name} is enabled and started")
+            print(f"logs: {service.logs}")
+        elif args.action == "uninstall":
+            if svc.uninstall(service):
+                print(f"removed {service.path}; {service.name} is stopped and disabled")
+            else:
+                print(f"not installed (no {service.path})")
+        else:
+            text, running = svc.status(service)
+            print(text)
+            if not service.path.exists():
+                print(f"not installed (no {service.path}): run `tracesd service install`")
+            return EXIT_OK if running else EXIT_NOT_RUNNING
+    except ServiceError as exc:
+        print(f"tracesd service: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def _scan(config: Config, args: argparse.Namespace) -> int:
     report = asyncio.run(scan_once(config))
     if args.json:
@@ -222,12 +291,7 @@ def _list(config: Config, args: argparse.Namespace) -> int:
     if not traces:
         print("no traces", file=sys.stderr)
         return EXIT_OK
-    rows: list[tuple[str, ...]] = [("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE")]
-    rows += [_row(t) for t in traces]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
+    print("\n".join(render.traces(traces)))
     return EXIT_OK
 
 
@@ -241,22 +305,31 @@ async def _query(config: Config, args: argparse.Namespace, directory: str | None
         await store.close()
 
 
-def _row(trace: Trace) -> tuple[str, ...]:
-    when = (
-        datetime.fromtimestamp(trace.timestamp / 1000).strftime("%Y-%m-%d %H:%M")
-        if trace.timestamp
-        else "-"
-    )
-    repo = trace.git_remote_url or "-"
-    for prefix in ("https://", "http://", "ssh://", "git@"):
-        repo = repo.removeprefix(prefix)
-    title = trace.title or ""
-    return (
-        when,
-        trace.agent_id,
-        trace.id[:8],
-        trace.git_branch or "-",
-        (trace.git_ref or "-")[:12],
-        repo,
-        title[:80] + ("…" if len(title) > 80 else ""),
-    )
+def _status(config: Config, args: argparse.Namespace) -> int:
+    answer = asyncio.run(request(config.status.socket_path, "GET", "/status"))
+    print(json.dumps(answer) if args.json else "\n".join(render.status(answer)))
+    return EXIT_OK
+
+
+def _sync(config: Config, args: argparse.Namespace) -> int:
+    if not config.sync.enabled and not args.json:
+        print("tracesd: sync is off: set [sync] api_url in the config", file=sys.stderr)
+        return EXIT_USAGE
+    answer = asyncio.run(request(config.status.socket_path, "POST", "/sync", timeout_s=600))
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        print(
+            f"sent {answer['sent']}: {answer['succeeded']} stored, {answer['failed']} refused;"
+            f" {answer['pending']} still pending"
+        )
+    return EXIT_OK
+
+
+def _doctor(config: Config, args: argparse.Namespace) -> int:
+    checks = doctor.run(config)
+    if args.json:
+        print(json.dumps(doctor.as_json(checks)))
+    else:
+        print("\n".join(render.doctor(checks)))
+    return EXIT_OK if doctor.as_json(checks)["ok"] else EXIT_FAILURE

@@ -14,18 +14,20 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from tracesd import __version__
+from tracesd import __version__, metrics, snapshot
 from tracesd.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
 from tracesd.dispatch import Dispatcher
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
+from tracesd.notify import Notifier
 from tracesd.scan import Scanner
+from tracesd.status import StatusServer
 from tracesd.store import Store
 from tracesd.watcher import Watcher
 
@@ -61,6 +63,9 @@ class Daemon:
         self.watcher: Watcher
         self.adapters: list[Adapter]
         self.sync: SyncService | None = None
+        self.git: GitResolver
+        self.status: StatusServer
+        self.notifier = Notifier(config.environ)
 
     async def serve(self) -> int:
         """Run until stopped; the process exit code."""
@@ -81,10 +86,17 @@ class Daemon:
 
     async def startup(self) -> None:
         config = self.config
+        self.status = StatusServer(
+            config.status.socket_path,
+            snapshot=self.status_snapshot,
+            sync_now=self._sync_now if config.sync.enabled else None,
+            metrics=metrics.render,
+        )
+        await self.status.check_single_instance()  # before anything is touched
         self.store = await Store.open(config.storage.db_path)
         self._stack.push_async_callback(self.store.close)
 
-        git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
+        self.git = git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
         self.ingestor = Ingestor(
             self.store,
             git,
@@ -103,12 +115,21 @@ class Daemon:
         )
         self.watcher.start()
         self._stack.callback(self.watcher.stop, WATCHER_STOP_S)
+        await self.status.start()
+        self._stack.push_async_callback(self.status.close)
         self._stack.push_async_callback(self._cancel_tasks)
 
         self.request_rescan("startup", None)
         self._every(ROOT_CHECK_INTERVAL_S, self._check_roots)
         self._every(config.capture.rescan_interval_s, self._safety_rescan)
         self._every(DEGRADED_POLL_INTERVAL_S, self._poll_degraded)
+        # systemd: ready once the database, the socket and the watcher are up; then pings
+        # from the event loop (a blocked loop stops them); STOPPING=1 first on the way out.
+        parts = self._parts()
+        self.notifier.ready(snapshot.summary_line(parts))
+        self._stack.callback(self.notifier.close)
+        self._stack.callback(self.notifier.stopping)
+        self._spawn(self.notifier.watchdog(lambda: snapshot.summary_line(parts)), "watchdog")
         log.info(
             "daemon.started",
             version=__version__,
@@ -143,6 +164,27 @@ class Daemon:
         await self.sync.start()
         self._stack.push_async_callback(self.sync.close, SYNC_GRACE_S)
         self.ingestor.on_stored = self.sync.nudge
+
+    def _parts(self) -> snapshot.Parts:
+        return snapshot.Parts(
+            config=self.config,
+            started_at=self.started_at,
+            store=self.store,
+            ingestor=self.ingestor,
+            git=self.git,
+            watcher=self.watcher,
+            scanner=self.scanner,
+            sync=self.sync,
+        )
+
+    async def status_snapshot(self) -> dict[str, Any]:
+        """GET /status."""
+        return await snapshot.build(self._parts())
+
+    async def _sync_now(self) -> dict[str, Any]:
+        """POST /sync: one run now, backoff or not."""
+        assert self.sync is not None
+        return (await self.sync.sync_once(force=True)).as_dict()
 
     def fail(self, exc: BaseException) -> None:
         """A component hit a bug: stop with a failure exit code so the service restarts."""
@@ -202,7 +244,10 @@ class Daemon:
                 if result is not None:
                     await result
 
-        task = asyncio.create_task(loop(), name=getattr(action, "__name__", "periodic"))
+        self._spawn(loop(), getattr(action, "__name__", "periodic"))
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         task.add_done_callback(self._task_done)
         self._tasks.append(task)
 

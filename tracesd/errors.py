@@ -4,6 +4,9 @@
     ├── ConfigError          bad config file, key or value; the CLI exits 2
     ├── ParseError           a session file that cannot be read as a trace; ingest skips it
     ├── ListenError          `tracesd server` cannot bind its address; the CLI exits 1
+    ├── AlreadyRunning       a daemon answers on the status socket: a second one refuses
+    ├── NotRunning           no daemon answers on the status socket; the CLI exits 3
+    ├── ServiceError         `tracesd service` cannot install, remove or ask here
     ├── StoreError           the database cannot be used
     │   ├── SchemaTooNew     written by a newer tracesd or Traces CLI; refuse, never downgrade
     │   ├── RowRejected      the database refused one row's values; that trace fails alone
@@ -54,6 +57,22 @@ class ParseError(TracesdError):
 
 class ListenError(TracesdError):
     """The address cannot be bound (in use, not ours, not an address)."""
+
+
+class AlreadyRunning(TracesdError):
+    """Another daemon answers on the status socket."""
+
+    def __init__(self, socket_path: Path, pid: object) -> None:
+        self.pid = pid
+        super().__init__(f"tracesd is already running (pid {pid}, socket {socket_path})")
+
+
+class NotRunning(TracesdError):
+    """No daemon answers on the status socket."""
+
+
+class ServiceError(TracesdError):
+    """A service cannot be installed, removed or asked here; the message says what to do."""
 
 
 class StoreError(TracesdError):

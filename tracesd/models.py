@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 #: Agent ids as the Traces CLI and API name them (INTERFACE section 5).
@@ -103,3 +104,11 @@ class Capture:
     new: tuple[Trace, ...] = ()
     updates: tuple[tuple[str, dict[str, Any]], ...] = ()
     file: FileState | None = None
+
+
+def iso(epoch_s: float | None) -> str | None:
+    """Seconds since the epoch as ISO-8601 UTC with milliseconds (`...T09:10:00.118Z`)."""
+    if epoch_s is None:
+        return None
+    moment = datetime.fromtimestamp(epoch_s, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -114,9 +114,17 @@ class Scanner:
         self._ingestor = ingestor
         self._dispatcher = dispatcher
         self.scans = 0
+        self.running = False
         self.last_report: Report | None = None
 
     async def run(self, *, reason: str, roots: Iterable[str] | None = None) -> Report:
+        self.running = True
+        try:
+            return await self._run(reason, roots)
+        finally:
+            self.running = False
+
+    async def _run(self, reason: str, roots: Iterable[str] | None) -> Report:
         started = time.monotonic()
         before = (self._ingestor.stats.captured_total, self._ingestor.stats.updated_total)
         found = await asyncio.to_thread(discover, self._adapters, roots)

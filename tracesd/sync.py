@@ -38,6 +38,7 @@ from tracesd.errors import (
     BackendUnavailable,
     StoreError,
 )
+from tracesd.models import iso
 from tracesd.outbox import Outbox, Pending
 
 log = structlog.get_logger("tracesd.sync")
@@ -116,6 +117,29 @@ class SyncService:
     def requests(self) -> int:
         """HTTP requests made since start."""
         return self._delivery.requests
+
+    async def status(self) -> dict[str, Any]:
+        """The `sync` part of `tracesd status` (INTERFACE section 6)."""
+        counts = await self._outbox.counts()
+        state = self.state
+        return {
+            "enabled": True,
+            "api_url": self._config.api_url,
+            "pending": counts.pending,
+            "failed": counts.failed,
+            "synced_total": counts.synced,
+            "consecutive_failures": state.consecutive_failures,
+            "last_success_at": iso(state.last_success_at),
+            "last_error": state.last_error,
+            "next_attempt_at": iso(state.next_attempt_at),
+            "auth_paused": state.auth_paused,
+            "mode": self._delivery.mode,
+            "requests": self.requests,
+            "failures": [
+                {"trace_id": trace_id, "error": error}
+                for trace_id, error in await self._outbox.failures()
+            ],
+        }
 
     # ------------------------------------------------------------------- lifecycle
 

@@ -131,6 +131,23 @@ class Watcher:
             if observer.is_alive():
                 log.warning("watcher.stop_timeout", timeout_s=timeout_s)
 
+    def watch_count(self) -> int | None:
+        """Kernel watches this process holds (Linux: from /proc); None where unknown."""
+        try:
+            fds = os.listdir("/proc/self/fd")
+        except OSError:
+            return None
+        count = 0
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                    continue
+                with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+                    count += sum(line.startswith(b"inotify wd:") for line in info)
+            except OSError:
+                continue  # closed meanwhile
+        return count
+
     @property
     def watched(self) -> list[Root]:
         return [r for r in self.roots if r.watch is not None]

@@ -1,0 +1,195 @@
+"""`tracesd doctor`: what is wrong, and how to fix it. One check per line.
+
+Every check answers ok, warn or fail, with what it saw and, when something is wrong, the
+fix. `doctor` exits non-zero only when a check fails; a warning (no agent installed yet,
+sync off) is worth knowing but not broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tracesd import migrations
+from tracesd.adapters import SUPPORTED, build_adapters
+from tracesd.config import Config
+from tracesd.errors import NotRunning, SyncError, TracesdError
+from tracesd.status import request
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+#: stop counting directories for the inotify check past this many
+_DIRECTORY_BUDGET = 500_000
+_SYSCTL_FIX = (
+    "sudo sysctl fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512"
+    " (persist it in /etc/sysctl.d/90-tracesd.conf)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def run(config: Config) -> list[Check]:
+    return [
+        *_agents(config),
+        _git(config),
+        _database(config),
+        _daemon(config),
+        _inotify(config),
+        *_backend(config),
+    ]
+
+
+def as_json(checks: list[Check]) -> dict[str, Any]:
+    return {"ok": all(c.status != FAIL for c in checks), "checks": [asdict(c) for c in checks]}
+
+
+def _agents(config: Config) -> list[Check]:
+    checks = []
+    for adapter in build_adapters(config):
+        found = [root for root in adapter.roots() if os.path.isdir(root)]
+        if found:
+            checks.append(Check(f"agent {adapter.agent_id}", OK, ", ".join(found)))
+        else:
+            checks.append(
+                Check(
+                    f"agent {adapter.agent_id}",
+                    WARN,
+                    f"no sessions yet (looked in {', '.join(adapter.roots())})",
+                    "nothing to do if you do not use it; otherwise set its env variable"
+                    f' or [agents.roots] {adapter.agent_id} = "..."',
+                )
+            )
+    unsupported = sorted(set(config.agents.enabled) - set(SUPPORTED))
+    if unsupported:
+        checks.append(Check("agents", OK, f"not read by this release: {', '.join(unsupported)}"))
+    return checks
+
+
+def _git(config: Config) -> Check:
+    git = shutil.which("git", path=config.environ.get("PATH"))
+    if git is None:
+        return Check("git", FAIL, "git is not on PATH", "install git: no git, no git context")
+    try:
+        version = subprocess.run(
+            [git, "--version"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Check("git", FAIL, f"{git} does not run ({exc})", "reinstall git")
+    return Check("git", OK, f"{version} ({git})")
+
+
+def _database(config: Config) -> Check:
+    path = config.storage.db_path
+    if not path.exists():
+        return Check("database", WARN, f"{path} does not exist yet", "it is created on first start")
+    expected = migrations.SCHEMA_VERSION
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > expected:
+                detail = f"{path}: schema {version}, newer than the {expected} this tracesd knows"
+                return Check("database", FAIL, detail, "upgrade tracesd")
+            if version < expected:
+                fix = f"upgraded to {expected} when tracesd starts"
+                return Check("database", WARN, f"{path}: schema {version}", fix)
+            traces = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+    except sqlite3.Error as exc:
+        return Check(
+            "database",
+            FAIL,
+            f"{path} cannot be read: {exc}",
+            "move it aside and restart tracesd (a new one is created; rescans refill it)",
+        )
+    return Check("database", OK, f"{path}: schema {version}, {traces} traces")
+
+
+def _daemon(config: Config) -> Check:
+    socket_path = config.status.socket_path
+    try:
+        status = asyncio.run(request(socket_path, "GET", "/status", timeout_s=5))
+    except NotRunning:
+        return Check(
+            "daemon",
+            FAIL,
+            f"no tracesd answers on {socket_path}",
+            "start it: `tracesd service install` (at login, restarted) or `tracesd run`",
+        )
+    except TracesdError as exc:
+        return Check("daemon", FAIL, f"{socket_path}: {exc}", "restart tracesd")
+    degraded = status["watcher"]["degraded"]
+    detail = (
+        f"pid {status['pid']}, up {status['uptime_s']:.0f} s, {status['traces']['total']} traces"
+    )
+    if degraded:
+        return Check("daemon", FAIL, f"{detail}; not watching {', '.join(degraded)}", _SYSCTL_FIX)
+    return Check("daemon", OK, detail)
+
+
+def _inotify(config: Config) -> Check:
+    limits = Path("/proc/sys/fs/inotify")
+    if not sys.platform.startswith("linux") or not limits.is_dir():
+        return Check("inotify", OK, "not Linux: no inotify limits to check")
+    watches = int((limits / "max_user_watches").read_text())
+    instances = int((limits / "max_user_instances").read_text())
+    directories = _count_directories(config)
+    detail = (
+        f"{directories} directories to watch; max_user_watches {watches}, instances {instances}"
+    )
+    if directories > watches * 0.8:
+        return Check("inotify", FAIL, detail, _SYSCTL_FIX)
+    if directories > watches * 0.5:
+        return Check("inotify", WARN, detail, _SYSCTL_FIX)
+    return Check("inotify", OK, detail)
+
+
+def _count_directories(config: Config) -> int:
+    count = 0
+    for adapter in build_adapters(config):
+        for root in adapter.roots():
+            for _ in os.walk(root):  # each directory once (symlinked ones are not followed)
+                count += 1
+                if count > _DIRECTORY_BUDGET:
+                    return count
+    return count
+
+
+def _backend(config: Config) -> list[Check]:
+    sync = config.sync
+    if not sync.enabled:
+        return [Check("sync", WARN, "off: traces stay on this machine", "set [sync] api_url")]
+    from tracesd.backend import BackendClient, open_session  # aiohttp only when needed
+
+    async def probe() -> int:
+        async with open_session() as session:
+            return await BackendClient(session, sync.api_url, sync.api_key).check()
+
+    try:
+        status = asyncio.run(probe())
+    except SyncError as exc:
+        return [
+            Check("backend", FAIL, f"{sync.api_url} unreachable: {exc}", "check [sync] api_url"),
+        ]
+    if status in (404, 405):
+        fix = "check [sync] api_url: the base URL, without /v1/traces"
+        return [Check("backend", FAIL, f"no Traces API at {sync.api_url} (HTTP {status})", fix)]
+    reachable = Check("backend", OK, f"{sync.api_url} answers (HTTP {status})")
+    if status in (401, 403):
+        fix = "set the right key in TRACES_API_KEY or [sync] api_key_file"
+        return [reachable, Check("api key", FAIL, f"refused (HTTP {status})", fix)]
+    if status >= 300:
+        return [reachable, Check("api key", WARN, f"not checked: the server answered {status}")]
+    if not sync.api_key:
+        return [reachable, Check("api key", WARN, "none set, and the server accepts that")]
+    return [reachable, Check("api key", OK, "accepted")]

@@ -1,0 +1,127 @@
+"""Human-readable text for the CLI: `status`, `doctor` and the `list` table. Pure functions
+from data to lines; `--json` prints the data itself."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from tracesd.doctor import FAIL, OK, Check
+from tracesd.models import Trace
+
+
+def status(s: dict[str, Any]) -> list[str]:
+    lines = [f"tracesd {s['version']}, pid {s['pid']}, up {_span(s['uptime_s'])}  ({s['db_path']})"]
+    for i, agent in enumerate(s["agents"]):
+        state = (
+            "watching"
+            if agent["watching"]
+            else f"degraded ({agent['degraded']}): polled by rescans"
+            if agent.get("degraded")
+            else "waiting for it to appear"
+        )
+        label = "agents" if i == 0 else ""
+        lines.append(f"{label:<9} {agent['id']:<12} {agent['root']}  {state}")
+    traces = s["traces"]
+    parts = ", ".join(f"{a} {n}" for a, n in traces["by_agent"].items())
+    lines.append(f"{'traces':<9} {traces['total']}" + (f" ({parts})" if parts else ""))
+    capture = s["capture"]
+    errors = ", ".join(f"{r} {n}" for r, n in capture["errors_by_reason"].items())
+    lines.append(
+        f"{'capture':<9} {capture['captured_total']} captured,"
+        f" last {_ago(capture['last_capture_at'])}; {capture['errors_total']} errors"
+        + (f" ({errors})" if errors else "")
+    )
+    watcher = s["watcher"]
+    watches = f", {watcher['watches']} watches" if watcher.get("watches") is not None else ""
+    lines.append(
+        f"{'watcher':<9} {watcher['roots_watched']} roots{watches}, {watcher['overflows']}"
+        f" overflows, {watcher['rescans']} scans"
+        + (f"; degraded: {', '.join(watcher['degraded'])}" if watcher["degraded"] else "")
+    )
+    lines += _sync(s["sync"])
+    return lines
+
+
+def _sync(sync: dict[str, Any]) -> list[str]:
+    if not sync["enabled"]:
+        return [f"{'sync':<9} off ({sync['pending']} traces would be sent; set [sync] api_url)"]
+    head = (
+        f"{'sync':<9} {sync['api_url']}: {sync['pending']} pending, {sync['failed']} failed,"
+        f" {sync['synced_total']} synced; last success {_ago(sync['last_success_at'])}"
+    )
+    lines = [head]
+    if sync.get("auth_paused"):
+        lines.append(f"{'':<9} PAUSED: the API key was refused; fix TRACES_API_KEY or api_key_file")
+    if sync["last_error"]:
+        retry = (
+            f" (next attempt {_when(sync['next_attempt_at'])})" if sync["next_attempt_at"] else ""
+        )
+        lines.append(f"{'':<9} last error: {sync['last_error']}{retry}")
+    for failure in sync.get("failures", [])[:5]:
+        lines.append(f"{'':<9} refused: {failure['trace_id']}: {failure['error']}")
+    return lines
+
+
+def doctor(checks: Iterable[Check]) -> list[str]:
+    lines = []
+    for check in checks:
+        mark = {OK: "ok  ", FAIL: "FAIL"}.get(check.status, "warn")
+        line = f"{mark}  {check.name:<20} {check.detail}"
+        if check.fix and check.status != OK:
+            line += f"\n      {'':<20} fix: {check.fix}"
+        lines.append(line)
+    return lines
+
+
+def traces(rows: list[Trace]) -> list[str]:
+    table: list[tuple[str, ...]] = [("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE")]
+    table += [_row(t) for t in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    return [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in table
+    ]
+
+
+def _row(trace: Trace) -> tuple[str, ...]:
+    when = (
+        datetime.fromtimestamp(trace.timestamp / 1000).strftime("%Y-%m-%d %H:%M")
+        if trace.timestamp
+        else "-"
+    )
+    repo = trace.git_remote_url or "-"
+    for prefix in ("https://", "http://", "ssh://", "git@"):
+        repo = repo.removeprefix(prefix)
+    title = trace.title or ""
+    return (
+        when,
+        trace.agent_id,
+        trace.id[:8],
+        trace.git_branch or "-",
+        (trace.git_ref or "-")[:12],
+        repo,
+        title[:80] + ("…" if len(title) > 80 else ""),
+    )
+
+
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _ago(iso: str | None) -> str:
+    if not iso:
+        return "never"
+    return _span(time.time() - datetime.fromisoformat(iso).timestamp()) + " ago"
+
+
+def _when(iso: str) -> str:
+    delta = datetime.fromisoformat(iso).timestamp() - time.time()
+    return f"in {_span(delta)}" if delta > 0 else "now"

@@ -1,0 +1,126 @@
+"""What `tracesd status` shows: one JSON document (INTERFACE section 6) built from the
+running components. Reads are cheap (in-memory counters and two indexed queries on the
+store's reader connection), so answers stay fast during a big scan."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tracesd import __version__
+from tracesd.config import Config
+from tracesd.gitinfo import GitResolver
+from tracesd.ingest import Ingestor
+from tracesd.models import iso
+from tracesd.scan import Scanner
+from tracesd.store import Store
+from tracesd.watcher import Watcher
+
+if TYPE_CHECKING:
+    from tracesd.sync import SyncService
+
+
+@dataclass(slots=True)
+class Parts:
+    """The components a snapshot reads (all built by the daemon at startup)."""
+
+    config: Config
+    started_at: float
+    store: Store
+    ingestor: Ingestor
+    git: GitResolver
+    watcher: Watcher
+    scanner: Scanner
+    sync: SyncService | None
+
+
+async def build(p: Parts) -> dict[str, Any]:
+    by_agent = await p.store.count_by_agent()
+    stats = p.ingestor.stats
+    watcher = p.watcher.stats
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_s": round(time.time() - p.started_at, 1),
+        "db_path": str(p.store.path),
+        "socket_path": str(p.config.status.socket_path),
+        "agents": [
+            {
+                "id": root.adapter.agent_id,
+                "root": root.path,
+                "exists": root.exists,
+                "watching": root.watch is not None,
+                "degraded": root.degraded,
+            }
+            for root in p.watcher.roots
+        ],
+        "traces": {"total": sum(by_agent.values()), "by_agent": by_agent},
+        "capture": {
+            "captured_total": stats.captured_total,
+            "updated_total": stats.updated_total,
+            "errors_total": stats.errors_total,
+            "errors_by_reason": dict(stats.errors_by_reason),
+            "skipped_by_reason": dict(stats.skipped_by_reason),
+            "last_capture_at": iso(stats.last_capture_at),
+            "last_error": stats.last_error,
+        },
+        "git": {
+            "lookups": p.git.lookups,
+            "cache_hits": p.git.cache_hits,
+            "timeouts": p.git.timeouts,
+            "failures": p.git.failures,
+        },
+        "watcher": {
+            "roots_watched": len(p.watcher.watched),
+            "watches": p.watcher.watch_count(),
+            "events": watcher.events,
+            "overflows": watcher.overflows,
+            "rescans": p.scanner.scans,
+            "handler_errors": watcher.handler_errors,
+            "degraded": sorted(watcher.degraded),
+        },
+        "scan": {
+            "running": p.scanner.running,
+            "last": p.scanner.last_report.as_dict() if p.scanner.last_report else None,
+        },
+        "sync": await p.sync.status() if p.sync is not None else await _sync_off(p),
+    }
+
+
+async def _sync_off(p: Parts) -> dict[str, Any]:
+    # Without sync, traces still pile up in the outbox; show how many would be sent.
+    from tracesd.outbox import Outbox
+
+    counts = await Outbox(p.store).counts()
+    return {
+        "enabled": False,
+        "api_url": None,
+        "pending": counts.pending,
+        "failed": counts.failed,
+        "synced_total": counts.synced,
+        "consecutive_failures": 0,
+        "last_success_at": None,
+        "last_error": None,
+        "next_attempt_at": None,
+    }
+
+
+def summary_line(p: Parts) -> str:
+    """One line for systemd's STATUS= (in-memory numbers only: no I/O)."""
+    stats = p.ingestor.stats
+    line = (
+        f"{stats.captured_total} captured, {stats.errors_total} errors, "
+        f"watching {len(p.watcher.watched)} of {len(p.watcher.roots)} roots"
+    )
+    if p.sync is not None:
+        state = p.sync.state
+        line += ", sync " + (
+            "paused (API key refused)"
+            if state.auth_paused
+            else f"retrying ({state.consecutive_failures} failures)"
+            if state.consecutive_failures
+            else "ok"
+        )
+    return line
