@@ -24,12 +24,15 @@ from pathlib import Path
 from bench import harness, measure
 from bench.corpus import Spec, agent_roots, build
 from bench.harness import Daemon, Options, Workspace
-from bench.report import Result, Row, at_most, fmt
+from bench.report import Result, Row, at_most, fmt, percentile, spread
+from bench.statusprobe import StatusProbe, status_latency_s
 
 SESSIONS = 10_000
 REPOS = 100
 CPU_TARGET_PERCENT = 0.5
 RSS_TARGET_MB = 80.0
+#: reliability-research T15: status answers stay fast while a 10k-file backfill runs
+STATUS_P99_TARGET_MS = 50.0
 STARTUP_TIMEOUT_S = 600.0
 _FLOOR_CODE = "import sys, tracesd.cli, tracesd.daemon; sys.stdin.read()"
 
@@ -67,14 +70,18 @@ def run(options: Options) -> Result:
             Daemon(ws.env, ws.root / "daemon.log") as daemon,
             subprocess.Popen(floor_argv, env=ws.env, stdin=subprocess.PIPE) as floor,
         ):
-            harness.say("idle: waiting for the startup scan")
+            harness.say("idle: waiting for the startup scan (asking for status meanwhile)")
             started = time.monotonic()
-            scan = daemon.wait_for(
-                "scan.finished",
-                lambda e: e.get("reason") == "startup",
-                timeout_s=STARTUP_TIMEOUT_S,
-            )
+            socket_path = Path(ws.env["XDG_RUNTIME_DIR"]) / "tracesd" / "tracesd.sock"
+            with StatusProbe(socket_path) as during_scan:
+                scan = daemon.wait_for(
+                    "scan.finished",
+                    lambda e: e.get("reason") == "startup",
+                    timeout_s=STARTUP_TIMEOUT_S,
+                )
             startup_s = time.monotonic() - started
+            when_idle = [status_latency_s(socket_path) for _ in range(50)]
+            idle_ms = [s * 1000 for s in when_idle if s is not None]
             if floor.poll() is not None:
                 raise measure.BenchError(f"the floor process exited ({floor.returncode})")
             watches = measure.inotify_watches(daemon.pid)
@@ -117,6 +124,18 @@ def run(options: Options) -> Result:
             ),
             Row("RSS peak incl. startup scan (VmHWM)", fmt(hwm_mb, "MB")),
             Row(
+                f"GET /status during the startup scan (n={len(during_scan.samples_ms)}), ms",
+                spread(during_scan.samples_ms),
+                floor=f"idle daemon: {spread(idle_ms)}",
+            ),
+            at_most(
+                "GET /status p99 during the startup scan",
+                percentile(during_scan.samples_ms, 99),
+                STATUS_P99_TARGET_MS,
+                "ms",
+                floor=f"idle p99 {fmt(percentile(idle_ms, 99), 'ms', 1)}",
+            ),
+            Row(
                 "DB writes in window",
                 _db_changes(window),
                 "none",
@@ -133,6 +152,8 @@ def run(options: Options) -> Result:
             wrong_rows=wrong[:20],
             vm_hwm_mb=hwm_mb,
             window=asdict(window),
+            status_during_scan_ms=during_scan.samples_ms,
+            status_idle_ms=idle_ms,
         )
     return result
 

@@ -82,6 +82,14 @@ def distribution(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def spread(values: Sequence[float], digits: int = 1) -> str:
+    """`p50 a, p90 b, p99 c, max d` of a sample; `no samples` when empty."""
+    if not values:
+        return "no samples"
+    dist = distribution(values)
+    return ", ".join(f"{k} {dist[k]:.{digits}f}" for k in ("p50", "p90", "p99", "max"))
+
+
 def table(results: Sequence[Result]) -> str:
     lines = [
         "| benchmark | metric | value | target | floor | result |",

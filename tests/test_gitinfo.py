@@ -258,6 +258,26 @@ async def test_concurrent_lookups_of_one_repository_share_one_git_run(tmp_path: 
     assert len(calls.read_text().splitlines()) == 3
 
 
+async def test_a_batch_of_directories_asks_each_repository_once(tmp_path: Path) -> None:
+    """What one ingest batch asks: two repositories (one twice, via a subdirectory), a
+    plain directory and a missing one. Git runs three times per repository, no more."""
+    one, two = make_repo(tmp_path / "one"), make_repo(tmp_path / "two")
+    (one / "sub").mkdir()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    path, calls = counting_git(tmp_path)
+    r = resolver(path=path)
+    dirs = [str(one), str(one / "sub"), str(two), str(plain), str(tmp_path / "gone"), str(one)]
+    found = await r.lookup_many(dirs)
+    assert sorted(found) == sorted(set(dirs))
+    assert found[str(one)] == found[str(one / "sub")] == await r.lookup(str(one))
+    branch, sha = git(two, "symbolic-ref", "--short", "HEAD"), git(two, "rev-parse", "HEAD")
+    assert found[str(two)] == GitInfo("https://github.com/example/project.git", branch, sha)
+    assert found[str(plain)] is None
+    assert found[str(tmp_path / "gone")] is None
+    assert len(calls.read_text().splitlines()) == 6
+
+
 async def test_environment_git_dir_does_not_redirect_lookups(tmp_path: Path) -> None:
     """GIT_DIR and friends in the daemon's environment never steer the lookup."""
     repo = make_repo(tmp_path / "r", remote="https://github.com/acme/right.git")

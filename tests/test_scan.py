@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FIXTURES, claude_session, make_repo
+from tracesd import scan
 from tracesd.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
 from tracesd.dispatch import Dispatcher
@@ -45,6 +46,19 @@ async def test_fixture_home_scan_counts_every_session_once(rig: Rig, home: Path)
     report = await rig.scanner.run(reason="test")
     assert (report.discovered, report.indexed, report.errors, report.new) == (5, 5, 0, 5)
     assert await rig.store.count_by_agent() == {"claude-code": 2, "codex": 1, "gemini-cli": 2}
+
+
+async def test_a_scan_hands_files_over_in_slices_and_loses_none(
+    rig: Rig, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan yields to the event loop between slices of submitted files (so status
+    answers during a backfill); every file is still ingested exactly once."""
+    monkeypatch.setattr(scan, "SUBMIT_SLICE", 2)
+    repo = make_repo(tmp_path / "repo")
+    for _ in range(7):
+        claude_session(home, repo)
+    report = await rig.scanner.run(reason="test")
+    assert (report.discovered, report.new, report.indexed, report.errors) == (7, 7, 7, 0)
 
 
 async def test_second_scan_of_an_unchanged_tree_reads_nothing(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tracesd.errors import RowRejected, StoreClosed, StoreError
-from tracesd.models import Capture, FileState, Trace
+from tracesd.models import Capture, FileStamp, FileState, Trace
 from tracesd.store import Store
 
 
@@ -163,10 +163,15 @@ async def test_file_states_round_trip(store: Store) -> None:
     async with store.atomic() as tx:
         await tx.set_file("/a", agent_id="codex", size=10, mtime_ns=5, trace_ids=["x", "y\nz"])
         await tx.set_file("/b", agent_id="codex", size=1, mtime_ns=2, error="binary")
-    states = await store.file_states()
+    states = await store.file_states_for(["/a", "/b", "/missing"])
     assert states["/a"].trace_ids == ("x", "y\nz")
     assert states["/b"].error == "binary"
+    assert "/missing" not in states
     assert await store.file_state("/a") == states["/a"]
+    assert await store.file_stamps() == {
+        "/a": FileStamp(10, 5, None, True),
+        "/b": FileStamp(1, 2, "binary", False),
+    }
 
 
 async def test_group_commit_isolates_a_row_the_database_refuses(store: Store) -> None:

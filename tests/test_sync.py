@@ -303,6 +303,24 @@ async def test_one_refused_trace_is_isolated_and_later_traces_still_arrive(rig: 
     assert (await rig.outbox.counts()).failed == 0
 
 
+async def test_the_status_overview_agrees_with_each_separate_read(rig: Rig) -> None:
+    """Status reads traces per agent, the counts and the failures in one statement; they
+    are the same numbers the separate reads give, failures newest change first."""
+    for i in range(6):
+        await rig.add(trace(f"t{i}", agent_id="codex" if i % 2 else "claude-code"))
+        await asyncio.sleep(0.002)  # distinct change times, so the order is defined
+    rig.server.plan.item_status.update({"t1": 422, "t4": 422})
+    await rig.make().sync_once()
+    await rig.add(trace("late"))
+
+    overview = await rig.outbox.overview()
+    assert overview.by_agent == await rig.store.count_by_agent() == {"claude-code": 4, "codex": 3}
+    assert overview.counts == await rig.outbox.counts()
+    assert (overview.counts.pending, overview.counts.failed, overview.counts.synced) == (1, 2, 4)
+    assert [f[0] for f in overview.failures] == ["t4", "t1"]
+    assert overview.failures == await rig.outbox.failures()
+
+
 async def test_a_whole_batch_refused_is_bisected_to_the_culprit(rig: Rig) -> None:
     """A strict server that refuses a batch for one item: the others still arrive."""
     await rig.add(*(trace(f"t{i}") for i in range(16)))

@@ -22,7 +22,7 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -104,9 +104,14 @@ class _Repo:
     commondir: str
 
 
+#: what a repository's answers are cached under: HEAD's content and stats of the files
+#: git reads them from
+_Print = tuple[object, ...]
+
+
 @dataclass(slots=True)
 class _Entry:
-    fingerprint: tuple[object, ...]
+    fingerprint: _Print
     info: GitInfo
     #: monotonic deadline before which a timed-out repository is not asked again
     retry_after: float = 0.0
@@ -121,7 +126,7 @@ class GitResolver:
         self._git = shutil.which(git, path=self._env.get("PATH")) or git
         self._global_configs = _global_configs(environ)
         self._cache: dict[str, _Entry] = {}
-        self._inflight: dict[tuple[str, tuple[object, ...]], asyncio.Future[_Entry]] = {}
+        self._inflight: dict[tuple[str, _Print], asyncio.Future[_Entry]] = {}
         #: counters for status and benchmarks
         self.lookups = 0
         self.cache_hits = 0
@@ -132,11 +137,34 @@ class GitResolver:
         """GitInfo of `directory`; None when it is missing or not inside a repository."""
         if not directory:
             return None
-        repo = _discover(directory)
+        return (await self.lookup_many([directory]))[directory]
+
+    async def lookup_many(self, directories: Iterable[str]) -> dict[str, GitInfo | None]:
+        """GitInfo of each directory (see `lookup`), the repositories asked in parallel.
+
+        Finding each repository and fingerprinting it is a dozen stats and reads; they run
+        on one worker thread for the lot, because on the event loop each of those system
+        calls waits for the GIL behind busy parser threads, and status answers would wait
+        behind them.
+        """
+        wanted = list(dict.fromkeys(d for d in directories if d))
+        located = await asyncio.to_thread(self._locate, wanted)
+        found = await asyncio.gather(*(self._resolve(*where) for where in located))
+        return dict(zip(wanted, found, strict=True))
+
+    def _locate(self, directories: list[str]) -> list[tuple[str, _Repo | None, _Print]]:
+        located: list[tuple[str, _Repo | None, _Print]] = []
+        for directory in directories:
+            repo = _discover(directory)
+            located.append((directory, repo, self._fingerprint(repo) if repo else ()))
+        return located
+
+    async def _resolve(
+        self, directory: str, repo: _Repo | None, fingerprint: _Print
+    ) -> GitInfo | None:
         if repo is None:
             return None
         self.lookups += 1
-        fingerprint = self._fingerprint(repo)
         cached = self._cache.get(repo.worktree)
         if (
             cached is not None
@@ -154,7 +182,7 @@ class GitResolver:
         entry = await asyncio.shield(pending)
         return entry.info
 
-    async def _ask(self, repo: _Repo, directory: str, fingerprint: tuple[object, ...]) -> _Entry:
+    async def _ask(self, repo: _Repo, directory: str, fingerprint: _Print) -> _Entry:
         deadline = time.monotonic() + self.timeout_s
         names = list(_QUERIES)
         results = await asyncio.gather(
@@ -219,7 +247,7 @@ class GitResolver:
         text = bytes(proto.stdout).decode("utf-8", "replace").strip()
         return text or None
 
-    def _fingerprint(self, repo: _Repo) -> tuple[object, ...]:
+    def _fingerprint(self, repo: _Repo) -> _Print:
         head = _read(os.path.join(repo.gitdir, "HEAD"))
         ref_path: str | None = None
         if head is not None and head.startswith(b"ref:"):

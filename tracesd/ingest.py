@@ -124,8 +124,7 @@ class Ingestor:
             and not self._excluded(m.directory)
             and (m.trace_id not in existing or existing[m.trace_id].directory is None)
         }
-        found = await asyncio.gather(*(self._git.lookup(d) for d in wanted))
-        git = dict(zip(wanted, found, strict=True))
+        git = await self._git.lookup_many(wanted)
         return list(await asyncio.gather(*(self._store_file(f, existing, git) for f in files)))
 
     async def _store_file(

@@ -173,7 +173,18 @@ SHARED: tuple[tuple[int, str, Step], ...] = (
     (3, "traces_v3_layout", _traces_v3),
     (4, "traces_git_context", _traces_v4_git),
 )
-PRIVATE: tuple[tuple[str, Step], ...] = (("0001_files", _files), ("0002_outbox", _outbox))
+
+
+def _status_indexes(conn: sqlite3.Connection) -> None:
+    # `tracesd status` counts traces per agent; a covering index keeps that cheap.
+    conn.execute("CREATE INDEX IF NOT EXISTS tracesd_traces_agent ON traces (agent_id)")
+
+
+PRIVATE: tuple[tuple[str, Step], ...] = (
+    ("0001_files", _files),
+    ("0002_outbox", _outbox),
+    ("0003_status_indexes", _status_indexes),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Agent ids as the Traces CLI and API name them (INTERFACE section 5).
 AGENT_IDS: tuple[str, ...] = (
@@ -95,6 +95,15 @@ class FileState:
     mtime_ns: int
     trace_ids: tuple[str, ...]
     error: str | None
+
+
+class FileStamp(NamedTuple):
+    """A FileState without its trace ids: what a scan compares a whole tree against."""
+
+    size: int
+    mtime_ns: int
+    error: str | None
+    has_traces: bool
 
 
 @dataclass(frozen=True, slots=True)

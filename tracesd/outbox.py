@@ -25,6 +25,17 @@ _PENDING = (
     "o.version > o.sent_version AND (o.failed_version IS NULL OR o.failed_version < o.version)"
 )
 
+_FAILED = "o.failed_version >= o.version"
+_COUNTS = (
+    f"(SELECT COUNT(*) FROM tracesd_outbox o WHERE {_PENDING}),"
+    f" (SELECT COUNT(*) FROM tracesd_outbox o WHERE {_FAILED}),"
+    " (SELECT COUNT(*) FROM tracesd_outbox o WHERE o.sent_version > 0)"
+)
+_FAILURES = (
+    f"SELECT o.trace_id, o.error, o.changed_at FROM tracesd_outbox o WHERE {_FAILED}"
+    " ORDER BY o.changed_at DESC LIMIT ?"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -39,6 +50,15 @@ class Counts:
     pending: int
     failed: int
     synced: int
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Traces per agent and the outbox's counts and failures, read together."""
+
+    by_agent: dict[str, int]
+    counts: Counts
+    failures: list[tuple[str, str]]
 
 
 class Outbox:
@@ -84,22 +104,38 @@ class Outbox:
             )
 
     async def counts(self) -> Counts:
-        rows = await self._store.query(
-            f"SELECT SUM({_PENDING}), SUM(o.failed_version >= o.version),"
-            " SUM(o.sent_version > 0)"
-            " FROM tracesd_outbox o JOIN traces t ON t.id = o.trace_id"
-        )
-        pending, failed, synced = (int(v or 0) for v in tuple(rows[0]))
-        return Counts(pending, failed, synced)
+        """Three cheap counts (the pending one from its partial index)."""
+        rows = await self._store.query(f"SELECT {_COUNTS}")
+        return _counts(rows[0])
 
     async def failures(self, limit: int = 20) -> list[tuple[str, str]]:
         """Traces that are failed until they change, with the server's reason."""
+        rows = await self._store.query(_FAILURES, (limit,))
+        return [(row[0], row[1] or "") for row in rows]
+
+    async def overview(self, limit: int = 20) -> Overview:
+        """What `tracesd status` reads from the database, in one statement: a single trip
+        to the reader's thread, so status stays fast while a scan keeps threads busy."""
         rows = await self._store.query(
-            "SELECT o.trace_id, o.error FROM tracesd_outbox o"
-            " WHERE o.failed_version >= o.version ORDER BY o.changed_at DESC LIMIT ?",
+            f"SELECT {_COUNTS},"
+            " (SELECT json_group_object(agent_id, n) FROM"
+            "  (SELECT agent_id, COUNT(*) AS n FROM traces GROUP BY agent_id ORDER BY agent_id)),"
+            # an aggregate keeps no order: changed_at comes along to sort by
+            " (SELECT json_group_array(json_array(trace_id, error, changed_at))"
+            f"  FROM ({_FAILURES}))",
             (limit,),
         )
-        return [(row[0], row[1] or "") for row in rows]
+        row = rows[0]
+        return Overview(
+            by_agent=json.loads(row[3] or "{}"),
+            counts=_counts(row),
+            failures=[
+                (trace_id, error or "")
+                for trace_id, error, _ in sorted(
+                    json.loads(row[4] or "[]"), key=lambda f: f[2], reverse=True
+                )
+            ],
+        )
 
     async def state(self) -> dict[str, Any]:
         rows = await self._store.query("SELECT key, value FROM tracesd_sync_state")
@@ -111,3 +147,8 @@ class Outbox:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [(key, json.dumps(value)) for key, value in values.items()],
         )
+
+
+def _counts(row: Any) -> Counts:
+    pending, failed, synced = (int(v or 0) for v in tuple(row)[:3])
+    return Counts(pending, failed, synced)

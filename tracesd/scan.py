@@ -20,11 +20,14 @@ import structlog
 from tracesd.adapters import Adapter
 from tracesd.dispatch import Dispatcher
 from tracesd.ingest import Ingestor
-from tracesd.models import FileState
+from tracesd.models import FileStamp
 from tracesd.store import Store
 from tracesd.tracefields import encodable
 
 log = structlog.get_logger("tracesd.scan")
+
+#: files handed to the dispatcher between two yields to the event loop
+SUBMIT_SLICE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,21 +131,24 @@ class Scanner:
         started = time.monotonic()
         before = (self._ingestor.stats.captured_total, self._ingestor.stats.updated_total)
         found = await asyncio.to_thread(discover, self._adapters, roots)
-        states = await self._store.file_states()
-        todo = [f for f in found if _changed(f, states.get(f.path))]
+        stamps = await self._store.file_stamps()
+        todo = [f for f in found if _changed(f, stamps.get(f.path))]
         log.info("scan.started", reason=reason, discovered=len(found), changed=len(todo))
+        states = await self._store.file_states_for(f.path for f in todo if f.path in stamps)
         self._ingestor.prime({f.path: states.get(f.path) for f in todo})
-        for item in todo:
+        for n, item in enumerate(todo, 1):
             self._dispatcher.submit(item.adapter, item.path)
+            if n % SUBMIT_SLICE == 0:
+                await asyncio.sleep(0)  # a backfill of thousands must not hold the loop
         await self._dispatcher.idle()
 
-        after = await self._store.file_states() if todo else states
+        after = await self._store.file_stamps() if todo else stamps
         indexed = errors = skipped = 0
         for item in found:
-            state = after.get(item.path)
-            if state is None or (state.error is None and not state.trace_ids):
+            stamp = after.get(item.path)
+            if stamp is None or (stamp.error is None and not stamp.has_traces):
                 skipped += 1
-            elif state.error is not None:
+            elif stamp.error is not None:
                 errors += 1
             else:
                 indexed += 1
@@ -162,5 +168,5 @@ class Scanner:
         return report
 
 
-def _changed(found: Found, state: FileState | None) -> bool:
-    return state is None or state.size != found.size or state.mtime_ns != found.mtime_ns
+def _changed(found: Found, stamp: FileStamp | None) -> bool:
+    return stamp is None or stamp.size != found.size or stamp.mtime_ns != found.mtime_ns

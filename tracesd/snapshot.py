@@ -1,6 +1,6 @@
 """What `tracesd status` shows: one JSON document (INTERFACE section 6) built from the
-running components. Reads are cheap (in-memory counters and two indexed queries on the
-store's reader connection), so answers stay fast during a big scan."""
+running components. Reads are cheap (in-memory counters and one statement of indexed
+counts on the store's reader connection), so answers stay fast during a big scan."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tracesd.config import Config
 from tracesd.gitinfo import GitResolver
 from tracesd.ingest import Ingestor
 from tracesd.models import iso
+from tracesd.outbox import Counts, Outbox
 from tracesd.scan import Scanner
 from tracesd.store import Store
 from tracesd.watcher import Watcher
@@ -37,7 +38,8 @@ class Parts:
 
 
 async def build(p: Parts) -> dict[str, Any]:
-    by_agent = await p.store.count_by_agent()
+    outbox = await Outbox(p.store).overview()
+    by_agent = outbox.by_agent
     stats = p.ingestor.stats
     watcher = p.watcher.stats
     return {
@@ -85,15 +87,12 @@ async def build(p: Parts) -> dict[str, Any]:
             "running": p.scanner.running,
             "last": p.scanner.last_report.as_dict() if p.scanner.last_report else None,
         },
-        "sync": await p.sync.status() if p.sync is not None else await _sync_off(p),
+        "sync": p.sync.status(outbox) if p.sync is not None else _sync_off(outbox.counts),
     }
 
 
-async def _sync_off(p: Parts) -> dict[str, Any]:
+def _sync_off(counts: Counts) -> dict[str, Any]:
     # Without sync, traces still pile up in the outbox; show how many would be sent.
-    from tracesd.outbox import Outbox
-
-    counts = await Outbox(p.store).counts()
     return {
         "enabled": False,
         "api_url": None,

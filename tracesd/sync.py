@@ -39,7 +39,7 @@ from tracesd.errors import (
     StoreError,
 )
 from tracesd.models import iso
-from tracesd.outbox import Outbox, Pending
+from tracesd.outbox import Outbox, Overview, Pending
 
 log = structlog.get_logger("tracesd.sync")
 
@@ -118,9 +118,10 @@ class SyncService:
         """HTTP requests made since start."""
         return self._delivery.requests
 
-    async def status(self) -> dict[str, Any]:
-        """The `sync` part of `tracesd status` (INTERFACE section 6)."""
-        counts = await self._outbox.counts()
+    def status(self, outbox: Overview) -> dict[str, Any]:
+        """The `sync` part of `tracesd status` (INTERFACE section 6), with the outbox's
+        numbers as the snapshot read them."""
+        counts = outbox.counts
         state = self.state
         return {
             "enabled": True,
@@ -136,8 +137,7 @@ class SyncService:
             "mode": self._delivery.mode,
             "requests": self.requests,
             "failures": [
-                {"trace_id": trace_id, "error": error}
-                for trace_id, error in await self._outbox.failures()
+                {"trace_id": trace_id, "error": error} for trace_id, error in outbox.failures
             ],
         }
 

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ _LIMIT_HINT = (
 )
 
 PathCallback = Callable[[Adapter, str], None]
+#: how long a count of the kernel's watches is reused (status asks often)
+WATCH_COUNT_TTL_S = 10.0
 
 
 @dataclass(slots=True)
@@ -106,6 +109,8 @@ class Watcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observer: BaseObserver | None = None
         self._overflow_hook = _OverflowHook(self._overflowed)
+        self._watch_count: int | None = None
+        self._counted_at = float("-inf")
         self.stats = WatcherStats()
 
     def start(self) -> None:
@@ -132,21 +137,16 @@ class Watcher:
                 log.warning("watcher.stop_timeout", timeout_s=timeout_s)
 
     def watch_count(self) -> int | None:
-        """Kernel watches this process holds (Linux: from /proc); None where unknown."""
-        try:
-            fds = os.listdir("/proc/self/fd")
-        except OSError:
-            return None
-        count = 0
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
-                    continue
-                with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
-                    count += sum(line.startswith(b"inotify wd:") for line in info)
-            except OSError:
-                continue  # closed meanwhile
-        return count
+        """Kernel watches this process holds (Linux: from /proc); None where unknown.
+
+        The kernel formats a line per watch, so the count is kept for WATCH_COUNT_TTL_S:
+        status is asked often, and this is a health number, not a correctness one.
+        """
+        now = time.monotonic()
+        if now - self._counted_at >= WATCH_COUNT_TTL_S:
+            self._counted_at = now
+            self._watch_count = _count_watches()
+        return self._watch_count
 
     @property
     def watched(self) -> list[Root]:
@@ -282,3 +282,20 @@ def _identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if os.path.isdir(path) else None
+
+
+def _count_watches() -> int | None:
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    count = 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+                count += sum(line.startswith(b"inotify wd:") for line in info)
+        except OSError:
+            continue  # closed meanwhile
+    return count
