@@ -25,7 +25,6 @@ from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.models import AGENT_IDS, Trace
 from tracesd.scan import Report, Scanner
-from tracesd.status import request
 from tracesd.store import Store
 
 EXIT_OK = 0
@@ -306,6 +305,8 @@ async def _query(config: Config, args: argparse.Namespace, directory: str | None
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:
+    from tracesd.status import request  # aiohttp: not loaded by `scan` and `list`
+
     answer = asyncio.run(request(config.status.socket_path, "GET", "/status"))
     print(json.dumps(answer) if args.json else "\n".join(render.status(answer)))
     return EXIT_OK
@@ -315,6 +316,8 @@ def _sync(config: Config, args: argparse.Namespace) -> int:
     if not config.sync.enabled and not args.json:
         print("tracesd: sync is off: set [sync] api_url in the config", file=sys.stderr)
         return EXIT_USAGE
+    from tracesd.status import request
+
     answer = asyncio.run(request(config.status.socket_path, "POST", "/sync", timeout_s=600))
     if args.json:
         print(json.dumps(answer))

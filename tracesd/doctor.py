@@ -21,7 +21,6 @@ from tracesd import migrations
 from tracesd.adapters import SUPPORTED, build_adapters
 from tracesd.config import Config
 from tracesd.errors import NotRunning, SyncError, TracesdError
-from tracesd.status import request
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 #: stop counting directories for the inotify check past this many
@@ -116,6 +115,8 @@ def _database(config: Config) -> Check:
 
 
 def _daemon(config: Config) -> Check:
+    from tracesd.status import request  # aiohttp: `tracesd scan` and `list` never load it
+
     socket_path = config.status.socket_path
     try:
         status = asyncio.run(request(socket_path, "GET", "/status", timeout_s=5))
