@@ -258,13 +258,17 @@ async def _connect(path: Path, busy_timeout_s: float) -> aiosqlite.Connection:
     return conn
 
 
-def _prepare(path: Path, busy_timeout_s: float) -> None:
-    """Create the directory (0700) and an empty file (0600) if needed, then migrate."""
+def create_private(path: Path) -> None:
+    """Create a database's directory (0700) and an empty file (0600) if they are missing."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
     except OSError as exc:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+
+
+def _prepare(path: Path, busy_timeout_s: float) -> None:
+    create_private(path)
     migrations.apply(path, busy_timeout_s=busy_timeout_s)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import aiosqlite
 
 from tracesd.errors import StoreClosed, StoreError
+from tracesd.store import create_private
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
@@ -289,11 +289,7 @@ def _open(conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
 
 def _prepare(path: Path, busy_timeout_s: float) -> None:
     """Create the directory (0700), the file (0600), WAL mode and the schema if needed."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    except OSError as exc:
-        raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+    create_private(path)
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
     except sqlite3.Error as exc:
