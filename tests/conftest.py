@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Daemon, isolated_env, runtime_dir
+from tests.helpers import AGENT_ENV_PREFIXES, Daemon, isolated_env, runtime_dir
 from tracesd.config import Config, load_config
 from tracesd.store import Store
 
@@ -64,5 +64,5 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
 def _no_inherited_agent_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's own agent directories."""
     for name in list(os.environ):
-        if name.startswith(("CLAUDE_", "CODEX_", "GEMINI_", "TRACES", "XDG_")):
+        if name.startswith(AGENT_ENV_PREFIXES):
             monkeypatch.delenv(name)

@@ -118,6 +118,10 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 # -------------------------------------------------------------------------- daemon
 
 
+#: environment variables that move an agent's sessions (or tracesd's own paths)
+AGENT_ENV_PREFIXES = ("CLAUDE_", "CODEX_", "GEMINI_", "PI_", "CLINE_", "TRACES", "XDG_")
+
+
 def runtime_dir(home: Path) -> Path:
     """A short XDG_RUNTIME_DIR for `home` (Unix socket paths must stay under ~100 bytes,
     pytest's tmp paths do not); conftest removes it after the test."""
@@ -129,15 +133,13 @@ def runtime_dir(home: Path) -> Path:
 
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     """An environment whose every path points into `home` (the runtime dir near it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "TRACES"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(AGENT_ENV_PREFIXES)}
     env.update(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
         XDG_RUNTIME_DIR=str(runtime_dir(home)),
         PYTHONUNBUFFERED="1",
     )
-    for name in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME"):
-        env.pop(name, None)
     env.update(extra)
     return env
 

@@ -8,7 +8,8 @@ time, and a fixed pool of workers bounds how many run at once, however many even
 A worker takes every ready path up to a batch size: one for a live event, dozens during a
 scan, so the per-batch costs of ingest are shared.
 When another writer holds the database past the busy timeout, the path is retried later
-with backoff: nothing is dropped.
+with backoff: nothing is dropped. So is a path whose agent holds its own store locked,
+without making a scan wait for it.
 """
 
 from __future__ import annotations
@@ -131,12 +132,14 @@ class Dispatcher:
 
     # ------------------------------------------------------------------------ inside
 
-    def _later(self, slot: _Slot, path: str, delay: float) -> None:
-        slot.timer = asyncio.get_running_loop().call_later(delay, self._fire, path)
-        self._timers += 1
+    def _later(self, slot: _Slot, path: str, delay: float, *, counted: bool = True) -> None:
+        """Enqueue `path` after `delay`. An uncounted wait is not pending work: idle() (and
+        so a scan) does not wait for an agent that keeps its own store locked."""
+        slot.timer = asyncio.get_running_loop().call_later(delay, self._fire, path, counted)
+        self._timers += counted
 
-    def _fire(self, path: str) -> None:
-        self._timers -= 1
+    def _fire(self, path: str, counted: bool = True) -> None:
+        self._timers -= counted
         slot = self._slots.get(path)
         if slot is not None:
             slot.timer = None
@@ -193,16 +196,25 @@ class Dispatcher:
         # Another writer (the Traces CLI) held the database past the busy timeout.
         delay = 0.0
         for path in batch:
-            slot = self._slots[path]
-            slot.busy_retries += 1
-            slot.dirty = False
-            delay = min(BUSY_RETRY_MAX_S, 0.5 * 2**slot.busy_retries)
-            self._later(slot, path, delay)
+            delay = self._retry(self._slots[path], path, counted=True)
         log.warning("dispatch.store_busy", paths=len(batch), retry_in_s=delay)
+
+    def _retry(self, slot: _Slot, path: str, *, counted: bool) -> float:
+        """Try `path` again after a backoff (0.5 s doubling up to BUSY_RETRY_MAX_S)."""
+        slot.busy_retries += 1
+        slot.dirty = False  # the retry reads the file as it is then
+        delay: float = min(BUSY_RETRY_MAX_S, 0.5 * 2**slot.busy_retries)
+        self._later(slot, path, delay, counted=counted)
+        return delay
 
     def _done(self, path: str, result: Result) -> None:
         loop = asyncio.get_running_loop()
         slot = self._slots[path]
+        if result.retry:
+            # The agent holds its own store locked: read it again later, whatever else
+            # happens meanwhile (its writes may well be the last events for a while).
+            self._retry(slot, path, counted=False)
+            return
         slot.busy_retries = 0
         if result.captured or result.updated:
             slot.last_found = loop.time()

@@ -34,7 +34,9 @@ from tracesd.store import Store
 log = structlog.get_logger("tracesd.ingest")
 
 #: parse failures that are a normal moment in a writer's life; logged at info, not warning
-_TRANSIENT = frozenset({"vanished", "incomplete", "empty"})
+_TRANSIENT = frozenset({"vanished", "incomplete", "empty", "locked"})
+#: the agent holds its store locked: nothing was read, so nothing is recorded; retry later
+_RETRY = frozenset({"locked"})
 
 Item = tuple[Adapter, str]
 
@@ -57,6 +59,11 @@ class Result:
     captured: int = 0
     updated: int = 0
     error: str | None = None
+
+    @property
+    def retry(self) -> bool:
+        """Read it again later (the dispatcher does): the file could not be read now."""
+        return self.error in _RETRY
 
 
 @dataclass(slots=True)
@@ -132,9 +139,13 @@ class Ingestor:
     ) -> Result:
         state = f.state
         if f.error is not None:
-            if f.seen != (0, 0) and (
-                state is None
-                or (state.size, state.mtime_ns, state.error) != (*f.seen, f.error.reason)
+            if (
+                f.error.reason not in _RETRY
+                and f.seen != (0, 0)
+                and (
+                    state is None
+                    or (state.size, state.mtime_ns, state.error) != (*f.seen, f.error.reason)
+                )
             ):
                 await self._store.write(Capture(file=self._file_state(f, error=f.error.reason)))
             return self._failed(f, f.error)

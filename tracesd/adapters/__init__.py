@@ -14,9 +14,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tracesd.adapters.amp import Amp
 from tracesd.adapters.claude_code import ClaudeCode
+from tracesd.adapters.cline import Cline
 from tracesd.adapters.codex import Codex
+from tracesd.adapters.copilot import Copilot
+from tracesd.adapters.cursor import Cursor
 from tracesd.adapters.gemini_cli import GeminiCli
+from tracesd.adapters.opencode import OpenCode
+from tracesd.adapters.pi import Pi
 from tracesd.config import Config
 from tracesd.models import TraceMeta
 
@@ -50,6 +56,12 @@ _REGISTRY: dict[str, Callable[[Config, Hints], Adapter]] = {
     "claude-code": ClaudeCode,
     "codex": Codex,
     "gemini-cli": GeminiCli,
+    "opencode": OpenCode,
+    "pi": Pi,
+    "amp": Amp,
+    "cline": Cline,
+    "cursor": Cursor,
+    "copilot": Copilot,
 }
 
 SUPPORTED: tuple[str, ...] = tuple(_REGISTRY)

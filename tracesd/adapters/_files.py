@@ -136,6 +136,11 @@ class SessionFile:
         """The first `max_bytes` of a whole-file document (all of it when smaller)."""
         return self._read(0, min(self.size, max_bytes))
 
+    def read_tail(self, max_bytes: int = TAIL_BYTES) -> bytes:
+        """The last `max_bytes` of the file (all of it when smaller)."""
+        size = min(self.size, max_bytes)
+        return self._read(self.size - size, size)
+
 
 class Records:
     """The JSON records of a file's head, counting what was not usable and why."""

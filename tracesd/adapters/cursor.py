@@ -1,0 +1,25 @@
+"""Cursor (`cursor`): not read yet (a placeholder until its adapter lands)."""
+
+from __future__ import annotations
+
+from tracesd.config import Config
+from tracesd.models import TraceMeta
+
+AGENT_ID = "cursor"
+
+
+class Cursor:
+    agent_id = AGENT_ID
+    max_depth = 1
+
+    def __init__(self, config: Config, hints: object = None) -> None:
+        self._roots: tuple[str, ...] = ()
+
+    def roots(self) -> tuple[str, ...]:
+        return self._roots
+
+    def matches(self, rel: str) -> bool:
+        return False
+
+    def parse(self, path: str) -> list[TraceMeta]:
+        return []
