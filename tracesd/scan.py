@@ -70,12 +70,11 @@ def discover(adapters: Iterable[Adapter], roots: Iterable[str] | None = None) ->
         for root in adapter.roots():
             if only is not None and root not in only:
                 continue
-            found.extend(_walk(adapter, os.path.realpath(root)))
+            found.extend(_walk(adapter, os.path.realpath(root), adapter.depth(root)))
     return found
 
 
-def _walk(adapter: Adapter, root: str) -> Iterable[Found]:
-    max_depth = adapter.max_depth
+def _walk(adapter: Adapter, root: str, max_depth: int) -> Iterable[Found]:
     stack: list[tuple[str, str, int]] = [(root, "", 1)]
     while stack:
         directory, prefix, depth = stack.pop()

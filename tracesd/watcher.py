@@ -1,8 +1,9 @@
 """Filesystem events -> paths for the dispatcher. The only module that touches watchdog.
 
-One observer watches every enabled agent's roots recursively. Its handler runs on
-watchdog's thread: it keeps only paths an adapter says are sessions and hands them to the
-event loop with `call_soon_threadsafe`. Events are hints, scans are the truth:
+One observer watches every enabled agent's roots (recursively, unless a root holds its
+sessions directly). Its handler runs on watchdog's thread: it keeps only paths an adapter
+says are sessions and hands them to the event loop with `call_soon_threadsafe`. Events
+are hints, scans are the truth:
 
 * the kernel mask leaves out opened / closed-without-write: with them, watchdog 7 turns
   our own reads into events and livelocks at 100% CPU on trees of 5,000+ directories;
@@ -177,7 +178,10 @@ class Watcher:
         handler = _Handler(self, root)
         try:
             root.watch = self._observer.schedule(
-                handler, root.real, recursive=True, event_filter=EVENT_FILTER
+                handler,
+                root.real,
+                recursive=root.adapter.depth(root.path) > 1,
+                event_filter=EVENT_FILTER,
             )
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EMFILE):

@@ -36,11 +36,14 @@ class Hints:
 
 class Adapter(Protocol):
     agent_id: str
-    #: how deep below a root session files can be (bounds scans)
-    max_depth: int
 
     def roots(self) -> tuple[str, ...]:
-        """Absolute directories to watch recursively; they need not exist yet."""
+        """Absolute directories to watch; they need not exist yet."""
+        ...
+
+    def depth(self, root: str) -> int:
+        """How deep below `root` session files can be: scans go no deeper, and a root of
+        depth 1 is watched alone, without its subdirectories."""
         ...
 
     def matches(self, rel: str) -> bool:

@@ -41,7 +41,6 @@ _WRAPPERS = re.compile(
 
 class ClaudeCode:
     agent_id = AGENT_ID
-    max_depth = 2
 
     def __init__(self, config: Config, hints: object = None) -> None:
         configured = config.environ.get("CLAUDE_CONFIG_DIR", "")
@@ -57,6 +56,9 @@ class ClaudeCode:
 
     def roots(self) -> tuple[str, ...]:
         return self._roots
+
+    def depth(self, root: str) -> int:
+        return 2
 
     def matches(self, rel: str) -> bool:
         project, sep, name = rel.partition("/")

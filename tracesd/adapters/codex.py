@@ -30,7 +30,6 @@ _REQUEST_MARKER = "## My request for Codex:"
 
 class Codex:
     agent_id = AGENT_ID
-    max_depth = 4  # sessions/YYYY/MM/DD/rollout-*.jsonl
 
     def __init__(self, config: Config, hints: object = None) -> None:
         base = config.env_path("CODEX_HOME") or config.home / ".codex"
@@ -39,6 +38,9 @@ class Codex:
 
     def roots(self) -> tuple[str, ...]:
         return self._roots
+
+    def depth(self, root: str) -> int:
+        return 4  # sessions/YYYY/MM/DD/rollout-*.jsonl
 
     def matches(self, rel: str) -> bool:
         name = rel.rpartition("/")[2]

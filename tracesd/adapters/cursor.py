@@ -10,13 +10,15 @@ AGENT_ID = "cursor"
 
 class Cursor:
     agent_id = AGENT_ID
-    max_depth = 1
 
     def __init__(self, config: Config, hints: object = None) -> None:
         self._roots: tuple[str, ...] = ()
 
     def roots(self) -> tuple[str, ...]:
         return self._roots
+
+    def depth(self, root: str) -> int:
+        return 1
 
     def matches(self, rel: str) -> bool:
         return False

@@ -36,7 +36,6 @@ _HASH_MAP_TTL_S = 30.0
 
 class GeminiCli:
     agent_id = AGENT_ID
-    max_depth = 3
 
     def __init__(self, config: Config, hints: Any = None) -> None:
         base = config.env_path("GEMINI_CLI_HOME") or config.home
@@ -47,6 +46,9 @@ class GeminiCli:
 
     def roots(self) -> tuple[str, ...]:
         return self._roots
+
+    def depth(self, root: str) -> int:
+        return 3
 
     def matches(self, rel: str) -> bool:
         parts = rel.split("/")
