@@ -27,6 +27,7 @@ class ControlledIngest:
         self.gate = asyncio.Event()
         self.gate.set()
         self.result = result or Result(captured=1)
+        self.result_for: Callable[[str], Result] = lambda path: self.result
         self.fail_with: Callable[[str], BaseException | None] = lambda path: None
 
     async def __call__(self, items: Sequence[tuple[Adapter, str]]) -> list[Result]:
@@ -42,7 +43,7 @@ class ControlledIngest:
             for path in paths:
                 if (exc := self.fail_with(path)) is not None:
                     raise exc
-            return [self.result for _ in paths]
+            return [self.result_for(path) for path in paths]
         finally:
             self.active -= 1
             self.running.subtract(paths)

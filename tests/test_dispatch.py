@@ -113,6 +113,31 @@ async def test_a_locked_database_is_retried_until_it_frees(monkeypatch: pytest.M
     await dispatcher.close(1)
 
 
+async def test_a_store_its_agent_holds_locked_is_read_again_without_holding_a_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agent's own store that is locked is retried with backoff until it reads; idle()
+    (what a scan waits for) does not wait for those retries."""
+    monkeypatch.setattr("tracesd.dispatch.BUSY_RETRY_MAX_S", 0.05)
+    ingest = ControlledIngest()
+    ingest.result_for = lambda path: (
+        Result(error="locked") if ingest.calls[path] < 3 else Result(captured=1)
+    )
+    dispatcher = Dispatcher(ingest, cooldown_s=0)
+    dispatcher.submit(ADAPTER, "/store.db")
+    await settle(dispatcher)
+    assert ingest.calls["/store.db"] == 1  # idle while the retry waits
+    for _ in range(200):
+        if ingest.calls["/store.db"] == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert ingest.calls["/store.db"] == 3
+    await settle(dispatcher)
+    await asyncio.sleep(0.1)
+    assert ingest.calls["/store.db"] == 3  # read at last: no more retries
+    await dispatcher.close(1)
+
+
 async def test_an_unexpected_error_is_reported_as_a_crash() -> None:
     """A bug in ingest is not contained silently: the daemon is told."""
     crashes: list[BaseException] = []

@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import FIXTURES, claude_session, codex_session, commit, git, make_repo
 from tracesd.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
+from tracesd.errors import ParseError
 from tracesd.gitinfo import GitResolver
 from tracesd.ingest import Ingestor, Result
 from tracesd.models import TraceMeta
@@ -233,3 +234,22 @@ async def test_an_adapter_bug_on_one_file_is_contained(
     assert [r.error for r in results] == ["adapter_error", None]
     assert rig.ingestor.stats.errors_by_reason["adapter_error"] == 1
     assert await rig.store.get(good_id) is not None
+
+
+async def test_a_store_locked_by_its_agent_is_not_remembered_as_read(
+    rig: Rig, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`locked` is not bad input: nothing is recorded for the file (so a scan still reads
+    it), it is counted as skipped, and the result asks for a retry."""
+    _, path = claude_session(home, tmp_path, "held")
+    adapter = rig.adapters["claude-code"]
+
+    def locked(path: str) -> list[TraceMeta]:
+        raise ParseError("locked", f"{path} is locked by its agent")
+
+    monkeypatch.setattr(adapter, "parse", locked)
+    [result] = await rig.ingestor.ingest_many([(adapter, str(path))])
+    assert (result.error, result.retry) == ("locked", True)
+    assert await rig.store.file_state(str(path)) is None
+    assert rig.ingestor.stats.skipped_by_reason["locked"] == 1
+    assert rig.ingestor.stats.errors_total == 0

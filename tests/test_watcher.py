@@ -8,12 +8,14 @@ import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from tests.helpers import claude_session
 from tracesd.adapters import Adapter, build_adapters
 from tracesd.config import Config
+from tracesd.models import TraceMeta
 from tracesd.watcher import Watcher
 
 
@@ -170,3 +172,45 @@ async def test_an_exception_in_the_event_handler_does_not_stop_watching(
     await rig.seen.wait_for(lambda: rig.watcher.stats.handler_errors > 0)
     _, path = claude_session(home, tmp_path)
     await rig.seen.wait_for(lambda: str(path) in rig.seen.paths)
+
+
+class FlatStore:
+    """An adapter whose sessions sit directly in its root (like Amp's threads/)."""
+
+    agent_id = "flat"
+
+    def __init__(self, root: Path) -> None:
+        self._root = str(root)
+
+    def roots(self) -> tuple[str, ...]:
+        return (self._root,)
+
+    def depth(self, root: str) -> int:
+        return 1
+
+    def matches(self, rel: str) -> bool:
+        return rel.endswith(".json")
+
+    def parse(self, path: str) -> list[TraceMeta]:
+        return []
+
+
+async def test_a_root_of_depth_one_is_watched_without_its_subdirectories(tmp_path: Path) -> None:
+    """An editor's globalStorage holds one store among many extensions' trees: a depth-1
+    root costs one watch, and nothing below it is reported."""
+    root = tmp_path / "globalStorage"
+    (root / "some.extension" / "cache").mkdir(parents=True)
+    seen = Recorder()
+    watcher = Watcher(
+        [cast(Adapter, FlatStore(root))], on_path=seen.on_path, on_rescan=seen.on_rescan
+    )
+    watcher.start()
+    try:
+        (root / "some.extension" / "cache" / "deep.json").write_text("{}")
+        (root / "state.json").write_text("{}")
+        await seen.wait_for(lambda: str(root / "state.json") in seen.paths)
+        await asyncio.sleep(0.1)
+        assert set(seen.paths) == {str(root / "state.json")}
+        assert watcher.watch_count() == 1
+    finally:
+        watcher.stop()
