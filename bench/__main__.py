@@ -1,4 +1,4 @@
-"""`python -m bench [capture|scan|idle|sync ...] [--quick]`: run benchmarks, print the table."""
+"""`python -m bench [capture|scan|idle|sync|agents ...] [--quick]`: run, print the table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from bench import capture, idle, scan, sync
+from bench import agents_scan, capture, idle, scan, sync
 from bench.harness import Options, say
 from bench.report import Result, table, write_json
 
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[Options], Result]] = {
     "scan": scan.run,
     "idle": idle.run,
     "sync": sync.run,
+    "agents": agents_scan.run,
 }
 QUICK_IDLE_WINDOW_S = 20.0
 

@@ -15,8 +15,8 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ class Spec:
     sidecar_share: float = 0.3
     #: Claude and Codex sessions whose cwd is `<repo>/src`, not the repository root
     subdir_share: float = 0.2
+    #: percent of sessions per agent (the rest are Claude Code's)
+    mix: Mapping[str, int] = field(default_factory=lambda: dict(AGENT_MIX))
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +174,7 @@ class _Generator:
 
     def run(self) -> Corpus:
         n = self._spec.sessions
-        agents = [a for a, share in AGENT_MIX.items() for _ in range(n * share // 100)]
+        agents = [a for a, share in self._spec.mix.items() for _ in range(n * share // 100)]
         agents += ["claude-code"] * (n - len(agents))
         self._rng.shuffle(agents)
         writers = {"claude-code": self._claude, "codex": self._codex, "gemini-cli": self._gemini}

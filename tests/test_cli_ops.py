@@ -72,6 +72,7 @@ def test_status_reads_at_a_glance(daemons: StartDaemon, home: Path, tmp_path: Pa
     assert f"pid {daemon.proc.pid}" in out
     assert "claude-code" in out
     assert "watching" in out
+    assert "not found: codex, gemini-cli" in out  # agents not in use: one line
     assert "traces    1 (claude-code 1)" in out
     assert "sync      off" in out
 

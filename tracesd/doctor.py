@@ -21,6 +21,7 @@ from tracesd import migrations
 from tracesd.adapters import SUPPORTED, build_adapters
 from tracesd.config import Config
 from tracesd.errors import NotRunning, SyncError, TracesdError
+from tracesd.scan import discover
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 #: stop counting directories for the inotify check past this many
@@ -59,7 +60,9 @@ def _agents(config: Config) -> list[Check]:
     for adapter in build_adapters(config):
         found = [root for root in adapter.roots() if os.path.isdir(root)]
         if found:
-            checks.append(Check(f"agent {adapter.agent_id}", OK, ", ".join(found)))
+            sessions = len(discover([adapter], found))
+            count = f"{sessions} session files" if sessions else "no sessions yet"
+            checks.append(Check(f"agent {adapter.agent_id}", OK, f"{count} in {', '.join(found)}"))
         else:
             checks.append(
                 Check(

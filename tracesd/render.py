@@ -14,16 +14,7 @@ from tracesd.models import Trace
 
 def status(s: dict[str, Any]) -> list[str]:
     lines = [f"tracesd {s['version']}, pid {s['pid']}, up {_span(s['uptime_s'])}  ({s['db_path']})"]
-    for i, agent in enumerate(s["agents"]):
-        state = (
-            "watching"
-            if agent["watching"]
-            else f"degraded ({agent['degraded']}): polled by rescans"
-            if agent.get("degraded")
-            else "waiting for it to appear"
-        )
-        label = "agents" if i == 0 else ""
-        lines.append(f"{label:<9} {agent['id']:<12} {agent['root']}  {state}")
+    lines += _agents(s["agents"])
     traces = s["traces"]
     parts = ", ".join(f"{a} {n}" for a, n in traces["by_agent"].items())
     lines.append(f"{'traces':<9} {traces['total']}" + (f" ({parts})" if parts else ""))
@@ -42,6 +33,28 @@ def status(s: dict[str, Any]) -> list[str]:
         + (f"; degraded: {', '.join(watcher['degraded'])}" if watcher["degraded"] else "")
     )
     lines += _sync(s["sync"])
+    return lines
+
+
+def _agents(roots: list[dict[str, Any]]) -> list[str]:
+    """Each root that exists, with its state; agents none of whose roots exist, in one line
+    (most people use two or three of the nine)."""
+    lines: list[str] = []
+    present = {r["id"] for r in roots if r["exists"]}
+    for root in (r for r in roots if r["exists"]):
+        state = (
+            "watching"
+            if root["watching"]
+            else f"degraded ({root['degraded']}): polled by rescans"
+            if root.get("degraded")
+            else "waiting for it to appear"
+        )
+        label = "agents" if not lines else ""
+        lines.append(f"{label:<9} {root['id']:<12} {root['root']}  {state}")
+    absent = [a for a in dict.fromkeys(r["id"] for r in roots) if a not in present]
+    if absent:
+        label = "agents" if not lines else ""
+        lines.append(f"{label:<9} not found: {', '.join(absent)} (picked up when they appear)")
     return lines
 
 
