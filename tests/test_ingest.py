@@ -253,3 +253,18 @@ async def test_a_store_locked_by_its_agent_is_not_remembered_as_read(
     assert await rig.store.file_state(str(path)) is None
     assert rig.ingestor.stats.skipped_by_reason["locked"] == 1
     assert rig.ingestor.stats.errors_total == 0
+
+
+async def test_two_files_of_one_new_session_in_one_batch_count_it_once(
+    rig: Rig, home: Path, tmp_path: Path
+) -> None:
+    """Stores like Cline's keep one session in several files; read together, the session
+    is one new trace, and the other file's read is an update."""
+    session_id, path = codex_session(home, tmp_path)
+    copy = path.with_name(f"rollout-2026-11-28T10-00-01-{session_id}.jsonl")
+    copy.write_bytes(path.read_bytes())
+    adapter = rig.adapters["codex"]
+    results = await rig.ingestor.ingest_many([(adapter, str(path)), (adapter, str(copy))])
+    assert sorted((r.captured, r.updated) for r in results) == [(0, 1), (1, 0)]
+    assert rig.ingestor.stats.captured_total == 1
+    assert await rig.store.count_by_agent() == {"codex": 1}

@@ -187,6 +187,23 @@ async def test_group_commit_isolates_a_row_the_database_refuses(store: Store) ->
     )
 
 
+async def test_a_write_says_which_traces_it_inserted_even_when_two_bring_the_same(
+    store: Store,
+) -> None:
+    """Two files of one session, written in one group or one after the other: the trace is
+    inserted once, and only one of the writes says it inserted it."""
+    await store.upsert(trace("old"))
+    results = await asyncio.gather(
+        store.write(Capture(new=(trace("s", title="from the session file"), trace("old")))),
+        store.write(Capture(new=(trace("s", preview="from the index file"),))),
+    )
+    assert list(results) == [frozenset({"s"}), frozenset()]
+    assert await store.write(Capture(new=(trace("s"),))) == frozenset()
+    stored = await store.get("s")
+    assert stored is not None
+    assert (stored.title, stored.preview) == ("from the session file", "from the index file")
+
+
 async def test_group_commit_writes_a_trace_and_its_file_state_together(store: Store) -> None:
     await store.write(Capture(new=(trace("a"),), file=FileState("/f", "codex", 1, 2, ("a",), None)))
     assert await store.get("a") is not None

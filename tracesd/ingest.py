@@ -173,10 +173,15 @@ class Ingestor:
             ids = tuple(m.trace_id for m in f.metas)
             capture = Capture(tuple(captured), tuple(updated), self._file_state(f, trace_ids=ids))
             try:
-                await self._store.write(capture)
+                inserted = await self._store.write(capture)
             except RowRejected as exc:
                 await self._store.write(Capture(file=self._file_state(f, error="rejected")))
                 return self._failed(f, ParseError("rejected", str(exc)))
+            # Another file of the same session (or another program) may have stored a
+            # trace first: it was merged into, and counts as an update.
+            merged = [t for t in captured if t.id not in inserted]
+            captured = [t for t in captured if t.id in inserted]
+            updated += [(t.id, {}) for t in merged]
         self._account(captured, updated, quiet=f.scanned)
         return Result(captured=len(captured), updated=len(updated))
 

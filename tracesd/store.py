@@ -43,7 +43,7 @@ class Store:
         self._reader: aiosqlite.Connection | None = reader
         self.path = path
         self._write_lock = asyncio.Lock()
-        self._pending: list[tuple[Capture, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Capture, asyncio.Future[frozenset[str]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
@@ -102,27 +102,29 @@ class Store:
 
     # ------------------------------------------------------------------------ writes
 
-    async def write(self, capture: Capture) -> None:
-        """Commit one ingest's writes, in a transaction shared with concurrent callers.
+    async def write(self, capture: Capture) -> frozenset[str]:
+        """Commit one ingest's writes, in a transaction shared with concurrent callers; the
+        ids of `capture.new` this write inserted (the others were stored already, by another
+        file of the same session or another program, and were merged into).
 
         Raises StoreError (busy: retry later) or RowRejected, which only ever concerns
         this capture: a batch the database refuses is retried one capture at a time.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
         self._pending.append((capture, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="store-flush")
-        await future
+        return await future
 
     async def _flush(self) -> None:
         while self._pending:
             group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
             try:
-                await self._commit([capture for capture, _ in group])
+                inserted = await self._commit([capture for capture, _ in group])
             except RowRejected as exc:
                 if len(group) > 1:
                     for capture, future in group:  # find the culprit, keep the rest
-                        await _settle(future, self._commit([capture]))
+                        await _settle(future, capture, self._commit([capture]))
                 else:
                     _resolve(group, exc)
             except asyncio.CancelledError:
@@ -132,19 +134,19 @@ class Store:
             except Exception as exc:
                 _resolve(group, exc)
             else:
-                _resolve(group, None)
+                _resolve(group, None, inserted=inserted)
 
-    async def _commit(self, captures: list[Capture]) -> None:
+    async def _commit(self, captures: list[Capture]) -> set[str]:
         async with self.atomic() as tx:
             new = [trace for capture in captures for trace in capture.new]
-            if new:
-                await tx.upsert_many(new)
+            inserted = await tx.upsert_many(new) if new else set()
             for capture in captures:
                 for trace_id, fields in capture.updates:
                     await tx.update(trace_id, **fields)
             files = [capture.file for capture in captures if capture.file is not None]
             if files:
                 await tx.set_files(files)
+        return inserted
 
     # ----------------------------------------------------------------- single writes
 
@@ -286,24 +288,28 @@ def _translated(path: Path) -> Iterator[None]:
         raise StoreError(f"database {path}: {message}", busy=busy) from exc
 
 
-async def _settle(future: asyncio.Future[None], work: Awaitable[None]) -> None:
+async def _settle(
+    future: asyncio.Future[frozenset[str]], capture: Capture, work: Awaitable[set[str]]
+) -> None:
     try:
-        await work
+        inserted = await work
     except Exception as exc:
         if not future.done():
             future.set_exception(exc)
     else:
         if not future.done():
-            future.set_result(None)
+            future.set_result(frozenset(t.id for t in capture.new if t.id in inserted))
 
 
 def _resolve(
-    group: list[tuple[Capture, asyncio.Future[None]]],
+    group: list[tuple[Capture, asyncio.Future[frozenset[str]]]],
     exc: BaseException | None,
     *,
     cancel: bool = False,
+    inserted: set[str] | None = None,
 ) -> None:
-    for _, future in group:
+    unclaimed = set(inserted or ())
+    for capture, future in group:
         if future.done():
             continue  # its caller was cancelled meanwhile
         if cancel:
@@ -311,7 +317,10 @@ def _resolve(
         elif exc is not None:
             future.set_exception(exc)
         else:
-            future.set_result(None)
+            # an id two captures of one group both brought is inserted once, by the first
+            mine = frozenset(t.id for t in capture.new if t.id in unclaimed)
+            unclaimed -= mine
+            future.set_result(mine)
 
 
 def _trace(row: sqlite3.Row) -> Trace:

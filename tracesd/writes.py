@@ -36,15 +36,31 @@ class Transaction:
         """Insert, or merge into the stored row: NULL fields keep the stored value."""
         await self.upsert_many([trace])
 
-    async def upsert_many(self, traces: Iterable[Trace]) -> None:
+    async def upsert_many(self, traces: Iterable[Trace]) -> set[str]:
+        """Upsert each; the ids that were not stored before (the rest were merged)."""
         stamp = now_ms()
         rows = []
+        ids = []
         for trace in traces:
             values = trace.as_dict()
             values["updated_at"] = values["updated_at"] or stamp
             values["created_at"] = values["created_at"] or stamp
             rows.append([values[c] for c in TRACE_COLUMNS])
+            ids.append(trace.id)
+        # Asked inside the write transaction, so the answer holds against every other
+        # writer: two files (or two programs) that both saw a trace as new count it once.
+        existing = await self._existing(ids)
         await self._db.executemany(_UPSERT, rows)
+        return set(ids) - existing
+
+    async def _existing(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            sql = f"SELECT id FROM traces WHERE id IN ({', '.join('?' * len(chunk))})"
+            found.update(row[0] for row in await self._db.execute_fetchall(sql, chunk))
+        return found
 
     async def update(self, trace_id: str, **fields: Any) -> bool:
         """Set exactly the given fields (None clears); True when the row exists."""
