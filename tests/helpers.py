@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +18,23 @@ from pathlib import Path
 from typing import Any
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
+#: expected.json's sessions, and the traces they make (subagents are part of their parent;
+#: Cursor's transcript and IDE store hold one session)
+EXPECTED_SESSIONS: list[dict[str, Any]] = json.loads((FIXTURES / "expected.json").read_text())[
+    "sessions"
+]
+FIXTURE_TRACES: frozenset[tuple[str, str]] = frozenset(
+    (s["agent"], s["session_id"]) for s in EXPECTED_SESSIONS if not s.get("is_subagent")
+)
+
+
+def fixture_home(home: Path) -> Path:
+    """The team's synthetic HOME at `home`, with the SQLite stores its script builds."""
+    shutil.copytree(FIXTURES / "home", home, dirs_exist_ok=True)
+    script = FIXTURES / "make_sqlite_fixtures.py"
+    subprocess.run([sys.executable, str(script), "--home", str(home)], check=True)
+    return home
+
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",

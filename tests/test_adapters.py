@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FIXTURES, claude_session, write_atomic
+from tests.helpers import FIXTURES, claude_session, fixture_home, write_atomic
 from tracesd.adapters import SUPPORTED, Adapter, Hints, build_adapters
 from tracesd.adapters._files import MAX_LINE, SessionFile
 from tracesd.adapters._text import to_ms
@@ -29,14 +26,10 @@ EXPECTED = [
 ]
 
 
-@pytest.fixture
-def fixture_home(tmp_path: Path) -> Path:
+@pytest.fixture(name="fixture_home")
+def _fixture_home(tmp_path: Path) -> Path:
     """The fixture HOME, with the SQLite stores its script builds (OpenCode, Cursor, ...)."""
-    home = tmp_path / "fixture-home"
-    shutil.copytree(FIXTURES / "home", home)
-    script = FIXTURES / "make_sqlite_fixtures.py"
-    subprocess.run([sys.executable, str(script), "--home", str(home)], check=True)
-    return home
+    return fixture_home(tmp_path / "fixture-home")
 
 
 def adapters_for(config: Config, known: tuple[str, ...] = ()) -> dict[str, Adapter]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, claude_session, make_repo
+from tests.helpers import FIXTURE_TRACES, claude_session, fixture_home, make_repo
 from tracesd import scan
 from tracesd.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
@@ -41,11 +41,13 @@ async def rig(make_config: Callable[..., Config]) -> AsyncIterator[Rig]:
 
 
 async def test_fixture_home_scan_counts_every_session_once(rig: Rig, home: Path) -> None:
-    """The fixture tree: five sessions of three agents; the subagent is not one of them."""
-    shutil.copytree(FIXTURES / "home", home, dirs_exist_ok=True)
+    """The fixture tree: every agent's sessions, each once, though some live in several
+    files (a store and its index, a transcript and an IDE database); subagents are not."""
+    fixture_home(home)
     report = await rig.scanner.run(reason="test")
-    assert (report.discovered, report.indexed, report.errors, report.new) == (5, 5, 0, 5)
-    assert await rig.store.count_by_agent() == {"claude-code": 2, "codex": 1, "gemini-cli": 2}
+    assert (report.indexed, report.errors, report.skipped) == (report.discovered, 0, 0)
+    assert report.new == len(FIXTURE_TRACES)
+    assert await rig.store.count_by_agent() == Counter(a for a, _ in FIXTURE_TRACES)
 
 
 async def test_a_scan_hands_files_over_in_slices_and_loses_none(

@@ -252,7 +252,7 @@ def _scan(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict()))
     else:
         print(
-            f"discovered {report.discovered} sessions: {report.indexed} indexed "
+            f"discovered {report.discovered} session files: {report.indexed} indexed "
             f"({report.new} new, {report.updated} updated, {report.unchanged} unchanged), "
             f"{report.errors} errors, {report.skipped} skipped, in {report.duration_s:.2f}s"
         )
