@@ -100,10 +100,11 @@ def _generate(home: Path, repos: Sequence[Repo], seed: int) -> dict[str, dict[st
         corpus = generate(home, repos, Spec(PER_AGENT, seed + i, mix={agent: 100}))
         expected[agent] = corpus.expected_rows()
     cwds = [r.path for r in repos]
-    for agent, module in _MODULES.items():
+    for i, (agent, module) in enumerate(_MODULES.items(), len(_CORPUS_AGENTS)):
         harness.say(f"agents: generating {PER_AGENT:,} {agent} sessions")
         make: Generator = importlib.import_module(f"bench.agents.{module}").generate
-        written = make(home, cwds, PER_AGENT, seed)
+        # a seed of its own per agent: ids drawn from one seed would collide across agents
+        written = make(home, cwds, PER_AGENT, seed * 100 + i)
         expected[agent] = {
             trace_id: _row(cwd, by_path[_repo_of(cwd, by_path)])
             for trace_id, cwd in written.items()

@@ -157,3 +157,45 @@ def test_sessions_reads_again_only_what_changed(tmp_path: Path) -> None:
     assert reads == [["a", "b", "draft"], ["b", "c"]]
     assert sessions.refresh("db", {"a": 1}, read)[0].trace_id == "a"  # b, c deleted
     assert reads[-1] == ["b", "c"]
+
+
+def test_a_lookup_by_id_and_a_refresh_share_what_they_read(tmp_path: Path) -> None:
+    """A transcript names one session of a store; reading it by id and the store's own
+    refresh read each session once between them."""
+    sessions = _sqlite.Sessions()
+    reads: list[str] = []
+
+    def one(sid: str) -> TraceMeta:
+        reads.append(sid)
+        return TraceMeta("x", sid, "db", None, sid, None, 1, 1)
+
+    assert sessions.lookup("db", "a", 1, lambda: one("a")) == one("a")
+    assert sessions.lookup("db", "a", 1, lambda: one("a")) == one("a")
+    assert reads == ["a", "a", "a"]  # one read, and the two `one("a")` to compare with
+    reads.clear()
+    refreshed = sessions.refresh("db", {"a": 1, "b": 1}, lambda ids: {i: one(i) for i in ids})
+    assert sorted(m.trace_id for m in refreshed) == ["a", "b"]
+    reads.clear()
+    assert sessions.lookup("db", "b", 2, lambda: one("b")) == one("b")  # its stamp moved
+    assert reads == ["b", "b"]
+
+
+def test_a_connection_kept_between_reads_holds_no_lock_and_follows_a_replaced_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.db"
+    make_store(path, wal=False).close()
+    with _sqlite.connect(str(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM session").fetchone() == (1,)
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0)
+    writer.execute("BEGIN EXCLUSIVE")  # would fail at once if our read had left a lock
+    writer.execute("ROLLBACK")
+    writer.close()
+
+    fresh = tmp_path / "fresh.db"
+    replacement = make_store(fresh, wal=False)
+    replacement.execute("INSERT INTO session VALUES ('s2', 2)")
+    replacement.close()
+    fresh.replace(path)  # the agent rewrote its store: another inode
+    with _sqlite.connect(str(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM session").fetchone() == (2,)

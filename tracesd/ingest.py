@@ -97,6 +97,11 @@ class Ingestor:
         self.stats = Stats()
         #: called after traces were stored or changed (sync runs early)
         self.on_stored: Callable[[], None] | None = None
+        # Parsing is Python holding the GIL: batches parse one at a time (while others
+        # wait on git or the database). In parallel, each system call of one thread waits
+        # for the GIL behind the others: scanning 1,000 Copilot sessions took 0.88 s with
+        # four batches parsing at once, 0.65 s with one.
+        self._parsing = asyncio.Semaphore(1)
 
     def prime(self, states: dict[str, FileState | None]) -> None:
         """Hand over the file states a scan just read for the files it is about to submit."""
@@ -119,7 +124,8 @@ class Ingestor:
         states = await self._store.file_states_for(unprimed) if unprimed else {}
         for f in files:
             f.state = self._primed.pop(f.path, None) if f.scanned else states.get(f.path)
-        await asyncio.to_thread(_read_all, files)
+        async with self._parsing:
+            await asyncio.to_thread(_read_all, files)
 
         ids = [m.trace_id for f in files for m in f.metas]
         existing = await self._store.get_many(ids) if ids else {}

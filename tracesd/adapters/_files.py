@@ -65,6 +65,10 @@ class SessionFile:
     ) -> None:
         self._file.close()
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes from `offset` (fewer at the end of the file)."""
+        return self._read(offset, size)
+
     def _read(self, offset: int, size: int) -> bytes:
         try:
             return os.pread(self._file.fileno(), size, offset)

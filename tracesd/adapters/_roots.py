@@ -1,15 +1,12 @@
 """Where agents keep their sessions: config override first, then the agent's own env var.
 
-Editors of the VS Code family (VS Code, its Insiders build, VSCodium, Cursor, Windsurf)
-keep extension and chat data in a per-platform `User` directory; `editor_user_dirs` names
-them. The platform is read from PLATFORM, so tests can ask for macOS paths on Linux.
+The platform is read from PLATFORM, so tests can ask for macOS paths on Linux.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 from tracesd.config import Config
@@ -28,14 +25,3 @@ def xdg_data_home(config: Config) -> Path:
     """`$XDG_DATA_HOME`, else `~/.local/share` (on macOS too: the agents that use it do)."""
     configured = config.environ.get("XDG_DATA_HOME", "")
     return Path(configured) if os.path.isabs(configured) else config.home / ".local" / "share"
-
-
-def editor_user_dirs(config: Config, apps: Iterable[str]) -> list[Path]:
-    """Each app's `User` directory: `~/Library/Application Support/<app>/User` on macOS,
-    `$XDG_CONFIG_HOME/<app>/User` (default `~/.config`) elsewhere."""
-    if PLATFORM == "darwin":
-        base = config.home / "Library" / "Application Support"
-    else:
-        configured = config.environ.get("XDG_CONFIG_HOME", "")
-        base = Path(configured) if os.path.isabs(configured) else config.home / ".config"
-    return [base / app / "User" for app in apps]

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping
 from urllib.parse import quote
 
@@ -24,6 +25,10 @@ from tracesd.models import TraceMeta
 
 #: how long a read waits for an agent that holds its store locked
 BUSY_TIMEOUT_S = 0.2
+#: connections kept open per worker thread, and the page cache of each
+OPEN_PER_THREAD = 4
+CACHE_KIB = 512
+_open = threading.local()
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 Stamp = object
@@ -47,19 +52,54 @@ def is_store(name: str, database: str) -> bool:
 @contextlib.contextmanager
 def connect(path: str) -> Iterator[sqlite3.Connection]:
     """A read-only connection to the database of `path`, in one read transaction (every
-    query sees the same snapshot). sqlite3 errors become ParseError."""
+    query sees the same snapshot). sqlite3 errors become ParseError.
+
+    Connections are kept open between reads, a few per worker thread: a scan reads one
+    store for each of hundreds of side files, and opening one (and reading its schema)
+    costs more than the query. Outside its transaction a connection holds no lock; one
+    whose file was replaced (another inode) is never reused.
+    """
     database = database_of(path)
-    if not os.path.isfile(database):
-        raise ParseError("vanished", f"database vanished before it could be read: {database!r}")
-    uri = f"file:{quote(database)}?mode=ro"
-    with _translated(database):
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        st = os.stat(database)
+    except OSError:
+        raise ParseError(
+            "vanished", f"database vanished before it could be read: {database!r}"
+        ) from None
+    key = (database, st.st_dev, st.st_ino)
+    pool = _pool()
+    conn = pool.pop(key, None)
+    if conn is None:
+        uri = f"file:{quote(database)}?mode=ro"
+        with _translated(database):
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    reusable = False
     try:
         with _translated(database):
             conn.execute("BEGIN")
-            yield conn
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:  # an error may have ended it already
+                    conn.execute("ROLLBACK")
+        reusable = True
     finally:
-        conn.close()
+        if reusable:
+            pool[key] = conn
+            while len(pool) > OPEN_PER_THREAD:
+                pool.popitem(last=False)[1].close()
+        else:
+            conn.close()
+
+
+def _pool() -> OrderedDict[tuple[str, int, int], sqlite3.Connection]:
+    pool: OrderedDict[tuple[str, int, int], sqlite3.Connection] | None = getattr(
+        _open, "pool", None
+    )
+    if pool is None:
+        pool = _open.pool = OrderedDict()
+    return pool
 
 
 def columns(conn: sqlite3.Connection, table: str) -> set[str]:
@@ -99,6 +139,20 @@ class Sessions:
             }
             self._seen[database] = now
             return [meta for _, meta in now.values() if meta is not None]
+
+    def lookup(
+        self, database: str, sid: str, stamp: Stamp, read: Callable[[], TraceMeta | None]
+    ) -> TraceMeta | None:
+        """One session by id (a side file of the store names it): the remembered TraceMeta
+        when its stamp is unchanged, else `read()`, remembered for the next lookup or
+        refresh."""
+        with self._lock:
+            known = self._seen.setdefault(database, {})
+            if sid in known and known[sid][0] == stamp:
+                return known[sid][1]
+            meta = read()
+            known[sid] = (stamp, meta)
+            return meta
 
     def forget(self, databases: Collection[str]) -> None:
         with self._lock:

@@ -17,6 +17,8 @@ def one_line(text: str | None, limit: int) -> str | None:
     """Whitespace collapsed to single spaces, control characters dropped, at most `limit`."""
     if not text:
         return None
+    # Only the start can show: a 100 KB tool output is not cleaned up whole to keep 500.
+    text = text[: max(8 * limit, 4096)]
     flat = " ".join(_CONTROL.sub("", text).split())
     if not flat:
         return None

@@ -26,9 +26,8 @@ from __future__ import annotations
 import os
 import re
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
 
-from tracesd.adapters import _roots
+from tracesd.adapters import _roots, _vscode
 from tracesd.adapters._docs import Document
 from tracesd.adapters._files import SessionFile
 from tracesd.adapters._text import latest, preview, text_of, title, to_ms
@@ -61,7 +60,7 @@ class Amp:
         central = _roots.xdg_data_home(config) / "amp" / "threads"
         legacy = [
             user / "globalStorage" / "sourcegraph.amp" / "threads3"
-            for user in _roots.editor_user_dirs(config, _EDITORS)
+            for user in _vscode.user_dirs(config, _EDITORS)
         ]
         self._roots = _roots.resolve(config, AGENT_ID, [str(p) for p in (central, *legacy)])
 
@@ -169,32 +168,11 @@ def _environment(env: Any) -> tuple[str | None, GitInfo | None]:
         return None, None
     trees = initial.get("trees")
     tree = trees[0] if isinstance(trees, list) and trees and isinstance(trees[0], dict) else {}
-    cwd = _path_of(tree.get("uri"))
+    cwd = _vscode.file_path(tree.get("uri"))
     if cwd is None:
         fallback = initial.get("cwd")
         cwd = fallback if isinstance(fallback, str) and fallback else None
     return cwd, _git(tree.get("repository"))
-
-
-def _path_of(uri: Any) -> str | None:
-    """A local path from a `file://` URI (percent-decoded), a VS Code URI object, or a path."""
-    if isinstance(uri, dict):
-        for key in ("fsPath", "path"):
-            if isinstance(uri.get(key), str) and uri[key]:
-                return str(uri[key])
-        return None
-    if not isinstance(uri, str) or not uri:
-        return None
-    if uri.startswith("/"):
-        return uri
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return None
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path:
-        return None  # a remote workspace (vscode-remote://, file://host/share): not ours
-    path = unquote(parts.path)
-    return path[1:] if _WINDOWS_DRIVE.match(path) else path
 
 
 def _git(repository: Any) -> GitInfo | None:

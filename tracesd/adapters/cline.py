@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from tracesd.adapters import _roots, _sqlite
+from tracesd.adapters import _roots, _sqlite, _vscode
 from tracesd.adapters._docs import Document, decode_at
 from tracesd.adapters._files import SessionFile
 from tracesd.adapters._text import latest, preview, text_of, title, to_ms
@@ -91,7 +91,10 @@ class Cline:
             data = _env_dir(config, "CLINE_DATA_DIR") or os.path.join(cline_dir, "data")
             sessions = _env_dir(config, "CLINE_SESSION_DATA_DIR") or os.path.join(data, "sessions")
             db = _env_dir(config, "CLINE_DB_DATA_DIR") or os.path.join(data, "db")
-            storages = [os.path.join(u, "globalStorage", _EXTENSION) for u in _user_dirs(config)]
+            storages = [
+                os.path.join(u, "globalStorage", _EXTENSION)
+                for u in _vscode.user_dirs(config, _EDITORS)
+            ]
             storages.append(data)
         kinds = [(os.path.join(s, kind), kind) for s in storages for kind in ("tasks", "state")]
         kinds += [(sessions, "sessions"), (db, "db")]
@@ -401,15 +404,6 @@ def _loads(text: str) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError):
         return None
-
-
-def _user_dirs(config: Config) -> list[str]:
-    """Each editor's `User` dir; on Linux the default `~/.config` ones too when
-    `$XDG_CONFIG_HOME` points elsewhere (the editor may not share the daemon's)."""
-    dirs = [str(d) for d in _roots.editor_user_dirs(config, _EDITORS)]
-    if _roots.PLATFORM != "darwin":
-        dirs += [str(config.home / ".config" / app / "User") for app in _EDITORS]
-    return list(dict.fromkeys(dirs))
 
 
 def _env_dir(config: Config, name: str) -> str | None:

@@ -21,18 +21,17 @@ side files, remote folders (`vscode-remote://`: no local cwd), the `state.vscdb`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from tracesd.adapters import _roots
+from tracesd.adapters import _roots, _vscode
 from tracesd.adapters._docs import Document, decode_at
 from tracesd.adapters._files import MAX_LINE, SessionFile, decode_line, tail_records
 from tracesd.adapters._text import latest, preview, title, to_ms
@@ -51,8 +50,6 @@ _MESSAGE = re.compile(rb'"message"\s*:\s*\{\s*"text"\s*:\s*"')
 _MESSAGE_TEXT = re.compile(r'"message"\s*:\s*\{\s*"text"\s*:')
 _PENDING = re.compile(rb'"pendingRequests"\s*:')
 _REQUESTS = re.compile(rb'"requests"\s*:\s*\[')
-_JSONC_COMMENT = re.compile(r'("(?:[^"\\]|\\.)*")|//[^\n]*|/\*.*?\*/', re.DOTALL)
-_JSONC_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(?=\s*[}\]])')
 #: what is kept of a line longer than MAX_LINE, and how a long line is scanned
 _PREFIX = 64 * 1024
 _SCAN = 1024 * 1024
@@ -66,7 +63,9 @@ class Copilot:
 
     def __init__(self, config: Config, hints: object = None) -> None:
         roots: list[str] = []
-        for user in _roots.resolve(config, AGENT_ID, [str(u) for u in _user_dirs(config)]):
+        for user in _roots.resolve(
+            config, AGENT_ID, [str(u) for u in _vscode.user_dirs(config, APPS)]
+        ):
             roots.append(os.path.join(user, "workspaceStorage"))
             roots += [os.path.join(user, "globalStorage", name) for name in _FLAT_ROOTS]
         self._roots = tuple(roots)
@@ -171,7 +170,7 @@ class _Session:
         if index == self.count - 1:
             self.last = preview(text)
 
-    def apply(self, kind: int, k: list[Any], v: Any, i: Any = None) -> None:
+    def apply(self, kind: int, k: Sequence[Any], v: Any, i: Any = None) -> None:
         """One operation of the log, as far as it touches what we keep."""
         head = k[0]
         n = k[1] if len(k) > 1 and isinstance(k[1], int) else -1
@@ -193,9 +192,9 @@ class _Session:
         elif len(k) >= 3 and kind == 1 and 0 <= n < self.count:
             if k[2] in ("timestamp", "modelState"):
                 self.stamp(v if k[2] == "timestamp" else None, v)
-            elif k[2:] == ["message"]:
+            elif tuple(k[2:]) == ("message",):
                 self.text(n, v)
-            elif k[2:] == ["message", "text"]:
+            elif tuple(k[2:]) == ("message", "text"):
                 self.text(n, {"text": v})
 
 
@@ -204,7 +203,7 @@ def _relevant(kind: int, k: Any, long: bool) -> bool:
     line deeper than a request (a giant message edit) is passed over: we keep what we know."""
     if kind == 0:
         return True
-    if not isinstance(k, list) or not k or kind not in (1, 2, 3):
+    if not isinstance(k, list | tuple) or not k or kind not in (1, 2, 3):
         return False
     if k[0] in ("sessionId", "creationDate", "repoData"):
         return len(k) == 1 and kind != 2
@@ -230,7 +229,7 @@ class _Logs:
         if (
             known is not None
             and known.offset <= f.size
-            and known.mark == _read_at(f, known.offset - len(known.mark), len(known.mark))
+            and known.mark == f.read_at(known.offset - len(known.mark), len(known.mark))
         ):
             state = replace(known)  # it only grew since: replay what was appended
         _replay(f, state)
@@ -277,19 +276,28 @@ def _replay(f: SessionFile, state: _Session) -> None:
         state.ops += 1
         if kind == 0:
             state.load(v)
-        elif state.snapshot and isinstance(k, list):
+        elif state.snapshot and isinstance(k, list | tuple):
             state.apply(kind, k, v, i)
     if state.offset:
-        state.mark = _read_at(f, max(0, state.offset - 64), min(64, state.offset))
+        state.mark = f.read_at(max(0, state.offset - 64), min(64, state.offset))
 
 
 def _lines(f: SessionFile, offset: int) -> Iterator[tuple[int, int, bytes]]:
     """(start, end, bytes) of each complete line from `offset`, `end` being its newline.
     A line longer than MAX_LINE comes with only its first _PREFIX bytes."""
+    if f.size - offset <= _SCAN:  # most logs: one read, split at once
+        data = f.read_at(offset, f.size - offset)
+        start = offset
+        for line in data.split(b"\n")[:-1]:  # the last piece has no newline yet
+            end = start + len(line)
+            if line.strip():
+                yield start, end, line if len(line) <= MAX_LINE else line[:_PREFIX]
+            start = end + 1
+        return
     start = pos = offset
     pending = bytearray()
     while pos < f.size:
-        chunk = _read_at(f, pos, min(_SCAN, f.size - pos))
+        chunk = f.read_at(pos, min(_SCAN, f.size - pos))
         if not chunk:
             break
         at = 0
@@ -317,7 +325,7 @@ def _scan_long(f: SessionFile, start: int, end: int, kind: int, k: Any) -> tuple
     requests: list[dict[str, Any]] = []
     pos = start
     while pos < end:
-        chunk = _read_at(f, pos, min(_SCAN + _OVERLAP, end - pos))
+        chunk = f.read_at(pos, min(_SCAN + _OVERLAP, end - pos))
         last = pos + len(chunk) >= end
         limit = len(chunk) if last else len(chunk) - _OVERLAP
         pending = _PENDING.search(chunk) if kind == 0 else None
@@ -332,12 +340,12 @@ def _scan_long(f: SessionFile, start: int, end: int, kind: int, k: Any) -> tuple
             break
         pos += limit
     if kind != 0:
-        tail = _read_at(f, max(start, end - 64), min(64, end - start))
+        tail = f.read_at(max(start, end - 64), min(64, end - start))
         found = _LAST_I.search(tail)
-        if k == ["requests"]:
+        if tuple(k) == ("requests",):
             return requests, int(found[1]) if found else None
         return (requests[0] if requests else None), None
-    head = _read_at(f, start, min(_PREFIX, end - start))
+    head = f.read_at(start, min(_PREFIX, end - start))
     cut = _REQUESTS.search(head)
     text = head[: cut.start() if cut else len(head)].decode("utf-8", "ignore")
     snapshot: dict[str, Any] = {"requests": requests}
@@ -351,7 +359,7 @@ def _scan_long(f: SessionFile, start: int, end: int, kind: int, k: Any) -> tuple
 
 def _string_at(f: SessionFile, quote: int) -> str | None:
     """The JSON string whose opening quote is at byte `quote` (its first 16 KB at most)."""
-    raw = _read_at(f, quote, 16 * 1024).decode("utf-8", "ignore")
+    raw = f.read_at(quote, 16 * 1024).decode("utf-8", "ignore")
     found = decode_at(raw, 0)
     if found is not None:
         return found[0] if isinstance(found[0], str) else None
@@ -456,80 +464,14 @@ def _directory(path: str) -> str | None:
     sessions = os.path.dirname(path)
     if os.path.basename(sessions) != "chatSessions":
         return None
-    workspace = _read_json(os.path.join(os.path.dirname(sessions), "workspace.json"))
-    if not isinstance(workspace, dict):
-        return None
-    if "folder" in workspace:
-        return _file_path(workspace["folder"])
-    config = _file_path(workspace.get("workspace") or workspace.get("configuration"))
-    if config is None:
-        return None
-    folders = _read_json(config, jsonc=True)
-    folders = folders.get("folders") if isinstance(folders, dict) else None
-    first = folders[0] if isinstance(folders, list) and folders else None
-    if not isinstance(first, dict):
-        return None
-    if isinstance(first.get("path"), str) and first["path"]:
-        return os.path.normpath(os.path.join(os.path.dirname(config), first["path"]))
-    return _file_path(first.get("uri"))
+    return _vscode.workspace_folder(os.path.dirname(sessions))
 
 
-def _file_path(uri: Any) -> str | None:
-    """A local path from a `file://` URI; None for remote folders and anything else."""
-    if not isinstance(uri, str):
-        return None
-    parts = urlsplit(uri)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        return None
-    try:
-        path = unquote(parts.path, errors="strict")
-    except UnicodeDecodeError:
-        return None
-    return os.path.normpath(path) if path.startswith("/") else None
-
-
-def _read_json(path: str, *, jsonc: bool = False) -> Any:
-    """A small JSON side file (None when missing or bad); `jsonc`: comments and trailing
-    commas allowed, as in `.code-workspace` files."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read(1024 * 1024).decode("utf-8", "replace")
-    except OSError:
-        return None
-    for attempt in range(2 if jsonc else 1):
-        if attempt:
-            text = _JSONC_COMMENT.sub(lambda m: m[1] or "", text)
-            text = _JSONC_COMMA.sub(lambda m: m[1] or "", text)
-        try:
-            return json.loads(text)
-        except (ValueError, RecursionError):
-            pass
-    return None
-
-
-def _path(raw: bytes | None) -> list[Any] | None:
+@functools.lru_cache(maxsize=4096)
+def _path(raw: bytes | None) -> tuple[Any, ...] | None:
+    """A log line's `k` (cached: a log names the same few paths thousands of times)."""
     try:
         value = json.loads(raw) if raw else None
     except ValueError:
         return None
-    return value if isinstance(value, list) else None
-
-
-def _read_at(f: SessionFile, offset: int, size: int) -> bytes:
-    # SessionFile has no public positional read yet; this is the one it uses itself.
-    return f._read(offset, size)
-
-
-def _user_dirs(config: Config) -> list[Path]:
-    """Each app's `User` directory, as VS Code resolves it (see the module docstring)."""
-    found: list[Path] = []
-    portable = config.env_path("VSCODE_PORTABLE")
-    if portable is not None:
-        found.append(portable / "user-data" / "User")
-    appdata = config.env_path("VSCODE_APPDATA")
-    if appdata is not None:
-        return found + [appdata / app / "User" for app in APPS]
-    found += _roots.editor_user_dirs(config, APPS)
-    if _roots.PLATFORM != "darwin":
-        found += [config.home / ".config" / app / "User" for app in APPS]
-    return list(dict.fromkeys(found))
+    return tuple(value) if isinstance(value, list) else None

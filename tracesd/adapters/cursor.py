@@ -20,6 +20,7 @@ directories of remote (`vscode-remote://`) workspaces, which are not on this mac
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -31,9 +32,8 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from tracesd.adapters import _roots, _sqlite
+from tracesd.adapters import _roots, _sqlite, _vscode
 from tracesd.adapters._files import Records, SessionFile, tail_records
 from tracesd.adapters._text import latest, preview, text_of, title, to_ms
 from tracesd.config import Config
@@ -51,14 +51,12 @@ _NOT_PROSE = ("[Tool call]", "[Tool result]", "[Thinking]")
 _TXT_HEAD = _MAX_BLOB = 1024 * 1024
 _RETRY_S = 30.0  # how long a failed directory lookup stands before it is tried again
 
-_COMPOSERS = """SELECT substr(key, 14), json_extract(v, '$.createdAt'),
-  coalesce(json_extract(v, '$.lastUpdatedAt'), json_extract(v, '$.createdAt')), length(v),
-  json_extract(v, '$.workspaceIdentifier.uri.fsPath'),
-  json_extract(v, '$.workspaceIdentifier.uri.scheme'),
-  json_extract(v, '$.workspaceIdentifier.id'), coalesce(json_extract(v, '$.isDraft'), 0),
-  json_extract(v, '$.subagentInfo') IS NOT NULL
-  OR json_extract(v, '$.parentComposerId') IS NOT NULL
-  OR coalesce(json_extract(v, '$.isBestOfNSubcomposer'), 0)
+# One json_extract with every path: SQLite parses a composer's JSON once for all of them
+# (3.40 does not cache a parse between calls), and Python decodes only the short array.
+_COMPOSERS = """SELECT substr(key, 14), length(v), json_extract(v, '$.createdAt',
+  '$.lastUpdatedAt', '$.workspaceIdentifier.uri.fsPath', '$.workspaceIdentifier.uri.scheme',
+  '$.workspaceIdentifier.id', '$.isDraft', '$.subagentInfo', '$.parentComposerId',
+  '$.isBestOfNSubcomposer')
 FROM (SELECT key, CAST(value AS TEXT) AS v FROM cursorDiskKV WHERE {}) WHERE json_valid(v)"""
 _ALL = "key >= 'composerData:' AND key < 'composerData;'"  # the key index, not a LIKE scan
 _MESSAGES = """SELECT json_extract(m.value, '$.type'), json_extract(m.value, '$.bubbleId'),
@@ -78,13 +76,22 @@ Times = tuple[int | None, int | None]  # (created, last activity), ms
 _Composer = namedtuple("_Composer", "id created updated size fs_path scheme workspace draft sub")
 
 
+def _composer_row(row: tuple[Any, int, str]) -> _Composer:
+    cid, size, extracted = row
+    created, updated, fs_path, scheme, workspace, draft, sub, parent, best_of = json.loads(
+        extracted
+    )
+    is_sub = sub is not None or parent is not None or bool(best_of)
+    return _Composer(
+        cid, created, updated or created, size, fs_path, scheme, workspace, draft or 0, is_sub
+    )
+
+
 class Cursor:
     agent_id = AGENT_ID
 
     def __init__(self, config: Config, hints: object = None) -> None:
-        users = _roots.editor_user_dirs(config, ["Cursor"])
-        if _roots.PLATFORM != "darwin":  # the editor's XDG_CONFIG_HOME may not be the daemon's
-            users = list(dict.fromkeys([*users, config.home / ".config" / "Cursor" / "User"]))
+        users = _vscode.user_dirs(config, ["Cursor"])
         dots = [config.home / ".cursor"]
         configured = config.env_path("CURSOR_CONFIG_DIR")  # the CLI's; chats may follow it
         if configured is not None and configured != dots[0]:
@@ -137,7 +144,7 @@ class Cursor:
         with _store(database) as conn:
             rows = {
                 c.id: c
-                for c in map(_Composer._make, conn.execute(_COMPOSERS.format(_ALL)))
+                for c in map(_composer_row, conn.execute(_COMPOSERS.format(_ALL)))
                 if isinstance(c.id, str) and not (c.draft or c.sub)
             }
             dirs = self._ide_dirs(database, rows.values())
@@ -177,11 +184,16 @@ class Cursor:
                     row = conn.execute(where, ("composerData:" + cid,)).fetchone()
                     if row is None:
                         continue
-                    c = _Composer._make(row)
+                    c = _composer_row(row)
                     if c.sub:
                         return True, None, None
                     directory = self._ide_dirs(database, [c])[cid]
-                    meta = None if c.draft else _composer(conn, c, directory, database)
+                    if c.draft:
+                        return False, None, directory
+                    # the same stamp as the store's own parse: whichever runs first reads it
+                    stamp = (c.updated, c.size, directory)
+                    read = functools.partial(_composer, conn, c, directory, database)
+                    meta = self._sessions.lookup(database, cid, stamp, read)
                     return False, meta, directory
             except ParseError as exc:
                 if exc.reason == "locked":
@@ -397,17 +409,6 @@ def _read_json(path: str, limit: int = 64 * 1024) -> Any:
         return None
 
 
-def _folder(workspace: str) -> str | None:
-    """The local folder of `<workspace>/workspace.json` (a percent-encoded `file://` URI);
-    None for a multi-root or remote workspace."""
-    document = _read_json(os.path.join(workspace, "workspace.json"))
-    folder = document.get("folder") if isinstance(document, dict) else None
-    uri = urlsplit(folder) if isinstance(folder, str) else None
-    if uri is None or uri.scheme != "file" or uri.netloc not in ("", "localhost"):
-        return None
-    return unquote(uri.path) or None
-
-
 # -- directories -------------------------------------------------------------------------
 
 
@@ -439,7 +440,11 @@ class _Workspaces:
             if cached is None or cached[0] != stamp:
                 ids = _listed(os.path.join(workspace, _IDE_DB))
                 # a store that cannot be read now (locked) is not remembered as listing none
-                cached = (stamp if ids is not None else (), _folder(workspace), ids or ())
+                cached = (
+                    stamp if ids is not None else (),
+                    _vscode.workspace_folder(workspace),
+                    ids or (),
+                )
                 self._seen[workspace] = cached
             return cached[1], cached[2]
 
@@ -506,7 +511,7 @@ class _Directories:
     def _candidates(self, budget: int = 20_000) -> set[str]:
         seeds = set(self._known())
         for storage in self._storages:
-            seeds.update(f for w in _subdirs(storage, budget) if (f := _folder(w)))
+            seeds.update(f for w in _subdirs(storage, budget) if (f := _vscode.workspace_folder(w)))
         candidates = set(seeds)
         for parent in {os.path.dirname(s) for s in seeds if s}:
             candidates.update(_subdirs(parent, budget))
