@@ -23,7 +23,19 @@ from bench.measure import BenchError, stop_process
 #: the console script next to the interpreter running the benchmarks (the venv's)
 TRACESD = str(Path(sys.executable).with_name("tracesd"))
 #: environment variables of the real user that could steer tracesd or git
-_LEAKY_ENV = ("XDG_", "TRACES", "CLAUDE_", "CODEX_", "GEMINI_", "PI_", "CLINE_", "GIT_")
+_LEAKY_ENV = (
+    "XDG_",
+    "TRACES",
+    "CLAUDE_",
+    "CODEX_",
+    "GEMINI_",
+    "PI_",
+    "CLINE_",
+    "OPENCODE_",
+    "CURSOR_",
+    "VSCODE_",
+    "GIT_",
+)
 _GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.com",

@@ -137,7 +137,18 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 
 
 #: environment variables that move an agent's sessions (or tracesd's own paths)
-AGENT_ENV_PREFIXES = ("CLAUDE_", "CODEX_", "GEMINI_", "PI_", "CLINE_", "TRACES", "XDG_")
+AGENT_ENV_PREFIXES = (
+    "CLAUDE_",
+    "CODEX_",
+    "GEMINI_",
+    "PI_",
+    "CLINE_",
+    "OPENCODE_",
+    "CURSOR_",
+    "VSCODE_",
+    "TRACES",
+    "XDG_",
+)
 
 
 def runtime_dir(home: Path) -> Path:

@@ -48,11 +48,6 @@ SCHEMA = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _no_inherited_opencode_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENCODE_DB", raising=False)
-
-
 @pytest.fixture
 def data(home: Path) -> Path:
     path = home / ".local" / "share" / "opencode"
