@@ -1,4 +1,4 @@
-"""Small text and time helpers shared by the adapters."""
+"""Small text and time helpers shared by the adapters, and the TraceMeta they make."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from tracesd.models import PREVIEW_MAX, TITLE_MAX
+from tracesd.models import PREVIEW_MAX, TITLE_MAX, GitInfo, TraceMeta
 
 #: year 10000; anything later is not a timestamp (and would not fit SQLite's INTEGER)
 _MAX_MS = 253_402_300_800_000
@@ -76,3 +76,31 @@ def text_of(content: Any, *, block_types: tuple[str, ...] = ("text",)) -> str | 
         ]
         return "\n".join(parts) if parts else None
     return None
+
+
+def session_meta(
+    agent_id: str,
+    trace_id: str,
+    source_path: str,
+    directory: object,
+    *,
+    prompt: str | None,
+    last_text: str | None,
+    created: int | None,
+    last_activity: int | None,
+    agent_git: GitInfo | None = None,
+) -> TraceMeta:
+    """A session's TraceMeta from what its files say: the first prompt is the title, the
+    latest message (else the prompt) the preview, and activity is never before the start.
+    A directory that is not a non-empty string (a malformed field) is unknown."""
+    return TraceMeta(
+        agent_id=agent_id,
+        trace_id=trace_id,
+        source_path=source_path,
+        directory=directory if isinstance(directory, str) and directory else None,
+        title=title(prompt),
+        preview=preview(last_text or prompt),
+        timestamp=latest(last_activity, created),
+        created=created,
+        agent_git=agent_git,
+    )

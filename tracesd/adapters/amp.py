@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from tracesd.adapters import _roots, _vscode
 from tracesd.adapters._docs import Document
 from tracesd.adapters._files import SessionFile
-from tracesd.adapters._text import latest, preview, text_of, title, to_ms
+from tracesd.adapters._text import latest, session_meta, text_of, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import GitInfo, TraceMeta
@@ -87,15 +87,15 @@ class Amp:
         created = to_ms(thread.created) or mtime_ms
         cwd, git = _environment(thread.env)
         return [
-            TraceMeta(
-                agent_id=AGENT_ID,
-                trace_id=trace_id,
-                source_path=path,
-                directory=cwd,
-                title=title(thread.prompt),
-                preview=preview(thread.last_text or thread.prompt),
-                timestamp=latest(latest(*thread.stamps) or mtime_ms, created),
+            session_meta(
+                AGENT_ID,
+                trace_id,
+                path,
+                cwd,
+                prompt=thread.prompt,
+                last_text=thread.last_text,
                 created=created,
+                last_activity=latest(*thread.stamps) or mtime_ms,
                 agent_git=git,
             )
         ]

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from tracesd.adapters import _roots, _sqlite, _vscode
 from tracesd.adapters._docs import Document, decode_at
 from tracesd.adapters._files import SessionFile
-from tracesd.adapters._text import latest, preview, text_of, title, to_ms
+from tracesd.adapters._text import latest, session_meta, text_of, title, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
@@ -166,15 +166,15 @@ class Cline:
         entry = self._history(os.path.join(storage, "state", _HISTORY), quiet=True).get(task_id)
         directory = (entry.cwd if entry else None) or self._api_cwd(task_dir)
         return [
-            TraceMeta(
-                agent_id=AGENT_ID,
-                trace_id=task_id,
-                source_path=path,
-                directory=directory,
-                title=title(prompt),
-                preview=preview(last_text or prompt),
-                timestamp=latest(last_ts, created),
+            session_meta(
+                AGENT_ID,
+                task_id,
+                path,
+                directory,
+                prompt=prompt,
+                last_text=last_text,
                 created=created,
+                last_activity=last_ts,
             )
         ]
 
@@ -318,15 +318,15 @@ def _sdk_meta(sid: str, fields: Mapping[str, Any], source: str, chat: _Chat | No
     first = prompt.strip() if isinstance(prompt, str) and prompt.strip() else None
     first = first or (chat.first_user if chat else None)
     created = to_ms(fields.get("started_at")) or _id_ms(sid.partition("_")[0])
-    return TraceMeta(
-        agent_id=AGENT_ID,
-        trace_id=sid,
-        source_path=source,
-        directory=cwd,
-        title=title(first),
-        preview=preview((chat.last_text if chat else None) or first),
-        timestamp=latest(chat.updated if chat else None, to_ms(fields.get("ended_at")), created),
+    return session_meta(
+        AGENT_ID,
+        sid,
+        source,
+        cwd,
+        prompt=first,
+        last_text=chat.last_text if chat else None,
         created=created,
+        last_activity=latest(chat.updated if chat else None, to_ms(fields.get("ended_at"))),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from tracesd.adapters import _roots
 from tracesd.adapters._files import Records, SessionFile, tail_records
-from tracesd.adapters._text import latest, preview, title, to_ms
+from tracesd.adapters._text import session_meta, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import GitInfo, TraceMeta
@@ -83,18 +83,17 @@ class Codex:
         session_id = meta.get("id")
         if not isinstance(session_id, str) or not session_id:
             raise ParseError("malformed", f"session_meta without an id in {path!r}")
-        cwd = meta.get("cwd")
         created = to_ms(meta.get("timestamp")) or meta_ts or mtime_ms
         return [
-            TraceMeta(
-                agent_id=AGENT_ID,
-                trace_id=session_id,
-                source_path=path,
-                directory=cwd if isinstance(cwd, str) and cwd else None,
-                title=title(prompt),
-                preview=preview(last_text or prompt),
-                timestamp=latest(last_ts, created),
+            session_meta(
+                AGENT_ID,
+                session_id,
+                path,
+                meta.get("cwd"),
+                prompt=prompt,
+                last_text=last_text,
                 created=created,
+                last_activity=last_ts,
                 agent_git=_git(meta.get("git")),
             )
         ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from tracesd.adapters import _roots
 from tracesd.adapters._files import Records, SessionFile, tail_records
-from tracesd.adapters._text import latest, preview, text_of, title, to_ms
+from tracesd.adapters._text import latest, session_meta, text_of, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
@@ -70,15 +70,15 @@ class GeminiCli:
         project_dir = os.path.dirname(os.path.dirname(path))
         created = to_ms(session.get("startTime")) or mtime_ms
         return [
-            TraceMeta(
-                agent_id=AGENT_ID,
-                trace_id=session["sessionId"],
-                source_path=path,
-                directory=self._directory(project_dir, session.get("projectHash")),
-                title=title(session["prompt"]),
-                preview=preview(session["last_text"] or session["prompt"]),
-                timestamp=latest(session["last_ts"], created),
+            session_meta(
+                AGENT_ID,
+                session["sessionId"],
+                path,
+                self._directory(project_dir, session.get("projectHash")),
+                prompt=session["prompt"],
+                last_text=session["last_text"],
                 created=created,
+                last_activity=session["last_ts"],
             )
         ]
 

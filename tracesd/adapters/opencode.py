@@ -31,7 +31,7 @@ from typing import Any
 from tracesd.adapters import _roots, _sqlite
 from tracesd.adapters._docs import Document
 from tracesd.adapters._files import SessionFile
-from tracesd.adapters._text import latest, preview, title, to_ms
+from tracesd.adapters._text import session_meta, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
@@ -224,15 +224,15 @@ def _meta(
     created: int | None,
     updated: int | None,
 ) -> TraceMeta:
-    return TraceMeta(
-        agent_id=AGENT_ID,
-        trace_id=sid,
-        source_path=source,
-        directory=directory,
-        title=title(prompt),
-        preview=preview(last_text or prompt),
-        timestamp=latest(updated, created),
+    return session_meta(
+        AGENT_ID,
+        sid,
+        source,
+        directory,
+        prompt=prompt,
+        last_text=last_text,
         created=created,
+        last_activity=updated,
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from tracesd.adapters import _roots
 from tracesd.adapters._files import Records, SessionFile, tail_records
-from tracesd.adapters._text import latest, preview, text_of, title, to_ms
+from tracesd.adapters._text import session_meta, text_of, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
@@ -99,18 +99,16 @@ class Pi:
         if not entries:
             return []  # a header alone (Pi's repair of an empty file): nothing to show yet
         session_id = _session_id(header, path)
-        cwd = header.get("cwd")
-        created = created or mtime_ms
         return [
-            TraceMeta(
-                agent_id=AGENT_ID,
-                trace_id=session_id,
-                source_path=path,
-                directory=cwd if isinstance(cwd, str) and cwd else None,
-                title=title(prompt),
-                preview=preview(last_text or prompt),
-                timestamp=latest(last_ts, created),
-                created=created,
+            session_meta(
+                AGENT_ID,
+                session_id,
+                path,
+                header.get("cwd"),
+                prompt=prompt,
+                last_text=last_text,
+                created=created or mtime_ms,
+                last_activity=last_ts,
             )
         ]
 
