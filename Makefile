@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint fmt bench clean
+.PHONY: run test soak lint fmt bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("tracesd needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -26,6 +26,9 @@ run: $(VENV)/.installed-run  ## the daemon in the foreground, default config
 
 test: $(VENV)/.installed-dev  ## the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+soak: $(VENV)/.installed-dev  ## the fault suite's long real-time variants (minutes each)
+	$(BIN)/python -m pytest -m soak $(ARGS)
 
 lint: $(VENV)/.installed-dev  ## format check, lint, types
 	$(BIN)/ruff format --check tracesd tests bench
