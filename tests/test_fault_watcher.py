@@ -154,7 +154,7 @@ time-scales the daemon and, with TRACESD_TEST_FAULT, makes one watchdog thread d
 import os
 
 import tracesd.daemon
-from tracesd.watcher import Backoff
+from tracesd.observer import Backoff
 
 first, cap = (float(x) for x in os.environ["TRACESD_TEST_RETRY"].split(","))
 tracesd.daemon.ROOT_CHECK_INTERVAL_S = {root_check}

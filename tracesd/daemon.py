@@ -27,10 +27,11 @@ from tracesd.dispatch import Dispatcher
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.notify import Notifier
+from tracesd.observer import Backoff
 from tracesd.scan import Scanner
 from tracesd.status import StatusServer
 from tracesd.store import Store
-from tracesd.watcher import Backoff, Watcher
+from tracesd.watcher import Watcher
 
 if TYPE_CHECKING:
     from tracesd.sync import SyncService

@@ -12,14 +12,17 @@ meets watchdog's threads and the kernel's inotify limits.
 * `ThreadErrors`: a `threading.excepthook` that keeps the exception a watchdog thread died
   of (for the one log line that reports it) instead of printing a bare traceback.
 * `OverflowHook`: watchdog 7 reports a kernel queue overflow only as a log record.
+* `Backoff`: when a failed watcher is tried again; `count_watches()`: the kernel's count.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from watchdog.observers import Observer
@@ -41,6 +44,19 @@ LIMIT_ERRNOS = {
 OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 
 Refused = Callable[[OSError, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """When a failed watcher is tried again: after `first_s`, doubling up to `max_s`
+    (Syncthing's schedule). The daemon passes its own; tests pass a time-scaled one."""
+
+    first_s: float = 60.0
+    max_s: float = 3600.0
+
+    def delay(self, failures: int) -> float:
+        """The wait after the `failures`-th failure in a row (1-based)."""
+        return float(min(self.max_s, self.first_s * 2 ** max(0, failures - 1)))
 
 
 def new_observer(on_refused: Refused) -> BaseObserver:
@@ -139,3 +155,20 @@ if InotifyObserver is not None:
             BaseObserver.__init__(
                 self, InotifyEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._inotify_fd
             )
+
+
+def count_watches() -> int | None:
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    count = 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+                count += sum(line.startswith(b"inotify wd:") for line in info)
+        except OSError:
+            continue  # closed meanwhile
+    return count

@@ -50,8 +50,10 @@ from tracesd.adapters import Adapter
 from tracesd.observer import (
     LIMIT_ERRNOS,
     OVERFLOW_LOGGER,
+    Backoff,
     OverflowHook,
     ThreadErrors,
+    count_watches,
     dead_threads,
     new_observer,
     stop_observer,
@@ -90,19 +92,6 @@ PathCallback = Callable[[Adapter, str], None]
 WATCH_COUNT_TTL_S = 10.0
 #: how long stopping a dead observer's survivors may take (from the event loop)
 TEARDOWN_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """When a failed watcher is tried again: after `first_s`, doubling up to `max_s`
-    (Syncthing's schedule). The daemon passes its own; tests pass a time-scaled one."""
-
-    first_s: float = 60.0
-    max_s: float = 3600.0
-
-    def delay(self, failures: int) -> float:
-        """The wait after the `failures`-th failure in a row (1-based)."""
-        return float(min(self.max_s, self.first_s * 2 ** max(0, failures - 1)))
 
 
 @dataclass(slots=True)
@@ -197,7 +186,7 @@ class Watcher:
         now = time.monotonic()
         if now - self._counted_at >= WATCH_COUNT_TTL_S:
             self._counted_at = now
-            self._watch_count = _count_watches()
+            self._watch_count = count_watches()
         return self._watch_count
 
     @property
@@ -473,20 +462,3 @@ def _identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if os.path.isdir(path) else None
-
-
-def _count_watches() -> int | None:
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return None
-    count = 0
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
-                continue
-            with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
-                count += sum(line.startswith(b"inotify wd:") for line in info)
-        except OSError:
-            continue  # closed meanwhile
-    return count
