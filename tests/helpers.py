@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,12 +188,20 @@ def tracesd(home: Path, *args: str, env: dict[str, str] | None = None, **kw: Any
 class Daemon:
     """A real `tracesd run` subprocess with JSON logs collected from stderr."""
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """`prefix`: a command that execs the daemon's command line given after it
+        (`unshare -Ur ...`), so that `proc.pid` is still the daemon's."""
         self.home = home
         self.log_path = home.parent / f"daemon-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracesd", "run", "--log-format", "json", *args],
+            [*prefix, sys.executable, "-m", "tracesd", "run", "--log-format", "json", *args],
             env=env or isolated_env(home),
             stdout=self._log,
             stderr=subprocess.STDOUT,

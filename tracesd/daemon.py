@@ -27,6 +27,7 @@ from tracesd.dispatch import Dispatcher
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.notify import Notifier
+from tracesd.observer import Backoff
 from tracesd.scan import Scanner
 from tracesd.status import StatusServer
 from tracesd.store import Store
@@ -37,8 +38,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("tracesd.daemon")
 
+#: roots appearing or replaced, and the liveness of watchdog's threads
 ROOT_CHECK_INTERVAL_S = 2.0
+#: a root that is not (fully) watched is rescanned this often
 DEGRADED_POLL_INTERVAL_S = 30.0
+#: a failed watcher is retried after 1 min, doubling to 60 min (Syncthing's schedule)
+WATCHER_RETRY = Backoff(first_s=60.0, max_s=3600.0)
 # Stop budget (< 10 s in all): watcher join 2 s, in-flight sync 2 s, running ingests 4 s.
 WATCHER_STOP_S = 2.0
 SYNC_GRACE_S = 2.0
@@ -112,7 +117,10 @@ class Daemon:
             await self._start_sync()
 
         self.watcher = Watcher(
-            self.adapters, on_path=self.dispatcher.submit, on_rescan=self.request_rescan
+            self.adapters,
+            on_path=self.dispatcher.submit,
+            on_rescan=self.request_rescan,
+            retry=WATCHER_RETRY,
         )
         self.watcher.start()
         self._stack.callback(self.watcher.stop, WATCHER_STOP_S)
@@ -234,7 +242,7 @@ class Daemon:
         self.request_rescan("periodic", None)
 
     def _poll_degraded(self) -> None:
-        degraded = [r.path for r in self.watcher.roots if r.exists and r.watch is None]
+        degraded = self.watcher.polled()
         if degraded:
             self.request_rescan("degraded_poll", degraded)
 

@@ -32,8 +32,22 @@ def status(s: dict[str, Any]) -> list[str]:
         f" overflows, {watcher['rescans']} scans"
         + (f"; degraded: {', '.join(watcher['degraded'])}" if watcher["degraded"] else "")
     )
+    if watcher.get("state") == "degraded":
+        lines.append(f"{'':<9} {_watcher_fault(watcher)}")
     lines += _sync(s["sync"])
     return lines
+
+
+def _watcher_fault(watcher: dict[str, Any]) -> str:
+    """DEGRADED, why, what to do, and when watching is tried again."""
+    what = {
+        "watch_limit": "the inotify watch limit is reached",
+        "instance_limit": "the inotify instance limit is reached",
+        "watcher_died": f"the watcher died ({watcher.get('error')})",
+    }.get(watcher.get("fault") or "", f"watching failed ({watcher.get('error')})")
+    fix = f"; raise {watcher['sysctl']}" if watcher.get("sysctl") else ""
+    retry = f"; retried {_when(watcher['next_retry_at'])}" if watcher.get("next_retry_at") else ""
+    return f"DEGRADED: {what}{fix}; polling by rescans{retry}"
 
 
 def _agents(roots: list[dict[str, Any]]) -> list[str]:

@@ -42,10 +42,14 @@ async def build(p: Parts) -> dict[str, Any]:
     by_agent = outbox.by_agent
     stats = p.ingestor.stats
     watcher = p.watcher.stats
+    degraded = ["watcher"] if p.watcher.degraded else []
     return {
         "version": __version__,
         "pid": os.getpid(),
         "uptime_s": round(time.time() - p.started_at, 1),
+        # "degraded": running, but a part works in a fallback mode (named in "degraded")
+        "state": "degraded" if degraded else "ok",
+        "degraded": degraded,
         "db_path": str(p.store.path),
         "socket_path": str(p.config.status.socket_path),
         "agents": [
@@ -75,6 +79,15 @@ async def build(p: Parts) -> dict[str, Any]:
             "failures": p.git.failures,
         },
         "watcher": {
+            "state": "degraded" if p.watcher.degraded else "ok",
+            "fault": watcher.fault,
+            "error": watcher.error,
+            "sysctl": watcher.sysctl,
+            "degraded_since": iso(watcher.degraded_since),
+            "retries": watcher.retries,
+            "next_retry_at": iso(watcher.next_retry_at),
+            "failures_total": watcher.failures_total,
+            "polled": p.watcher.polled(),
             "roots_watched": len(p.watcher.watched),
             "watches": p.watcher.watch_count(),
             "events": watcher.events,
@@ -113,6 +126,8 @@ def summary_line(p: Parts) -> str:
         f"{stats.captured_total} captured, {stats.errors_total} errors, "
         f"watching {len(p.watcher.watched)} of {len(p.watcher.roots)} roots"
     )
+    if p.watcher.degraded:
+        line += f" (watcher degraded: {p.watcher.stats.fault}, polling)"
     if p.sync is not None:
         state = p.sync.state
         line += ", sync " + (

@@ -1,4 +1,5 @@
-"""Filesystem events -> paths for the dispatcher. The only module that touches watchdog.
+"""Filesystem events -> paths for the dispatcher. With `observer`, the only module that
+touches watchdog.
 
 One observer watches every enabled agent's roots (recursively, unless a root holds its
 sessions directly). Its handler runs on watchdog's thread: it keeps only paths an adapter
@@ -10,7 +11,12 @@ are hints, scans are the truth:
 * a queue overflow (watchdog 7 only logs it) triggers a full rescan;
 * a root that does not exist yet, or is deleted and re-created, is picked up by a cheap
   periodic check and scanned;
-* a root that cannot be watched (inotify limits) is polled by rescans instead.
+* a root that cannot be watched, or only in part (an inotify limit, at start or for a
+  directory created later), or whose watching died with one of watchdog's threads, is
+  *degraded*: the daemon polls it by rescans, one log line says what happened (and which
+  sysctl to raise), and the watcher is retried with backoff (1 min doubling to 60 min, as
+  Syncthing does) until it works again. A liveness check of watchdog's threads runs with
+  every root check: `observer.is_alive()` alone misses a dead emitter (watchdog #648).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import contextlib
 import errno
 import logging
 import os
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -37,10 +44,20 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from tracesd.adapters import Adapter
+from tracesd.observer import (
+    LIMIT_ERRNOS,
+    OVERFLOW_LOGGER,
+    Backoff,
+    OverflowHook,
+    ThreadErrors,
+    count_watches,
+    dead_threads,
+    new_observer,
+    stop_observer,
+)
 
 log = structlog.get_logger("tracesd.watcher")
 
@@ -61,16 +78,20 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
 warnings.filterwarnings(
     "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
 )
-_OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 _LIMIT_HINT = (
-    "inotify limit reached; raise it with "
-    "`sudo sysctl fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512` "
-    "(persist in /etc/sysctl.d/90-tracesd.conf); falling back to periodic rescans"
+    "raise it: `sudo sysctl {sysctl}={value}` (persist it in /etc/sysctl.d/90-tracesd.conf);"
+    " until then the affected roots are polled by rescans and watching is retried"
+)
+_DIED_HINT = (
+    "watching stopped; the roots are polled by rescans until the watcher restarts"
+    " (retried with backoff)"
 )
 
 PathCallback = Callable[[Adapter, str], None]
 #: how long a count of the kernel's watches is reused (status asks often)
 WATCH_COUNT_TTL_S = 10.0
+#: how long stopping a dead observer's survivors may take (from the event loop)
+TEARDOWN_S = 1.0
 
 
 @dataclass(slots=True)
@@ -80,7 +101,8 @@ class Root:
     real: str = ""
     identity: tuple[int, int] | None = None
     watch: ObservedWatch | None = None
-    #: why it is not watched although it exists ("limit", "error"), else None
+    #: why it is not (fully) watched although it exists ("limit", "error",
+    #: "watcher_died"), else None; a degraded root is polled by rescans
     degraded: str | None = None
 
     @property
@@ -94,6 +116,18 @@ class WatcherStats:
     events: int = 0
     handler_errors: int = 0
     degraded: set[str] = field(default_factory=set)
+    #: the current failure ("watch_limit", "instance_limit", "watcher_died", "error")
+    fault: str | None = None
+    error: str | None = None
+    #: the sysctl that lifts the current failure, if a limit
+    sysctl: str | None = None
+    #: wall-clock times
+    degraded_since: float | None = None
+    next_retry_at: float | None = None
+    #: failed attempts to restart watching in the current failure
+    retries: int = 0
+    #: failures since start (each ended by a recovery or still going)
+    failures_total: int = 0
 
 
 class Watcher:
@@ -103,39 +137,45 @@ class Watcher:
         *,
         on_path: PathCallback,
         on_rescan: Callable[[str, list[str] | None], None],
+        retry: Backoff | None = None,
     ) -> None:
         self.roots = [Root(a, r) for a in adapters for r in a.roots()]
         self._on_path = on_path
         self._on_rescan = on_rescan
+        self._retry = retry or Backoff()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._observer: BaseObserver | None = None
-        self._overflow_hook = _OverflowHook(self._overflowed)
+        self._overflow_hook = OverflowHook(self._overflowed)
+        self._thread_errors = ThreadErrors()
         self._watch_count: int | None = None
         self._counted_at = float("-inf")
+        #: monotonic time of the next attempt to restart watching, while degraded
+        self._retry_at: float | None = None
+        #: kinds of failure already logged in the current failure (one line each)
+        self._reported: set[str] = set()
         self.stats = WatcherStats()
+
+    @property
+    def degraded(self) -> bool:
+        return self.stats.fault is not None
 
     def start(self) -> None:
         """Start observing every root that exists; the others wait for `check_roots()`."""
         self._loop = asyncio.get_running_loop()
-        logging.getLogger(_OVERFLOW_LOGGER).addHandler(self._overflow_hook)
-        logging.getLogger(_OVERFLOW_LOGGER).setLevel(logging.WARNING)
-        try:
-            observer = Observer()
-            observer.start()
-        except OSError as exc:
-            self._limit_reached(exc, "observer")
-        else:
-            self._observer = observer
+        self._loop_thread = threading.get_ident()
+        logging.getLogger(OVERFLOW_LOGGER).addHandler(self._overflow_hook)
+        logging.getLogger(OVERFLOW_LOGGER).setLevel(logging.WARNING)
+        self._thread_errors.install()
+        self._start_observer()
         self.check_roots(initial=True)
 
     def stop(self, timeout_s: float = 3.0) -> None:
-        logging.getLogger(_OVERFLOW_LOGGER).removeHandler(self._overflow_hook)
+        logging.getLogger(OVERFLOW_LOGGER).removeHandler(self._overflow_hook)
         observer, self._observer = self._observer, None
-        if observer is not None:
-            observer.stop()
-            observer.join(timeout_s)
-            if observer.is_alive():
-                log.warning("watcher.stop_timeout", timeout_s=timeout_s)
+        if observer is not None and not stop_observer(observer, timeout_s):
+            log.warning("watcher.stop_timeout", timeout_s=timeout_s)
+        self._thread_errors.uninstall()
 
     def watch_count(self) -> int | None:
         """Kernel watches this process holds (Linux: from /proc); None where unknown.
@@ -146,15 +186,24 @@ class Watcher:
         now = time.monotonic()
         if now - self._counted_at >= WATCH_COUNT_TTL_S:
             self._counted_at = now
-            self._watch_count = _count_watches()
+            self._watch_count = count_watches()
         return self._watch_count
 
     @property
     def watched(self) -> list[Root]:
         return [r for r in self.roots if r.watch is not None]
 
+    def polled(self) -> list[str]:
+        """Roots that exist but are not fully watched: the daemon rescans them."""
+        return [r.path for r in self.roots if r.exists and (r.watch is None or r.degraded)]
+
     def check_roots(self, *, initial: bool = False) -> None:
-        """Pick up roots that appeared, re-arm roots that were replaced. Cheap: stats only."""
+        """Pick up roots that appeared, re-arm roots that were replaced, check that
+        watchdog's threads live, retry a failed watcher when its time has come. Cheap:
+        stats and thread flags, unless a retry is due."""
+        self._check_threads()
+        if self._retry_at is not None and time.monotonic() >= self._retry_at:
+            self._try_again()
         for root in self.roots:
             identity = _identity(root.path)
             if identity == root.identity and (root.watch is not None or root.degraded):
@@ -169,11 +218,19 @@ class Watcher:
                     self._on_rescan("root_appeared", [root.path])
             if identity is not None:
                 self._watch(root)
-        self.stats.degraded = {r.path for r in self.roots if r.degraded}
+        self._refresh()
+
+    def _start_observer(self) -> bool:
+        try:
+            self._observer = new_observer(self._refused)
+        except OSError as exc:
+            self._fail(exc, [r for r in self.roots if r.exists], "observer")
+            return False
+        return True
 
     def _watch(self, root: Root) -> None:
         if self._observer is None:
-            root.degraded = "limit"
+            root.degraded = _root_reason(self.stats.fault)
             return
         handler = _Handler(self, root)
         try:
@@ -184,9 +241,8 @@ class Watcher:
                 event_filter=EVENT_FILTER,
             )
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EMFILE):
-                self._limit_reached(exc, root.path)
-                root.degraded = "limit"
+            if exc.errno in LIMIT_ERRNOS:
+                self._fail(exc, [root], root.path)
             elif exc.errno == errno.ENOENT:
                 root.identity = None  # vanished between stat and watch: next check retries
             else:
@@ -203,10 +259,137 @@ class Watcher:
             except (KeyError, OSError):
                 log.debug("watcher.unschedule_failed", root=root.path)
 
-    def _limit_reached(self, exc: OSError, where: str) -> None:
-        log.error("watcher.limit_reached", where=where, error=exc.strerror, hint=_LIMIT_HINT)
+    def _refresh(self) -> None:
+        self.stats.degraded = {r.path for r in self.roots if r.degraded}
+
+    # -- failure, retry, recovery (on the event loop) -------------------------------
+
+    def _fail(self, exc: OSError | None, roots: Iterable[Root], where: str) -> None:
+        """Watching failed for `roots`: they are polled from now on. The first failure
+        of a kind logs one actionable line (not one per root) and schedules a retry."""
+        if exc is None:
+            kind, sysctl, value = "watcher_died", None, 0
+        else:
+            kind, sysctl, value = LIMIT_ERRNOS.get(exc.errno or 0, ("error", None, 0))
+        affected = [r for r in roots if r.exists]
+        for root in affected:
+            root.degraded = _root_reason(kind)
+        stats = self.stats
+        started = stats.fault is None
+        stats.fault, stats.sysctl = kind, sysctl
+        stats.error = exc.strerror if exc is not None else stats.error
+        if started:
+            stats.degraded_since = time.time()
+            stats.retries = 0
+            stats.failures_total += 1
+            self._schedule_retry()
+        paths = [r.path for r in affected]
+        if kind not in self._reported:
+            self._reported.add(kind)
+            if sysctl is not None:
+                log.error(
+                    "watcher.limit_reached",
+                    sysctl=sysctl,
+                    where=where,
+                    error=stats.error,
+                    roots=paths,
+                    hint=_LIMIT_HINT.format(sysctl=sysctl, value=value),
+                )
+            elif kind != "watcher_died":
+                log.error("watcher.failed", where=where, error=stats.error, roots=paths)
+        else:
+            log.debug("watcher.still_degraded", fault=kind, where=where, roots=paths)
+        self._refresh()
+        if started and where != "observer":
+            # Events may have been lost already (a directory went unwatched): poll now.
+            # (No observer at all happens at start, or in a retry: a scan follows anyway.)
+            self._on_rescan("watcher_degraded", paths or None)
+
+    def _schedule_retry(self) -> None:
+        delay = self._retry.delay(self.stats.retries + 1)
+        self._retry_at = time.monotonic() + delay
+        self.stats.next_retry_at = time.time() + delay
+
+    def _try_again(self) -> None:
+        """Rebuild what failed: the observer when it is gone, the watch of every root
+        that is degraded. Back to normal, or the next retry twice as late."""
+        self._retry_at = None
+        affected = [r for r in self.roots if r.degraded and r.exists]
+        if self._observer is None and not self._start_observer():
+            return self._retry_failed()
+        for root in affected:
+            self._unwatch(root)
+            root.degraded = None
+            self._watch(root)
+        self._refresh()
+        if any(r.degraded for r in self.roots) or self._observer is None:
+            return self._retry_failed()
+        stats = self.stats
+        log.info(
+            "watcher.recovered",
+            fault=stats.fault,
+            retries=stats.retries,
+            degraded_s=round(time.time() - (stats.degraded_since or time.time()), 1),
+            roots=[r.path for r in affected],
+        )
+        stats.fault = stats.error = stats.sysctl = None
+        stats.degraded_since = stats.next_retry_at = None
+        stats.retries = 0
+        self._reported.clear()
+        # What was written between the last poll and the new watches: scan it now.
+        self._on_rescan("watcher_recovered", [r.path for r in affected] or None)
+
+    def _retry_failed(self) -> None:
+        self.stats.retries += 1
+        self._schedule_retry()
+        log.info(
+            "watcher.retry_failed",
+            fault=self.stats.fault,
+            retries=self.stats.retries,
+            next_retry_s=self._retry.delay(self.stats.retries + 1),
+        )
+
+    def _check_threads(self) -> None:
+        observer = self._observer
+        if observer is None:
+            return
+        dead = dead_threads(observer)
+        if not dead:
+            return
+        errors = [self._thread_errors.errors.pop(t, None) for t in dead]
+        error = next((e for e in errors if e is not None), None)
+        self._observer = None
+        for root in self.roots:
+            root.watch = None
+        if not stop_observer(observer, TEARDOWN_S):
+            log.warning("watcher.stop_timeout", timeout_s=TEARDOWN_S)
+        self.stats.error = f"{type(error).__name__}: {error}" if error else "thread ended"
+        if "watcher_died" not in self._reported:
+            log.error(
+                "watcher.observer_died",
+                threads=[t.name for t in dead],
+                error=self.stats.error,
+                hint=_DIED_HINT,
+                exc_info=error,
+            )
+        self._fail(None, self.roots, "thread")
 
     # -- called on watchdog's thread --------------------------------------------------
+
+    def _refused(self, exc: OSError, path: bytes) -> None:
+        """The kernel refused a watch (any thread): watchdog raises that for a root but
+        swallows it for a sub-directory, which would go unwatched without a word."""
+        if threading.get_ident() == self._loop_thread:
+            self._refused_on_loop(exc, path)
+        else:
+            self._deliver(self._refused_on_loop, exc, path)
+
+    def _refused_on_loop(self, exc: OSError, path: bytes) -> None:
+        where = os.fsdecode(path)
+        for root in self.roots:
+            if root.real and (where == root.real or where.startswith(root.real.rstrip("/") + "/")):
+                self._fail(exc, [root], where)
+                return
 
     def _deliver(self, callback: Callable[..., None], *args: object) -> None:
         loop = self._loop
@@ -268,16 +451,9 @@ class _Handler(FileSystemEventHandler):
             watcher._deliver(watcher._on_path, self._adapter, path)
 
 
-class _OverflowHook(logging.Handler):
-    """watchdog 7 reports a kernel queue overflow only as a log record; turn it into a call."""
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__(logging.WARNING)
-        self._callback = callback
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Inotify queue overflowed; filesystem events were lost"):
-            self._callback()
+def _root_reason(fault: str | None) -> str:
+    """A root's `degraded` for a watcher failure (status shows it per root)."""
+    return {"watch_limit": "limit", "instance_limit": "limit"}.get(fault or "", fault or "error")
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -286,20 +462,3 @@ def _identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if os.path.isdir(path) else None
-
-
-def _count_watches() -> int | None:
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return None
-    count = 0
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
-                continue
-            with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
-                count += sum(line.startswith(b"inotify wd:") for line in info)
-        except OSError:
-            continue  # closed meanwhile
-    return count

@@ -1,0 +1,174 @@
+"""watchdog's observer, built so that its failures can be seen: the edge where the watcher
+meets watchdog's threads and the kernel's inotify limits.
+
+* `new_observer()`: on Linux, an inotify observer whose one inotify instance reports every
+  watch the kernel refuses (ENOSPC: `fs.inotify.max_user_watches`). watchdog raises that
+  only for a root; for a sub-directory, at start or created later, it swallows it, and the
+  directory then goes silently unwatched. Creating the instance itself fails with EMFILE
+  at `fs.inotify.max_user_instances`.
+* `dead_threads()`: the observer's threads that died without being asked to stop. Not
+  `observer.is_alive()`: it stays True when an emitter or the inotify reader has died
+  (watchdog #648), and events then stop for good, without a word.
+* `ThreadErrors`: a `threading.excepthook` that keeps the exception a watchdog thread died
+  of (for the one log line that reports it) instead of printing a bare traceback.
+* `OverflowHook`: watchdog 7 reports a kernel queue overflow only as a log record.
+* `Backoff`: when a failed watcher is tried again; `count_watches()`: the kernel's count.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from watchdog.observers import Observer
+from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
+from watchdog.utils import BaseThread
+
+try:  # Linux only: elsewhere (FSEvents, kqueue) the platform's Observer is used as is
+    from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
+    from watchdog.observers.inotify_c import InotifyFD
+except (ImportError, OSError):  # pragma: no cover - not Linux
+    InotifyObserver = None  # type: ignore[assignment,misc]
+
+#: what a refused watch means, and the sysctl that lifts it
+LIMIT_ERRNOS = {
+    errno.ENOSPC: ("watch_limit", "fs.inotify.max_user_watches", 524288),
+    errno.EMFILE: ("instance_limit", "fs.inotify.max_user_instances", 512),
+}
+
+OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
+
+Refused = Callable[[OSError, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """When a failed watcher is tried again: after `first_s`, doubling up to `max_s`
+    (Syncthing's schedule). The daemon passes its own; tests pass a time-scaled one."""
+
+    first_s: float = 60.0
+    max_s: float = 3600.0
+
+    def delay(self, failures: int) -> float:
+        """The wait after the `failures`-th failure in a row (1-based)."""
+        return float(min(self.max_s, self.first_s * 2 ** max(0, failures - 1)))
+
+
+def new_observer(on_refused: Refused) -> BaseObserver:
+    """A started observer. Raises OSError (EMFILE at the instance limit)."""
+    observer = (
+        Observer()
+        if InotifyObserver is None or Observer is not InotifyObserver
+        else _ReportingInotifyObserver(on_refused)
+    )
+    observer.start()
+    return observer
+
+
+def dead_threads(observer: BaseObserver) -> list[threading.Thread]:
+    """The observer's threads (dispatcher, emitters, inotify reader) that ended although
+    nobody stopped them. An emitter whose root was deleted stops itself: not dead."""
+    threads: list[BaseThread] = [observer, *list(observer.emitters)]
+    reader = getattr(observer, "_inotify_fd", None)
+    if isinstance(reader, BaseThread):
+        threads.append(reader)
+    return [
+        t
+        for t in threads
+        if t.ident is not None and not t.is_alive() and not t.stopped_event.is_set()
+    ]
+
+
+def stop_observer(observer: BaseObserver, timeout_s: float) -> bool:
+    """Stop it (a dead one too: its survivors and watches are released); False when a
+    thread did not end in time."""
+    observer.stop()
+    if observer.ident is not None:
+        observer.join(timeout_s)
+    return not observer.is_alive()
+
+
+class ThreadErrors:
+    """While installed, the exception each watchdog thread died of, by thread; other
+    threads' exceptions go to the previous hook."""
+
+    def __init__(self) -> None:
+        self.errors: dict[threading.Thread, BaseException] = {}
+        self._previous: Callable[[threading.ExceptHookArgs], Any] | None = None
+
+    def install(self) -> None:
+        if self._previous is None:
+            self._previous = threading.excepthook
+            threading.excepthook = self._hook
+
+    def uninstall(self) -> None:
+        if self._previous is not None and threading.excepthook == self._hook:
+            threading.excepthook = self._previous
+        self._previous = None
+
+    def _hook(self, args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.thread, BaseThread) and args.exc_value is not None:
+            self.errors[args.thread] = args.exc_value
+        elif self._previous is not None:
+            self._previous(args)
+
+
+class OverflowHook(logging.Handler):
+    """watchdog 7 reports a kernel queue overflow only as a log record; turn it into a call."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Inotify queue overflowed; filesystem events were lost"):
+            self._callback()
+
+
+if InotifyObserver is not None:
+
+    class _ReportingInotifyFD(InotifyFD):
+        def __init__(self, on_refused: Refused) -> None:
+            super().__init__()  # inotify_init(): EMFILE at the instance limit
+            self._on_refused = on_refused
+
+        def add_callback(self, path: bytes, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().add_callback(path, *args, **kwargs)
+            except OSError as exc:
+                if exc.errno in LIMIT_ERRNOS:
+                    self._on_refused(exc, path)
+                raise
+
+    class _ReportingInotifyObserver(InotifyObserver):
+        """InotifyObserver with the reporting instance (its own __init__, which builds a
+        plain InotifyFD, is replaced by the same three steps)."""
+
+        def __init__(self, on_refused: Refused) -> None:
+            self._inotify_fd = _ReportingInotifyFD(on_refused)
+            self._inotify_fd.start()
+            BaseObserver.__init__(
+                self, InotifyEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._inotify_fd
+            )
+
+
+def count_watches() -> int | None:
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    count = 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+                count += sum(line.startswith(b"inotify wd:") for line in info)
+        except OSError:
+            continue  # closed meanwhile
+    return count
