@@ -26,6 +26,25 @@ class Seen:
     authorization: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One item the server stored: its fields, and what the server held for it before."""
+
+    external_id: str
+    fields: dict[str, Any]
+    before: dict[str, Any]
+
+    @property
+    def repeat(self) -> bool:
+        """The server already had this id."""
+        return bool(self.before)
+
+    @property
+    def idempotent(self) -> bool:
+        """Storing it changed nothing: a re-send of a version the server already had."""
+        return self.repeat and all(self.before.get(k) == v for k, v in self.fields.items())
+
+
 @dataclass
 class Plan:
     #: answer every request with this status until time.monotonic() passes the deadline
@@ -47,6 +66,9 @@ class Plan:
     #: batch requests wait for this event before they are answered
     hold: asyncio.Event | None = None
     hang: bool = False
+    #: a batch the server stored is answered this many seconds later (the answer is on
+    #: the wire: a client killed meanwhile never learns that its batch was stored)
+    delay_s: float = 0.0
 
 
 class FaultServer:
@@ -58,6 +80,8 @@ class FaultServer:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        #: every item the server stored, in order, with what it held for that id before
+        self.received: list[Received] = []
 
     async def start(self) -> FaultServer:
         app = web.Application()
@@ -143,6 +167,8 @@ class FaultServer:
                         {"externalId": item["externalId"], "status": status, "error": error}
                     )
             response = web.json_response({"results": results})
+            if self.plan.delay_s:
+                await asyncio.sleep(self.plan.delay_s)
         self._record(request, len(items), response.status)
         return response
 
@@ -170,7 +196,9 @@ class FaultServer:
 
     def _store(self, external_id: str, fields: dict[str, Any]) -> None:
         kept = self.stored.setdefault(external_id, {})
-        kept.update({k: v for k, v in fields.items() if k != "externalId"})
+        incoming = {k: v for k, v in fields.items() if k != "externalId"}
+        self.received.append(Received(external_id, incoming, dict(kept)))
+        kept.update(incoming)
 
 
 def _error(status: int, code: str, headers: dict[str, str] | None = None) -> web.Response:
