@@ -1,5 +1,5 @@
-"""Filesystem events -> paths for the dispatcher. With `observer`, the only module that
-touches watchdog.
+"""Filesystem events -> paths for the dispatcher: which roots are watched, their health,
+and what happens when watching fails. `observer` is the edge that meets watchdog.
 
 One observer watches every enabled agent's roots (recursively, unless a root holds its
 sessions directly). Its handler runs on watchdog's thread: it keeps only paths an adapter
@@ -28,30 +28,20 @@ import logging
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from tracesd.adapters import Adapter
 from tracesd.observer import (
+    EVENT_FILTER,
     LIMIT_ERRNOS,
     OVERFLOW_LOGGER,
     Backoff,
     OverflowHook,
+    SessionEvents,
     ThreadErrors,
     count_watches,
     dead_threads,
@@ -61,23 +51,6 @@ from tracesd.observer import (
 
 log = structlog.get_logger("tracesd.watcher")
 
-# Never FileOpenedEvent / FileClosedNoWriteEvent (see module docstring). DirCreatedEvent
-# must stay: without it watchdog stops covering new sub-directories (watchdog #990).
-# DirDeletedEvent tells us the root itself went away (watchdog then stops its emitter).
-EVENT_FILTER: list[type[FileSystemEvent]] = [
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileClosedEvent,
-    FileMovedEvent,
-    DirCreatedEvent,
-    DirMovedEvent,
-    DirDeletedEvent,
-]
-# watchdog re-registers a callback it already holds when its recursive walk meets a new
-# directory twice, and warns about it; nothing is wrong, so do not let it reach the log.
-warnings.filterwarnings(
-    "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
-)
 _LIMIT_HINT = (
     "raise it: `sudo sysctl {sysctl}={value}` (persist it in /etc/sysctl.d/90-tracesd.conf);"
     " until then the affected roots are polled by rescans and watching is retried"
@@ -232,7 +205,14 @@ class Watcher:
         if self._observer is None:
             root.degraded = _root_reason(self.stats.fault)
             return
-        handler = _Handler(self, root)
+        handler = SessionEvents(
+            root.real,
+            root.adapter.matches,
+            on_file=lambda path: self._deliver(self._on_path, root.adapter, path),
+            on_root_deleted=lambda: self._deliver(self._root_deleted, root),
+            on_dir_moved_in=lambda: self._deliver(self._on_rescan, "directory_moved", [root.path]),
+            stats=self.stats,
+        )
         try:
             root.watch = self._observer.schedule(
                 handler,
@@ -414,41 +394,6 @@ class Watcher:
         self.stats.overflows += 1
         log.warning("watcher.overflow", overflows=self.stats.overflows)
         self._on_rescan("overflow", None)
-
-
-class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: Watcher, root: Root) -> None:
-        self._watcher = watcher
-        self._adapter = root.adapter
-        self._prefix = root.real.rstrip("/") + "/"
-        self._root = root
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        # An exception here would kill watchdog's thread and silently end all watching
-        # (watchdog #427): contain it at this thread boundary, loudly, and count it.
-        try:
-            self._handle(event)
-        except Exception as exc:
-            self._watcher.stats.handler_errors += 1
-            log.error("watcher.handler_failed", event_type=event.event_type, exc_info=exc)
-
-    def _handle(self, event: FileSystemEvent) -> None:
-        watcher = self._watcher
-        watcher.stats.events += 1
-        moved = event.event_type == "moved"
-        path = os.fsdecode(event.dest_path if moved else event.src_path)
-        if event.is_directory:
-            if event.event_type == "deleted":
-                if path.rstrip("/") == self._prefix.rstrip("/"):
-                    watcher._deliver(watcher._root_deleted, self._root)
-            elif moved and path.startswith(self._prefix):
-                # Files inside a directory moved in from elsewhere produce no events.
-                watcher._deliver(watcher._on_rescan, "directory_moved", [self._root.path])
-            return
-        if not path.startswith(self._prefix):
-            return
-        if self._adapter.matches(path[len(self._prefix) :]):
-            watcher._deliver(watcher._on_path, self._adapter, path)
 
 
 def _root_reason(fault: str | None) -> str:
