@@ -946,7 +946,7 @@ def test_git_layouts_and_a_refused_repository_are_handled_once(
 
     expect = {
         tmp_path / "wt": ("https://example.org/outer.git", "wt-branch", git(outer, "rev-parse", "HEAD")),
-        outer / "sub": (None, "main", git(sub_src, "rev-parse", "HEAD")),
+        outer / "sub": (str(sub_src), "main", git(sub_src, "rev-parse", "HEAD")),
         bare: (None, None, None),
         inner: ("https://example.org/inner.git", "dev", git(inner, "rev-parse", "HEAD")),
         refused: (None, None, None),
@@ -1023,14 +1023,14 @@ def test_status_socket_survives_10mb_requests_1000_idle_clients_and_non_json(
         ten = 10 * 1024 * 1024
 
         header = _exchange(path, b"GET /status HTTP/1.1\r\nX-Big: " + b"a" * ten + b"\r\n\r\n")
-        assert header == b"" or header.startswith(b"HTTP/1.1 4"), header[:100]
+        assert header == b"" or header.split(b" ")[1].startswith(b"4"), header[:100]
         body = _exchange(
             path,
             b"POST /sync HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % ten + b"{" * ten,
         )
-        assert body == b"" or body.startswith(b"HTTP/1.1 4"), body[:100]
+        assert body == b"" or body.split(b" ")[1].startswith(b"4"), body[:100]
         noise = _exchange(path, os.urandom(ten))
-        assert noise == b"" or noise.startswith(b"HTTP/1.1 4"), noise[:100]
+        assert noise == b"" or noise.split(b" ")[1].startswith(b"4"), noise[:100]
         for request, code in (
             (b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"404"),
             (b"DELETE /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"405"),
