@@ -9,24 +9,55 @@ after the bad input is captured.
 The suite as one list. Rows proven elsewhere are referenced, not repeated; rows 11 and
 17-19 belong to other parts of the fault suite.
 
-| row | input | proven by |
-|---|---|---|
-| 1 | malformed lines, trailing commas, NaN, duplicate keys, 100k-deep nesting | test_malformed_nan_duplicate_and_deep_lines_are_skipped_line_by_line; tests/test_adapters.py::test_malformed_lines_among_good_ones_are_skipped, ::test_malformed_json_lines_are_a_parse_error; tests/test_daemon.py::test_bad_inputs_are_skipped_and_later_sessions_still_flow (200k `[`) |
-| 2 | truncated last line, completed later, kill -9 in between | test_partial_last_line_is_committed_once_completed_identically_across_kill_9; tests/test_adapters.py::test_torn_last_line_is_ignored_until_complete |
-| 3 | NUL, invalid UTF-8, UTF-16 BOM, UTF-8 BOM + CRLF, urandom | test_binary_nul_invalid_utf8_bom_and_crlf_are_skipped_once_or_read; tests/test_adapters.py::test_binary_garbage_is_a_parse_error |
-| 4 | 100 MB single line, sparse 10 GB file | test_100mb_line_and_sparse_10gb_file_are_skipped_with_bounded_rss_and_no_reread; tests/test_adapters.py::test_a_huge_line_is_skipped_without_reading_it_into_memory |
-| 5 | zero-byte file that grows later | test_zero_byte_file_is_captured_once_it_grows; tests/test_adapters.py::test_empty_file_is_skipped_with_a_reason |
-| 6 | symlink loop, symlinks escaping the root, /proc/self/fd/0 | test_symlinks_are_never_followed_out_of_the_root_or_into_loops; tests/test_scan.py::test_discovery_never_follows_symlinked_directories |
-| 7 | files deleted / truncated during a backfill | test_files_deleted_or_truncated_during_a_backfill_are_contained |
-| 8 | unreadable file and directory | test_unreadable_file_and_directory_are_counted_and_retried_by_the_periodic_scan (needs a uid to drop to when run as root) |
-| 9 | root deleted and re-created | test_deleted_and_recreated_root_is_rearmed_without_mass_reingest; tests/test_watcher.py::test_a_replaced_root_is_rearmed |
-| 10 | non-UTF-8, newline, tab, leading-dash, >= 4096-byte paths | test_hostile_paths_give_valid_json_logs_status_and_list; tests/test_daemon.py (newline and \\xff file names), tests/test_scan.py::test_a_path_that_is_not_utf8_is_skipped_not_fatal |
-| 12 | >= 5,000 nested directories under a watched root | test_five_thousand_nested_directories_leave_the_daemon_idle |
-| 13 | credential-bearing remotes (https, ssh, scp forms) | test_remote_credentials_never_reach_any_artifact; tests/test_gitinfo.py::test_scrub_url_removes_credentials; tests/test_daemon.py::test_credentials_never_reach_the_database_or_the_log |
-| 14 | core.fsmonitor, core.hooksPath, core.sshCommand, diff.external, filter drivers | test_hostile_git_configs_never_run_a_command; tests/test_gitinfo.py::test_hostile_fsmonitor_config_is_never_executed |
-| 15 | hanging git | test_hanging_git_is_killed_100_times_without_zombies_or_a_stalled_loop; tests/test_gitinfo.py::test_hanging_git_* |
-| 16 | .git as a file, bare repo, repo in a repo, safe.directory refusal | test_git_layouts_and_a_refused_repository_are_handled_once; tests/test_gitinfo.py::test_worktree_resolves_its_own_branch_and_shared_remote |
-| 20 | status socket: 10 MB request, 1,000 idle connections, non-JSON | test_status_socket_survives_10mb_requests_1000_idle_clients_and_non_json; tests/test_status.py::test_idle_and_garbage_clients_do_not_block_a_normal_one |
+row | input -> proven by (here: test_...; elsewhere: file::test)
+ 1 | malformed lines, trailing commas, NaN, duplicate keys, 100k-deep nesting
+     -> malformed_nan_duplicate_and_deep_lines_are_skipped_line_by_line;
+     test_adapters::test_malformed_lines_among_good_ones_are_skipped,
+     test_daemon::test_bad_inputs_are_skipped_and_later_sessions_still_flow (200k `[`)
+ 2 | truncated last line, completed later, kill -9 in between
+     -> partial_last_line_is_committed_once_completed_identically_across_kill_9;
+     test_adapters::test_torn_last_line_is_ignored_until_complete
+ 3 | NUL, invalid UTF-8, UTF-16 BOM, UTF-8 BOM + CRLF, urandom
+     -> binary_nul_invalid_utf8_bom_and_crlf_are_skipped_once_or_read;
+     test_adapters::test_binary_garbage_is_a_parse_error
+ 4 | 100 MB single line, sparse 10 GB file
+     -> 100mb_line_and_sparse_10gb_file_are_skipped_with_bounded_rss_and_no_reread;
+     test_adapters::test_a_huge_line_is_skipped_without_reading_it_into_memory
+ 5 | zero-byte file that grows later
+     -> zero_byte_file_is_captured_once_it_grows;
+     test_adapters::test_empty_file_is_skipped_with_a_reason
+ 6 | symlink loop, symlinks escaping the root, /proc/self/fd/0
+     -> symlinks_are_never_followed_out_of_the_root_or_into_loops;
+     test_scan::test_discovery_never_follows_symlinked_directories
+ 7 | files deleted / truncated during a backfill
+     -> files_deleted_or_truncated_during_a_backfill_are_contained
+ 8 | unreadable file and directory (the daemon drops to an unprivileged uid under root)
+     -> unreadable_file_and_directory_are_counted_and_retried_by_the_periodic_scan
+ 9 | root deleted and re-created
+     -> deleted_and_recreated_root_is_rearmed_without_mass_reingest;
+     test_watcher::test_a_replaced_root_is_rearmed
+10 | non-UTF-8, newline, tab, leading-dash, >= 4096-byte paths
+     -> hostile_paths_give_valid_json_logs_status_and_list;
+     test_daemon (newline and \\xff file names),
+     test_scan::test_a_path_that_is_not_utf8_is_skipped_not_fatal
+12 | >= 5,000 nested directories under a watched root
+     -> five_thousand_nested_directories_leave_the_daemon_idle
+13 | credential-bearing remotes (https, ssh, scp-like, query token)
+     -> remote_credentials_never_reach_any_artifact;
+     test_gitinfo::test_scrub_url_removes_credentials,
+     test_daemon::test_credentials_never_reach_the_database_or_the_log
+14 | core.fsmonitor, core.hooksPath, core.sshCommand, diff.external, filter drivers
+     -> hostile_git_configs_never_run_a_command;
+     test_gitinfo::test_hostile_fsmonitor_config_is_never_executed
+15 | hanging git
+     -> hanging_git_is_killed_100_times_without_zombies_or_a_stalled_loop;
+     test_gitinfo::test_hanging_git_* (process group, escaping helper)
+16 | .git as a file (worktree, submodule), bare repo, repo in a repo, safe.directory
+     -> git_layouts_and_a_refused_repository_are_handled_once;
+     test_gitinfo::test_worktree_resolves_its_own_branch_and_shared_remote
+20 | status socket: 10 MB requests, 1,000 idle connections, non-JSON
+     -> status_socket_survives_10mb_requests_1000_idle_clients_and_non_json;
+     test_status::test_idle_and_garbage_clients_do_not_block_a_normal_one
 """
 
 from __future__ import annotations
@@ -153,6 +184,11 @@ def zombie_children(pid: int) -> list[int]:
 
 def events_for(daemon: Daemon, name: str, path: Path | str) -> list[dict[str, Any]]:
     return [e for e in daemon.events(name) if e.get("path") == str(path)]
+
+
+def about(path: Path | str) -> Callable[[dict[str, Any]], bool]:
+    """A wait_for_event filter: events about `path`."""
+    return lambda event: event.get("path") == str(path)
 
 
 def all_log_lines_are_json(daemon: Daemon) -> list[dict[str, Any]]:
@@ -289,12 +325,11 @@ def test_partial_last_line_is_committed_once_completed_identically_across_kill_9
 
     again = daemons(home)
     again.wait_ready()  # the catch-up scan has read what changed while it was down
-    fields = ("agent_id", "title", "preview", "timestamp", "directory", "git_remote_url")
-    fields += ("git_branch", "git_ref")
+    fields = "agent_id title preview timestamp directory git_remote_url git_branch git_ref"
     for name in ("grown", "torn"):
         got = again.row(name)
         control = again.row(f"{name}-control")
-        assert {k: got[k] for k in fields} == {k: control[k] for k in fields}
+        assert {k: got[k] for k in fields.split()} == {k: control[k] for k in fields.split()}
         assert got["preview"] == "Released v2"
         rows = query(again.db, "SELECT COUNT(*) AS n FROM traces WHERE id = ?", name)
         assert rows[0]["n"] == 1
@@ -311,7 +346,7 @@ def test_binary_nul_invalid_utf8_bom_and_crlf_are_skipped_once_or_read(
     UTF-8 lines among good lines are skipped line by line (`ingest.lines_skipped`, reasons
     `binary` and `malformed`, offset 0) and the session is read; a UTF-8 BOM with CRLF
     line ends, and a UTF-16 file with its BOM (JSON's own encoding detection), are read as
-    sessions. The bad file is reported once: after 2 s idle, no second parse_failed for it
+    sessions. The bad file is reported once: after 1 s idle, no second parse_failed for it
     (no decode-exception loop)."""
     before = capture_counts(shared)
     where = project(shared, "row3")
@@ -339,14 +374,12 @@ def test_binary_nul_invalid_utf8_bom_and_crlf_are_skipped_once_or_read(
     )
     assert event["reason"] == "binary"
     for path, reason in ((nul, "binary"), (bad_utf8, "malformed")):
-        event = shared.wait_for_event(
-            "ingest.lines_skipped", where=lambda e, p=path: e.get("path") == str(p)
-        )
+        event = shared.wait_for_event("ingest.lines_skipped", where=about(path))
         assert (event["reason"], event["first_offset"]) == (reason, 0)
 
     good, _ = claude_session(shared.home, tmp_path, "after row 3")
     assert shared.row(good)["title"] == "after row 3"
-    time.sleep(2)
+    time.sleep(1)
     assert len(events_for(shared, "ingest.parse_failed", noise)) == 1
     after = capture_counts(shared)
     assert after["errors_by_reason"]["binary"] == before["errors_by_reason"].get("binary", 0) + 1
@@ -384,13 +417,9 @@ def test_100mb_line_and_sparse_10gb_file_are_skipped_with_bounded_rss_and_no_rer
 
     assert daemon.row("behind")["title"] == "before the huge line"
     for path in (huge, sparse):
-        event = daemon.wait_for_event(
-            "ingest.parse_failed", timeout=20, where=lambda e, p=path: e.get("path") == str(p)
-        )
+        event = daemon.wait_for_event("ingest.parse_failed", timeout=20, where=about(path))
         assert event["reason"] == "oversize"
-    line = daemon.wait_for_event(
-        "ingest.lines_skipped", where=lambda e: e.get("path") == str(huge)
-    )
+    line = daemon.wait_for_event("ingest.lines_skipped", where=lambda e: e.get("path") == str(huge))
     assert (line["reason"], line["first_offset"]) == ("oversize", 0)
 
     good, _ = claude_session(home, tmp_path, "after row 4")
@@ -667,9 +696,7 @@ def test_deleted_and_recreated_root_is_rearmed_without_mass_reingest(
 # ----------------------------------------------------------------------------- row 10
 
 
-def test_hostile_paths_give_valid_json_logs_status_and_list(
-    shared: Daemon, tmp_path: Path
-) -> None:
+def test_hostile_paths_give_valid_json_logs_status_and_list(shared: Daemon, tmp_path: Path) -> None:
     """Row 10. Pass: session files in project directories named with a newline (holding a
     forged JSON log line), a tab, a leading dash, and invalid UTF-8, and sessions whose
     working directory has a newline with a forged log line, a tab, a leading dash or is
@@ -874,7 +901,9 @@ def test_hanging_git_is_killed_100_times_without_zombies_or_a_stalled_loop(
     bindir.mkdir()
     marker = f"row15-fakegit-{os.getpid()}-{time.monotonic_ns()}"
     fake = bindir / "git"
-    fake.write_text(f'#!/bin/bash\n( exec -a "{marker}" sleep 3600 ) &\nexec -a "{marker}" sleep 3600\n')
+    fake.write_text(
+        f'#!/bin/bash\n( exec -a "{marker}" sleep 3600 ) &\nexec -a "{marker}" sleep 3600\n'
+    )
     fake.chmod(0o755)
     env = configured(
         home,
@@ -945,7 +974,11 @@ def test_git_layouts_and_a_refused_repository_are_handled_once(
     daemon = started(daemons, home, env)
 
     expect = {
-        tmp_path / "wt": ("https://example.org/outer.git", "wt-branch", git(outer, "rev-parse", "HEAD")),
+        tmp_path / "wt": (
+            "https://example.org/outer.git",
+            "wt-branch",
+            git(outer, "rev-parse", "HEAD"),
+        ),
         outer / "sub": (str(sub_src), "main", git(sub_src, "rev-parse", "HEAD")),
         bare: (None, None, None),
         inner: ("https://example.org/inner.git", "dev", git(inner, "rev-parse", "HEAD")),
@@ -1014,9 +1047,7 @@ def test_status_socket_survives_10mb_requests_1000_idle_clients_and_non_json(
         (home / ".claude" / "projects").mkdir(parents=True)
         env = isolated_env(home)
         daemon = daemons(home, env=env)
-        subprocess.run(
-            ["prlimit", f"--pid={daemon.proc.pid}", "--nofile=1024:1024"], check=False
-        )
+        subprocess.run(["prlimit", f"--pid={daemon.proc.pid}", "--nofile=1024:1024"], check=False)
         daemon.wait_ready()
         daemon.wait_for_event("status.listening")
         path = runtime_dir(home) / "tracesd" / "tracesd.sock"
@@ -1063,4 +1094,3 @@ def test_status_socket_survives_10mb_requests_1000_idle_clients_and_non_json(
         assert daemon.stop() == 0
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-

@@ -293,7 +293,7 @@ class _Failed:
     message: str
 
 
-def _first_line(stderr: bytes) -> str:
+def _first_line(stderr: bytes | bytearray) -> str:
     """git's error message, one line, bounded, with any URL credentials removed."""
     line = stderr.decode("utf-8", "replace").strip().partition("\n")[0][:300]
     return re.sub(r"://[^/\s@]*@", "://", line)

@@ -1,8 +1,8 @@
 """Scans: find every session file under the agents' roots and ingest what changed.
 
 Events are hints; scans are the truth. A scan walks each root (never following symlinks,
-to directories or to files, never deeper than the adapter's layout), compares each session file's size
-and mtime with what the last read saw, and hands only new or changed files to the
+to directories or files, never deeper than the adapter's layout), compares each session
+file's size and mtime with what the last read saw, and hands only new or changed files to the
 dispatcher, the same path the watcher's events take. An unchanged tree costs one walk and
 one query.
 """
@@ -181,7 +181,6 @@ class Scanner:
         self.last_report = report
         log.info("scan.finished", reason=reason, **report.as_dict())
         return report
-
 
     def _report_unreadable(self, unreadable: list[str], *, partial: bool) -> None:
         """Log and count a directory that cannot be listed once, not on every scan; it is
