@@ -900,9 +900,9 @@ def test_hanging_git_is_killed_100_times_without_zombies_or_a_stalled_loop(
 ) -> None:
     """Row 15 / T16. Pass: `git` on the daemon's PATH sleeps for an hour; 100 sessions in
     100 repositories (4 waves of 25) are each captured (git fields NULL) with one
-    `gitinfo.timeout` per repository at the 0.3 s deadline; status answers in < 1 s
-    throughout; afterwards 0 fake-git processes remain, 0 zombie children of the daemon,
-    status counts 100 timeouts; and a later session is still captured."""
+    `gitinfo.timeout` per repository at the 0.3 s deadline; the status socket answers in
+    < 1 s during each wave; afterwards 0 fake-git processes remain, 0 zombie children of
+    the daemon, status counts 100 timeouts; and a later session is still captured."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     marker = f"row15-fakegit-{os.getpid()}-{time.monotonic_ns()}"
@@ -925,9 +925,8 @@ def test_hanging_git_is_killed_100_times_without_zombies_or_a_stalled_loop(
             (repo / ".git").mkdir(parents=True)
             (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
             ids.append(claude_session(home, repo, f"hanging {wave}-{i}")[0])
-        began = time.monotonic()
-        status(home, env)
-        slowest = max(slowest, time.monotonic() - began)
+        # Asked while 25 lookups hang: the socket itself, not the CLI's start-up time.
+        slowest = max(slowest, _timed_status(runtime_dir(home) / "tracesd" / "tracesd.sock"))
         for session_id in ids[-25:]:
             row = daemon.row(session_id)
             assert (row["git_remote_url"], row["git_branch"], row["git_ref"]) == (None,) * 3
