@@ -82,9 +82,11 @@ class FaultServer:
         self.url = ""
         #: every item the server stored, in order, with what it held for that id before
         self.received: list[Received] = []
+        #: the raw body of every request received, in order (grepped for leaks)
+        self.bodies: list[bytes] = []
 
     async def start(self) -> FaultServer:
-        app = web.Application()
+        app = web.Application(middlewares=[_keep_body(self.bodies)])
         app.router.add_post("/v1/traces/batch", self._batch)
         app.router.add_put("/v1/traces/{external_id}", self._put)
         app.router.add_get("/v1/traces", self._list)
@@ -236,3 +238,15 @@ class ThreadedFaultServer:
 
 async def _call(fn: Any, *args: Any) -> Any:
     return fn(*args)
+
+
+def _keep_body(bodies: list[bytes]) -> Any:
+    """A middleware that records each request's raw body before the handler runs."""
+
+    @web.middleware
+    async def keep(request: web.Request, handler: Any) -> web.StreamResponse:
+        bodies.append(await request.read())
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return keep

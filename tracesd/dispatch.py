@@ -40,7 +40,8 @@ class _Slot:
     queued: bool = False
     #: changed again while running: run once more when done
     dirty: bool = False
-    #: loop time of the last run that stored something; the cooldown counts from here
+    #: loop time of the last run that stored something or found the file bad; the
+    #: cooldown counts from here (a 100 MB line being written is not re-read per event)
     last_found: float = float("-inf")
     timer: asyncio.TimerHandle | None = None
     #: consecutive runs that found the database locked by another writer
@@ -216,7 +217,7 @@ class Dispatcher:
             self._retry(slot, path, counted=False)
             return
         slot.busy_retries = 0
-        if result.captured or result.updated:
+        if result.captured or result.updated or result.error:
             slot.last_found = loop.time()
         if slot.dirty:
             slot.dirty = False

@@ -50,6 +50,7 @@ _QUERIES = {
     "branch": ("symbolic-ref", "--quiet", "--short", "HEAD"),
     "ref": ("rev-parse", "--verify", "--quiet", "HEAD"),
 }
+_SCP_PASSWORD = re.compile(r"^([^@/:]+):[^@/]*@")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -77,11 +78,13 @@ def scrub_url(url: str) -> str:
 
     http(s): user info, query and fragment removed (`https://u:tok@host/x.git` ->
     `https://host/x.git`). Other `scheme://` URLs keep the user name but lose any password.
-    scp-like `git@host:org/x.git` and local paths are returned as they are.
+    scp-like `git@host:org/x.git` and local paths are returned as they are, except that
+    `user:secret@host:path` loses its secret.
     """
     url = url.strip()
     if "://" not in url:
-        return url
+        # scp-like `user:secret@host:path` (git takes it): keep the user, drop the secret.
+        return _SCP_PASSWORD.sub(r"\1@", url)
     try:
         parts = urlsplit(url)
         host = parts.netloc.rpartition("@")[2]
@@ -191,6 +194,18 @@ class GitResolver:
         answers = dict(zip(names, results, strict=True))
         timed_out = any(r is _TIMEOUT for r in results)
         values = {k: (v if isinstance(v, str) else None) for k, v in answers.items()}
+        refusals = [r for r in results if isinstance(r, _Failed)]
+        if len(refusals) == len(results):
+            # git refuses the repository outright (dubious ownership, a broken .git): one
+            # line per repository state, since the answer is cached like any other.
+            self.failures += 1
+            message = refusals[0].message
+            log.warning(
+                "gitinfo.failed",
+                worktree=repo.worktree,
+                reason="unsafe_repository" if "dubious ownership" in message else "git_error",
+                error=message,
+            )
         if values["remote_url"] is not None:
             values["remote_url"] = scrub_url(values["remote_url"]) or None
         if values["ref"] is not None and not _SHA.match(values["ref"]):
@@ -210,7 +225,9 @@ class GitResolver:
         return entry
 
     async def _run(self, args: tuple[str, ...], cwd: str, deadline: float) -> str | object | None:
-        """stdout of one git command; None on failure, _TIMEOUT when killed at the deadline."""
+        """stdout of one git command; None when it has no answer (or could not start),
+        _Failed when git exited with an error message, _TIMEOUT when killed at the
+        deadline."""
         loop = asyncio.get_running_loop()
         try:
             transport, proto = await loop.subprocess_exec(
@@ -222,7 +239,7 @@ class GitResolver:
                 env=self._env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group, killed as a whole
             )
         except OSError as exc:
@@ -243,7 +260,8 @@ class GitResolver:
             # and still holds it open cannot hold us.
             transport.close()
         if transport.get_returncode() != 0:
-            return None
+            error = _first_line(proto.stderr)
+            return _Failed(error) if error else None
         text = bytes(proto.stdout).decode("utf-8", "replace").strip()
         return text or None
 
@@ -268,6 +286,17 @@ class GitResolver:
 
 class _Timeout:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    message: str
+
+
+def _first_line(stderr: bytes | bytearray) -> str:
+    """git's error message, one line, bounded, with any URL credentials removed."""
+    line = stderr.decode("utf-8", "replace").strip().partition("\n")[0][:300]
+    return re.sub(r"://[^/\s@]*@", "://", line)
 
 
 _TIMEOUT = _Timeout()
@@ -349,11 +378,12 @@ def _stat(path: str | None) -> tuple[int, int, int] | None:
 
 
 class _Collect(asyncio.SubprocessProtocol):
-    """Keeps the first _MAX_OUTPUT bytes of stdout (git's answers are tiny); `finished`
-    resolves once the process has exited and its pipes are closed."""
+    """Keeps the first _MAX_OUTPUT bytes of stdout (git's answers are tiny) and of stderr;
+    `finished` resolves once the process has exited and its pipes are closed."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.stdout = bytearray()
+        self.stderr = bytearray()
         self.exited: asyncio.Future[None] = loop.create_future()
         self.finished: asyncio.Future[None] = loop.create_future()
 
@@ -362,9 +392,10 @@ class _Collect(asyncio.SubprocessProtocol):
             self.exited.set_result(None)
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
-        room = _MAX_OUTPUT - len(self.stdout)
-        if fd == 1 and room > 0:
-            self.stdout += data[:room]
+        kept = self.stdout if fd == 1 else self.stderr
+        room = _MAX_OUTPUT - len(kept)
+        if room > 0:
+            kept += data[:room]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.finished.done():

@@ -26,6 +26,7 @@ import structlog
 
 from tracesd import tracefields
 from tracesd.adapters import Adapter
+from tracesd.adapters._files import MAX_LINE, SkippedLine, skipped_lines
 from tracesd.errors import ParseError, RowRejected
 from tracesd.gitinfo import GitResolver
 from tracesd.models import Capture, FileState, GitInfo, Trace, TraceMeta
@@ -75,6 +76,7 @@ class _File:
     seen: tuple[int, int] = (0, 0)
     metas: list[TraceMeta] = field(default_factory=list)
     error: ParseError | None = None
+    skipped: list[SkippedLine] = field(default_factory=list)
 
 
 class Ingestor:
@@ -144,6 +146,7 @@ class Ingestor:
         self, f: _File, existing: dict[str, Trace], git: dict[str, GitInfo | None]
     ) -> Result:
         state = f.state
+        self._report_skipped(f)
         if f.error is not None:
             if (
                 f.error.reason not in _RETRY
@@ -191,6 +194,30 @@ class Ingestor:
         self._account(captured, updated, quiet=f.scanned)
         return Result(captured=len(captured), updated=len(updated))
 
+    def _report_skipped(self, f: _File) -> None:
+        """Log and count the lines a read passed over, once: only those the last read of
+        this file could not have known (a file re-read as it grows reports each bad line
+        once, not on every read)."""
+        seen_before = f.state.size if f.state is not None else 0
+        by_reason: dict[str, list[SkippedLine]] = {}
+        for line in dict.fromkeys(f.skipped):
+            # A bad line is known once its newline is read; an oversize one once more
+            # than MAX_LINE of it is.
+            known_at = line.start + MAX_LINE + 1 if line.reason == "oversize" else line.end
+            if known_at is None or known_at > seen_before:
+                by_reason.setdefault(line.reason, []).append(line)
+        for reason, lines in sorted(by_reason.items()):
+            self.stats.skipped_by_reason[f"{reason}_line"] += len(lines)
+            log.info(
+                "ingest.lines_skipped",
+                agent=f.adapter.agent_id,
+                path=f.path,
+                reason=reason,
+                lines=len(lines),
+                first_offset=lines[0].start,
+                first_end=lines[0].end,
+            )
+
     def _file_state(
         self, f: _File, *, trace_ids: tuple[str, ...] = (), error: str | None = None
     ) -> FileState:
@@ -226,6 +253,11 @@ class Ingestor:
 
     def _failed(self, f: _File, exc: ParseError) -> Result:
         agent, path = f.adapter.agent_id, f.path
+        if f.state is not None and f.state.error == exc.reason:
+            # Read again (it changed, or a periodic scan retries it) and still bad for the
+            # same reason: already logged and counted once.
+            log.debug("ingest.still_failing", agent=agent, path=path, reason=exc.reason)
+            return Result(error=exc.reason)
         if exc.reason in _TRANSIENT:
             self.stats.skipped_by_reason[exc.reason] += 1
             log.info("ingest.skipped", agent=agent, path=path, reason=exc.reason)
@@ -258,7 +290,8 @@ def _read_all(files: list[_File]) -> None:
         # never the other way round.
         f.seen = (st.st_size, st.st_mtime_ns)
         try:
-            f.metas = [tracefields.storable(m) for m in f.adapter.parse(f.path)]
+            with skipped_lines() as f.skipped:
+                f.metas = [tracefields.storable(m) for m in f.adapter.parse(f.path)]
         except ParseError as exc:
             f.error = exc
         except Exception as exc:

@@ -1,8 +1,8 @@
 """Scans: find every session file under the agents' roots and ingest what changed.
 
-Events are hints; scans are the truth. A scan walks each root (never following symlinked
-directories, never deeper than the adapter's layout), compares each session file's size
-and mtime with what the last read saw, and hands only new or changed files to the
+Events are hints; scans are the truth. A scan walks each root (never following symlinks,
+to directories or files, never deeper than the adapter's layout), compares each session
+file's size and mtime with what the last read saw, and hands only new or changed files to the
 dispatcher, the same path the watcher's events take. An unchanged tree costs one walk and
 one query.
 """
@@ -62,19 +62,29 @@ class Report:
         }
 
 
-def discover(adapters: Iterable[Adapter], roots: Iterable[str] | None = None) -> list[Found]:
-    """Session files under the roots (all roots, or only those given). Runs in a thread."""
+def discover(
+    adapters: Iterable[Adapter],
+    roots: Iterable[str] | None = None,
+    unreadable: list[str] | None = None,
+) -> list[Found]:
+    """Session files under the roots (all roots, or only those given). Runs in a thread.
+    Directories that cannot be listed are appended to `unreadable` when it is given (the
+    caller reports them), else logged."""
     only = {os.path.normpath(r) for r in roots} if roots is not None else None
     found: list[Found] = []
+    refused: list[str] = [] if unreadable is None else unreadable
     for adapter in adapters:
         for root in adapter.roots():
             if only is not None and root not in only:
                 continue
-            found.extend(_walk(adapter, os.path.realpath(root), adapter.depth(root)))
+            found.extend(_walk(adapter, os.path.realpath(root), adapter.depth(root), refused))
+    if unreadable is None:
+        for path in refused:
+            log.warning("scan.unreadable_directory", path=path)
     return found
 
 
-def _walk(adapter: Adapter, root: str, max_depth: int) -> Iterable[Found]:
+def _walk(adapter: Adapter, root: str, max_depth: int, unreadable: list[str]) -> Iterable[Found]:
     stack: list[tuple[str, str, int]] = [(root, "", 1)]
     while stack:
         directory, prefix, depth = stack.pop()
@@ -83,7 +93,7 @@ def _walk(adapter: Adapter, root: str, max_depth: int) -> Iterable[Found]:
                 listing = list(entries)
         except OSError as exc:
             if directory != root or not isinstance(exc, FileNotFoundError):
-                log.warning("scan.unreadable_directory", path=directory, error=exc.strerror)
+                unreadable.append(directory)
             continue
         for entry in listing:
             rel = prefix + entry.name
@@ -92,7 +102,9 @@ def _walk(adapter: Adapter, root: str, max_depth: int) -> Iterable[Found]:
                     if depth < max_depth:
                         stack.append((entry.path, rel + "/", depth + 1))
                     continue
-                if not adapter.matches(rel) or not entry.is_file():
+                # A symlink named like a session is not followed: it may point out of
+                # the root (or at /proc/self/fd/0); ingest refuses it too.
+                if not adapter.matches(rel) or not entry.is_file(follow_symlinks=False):
                     continue
                 st = entry.stat()
             except OSError:
@@ -117,6 +129,8 @@ class Scanner:
         self._dispatcher = dispatcher
         self.scans = 0
         self.running = False
+        #: directories the last scan could not list (each reported once while it lasts)
+        self._unreadable: set[str] = set()
         self.last_report: Report | None = None
 
     async def run(self, *, reason: str, roots: Iterable[str] | None = None) -> Report:
@@ -129,7 +143,9 @@ class Scanner:
     async def _run(self, reason: str, roots: Iterable[str] | None) -> Report:
         started = time.monotonic()
         before = (self._ingestor.stats.captured_total, self._ingestor.stats.updated_total)
-        found = await asyncio.to_thread(discover, self._adapters, roots)
+        unreadable: list[str] = []
+        found = await asyncio.to_thread(discover, self._adapters, roots, unreadable)
+        self._report_unreadable(unreadable, partial=roots is not None)
         stamps = await self._store.file_stamps()
         todo = [f for f in found if _changed(f, stamps.get(f.path))]
         log.info("scan.started", reason=reason, discovered=len(found), changed=len(todo))
@@ -166,6 +182,25 @@ class Scanner:
         log.info("scan.finished", reason=reason, **report.as_dict())
         return report
 
+    def _report_unreadable(self, unreadable: list[str], *, partial: bool) -> None:
+        """Log and count a directory that cannot be listed once, not on every scan; it is
+        retried by every scan, and reported again if it recovers and breaks again."""
+        now = set(unreadable)
+        stats = self._ingestor.stats
+        for path in sorted(now - self._unreadable):
+            stats.errors_total += 1
+            stats.errors_by_reason["unreadable"] += 1
+            stats.last_error = f"cannot list directory {path!r}"
+            log.warning("scan.unreadable_directory", path=path)
+        self._unreadable = self._unreadable | now if partial else now
+
 
 def _changed(found: Found, stamp: FileStamp | None) -> bool:
-    return stamp is None or stamp.size != found.size or stamp.mtime_ns != found.mtime_ns
+    """New or changed since the last read; a file that could not be read (permissions)
+    is tried again by every scan, since fixing its mode does not change its mtime."""
+    return (
+        stamp is None
+        or stamp.size != found.size
+        or stamp.mtime_ns != found.mtime_ns
+        or stamp.error == "unreadable"
+    )

@@ -8,11 +8,14 @@ that appear unescaped inside JSON strings.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import json
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +34,40 @@ MAX_LINE = 1024 * 1024
 MAX_DOCUMENT = 8 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedLine:
+    """A line of a session file that was passed over: why, and its byte range (`end`, past
+    its newline, is None when the line runs beyond what was read)."""
+
+    reason: str  # malformed, binary, oversize
+    start: int
+    end: int | None
+
+
+_skipped: contextvars.ContextVar[list[SkippedLine] | None] = contextvars.ContextVar(
+    "skipped_lines", default=None
+)
+
+
+@contextlib.contextmanager
+def skipped_lines() -> Iterator[list[SkippedLine]]:
+    """Collect the lines skipped by the reads made inside the block (in this thread or
+    task), so the caller can report them: one bad line never hides the rest, but it is
+    not silently dropped either."""
+    found: list[SkippedLine] = []
+    token = _skipped.set(found)
+    try:
+        yield found
+    finally:
+        _skipped.reset(token)
+
+
+def note_skipped(reason: str, start: int, end: int | None) -> None:
+    found = _skipped.get()
+    if found is not None:
+        found.append(SkippedLine(reason, start, end))
+
+
 class SessionFile:
     """An open session file. Use as a context manager; errors become ParseError."""
 
@@ -38,7 +75,9 @@ class SessionFile:
         self.path = path
         try:
             # O_NONBLOCK: a FIFO named like a session must not block the reader forever.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            # O_NOFOLLOW: a session file that is a symlink (to /etc/passwd, to a file
+            # outside the agent's root, to /proc/self/fd/0) is refused, never read.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError as exc:
             raise _translate(exc, path) from None
         try:
@@ -77,14 +116,24 @@ class SessionFile:
 
     def head_lines(self, max_bytes: int = HEAD_BYTES, max_line: int = MAX_LINE) -> Iterator[bytes]:
         """Complete, non-blank lines from the start, up to `max_bytes` of the file."""
+        for _, line in self.head_lines_at(max_bytes, max_line):
+            yield line
+
+    def head_lines_at(
+        self, max_bytes: int = HEAD_BYTES, max_line: int = MAX_LINE
+    ) -> Iterator[tuple[int, bytes]]:
+        """`head_lines`, each with the byte offset where it starts. A line longer than
+        `max_line` is skipped and noted (see `skipped_lines`)."""
         limit = min(max_bytes, self.size)
         offset = 0
+        line_start = 0
         pending = bytearray()
         skipping = False
         while offset < limit:
             chunk = self._read(offset, min(CHUNK if offset else FIRST_CHUNK, limit - offset))
             if not chunk:
                 break
+            chunk_at = offset
             offset += len(chunk)
             start = 0
             while True:
@@ -98,16 +147,22 @@ class SessionFile:
                         else:
                             pending += chunk[start:]
                     break
+                end = chunk_at + newline + 1
                 if skipping:
                     skipping = False
+                    note_skipped("oversize", line_start, end)
                 else:
                     pending += chunk[start:newline]
                     if len(pending) > max_line:
                         self.oversize_lines += 1
+                        note_skipped("oversize", line_start, end)
                     elif pending.strip():
-                        yield bytes(pending)
+                        yield line_start, bytes(pending)
                     pending.clear()
                 start = newline + 1
+                line_start = end
+        if skipping:
+            note_skipped("oversize", line_start, None)  # its end is beyond what we read
 
     def tail_lines(self, max_bytes: int = TAIL_BYTES) -> list[bytes]:
         """Complete, non-blank lines within the last `max_bytes`, oldest first."""
@@ -158,13 +213,15 @@ class Records:
         self.only_containing: bytes | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for line in self._file.head_lines():
+        for offset, line in self._file.head_lines_at():
             if self.only_containing is not None and self.only_containing not in line:
                 continue
             record = decode_line(line)
             if record is None:
                 self.garbage += 1
-                self.binary = self.binary or b"\x00" in line
+                binary = b"\x00" in line
+                self.binary = self.binary or binary
+                note_skipped("binary" if binary else "malformed", offset, offset + len(line) + 1)
                 continue
             self.count += 1
             yield record
