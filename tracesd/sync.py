@@ -13,6 +13,12 @@ cap) without failing any trace.
 APScheduler lives here only: one interval job (`max_instances=1`, `coalesce=True`), pulled
 forward shortly after a capture so a new trace usually reaches the server within seconds.
 A run with nothing pending makes no HTTP request and writes nothing.
+
+Clocks: the backoff is kept on the monotonic clock (the wall-clock deadline is only stored,
+for status and for a restart, and clamped when read back). APScheduler keeps its run times
+on the wall clock: a step forward makes at most one run (coalesce; the backoff still holds),
+and a step back would delay the next run by the size of the step, so the offset between the
+two clocks is watched and the job's next run moved with a step.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -47,6 +53,10 @@ log = structlog.get_logger("tracesd.sync")
 NUDGE_DELAY_S = 0.5
 #: bounds for a server's Retry-After
 RETRY_AFTER_MAX_S = 900.0
+#: how often the wall clock is compared with the monotonic one
+CLOCK_CHECK_S = 5.0
+#: a change of their offset at least this large is a step of the wall clock (NTP, suspend)
+CLOCK_STEP_S = 2.0
 
 
 @dataclass(slots=True)
@@ -112,6 +122,11 @@ class SyncService:
         self._running: asyncio.Task[Any] | None = None
         self._unsaved = False
         self.state = State()
+        #: when the backoff ends, on the monotonic clock (state.next_attempt_at is its wall
+        #: clock copy, for status and restarts)
+        self._retry_at: float | None = None
+        self._clock_offset = time.time() - time.monotonic()
+        self._clock_timer: asyncio.TimerHandle | None = None
 
     @property
     def requests(self) -> int:
@@ -145,8 +160,14 @@ class SyncService:
 
     async def start(self) -> None:
         self.state = State.load(await self._outbox.state())
-        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
-        first = max(time.time() + NUDGE_DELAY_S, self.state.next_attempt_at or 0.0)
+        if self.state.next_attempt_at is not None:
+            # a deadline from before a restart, clamped: the clock may have moved since
+            longest = max(self._config.max_backoff_s, self._min_backoff, RETRY_AFTER_MAX_S)
+            left = min(max(self.state.next_attempt_at - time.time(), 0.0), longest)
+            self._retry_at = time.monotonic() + left
+        loop = asyncio.get_running_loop()
+        self._scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        first = time.time() + max(NUDGE_DELAY_S, self._backoff_left())
         self._job = self._scheduler.add_job(
             self._tick,
             "interval",
@@ -157,6 +178,8 @@ class SyncService:
             next_run_time=_at(first),
         )
         self._scheduler.start()
+        self._clock_offset = time.time() - time.monotonic()
+        self._clock_timer = loop.call_later(CLOCK_CHECK_S, self._watch_clock)
         log.info(
             "sync.started",
             api_url=self._config.api_url,
@@ -167,6 +190,9 @@ class SyncService:
     async def close(self, grace_s: float) -> None:
         """Stop scheduling; give a run in flight `grace_s` to finish, then cancel it. What the
         server did not acknowledge stays pending."""
+        if self._clock_timer is not None:
+            self._clock_timer.cancel()
+            self._clock_timer = None
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -183,9 +209,32 @@ class SyncService:
         job = self._job
         if job is None or self._scheduler is None:
             return
-        when = max(time.time() + NUDGE_DELAY_S, self.state.next_attempt_at or 0.0)
+        when = time.time() + max(NUDGE_DELAY_S, self._backoff_left())
         if job.next_run_time is None or job.next_run_time.timestamp() > when:
             job.modify(next_run_time=_at(when))
+
+    def _backoff_left(self) -> float:
+        """Seconds until the backoff ends (0 when there is none), by the monotonic clock."""
+        return 0.0 if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
+
+    def _watch_clock(self) -> None:
+        offset = time.time() - time.monotonic()
+        step, self._clock_offset = offset - self._clock_offset, offset
+        if abs(step) >= CLOCK_STEP_S:
+            self._clock_stepped(step)
+        self._clock_timer = asyncio.get_running_loop().call_later(
+            CLOCK_CHECK_S, self._watch_clock
+        )
+
+    def _clock_stepped(self, step: float) -> None:
+        """The wall clock jumped by `step` seconds: the job's next run, kept on the wall
+        clock, moves with it, so it stays as far away in real time as it was."""
+        log.warning("sync.clock_stepped", step_s=round(step, 1))
+        if self.state.next_attempt_at is not None:
+            self.state.next_attempt_at += step
+        job = self._job
+        if job is not None and self._scheduler is not None and job.next_run_time is not None:
+            job.modify(next_run_time=job.next_run_time + timedelta(seconds=step))
 
     async def _tick(self) -> None:
         self._running = asyncio.current_task()
@@ -212,7 +261,7 @@ class SyncService:
         run is in flight; `force` ignores a backoff (an explicit `tracesd sync`)."""
         async with self._lock:
             report = Report()
-            if not force and (self.state.next_attempt_at or 0.0) > time.time():
+            if not force and self._backoff_left() > 0:
                 report.skipped = True
             else:
                 await self._drain(report)
@@ -366,6 +415,7 @@ class SyncService:
             delay = self._rng.uniform(self._min_backoff, ceiling)
         if retry_after is not None:
             delay = max(delay, min(max(retry_after, self._min_backoff), RETRY_AFTER_MAX_S))
+        self._retry_at = time.monotonic() + delay
         state.next_attempt_at = time.time() + delay
         state.last_error = error
         state.auth_paused = auth
@@ -386,6 +436,7 @@ class SyncService:
             log.info("sync.recovered", after_failures=state.consecutive_failures)
         state.consecutive_failures = 0
         state.next_attempt_at = None
+        self._retry_at = None
         state.last_error = None
         state.auth_paused = False
         state.last_success_at = time.time()
