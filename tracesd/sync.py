@@ -222,9 +222,7 @@ class SyncService:
         step, self._clock_offset = offset - self._clock_offset, offset
         if abs(step) >= CLOCK_STEP_S:
             self._clock_stepped(step)
-        self._clock_timer = asyncio.get_running_loop().call_later(
-            CLOCK_CHECK_S, self._watch_clock
-        )
+        self._clock_timer = asyncio.get_running_loop().call_later(CLOCK_CHECK_S, self._watch_clock)
 
     def _clock_stepped(self, step: float) -> None:
         """The wall clock jumped by `step` seconds: the job's next run, kept on the wall
