@@ -37,7 +37,7 @@ import pytest
 from tests.faultserver import FaultServer, Plan, ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, isolated_env, make_repo, query, tracesd
 from tests.test_sync import KEY, trace
-from tracesd import backend, sync
+from tracesd import backend, backoff, sync
 from tracesd.backend import BackendClient, open_session
 from tracesd.config import Config
 from tracesd.outbox import Outbox
@@ -455,6 +455,7 @@ class SteppedClock:
         fake_time = SimpleNamespace(time=lambda: time.time() + clock.offset)
         fake_time.monotonic = time.monotonic
         monkeypatch.setattr(sync, "time", fake_time)
+        monkeypatch.setattr(backoff, "time", fake_time)
         import apscheduler.executors.base
         import apscheduler.schedulers.base
         import apscheduler.triggers.interval
@@ -465,7 +466,7 @@ class SteppedClock:
             apscheduler.triggers.interval,
         ):
             monkeypatch.setattr(module, "datetime", Stepped)
-        monkeypatch.setattr(sync, "CLOCK_CHECK_S", 0.2)
+        monkeypatch.setattr(backoff, "CLOCK_CHECK_S", 0.2)
 
     def step(self, seconds: float) -> None:
         self.offset += seconds
@@ -520,7 +521,7 @@ async def test_a_clock_step_back_does_not_stall_the_interval_job(
 async def backing_off(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> tuple[SyncService, list[float]]:
     """A service in a 2 s backoff (Retry-After) with a 0.5 s interval job whose runs are
     counted; the clock check is made slow, so what is seen is APScheduler and the backoff."""
-    monkeypatch.setattr(sync, "CLOCK_CHECK_S", 60.0)
+    monkeypatch.setattr(backoff, "CLOCK_CHECK_S", 60.0)
     await rig.store.upsert(trace("a"))
     rig.server.plan.fail_next = 1
     rig.server.plan.retry_after = "2"  # a backoff of 2 s exactly
@@ -575,5 +576,5 @@ async def test_a_stored_deadline_far_in_the_future_is_clamped_on_restart(rig: Ri
     await rig.outbox.save_state(consecutive_failures=3, next_attempt_at=time.time() + 86_400)
     service = rig.make()
     await service.start()
-    assert service._backoff_left() <= sync.RETRY_AFTER_MAX_S
+    assert service._backoff.left() <= backoff.RETRY_AFTER_MAX_S
     assert (await service.sync_once()).skipped

@@ -14,11 +14,10 @@ APScheduler lives here only: one interval job (`max_instances=1`, `coalesce=True
 forward shortly after a capture so a new trace usually reaches the server within seconds.
 A run with nothing pending makes no HTTP request and writes nothing.
 
-Clocks: the backoff is kept on the monotonic clock (the wall-clock deadline is only stored,
-for status and for a restart, and clamped when read back). APScheduler keeps its run times
-on the wall clock: a step forward makes at most one run (coalesce; the backoff still holds),
-and a step back would delay the next run by the size of the step, so the offset between the
-two clocks is watched and the job's next run moved with a step.
+Clocks: the backoff runs on the monotonic clock (backoff.py). APScheduler keeps its run
+times on the wall clock: a step forward makes at most one run (coalesce; the backoff still
+holds), and a step back would delay the next run by the size of the step, so the job's next
+run is moved with every step the ClockWatch sees.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tracesd import tracefields
 from tracesd.backend import BackendClient, ItemResult, Outgoing
+from tracesd.backoff import Backoff, ClockWatch
 from tracesd.config import SyncConfig
 from tracesd.delivery import Delivery, cut
 from tracesd.errors import (
@@ -51,12 +51,6 @@ log = structlog.get_logger("tracesd.sync")
 
 #: how long after a capture the early run starts (captures in a burst share it)
 NUDGE_DELAY_S = 0.5
-#: bounds for a server's Retry-After
-RETRY_AFTER_MAX_S = 900.0
-#: how often the wall clock is compared with the monotonic one
-CLOCK_CHECK_S = 5.0
-#: a change of their offset at least this large is a step of the wall clock (NTP, suspend)
-CLOCK_STEP_S = 2.0
 
 
 @dataclass(slots=True)
@@ -112,8 +106,8 @@ class SyncService:
         self._outbox = outbox
         self._config = config
         self._exclude = [tracefields.glob(p) for p in exclude]
-        self._min_backoff = min_backoff_s
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(min_backoff_s, config.max_backoff_s, rng or random.Random())
+        self._clock = ClockWatch(self._clock_stepped)
         self._on_crash = on_crash
         self._lock = asyncio.Lock()
         self._delivery = Delivery(client, use_batch=use_batch)
@@ -122,11 +116,6 @@ class SyncService:
         self._running: asyncio.Task[Any] | None = None
         self._unsaved = False
         self.state = State()
-        #: when the backoff ends, on the monotonic clock (state.next_attempt_at is its wall
-        #: clock copy, for status and restarts)
-        self._retry_at: float | None = None
-        self._clock_offset = time.time() - time.monotonic()
-        self._clock_timer: asyncio.TimerHandle | None = None
 
     @property
     def requests(self) -> int:
@@ -160,14 +149,10 @@ class SyncService:
 
     async def start(self) -> None:
         self.state = State.load(await self._outbox.state())
-        if self.state.next_attempt_at is not None:
-            # a deadline from before a restart, clamped: the clock may have moved since
-            longest = max(self._config.max_backoff_s, self._min_backoff, RETRY_AFTER_MAX_S)
-            left = min(max(self.state.next_attempt_at - time.time(), 0.0), longest)
-            self._retry_at = time.monotonic() + left
+        self._backoff.resume(self.state.next_attempt_at)
         loop = asyncio.get_running_loop()
         self._scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
-        first = time.time() + max(NUDGE_DELAY_S, self._backoff_left())
+        first = time.time() + max(NUDGE_DELAY_S, self._backoff.left())
         self._job = self._scheduler.add_job(
             self._tick,
             "interval",
@@ -178,8 +163,7 @@ class SyncService:
             next_run_time=_at(first),
         )
         self._scheduler.start()
-        self._clock_offset = time.time() - time.monotonic()
-        self._clock_timer = loop.call_later(CLOCK_CHECK_S, self._watch_clock)
+        self._clock.start()
         log.info(
             "sync.started",
             api_url=self._config.api_url,
@@ -190,9 +174,7 @@ class SyncService:
     async def close(self, grace_s: float) -> None:
         """Stop scheduling; give a run in flight `grace_s` to finish, then cancel it. What the
         server did not acknowledge stays pending."""
-        if self._clock_timer is not None:
-            self._clock_timer.cancel()
-            self._clock_timer = None
+        self._clock.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -209,20 +191,9 @@ class SyncService:
         job = self._job
         if job is None or self._scheduler is None:
             return
-        when = time.time() + max(NUDGE_DELAY_S, self._backoff_left())
+        when = time.time() + max(NUDGE_DELAY_S, self._backoff.left())
         if job.next_run_time is None or job.next_run_time.timestamp() > when:
             job.modify(next_run_time=_at(when))
-
-    def _backoff_left(self) -> float:
-        """Seconds until the backoff ends (0 when there is none), by the monotonic clock."""
-        return 0.0 if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
-
-    def _watch_clock(self) -> None:
-        offset = time.time() - time.monotonic()
-        step, self._clock_offset = offset - self._clock_offset, offset
-        if abs(step) >= CLOCK_STEP_S:
-            self._clock_stepped(step)
-        self._clock_timer = asyncio.get_running_loop().call_later(CLOCK_CHECK_S, self._watch_clock)
 
     def _clock_stepped(self, step: float) -> None:
         """The wall clock jumped by `step` seconds: the job's next run, kept on the wall
@@ -259,7 +230,7 @@ class SyncService:
         run is in flight; `force` ignores a backoff (an explicit `tracesd sync`)."""
         async with self._lock:
             report = Report()
-            if not force and self._backoff_left() > 0:
+            if not force and self._backoff.left() > 0:
                 report.skipped = True
             else:
                 await self._drain(report)
@@ -405,15 +376,7 @@ class SyncService:
     ) -> None:
         state = self.state
         state.consecutive_failures += 1
-        cap = max(self._config.max_backoff_s, self._min_backoff)
-        if auth:
-            delay = cap
-        else:
-            ceiling = min(cap, self._min_backoff * 2**state.consecutive_failures)
-            delay = self._rng.uniform(self._min_backoff, ceiling)
-        if retry_after is not None:
-            delay = max(delay, min(max(retry_after, self._min_backoff), RETRY_AFTER_MAX_S))
-        self._retry_at = time.monotonic() + delay
+        delay = self._backoff.fail(state.consecutive_failures, retry_after=retry_after, auth=auth)
         state.next_attempt_at = time.time() + delay
         state.last_error = error
         state.auth_paused = auth
@@ -434,7 +397,7 @@ class SyncService:
             log.info("sync.recovered", after_failures=state.consecutive_failures)
         state.consecutive_failures = 0
         state.next_attempt_at = None
-        self._retry_at = None
+        self._backoff.reset()
         state.last_error = None
         state.auth_paused = False
         state.last_success_at = time.time()
