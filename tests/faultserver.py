@@ -69,6 +69,15 @@ class Plan:
     #: a batch the server stored is answered this many seconds later (the answer is on
     #: the wire: a client killed meanwhile never learns that its batch was stored)
     delay_s: float = 0.0
+    #: a batch is answered 200 with this raw body (truncated JSON, say)
+    answer_body: bytes | None = None
+    #: a batch is answered with a redirect (redirect_status) to this URL
+    redirect_to: str | None = None
+    redirect_status: int = 302
+    #: slow-loris: a batch is answered 200, then one byte of body every trickle_s seconds
+    trickle_s: float | None = None
+    #: a batch is answered 500 with an error body of this many bytes
+    error_body_bytes: int = 0
 
 
 class FaultServer:
@@ -77,6 +86,7 @@ class FaultServer:
         self.stored: dict[str, dict[str, Any]] = {}
         self.seen: list[Seen] = []
         self.held = 0  # batch requests waiting for plan.hold
+        self.streamed = 0  # body bytes of streamed answers (_stream) written
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -85,17 +95,17 @@ class FaultServer:
         #: the raw body of every request received, in order (grepped for leaks)
         self.bodies: list[bytes] = []
 
-    async def start(self) -> FaultServer:
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> FaultServer:
         app = web.Application(middlewares=[_keep_body(self.bodies)])
         app.router.add_post("/v1/traces/batch", self._batch)
         app.router.add_put("/v1/traces/{external_id}", self._put)
         app.router.add_get("/v1/traces", self._list)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://{host}:{port}"
         return self
 
     async def close(self) -> None:
@@ -141,6 +151,16 @@ class FaultServer:
         response = self._refusal(request)
         if response is None and self.plan.hang:
             await self._closing.wait()
+        if response is None and (self.plan.trickle_s is not None or self.plan.error_body_bytes):
+            return await self._stream(request, len(items))
+        if response is None and self.plan.redirect_to is not None:
+            response = web.Response(
+                status=self.plan.redirect_status, headers={"Location": self.plan.redirect_to}
+            )
+        if response is None and self.plan.answer_body is not None:
+            response = web.Response(
+                status=200, body=self.plan.answer_body, content_type="application/json"
+            )
         if response is None and not self.plan.batch_supported:
             response = _error(404, "not_found")
         if (
@@ -196,6 +216,47 @@ class FaultServer:
         self._record(request, 0, response.status)
         return response
 
+    async def stop_listening(self) -> None:
+        """Close the listening socket and every connection: clients get "connection
+        refused" until listen_again()."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def listen_again(self) -> None:
+        """Listen again on the address stop_listening() closed."""
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        await self.start(host, int(port))
+
+    async def _stream(self, request: web.Request, items: int) -> web.StreamResponse:
+        """A streamed misbehaving answer: a slow-loris 200 or a huge 500. `streamed` counts
+        the body bytes the client took (writes stop when it goes away)."""
+        plan = self.plan
+        status = 200 if plan.trickle_s is not None else 500
+        self._record(request, items, status)
+        response = web.StreamResponse(status=status)
+        response.content_type = "application/json"
+        if plan.trickle_s is None:
+            response.content_length = plan.error_body_bytes
+        await response.prepare(request)
+        chunk = b" " * (64 * 1024)
+        try:
+            if plan.trickle_s is not None:
+                await response.write(b'{"results":')
+                while not self._closing.is_set() and plan.trickle_s is not None:
+                    await asyncio.sleep(plan.trickle_s)
+                    await response.write(b" ")
+                    self.streamed += 1
+            else:
+                left = plan.error_body_bytes
+                while left > 0:
+                    await response.write(chunk[:left])
+                    self.streamed += min(left, len(chunk))
+                    left -= len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away, as it should
+        return response
+
     def _store(self, external_id: str, fields: dict[str, Any]) -> None:
         kept = self.stored.setdefault(external_id, {})
         incoming = {k: v for k, v in fields.items() if k != "externalId"}
@@ -228,6 +289,10 @@ class ThreadedFaultServer:
         """Run `fn(*args)` on the server's loop (to change its plan safely)."""
         done = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
         return done.result(10)
+
+    def await_(self, fn: Any, *args: Any) -> Any:
+        """Await `fn(*args)` on the server's loop (stop_listening, listen_again)."""
+        return asyncio.run_coroutine_threadsafe(fn(*args), self._loop).result(10)
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.close(), self._loop).result(10)

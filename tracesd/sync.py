@@ -13,6 +13,11 @@ cap) without failing any trace.
 APScheduler lives here only: one interval job (`max_instances=1`, `coalesce=True`), pulled
 forward shortly after a capture so a new trace usually reaches the server within seconds.
 A run with nothing pending makes no HTTP request and writes nothing.
+
+Clocks: the backoff runs on the monotonic clock (backoff.py). APScheduler keeps its run
+times on the wall clock: a step forward makes at most one run (coalesce; the backoff still
+holds), and a step back would delay the next run by the size of the step, so the job's next
+run is moved with every step the ClockWatch sees.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -31,6 +36,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tracesd import tracefields
 from tracesd.backend import BackendClient, ItemResult, Outgoing
+from tracesd.backoff import Backoff, ClockWatch
 from tracesd.config import SyncConfig
 from tracesd.delivery import Delivery, cut
 from tracesd.errors import (
@@ -45,8 +51,6 @@ log = structlog.get_logger("tracesd.sync")
 
 #: how long after a capture the early run starts (captures in a burst share it)
 NUDGE_DELAY_S = 0.5
-#: bounds for a server's Retry-After
-RETRY_AFTER_MAX_S = 900.0
 
 
 @dataclass(slots=True)
@@ -102,8 +106,8 @@ class SyncService:
         self._outbox = outbox
         self._config = config
         self._exclude = [tracefields.glob(p) for p in exclude]
-        self._min_backoff = min_backoff_s
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(min_backoff_s, config.max_backoff_s, rng or random.Random())
+        self._clock = ClockWatch(self._clock_stepped)
         self._on_crash = on_crash
         self._lock = asyncio.Lock()
         self._delivery = Delivery(client, use_batch=use_batch)
@@ -145,8 +149,10 @@ class SyncService:
 
     async def start(self) -> None:
         self.state = State.load(await self._outbox.state())
-        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
-        first = max(time.time() + NUDGE_DELAY_S, self.state.next_attempt_at or 0.0)
+        self._backoff.resume(self.state.next_attempt_at)
+        loop = asyncio.get_running_loop()
+        self._scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        first = time.time() + max(NUDGE_DELAY_S, self._backoff.left())
         self._job = self._scheduler.add_job(
             self._tick,
             "interval",
@@ -157,6 +163,7 @@ class SyncService:
             next_run_time=_at(first),
         )
         self._scheduler.start()
+        self._clock.start()
         log.info(
             "sync.started",
             api_url=self._config.api_url,
@@ -167,6 +174,7 @@ class SyncService:
     async def close(self, grace_s: float) -> None:
         """Stop scheduling; give a run in flight `grace_s` to finish, then cancel it. What the
         server did not acknowledge stays pending."""
+        self._clock.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -183,9 +191,19 @@ class SyncService:
         job = self._job
         if job is None or self._scheduler is None:
             return
-        when = max(time.time() + NUDGE_DELAY_S, self.state.next_attempt_at or 0.0)
+        when = time.time() + max(NUDGE_DELAY_S, self._backoff.left())
         if job.next_run_time is None or job.next_run_time.timestamp() > when:
             job.modify(next_run_time=_at(when))
+
+    def _clock_stepped(self, step: float) -> None:
+        """The wall clock jumped by `step` seconds: the job's next run, kept on the wall
+        clock, moves with it, so it stays as far away in real time as it was."""
+        log.warning("sync.clock_stepped", step_s=round(step, 1))
+        if self.state.next_attempt_at is not None:
+            self.state.next_attempt_at += step
+        job = self._job
+        if job is not None and self._scheduler is not None and job.next_run_time is not None:
+            job.modify(next_run_time=job.next_run_time + timedelta(seconds=step))
 
     async def _tick(self) -> None:
         self._running = asyncio.current_task()
@@ -212,7 +230,7 @@ class SyncService:
         run is in flight; `force` ignores a backoff (an explicit `tracesd sync`)."""
         async with self._lock:
             report = Report()
-            if not force and (self.state.next_attempt_at or 0.0) > time.time():
+            if not force and self._backoff.left() > 0:
                 report.skipped = True
             else:
                 await self._drain(report)
@@ -358,14 +376,7 @@ class SyncService:
     ) -> None:
         state = self.state
         state.consecutive_failures += 1
-        cap = max(self._config.max_backoff_s, self._min_backoff)
-        if auth:
-            delay = cap
-        else:
-            ceiling = min(cap, self._min_backoff * 2**state.consecutive_failures)
-            delay = self._rng.uniform(self._min_backoff, ceiling)
-        if retry_after is not None:
-            delay = max(delay, min(max(retry_after, self._min_backoff), RETRY_AFTER_MAX_S))
+        delay = self._backoff.fail(state.consecutive_failures, retry_after=retry_after, auth=auth)
         state.next_attempt_at = time.time() + delay
         state.last_error = error
         state.auth_paused = auth
@@ -386,6 +397,7 @@ class SyncService:
             log.info("sync.recovered", after_failures=state.consecutive_failures)
         state.consecutive_failures = 0
         state.next_attempt_at = None
+        self._backoff.reset()
         state.last_error = None
         state.auth_paused = False
         state.last_success_at = time.time()
