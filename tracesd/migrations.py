@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracesd.errors import SchemaTooNew, StoreError
+from tracesd import quarantine
+from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
 
 SCHEMA_VERSION = 4
 
@@ -194,25 +195,34 @@ class Result:
     applied: tuple[str, ...]
 
 
-def apply(path: Path, *, busy_timeout_s: float = 5.0) -> Result:
-    """Bring the database at `path` to the current schema. Raises SchemaTooNew, StoreError."""
+def apply(path: Path, *, busy_timeout_s: float = 5.0, verify: bool = False) -> Result:
+    """Bring the database at `path` to the current schema. Raises SchemaTooNew, StoreCorrupt
+    (`verify` adds `PRAGMA quick_check` before anything is written), StoreError."""
+    quarantine.check_header(path)
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from None
     try:
-        return _apply(conn, path)
+        return _apply(conn, path, verify=verify)
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot migrate database {path}: {exc}") from None
+        if quarantine.is_corruption(exc):
+            raise StoreCorrupt(path, str(exc)) from None
+        busy = "locked" in str(exc) or "busy" in str(exc)
+        raise StoreError(f"cannot migrate database {path}: {exc}", busy=busy) from None
     finally:
         conn.close()
 
 
-def _apply(conn: sqlite3.Connection, path: Path) -> Result:
-    conn.execute("PRAGMA journal_mode=WAL")
+def _apply(conn: sqlite3.Connection, path: Path, *, verify: bool) -> Result:
+    # Nothing is written before the version is known: even switching to WAL rewrites the
+    # header, and a database from a newer schema must be left byte for byte as it was.
     start = _user_version(conn)
     if start > SCHEMA_VERSION:
         raise SchemaTooNew(path, start, SCHEMA_VERSION)
+    if verify:
+        quarantine.quick_check(conn, path)
+    conn.execute("PRAGMA journal_mode=WAL")
     applied: list[str] = []
     for target, name, step in SHARED:
         with _immediate(conn):
