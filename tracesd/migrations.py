@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from tracesd import quarantine
 from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
@@ -200,28 +201,39 @@ def apply(path: Path, *, busy_timeout_s: float = 5.0, verify: bool = False) -> R
     (`verify` adds `PRAGMA quick_check` before anything is written), StoreError."""
     quarantine.check_header(path)
     try:
+        if path.exists():
+            # Read-only first: a read-only connection never checkpoints or removes a WAL on
+            # close, so a newer or corrupt database is left byte for byte as it was found.
+            _inspect(path, busy_timeout_s, verify=verify)
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            return _apply(conn, path)
+        finally:
+            conn.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open database {path}: {exc}") from None
-    try:
-        return _apply(conn, path, verify=verify)
-    except sqlite3.DatabaseError as exc:
         if quarantine.is_corruption(exc):
             raise StoreCorrupt(path, str(exc)) from None
         busy = "locked" in str(exc) or "busy" in str(exc)
         raise StoreError(f"cannot migrate database {path}: {exc}", busy=busy) from None
+
+
+def _inspect(path: Path, busy_timeout_s: float, *, verify: bool) -> None:
+    uri = f"file:{quote(str(path))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+    try:
+        found = _user_version(conn)
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(path, found, SCHEMA_VERSION)
+        if verify:
+            quarantine.quick_check(conn, path)
     finally:
         conn.close()
 
 
-def _apply(conn: sqlite3.Connection, path: Path, *, verify: bool) -> Result:
-    # Nothing is written before the version is known: even switching to WAL rewrites the
-    # header, and a database from a newer schema must be left byte for byte as it was.
+def _apply(conn: sqlite3.Connection, path: Path) -> Result:
     start = _user_version(conn)
     if start > SCHEMA_VERSION:
         raise SchemaTooNew(path, start, SCHEMA_VERSION)
-    if verify:
-        quarantine.quick_check(conn, path)
     conn.execute("PRAGMA journal_mode=WAL")
     applied: list[str] = []
     for target, name, step in SHARED:
