@@ -5,6 +5,11 @@ first, so nothing written during the catch-up scan is missed) -> catch-up scan -
 checks. Shutdown unwinds the same stack: periodic tasks, watcher, dispatcher (running
 ingests get a bounded grace), store. SIGTERM or SIGINT stops gracefully; a second one
 exits at once (SQLite's journal keeps the database consistent either way).
+
+A corrupt database found at start is moved aside and replaced (the catch-up scan refills
+it). One that SQLite reports corrupt while running stops the daemon: after the store is
+closed it is moved aside and the process exits 1, so the service manager starts a fresh
+process (every component rebuilt, nothing half-swapped) on a new database.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from tracesd import __version__, metrics, snapshot
+from tracesd import __version__, metrics, quarantine, snapshot
 from tracesd.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
 from tracesd.dispatch import Dispatcher
+from tracesd.errors import StoreCorrupt
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.notify import Notifier
@@ -57,6 +63,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._exit_code = 0
         self._signals = 0
+        self._corrupt: StoreCorrupt | None = None
         self._stack = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._scan_task: asyncio.Task[None] | None = None
@@ -84,9 +91,13 @@ class Daemon:
                 await self.startup()
                 await self._stop.wait()
                 log.info("daemon.stopping", pid=os.getpid())
+        except StoreCorrupt as exc:  # found by a read at startup, past the open checks
+            self.fail(exc)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+        if self._corrupt is not None:
+            self._move_corrupt(self._corrupt)
         log.info("daemon.stopped", exit_code=self._exit_code)
         return self._exit_code
 
@@ -99,8 +110,16 @@ class Daemon:
             metrics=metrics.render,
         )
         await self.status.check_single_instance()  # before anything is touched
-        self.store = await Store.open(config.storage.db_path)
+        self.store = await Store.open(config.storage.db_path, verify=True, move_corrupt=True)
         self._stack.push_async_callback(self.store.close)
+        if self.store.moved_aside is not None:
+            log.error(
+                "store.quarantined",
+                path=str(self.store.path),
+                moved_to=str(self.store.moved_aside),
+                hint="the database was corrupt: a new one was created and is being rebuilt"
+                " from the session files; " + quarantine.recovery_hint(self.store.moved_aside),
+            )
 
         self.git = git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
         self.ingestor = Ingestor(
@@ -200,8 +219,32 @@ class Daemon:
 
     def fail(self, exc: BaseException) -> None:
         """A component hit a bug: stop with a failure exit code so the service restarts."""
+        if isinstance(exc, StoreCorrupt) and self._corrupt is None:
+            self._corrupt = exc
+            log.error(
+                "store.corrupt",
+                path=str(exc.path),
+                error=exc.detail,
+                hint="stopping: the database is moved aside and tracesd exits 1, so its"
+                " service restarts it on a new database rebuilt from the session files",
+            )
         self._exit_code = 1
         self._stop.set()
+
+    def _move_corrupt(self, exc: StoreCorrupt) -> None:
+        # SQLite said SQLITE_CORRUPT or SQLITE_NOTADB: never a mere lock, so it is moved.
+        try:
+            moved = quarantine.move_aside(exc.path)
+        except OSError as err:
+            log.error("store.quarantine_failed", path=str(exc.path), error=str(err))
+            return
+        log.error(
+            "store.quarantined",
+            path=str(exc.path),
+            moved_to=str(moved),
+            hint="the database was corrupt: the next start creates a new one and rebuilds it"
+            " from the session files; " + quarantine.recovery_hint(moved),
+        )
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1

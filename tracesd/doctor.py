@@ -17,15 +17,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import migrations
+from tracesd import migrations, quarantine
 from tracesd.adapters import SUPPORTED, build_adapters
 from tracesd.config import Config
-from tracesd.errors import NotRunning, SyncError, TracesdError
+from tracesd.errors import NotRunning, StoreCorrupt, SyncError, TracesdError
 from tracesd.scan import discover
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 #: stop counting directories for the inotify check past this many
 _DIRECTORY_BUDGET = 500_000
+_CORRUPT_FIX = (
+    "restart tracesd (`tracesd run` or its service): it moves the file aside and rebuilds"
+    " the database from the session files"
+)
 _SYSCTL_FIX = (
     "sudo sysctl fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512"
     " (persist it in /etc/sysctl.d/90-tracesd.conf)"
@@ -94,26 +98,43 @@ def _git(config: Config) -> Check:
 
 def _database(config: Config) -> Check:
     path = config.storage.db_path
+    check = _database_file(path)
+    moved = quarantine.quarantined(path)
+    if moved and check.status == OK:
+        detail = f"{check.detail}; a corrupt database was moved aside: {', '.join(map(str, moved))}"
+        return Check("database", WARN, detail, quarantine.recovery_hint(moved[-1]))
+    return check
+
+
+def _database_file(path: Path) -> Check:
+    if path.is_dir():
+        return Check(
+            "database", FAIL, f"{path} is a directory", "move it away, or set [storage] db_path"
+        )
     if not path.exists():
         return Check("database", WARN, f"{path} does not exist yet", "it is created on first start")
     expected = migrations.SCHEMA_VERSION
     try:
+        quarantine.check_header(path)
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2) as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > expected:
                 detail = f"{path}: schema {version}, newer than the {expected} this tracesd knows"
                 return Check("database", FAIL, detail, "upgrade tracesd")
+            quarantine.quick_check(conn, path)
             if version < expected:
                 fix = f"upgraded to {expected} when tracesd starts"
                 return Check("database", WARN, f"{path}: schema {version}", fix)
             traces = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+    except StoreCorrupt as exc:
+        return Check("database", FAIL, str(exc), _CORRUPT_FIX)
     except sqlite3.Error as exc:
-        return Check(
-            "database",
-            FAIL,
-            f"{path} cannot be read: {exc}",
-            "move it aside and restart tracesd (a new one is created; rescans refill it)",
+        fix = (
+            _CORRUPT_FIX
+            if quarantine.is_corruption(exc)
+            else "try again; if it persists, check the file"
         )
+        return Check("database", FAIL, f"{path} cannot be read: {exc}", fix)
     return Check("database", OK, f"{path}: schema {version}, {traces} traces")
 
 

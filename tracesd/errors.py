@@ -9,6 +9,7 @@
     ├── ServiceError         `tracesd service` cannot install, remove or ask here
     ├── StoreError           the database cannot be used
     │   ├── SchemaTooNew     written by a newer tracesd or Traces CLI; refuse, never downgrade
+    │   ├── StoreCorrupt     SQLite says corrupt or not a database; the daemon moves it aside
     │   ├── RowRejected      the database refused one row's values; that trace fails alone
     │   └── StoreClosed      used after close()
     └── SyncError            a request to the Traces API did not succeed; sync decides next
@@ -96,6 +97,21 @@ class SchemaTooNew(StoreError):
         super().__init__(
             f"{path} has schema version {found}, newer than the {supported} this tracesd "
             "supports; upgrade tracesd (the database was left untouched)"
+        )
+
+
+class StoreCorrupt(StoreError):
+    """SQLite reports the file corrupt (SQLITE_CORRUPT) or not a database (SQLITE_NOTADB).
+
+    Never raised for a database that is merely locked or busy: that is StoreError(busy).
+    """
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"database {path} is corrupt ({detail}); `tracesd run` moves it aside and rebuilds"
+            " it from the session files"
         )
 
 

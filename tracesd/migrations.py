@@ -21,8 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
-from tracesd.errors import SchemaTooNew, StoreError
+from tracesd import quarantine
+from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
 
 SCHEMA_VERSION = 4
 
@@ -194,25 +196,45 @@ class Result:
     applied: tuple[str, ...]
 
 
-def apply(path: Path, *, busy_timeout_s: float = 5.0) -> Result:
-    """Bring the database at `path` to the current schema. Raises SchemaTooNew, StoreError."""
+def apply(path: Path, *, busy_timeout_s: float = 5.0, verify: bool = False) -> Result:
+    """Bring the database at `path` to the current schema. Raises SchemaTooNew, StoreCorrupt
+    (`verify` adds `PRAGMA quick_check` before anything is written), StoreError."""
+    quarantine.check_header(path)
     try:
+        if path.exists():
+            # Read-only first: a read-only connection never checkpoints or removes a WAL on
+            # close, so a newer or corrupt database is left byte for byte as it was found.
+            _inspect(path, busy_timeout_s, verify=verify)
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            return _apply(conn, path)
+        finally:
+            conn.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open database {path}: {exc}") from None
+        if quarantine.is_corruption(exc):
+            raise StoreCorrupt(path, str(exc)) from None
+        busy = "locked" in str(exc) or "busy" in str(exc)
+        raise StoreError(f"cannot migrate database {path}: {exc}", busy=busy) from None
+
+
+def _inspect(path: Path, busy_timeout_s: float, *, verify: bool) -> None:
+    uri = f"file:{quote(str(path))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
     try:
-        return _apply(conn, path)
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot migrate database {path}: {exc}") from None
+        found = _user_version(conn)
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(path, found, SCHEMA_VERSION)
+        if verify:
+            quarantine.quick_check(conn, path)
     finally:
         conn.close()
 
 
 def _apply(conn: sqlite3.Connection, path: Path) -> Result:
-    conn.execute("PRAGMA journal_mode=WAL")
     start = _user_version(conn)
     if start > SCHEMA_VERSION:
         raise SchemaTooNew(path, start, SCHEMA_VERSION)
+    conn.execute("PRAGMA journal_mode=WAL")
     applied: list[str] = []
     for target, name, step in SHARED:
         with _immediate(conn):

@@ -14,6 +14,12 @@ from tracesd.models import Trace
 
 def status(s: dict[str, Any]) -> list[str]:
     lines = [f"tracesd {s['version']}, pid {s['pid']}, up {_span(s['uptime_s'])}  ({s['db_path']})"]
+    database = s.get("database") or {}
+    if database.get("busy"):
+        since = database["busy_since"]
+        lines.append(f"{'database':<9} busy: another program holds a write lock (since {since})")
+    for moved in database.get("quarantined") or []:
+        lines.append(f"{'database':<9} a corrupt database was moved aside: {moved}")
     lines += _agents(s["agents"])
     traces = s["traces"]
     parts = ", ".join(f"{a} {n}" for a, n in traces["by_agent"].items())

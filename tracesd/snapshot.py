@@ -52,6 +52,12 @@ async def build(p: Parts) -> dict[str, Any]:
         "degraded": degraded,
         "db_path": str(p.store.path),
         "socket_path": str(p.config.status.socket_path),
+        "database": {
+            "busy": p.store.busy_since is not None,
+            "busy_since": iso(p.store.busy_since),
+            "busy_episodes": p.store.busy_episodes,
+            "quarantined": [str(q) for q in p.store.quarantined],
+        },
         "agents": [
             {
                 "id": root.adapter.agent_id,

@@ -5,7 +5,10 @@ transactions of concurrent tasks on the one connection and rolls back on any exc
 Ingest writes go through `write()`, a group commit: an ingest arriving while a transaction
 is in flight joins the next one, so a scan commits hundreds of traces per transaction
 while a lone new session still commits at once. The Traces CLI shares the file, so a busy
-database is waited for (busy_timeout), not failed.
+database is waited for (busy_timeout), not failed; a write that waits longer than
+BUSY_WARN_S is logged (`store.busy`) and shown in status until a write gets through. A
+corrupt database is the daemon's to move aside (see quarantine.py): opened with
+`move_corrupt=True`, the store moves it and starts a new one, which scans refill.
 """
 
 from __future__ import annotations
@@ -15,18 +18,24 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import structlog
 
-from tracesd import migrations
-from tracesd.errors import RowRejected, StoreClosed, StoreError
+from tracesd import migrations, quarantine
+from tracesd.errors import RowRejected, StoreClosed, StoreCorrupt, StoreError
 from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace
 from tracesd.writes import Transaction
 
+log = structlog.get_logger("tracesd.store")
+
 BUSY_TIMEOUT_S = 10.0
+#: a write waiting this long for another program's lock is logged and shown in status
+BUSY_WARN_S = 1.0
 #: most ingests one group-commit transaction carries
 MAX_GROUP = 500
 
@@ -45,11 +54,30 @@ class Store:
         self._write_lock = asyncio.Lock()
         self._pending: list[tuple[Capture, asyncio.Future[frozenset[str]]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: since when (wall time) writes have been waiting for another program's lock
+        self.busy_since: float | None = None
+        #: how many times writes had to wait longer than BUSY_WARN_S
+        self.busy_episodes = 0
+        #: where a corrupt database found at this open was moved to
+        self.moved_aside: Path | None = None
+        #: every database moved aside from this path so far (for status and doctor)
+        self.quarantined: list[Path] = []
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Store:
-        """Create the directory (0700) and file (0600) if needed, migrate, connect."""
-        await asyncio.to_thread(_prepare, path, busy_timeout_s)
+    async def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        verify: bool = False,
+        move_corrupt: bool = False,
+    ) -> Store:
+        """Create the directory (0700) and file (0600) if needed, migrate, connect.
+
+        `verify` runs `PRAGMA quick_check` first. A corrupt database raises StoreCorrupt,
+        or with `move_corrupt` is moved aside (`moved_aside`) and replaced by a new one.
+        """
+        moved = await asyncio.to_thread(_prepare, path, busy_timeout_s, verify, move_corrupt)
         try:
             conn = await _connect(path, busy_timeout_s)
             await conn.execute("PRAGMA journal_mode = WAL")
@@ -58,8 +86,13 @@ class Store:
             reader = await _connect(path, busy_timeout_s)
             await reader.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
+            if quarantine.is_corruption(exc):
+                raise StoreCorrupt(path, str(exc)) from None
             raise StoreError(f"cannot open database {path}: {exc}") from None
-        return cls(conn, reader, path)
+        store = cls(conn, reader, path)
+        store.moved_aside = moved
+        store.quarantined = await asyncio.to_thread(quarantine.quarantined, path)
+        return store
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():
@@ -89,7 +122,7 @@ class Store:
         async with self._write_lock:
             db = self._db
             with _translated(self.path):
-                await db.execute("BEGIN IMMEDIATE")
+                await self._begin(db)
             try:
                 with _translated(self.path):
                     yield Transaction(db)
@@ -99,6 +132,27 @@ class Store:
                 raise
             with _translated(self.path):
                 await db.execute("COMMIT")
+
+    async def _begin(self, db: aiosqlite.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting up to the busy timeout for another writer; a wait past
+        BUSY_WARN_S marks the store busy until a transaction begins."""
+        begin = asyncio.ensure_future(db.execute("BEGIN IMMEDIATE"))
+        done, _ = await asyncio.wait({begin}, timeout=BUSY_WARN_S)
+        if not done and self.busy_since is None:
+            self.busy_since = time.time() - BUSY_WARN_S
+            self.busy_episodes += 1
+            log.warning(
+                "store.busy",
+                path=str(self.path),
+                waited_s=BUSY_WARN_S,
+                hint="another program (the Traces CLI?) holds a write lock on the database;"
+                f" waiting up to {BUSY_TIMEOUT_S:g} s per attempt, then retrying: nothing is"
+                " dropped",
+            )
+        await begin
+        if self.busy_since is not None:
+            log.info("store.busy_cleared", waited_s=round(time.time() - self.busy_since, 2))
+            self.busy_since = None
 
     # ------------------------------------------------------------------------ writes
 
@@ -262,6 +316,11 @@ async def _connect(path: Path, busy_timeout_s: float) -> aiosqlite.Connection:
 
 def create_private(path: Path) -> None:
     """Create a database's directory (0700) and an empty file (0600) if they are missing."""
+    if path.is_dir():
+        raise StoreError(
+            f"database path {path} is a directory, not a database file: nothing was changed;"
+            " move the directory away, or set [storage] db_path to a file"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
@@ -269,9 +328,20 @@ def create_private(path: Path) -> None:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
 
 
-def _prepare(path: Path, busy_timeout_s: float) -> None:
+def _prepare(path: Path, busy_timeout_s: float, verify: bool, move: bool) -> Path | None:
+    """Create, check and migrate; the path a corrupt database was moved to, if it was."""
+    create_private(path)
+    try:
+        migrations.apply(path, busy_timeout_s=busy_timeout_s, verify=verify)
+    except StoreCorrupt:
+        if not move:
+            raise
+    else:
+        return None
+    moved = quarantine.move_aside(path)
     create_private(path)
     migrations.apply(path, busy_timeout_s=busy_timeout_s)
+    return moved
 
 
 @contextlib.contextmanager
@@ -283,6 +353,8 @@ def _translated(path: Path) -> Iterator[None]:
     except (UnicodeEncodeError, OverflowError) as exc:
         raise RowRejected(f"database {path} refused a value: {exc}") from exc
     except sqlite3.Error as exc:
+        if quarantine.is_corruption(exc):
+            raise StoreCorrupt(path, str(exc)) from exc
         message = str(exc)
         busy = "locked" in message or "busy" in message
         raise StoreError(f"database {path}: {message}", busy=busy) from exc

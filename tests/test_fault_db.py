@@ -1,0 +1,399 @@
+"""Fault injection, part 4: a locked, newer, corrupt or misplaced database (T13, bad input 19).
+
+Real `tracesd run` processes on real SQLite files; the other writer is a separate Python
+process holding `BEGIN IMMEDIATE`, as the Traces CLI (which shares ~/.traces/traces.db)
+would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faultserver import ThreadedFaultServer
+from tests.helpers import Daemon, claude_session, isolated_env, make_repo, query, tracesd
+from tracesd.errors import StoreCorrupt, StoreError
+from tracesd.store import Store
+
+StartDaemon = Callable[..., Daemon]
+
+#: longer than the issue's 10 s, to outlast the daemon's 10 s busy timeout too: the first
+#: write waits 10 s, fails busy and is retried; writes queued behind it just wait
+LOCK_S = 12.0
+#: every session written during the lock is stored within this long of the release
+CATCH_UP_S = 3.0
+
+#: the other writer: the Traces CLI's own write (one row) inside a long transaction
+LOCKER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+conn.execute("BEGIN " + sys.argv[3])
+if sys.argv[3] == "IMMEDIATE":
+    conn.execute(
+        "INSERT INTO traces (id, agent_id, title, timestamp, created_at, updated_at)"
+        " VALUES ('cli-written', 'codex', 'written by the Traces CLI', 1, 1, 1)"
+    )
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+print("released", flush=True)
+"""
+
+
+@pytest.fixture
+def fault() -> Iterator[ThreadedFaultServer]:
+    server = ThreadedFaultServer()
+    yield server
+    server.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def run_once(home: Path) -> subprocess.CompletedProcess[str]:
+    """`tracesd run` expected to refuse: it must exit within 10 s."""
+    return subprocess.run(
+        [sys.executable, "-m", "tracesd", "run", "--log-format", "json"],
+        env=isolated_env(home),
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def status(home: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = tracesd(home, "status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def append_reply(path: Path, text: str) -> None:
+    line = {
+        "type": "assistant",
+        "message": {"role": "assistant", "content": text},
+        "timestamp": "2026-11-28T11:00:00.000Z",
+    }
+    with path.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def captured_counts(daemon: Daemon) -> Counter[str]:
+    return Counter(e["trace_id"] for e in daemon.events("ingest.captured"))
+
+
+def sessions(home: Path, repo: Path, n: int, prefix: str) -> dict[str, Path]:
+    return dict(claude_session(home, repo, f"{prefix} {i}") for i in range(n))
+
+
+# ----------------------------------------------------------------------- the lock
+
+
+def test_a_12s_write_lock_by_another_process_loses_nothing_and_shows_busy(
+    daemons: StartDaemon, home: Path, tmp_path: Path, fault: ThreadedFaultServer
+) -> None:
+    """Another process holds BEGIN IMMEDIATE on traces.db for 12 s (the issue's 10 s, and
+    past the daemon's 10 s busy timeout) while 10 sessions are created and 5 stored ones
+    appended to. Pass: the daemon keeps running, logs `store.busy` at warning level, status
+    shows `database.busy` while the lock is held, and the write that outlasts the busy
+    timeout is retried (`dispatch.store_busy`);
+    nothing of those sessions is recorded during the lock (no file state without its
+    trace); within 3 s of the release every new session is stored and captured exactly
+    once, every append is stored, every file state names only stored traces, the other
+    writer's row is kept, integrity_check is ok, and sync is untouched by the lock: nothing
+    marked failed, no failures counted, everything delivered in its latest version."""
+    repo = make_repo(tmp_path / "repo")
+    config = home / ".config" / "tracesd" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'[sync]\napi_url = "{fault.url}"\ninterval_s = 0.5\nmax_backoff_s = 1\n')
+    env = isolated_env(home, TRACES_API_KEY="sk-lock-test")
+    (home / ".claude" / "projects").mkdir(parents=True)
+    daemon = daemons(home, env=env)
+    daemon.wait_ready()
+    before = sessions(home, repo, 5, "before")
+    for trace_id in before:
+        daemon.row(trace_id)
+    wait_for(lambda: set(before) <= set(fault.server.stored))
+
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(daemon.db), str(LOCK_S), "IMMEDIATE"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert locker.stdout is not None
+        assert locker.stdout.readline().strip() == "locked"
+        locked_at = time.monotonic()
+        during: dict[str, Path] = {}
+        for i in range(10):
+            during.update(sessions(home, repo, 1, f"during {i}"))
+            if i < 5:
+                trace_id, path = list(before.items())[i]
+                append_reply(path, f"reply {i}")
+            time.sleep(0.2)
+
+        busy = daemon.wait_for_event("store.busy", timeout=5)
+        assert busy["level"] == "warning"
+        answer = status(home, env)
+        assert answer["database"]["busy"] is True
+        assert answer["database"]["busy_since"] is not None
+        files = query(daemon.db, "SELECT path, size FROM tracesd_files")
+        recorded = {row["path"]: row["size"] for row in files}
+        assert not set(map(str, during.values())) & set(recorded)  # nothing new recorded
+        for path in before.values():  # ... and no append recorded without its trace
+            assert recorded[str(path)] < path.stat().st_size
+        assert time.monotonic() - locked_at < LOCK_S, "the checks took longer than the lock"
+
+        assert locker.stdout.readline().strip() == "released"
+        released_at = time.monotonic()
+        assert locker.wait(5) == 0
+    finally:
+        stop(locker)
+
+    def all_stored() -> bool:
+        rows = query(daemon.db, "SELECT id, preview FROM traces")
+        previews = {row["id"]: row["preview"] for row in rows}
+        appended = all(previews.get(t) == f"reply {i}" for i, t in enumerate(before))
+        return set(during) <= set(previews) and appended
+
+    wait_for(all_stored, timeout=LOCK_S + CATCH_UP_S)
+    caught_up_s = time.monotonic() - released_at
+    print(f"all stored {caught_up_s:.2f} s after the release")
+    assert caught_up_s <= CATCH_UP_S
+    assert daemon.proc.poll() is None
+    assert daemon.events("dispatch.store_busy")
+
+    counts = captured_counts(daemon)
+    assert all(counts[t] == 1 for t in [*before, *during]), counts
+    stored = {row["id"] for row in query(daemon.db, "SELECT id FROM traces")}
+    assert "cli-written" in stored
+    for row in query(daemon.db, "SELECT path, size, trace_ids FROM tracesd_files"):
+        assert set(json.loads(row["trace_ids"])) <= stored, row
+    file_rows = {r["path"]: r for r in query(daemon.db, "SELECT * FROM tracesd_files")}
+    for trace_id, path in [*before.items(), *during.items()]:
+        assert json.loads(file_rows[str(path)]["trace_ids"]) == [trace_id]
+        assert file_rows[str(path)]["size"] == path.stat().st_size
+    assert integrity(daemon.db) == "ok"
+
+    def delivered() -> bool:
+        server = fault.server.stored
+        latest = all(server.get(t, {}).get("preview") == f"reply {i}" for i, t in enumerate(before))
+        return latest and set(during) | {"cli-written"} <= set(server)
+
+    wait_for(delivered, timeout=10)
+    answer = status(home, env)
+    assert answer["database"]["busy"] is False
+    assert answer["database"]["busy_episodes"] >= 1
+    assert answer["sync"]["failed"] == 0
+    assert answer["sync"]["consecutive_failures"] == 0
+    assert query(daemon.db, "SELECT * FROM tracesd_outbox WHERE failed_version IS NOT NULL") == []
+    assert daemon.events("sync.trace_refused") == []
+    assert daemon.stop() == 0
+
+
+def test_a_locked_database_is_waited_for_never_quarantined(tmp_path: Path) -> None:
+    """A database another process holds exclusively (rollback journal, as an older Traces
+    CLI leaves it) makes the open fail as busy, with quarantine on: never StoreCorrupt,
+    nothing moved aside, the file byte for byte as it was."""
+    db = tmp_path / "traces.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE traces (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL)")
+        conn.execute("INSERT INTO traces VALUES ('t1', 'codex')")
+    digest = sha256(db)
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(db), "5", "EXCLUSIVE"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert locker.stdout is not None
+        assert locker.stdout.readline().strip() == "locked"
+        import asyncio
+
+        async def open_it() -> None:
+            store = await Store.open(db, busy_timeout_s=0.3, verify=True, move_corrupt=True)
+            await store.close()
+
+        with pytest.raises(StoreError) as caught:
+            asyncio.run(open_it())
+        assert caught.value.busy
+        assert not isinstance(caught.value, StoreCorrupt)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["traces.db"]
+    finally:
+        stop(locker)
+    assert sha256(db) == digest
+
+
+# ------------------------------------------------------------------ newer schema
+
+
+def test_the_daemon_refuses_a_newer_schema_and_leaves_the_file_untouched(home: Path) -> None:
+    """`tracesd run` on a database of schema version 9: exit 1 (a runtime failure,
+    INTERFACE section 3) within 10 s, one message naming 9, the supported 4 and the fix;
+    the file byte for byte as it was (sha256), no file added beside it."""
+    db = home / ".traces" / "traces.db"
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:  # rollback journal: switching to WAL would show
+        conn.execute("CREATE TABLE traces (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL)")
+        conn.execute("INSERT INTO traces VALUES ('t1', 'codex')")
+        conn.execute("PRAGMA user_version = 9")
+    digest = sha256(db)
+    result = run_once(home)
+    assert result.returncode == 1
+    assert "schema version 9, newer than the 4 this tracesd supports" in result.stderr
+    assert "upgrade tracesd" in result.stderr
+    assert sha256(db) == digest
+    assert sorted(p.name for p in db.parent.iterdir()) == ["traces.db"]
+
+
+# ------------------------------------------------------------------ corruption
+
+
+def zero_page(db: Path, page: int, count: int = 1) -> None:
+    """`dd if=/dev/zero of=db bs=4096 seek=<page> count=<count> conv=notrunc`"""
+    with db.open("r+b") as f:
+        f.seek(4096 * page)
+        f.write(b"\0" * 4096 * count)
+
+
+def populated(home: Path, tmp_path: Path, n: int = 200) -> dict[str, Path]:
+    """n sessions, indexed by `tracesd scan` into a database of many pages."""
+    repo = make_repo(tmp_path / "repo")
+    made = sessions(home, repo, n, "task " + "x" * 300)
+    result = tracesd(home, "scan", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["new"] == n
+    return made
+
+
+QUARANTINED = re.compile(r"traces\.db\.corrupt-\d{8}T\d{6}Z")
+
+
+def check_quarantined(daemon: Daemon, corrupt_digest: str, made: dict[str, Path]) -> Path:
+    """One `store.quarantined` error naming the moved file and how to recover; the file
+    moved whole; a new database rebuilt with every session; status and doctor show it."""
+    event = daemon.wait_for_event("store.quarantined")
+    assert event["level"] == "error"
+    moved = Path(event["moved_to"])
+    assert QUARANTINED.fullmatch(moved.name)
+    assert str(moved) in event["hint"]
+    assert ".recover" in event["hint"]
+    assert sha256(moved) == corrupt_digest  # moved, never written to
+    daemon.wait_ready()
+    for trace_id in made:
+        daemon.row(trace_id)
+    assert len(daemon.events("store.quarantined")) == 1
+    assert integrity(daemon.db) == "ok"
+    assert status(daemon.home)["database"]["quarantined"] == [str(moved)]
+    doctor = tracesd(daemon.home, "doctor", "--json")
+    [check] = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "database"]
+    assert check["status"] == "warn"
+    assert str(moved) in check["detail"]
+    assert str(moved) in check["fix"]
+    return moved
+
+
+@pytest.mark.parametrize("damage", ["zeroed_page", "not_a_database"])
+def test_a_corrupt_database_is_moved_aside_and_rebuilt_from_the_sessions(
+    daemons: StartDaemon, home: Path, tmp_path: Path, damage: str
+) -> None:
+    """A populated traces.db with page 4 zeroed (`dd ... bs=4096 seek=3 count=1`), or a
+    file that is not a database at all, with a -wal beside it. Pass: the daemon starts, logs
+    one `store.quarantined` error naming `traces.db.corrupt-<UTC time>` and `.recover`;
+    the corrupt bytes are kept whole (sha256) with their -wal; a new database holds all 200
+    sessions again after the startup scan, integrity_check ok; status and doctor name the
+    moved file."""
+    made = populated(home, tmp_path)
+    db = home / ".traces" / "traces.db"
+    wal = db.with_name("traces.db-wal")
+    if damage == "zeroed_page":
+        assert db.stat().st_size > 8 * 4096
+        zero_page(db, 3)
+        wal.write_bytes(b"")
+    else:
+        db.write_bytes(b"this is not a database\n" * 1000)
+        wal.write_bytes(b"\x37\x7f\x06\x82 not a wal either")
+    wal_digest = sha256(wal)
+    digest = sha256(db)
+    daemon = daemons(home)
+    moved = check_quarantined(daemon, digest, made)
+    assert sha256(moved.with_name(moved.name + "-wal")) == wal_digest
+    assert daemon.stop() == 0
+
+
+def test_corruption_found_while_running_stops_moves_aside_and_restarts_fresh(
+    daemons: StartDaemon, home: Path, tmp_path: Path
+) -> None:
+    """Every page but the first zeroed under a running daemon, then a new session. Pass:
+    `store.corrupt` is logged, the daemon exits 1 within 10 s (so its service manager
+    restarts it) after moving the file aside; the restarted daemon logs no new quarantine,
+    rebuilds all 201 sessions, and status names the moved file."""
+    made = populated(home, tmp_path)
+    db = home / ".traces" / "traces.db"
+    daemon = daemons(home)
+    daemon.wait_ready()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    zero_page(db, 1, db.stat().st_size // 4096 - 1)
+    digest = sha256(db)
+    new_id, _ = claude_session(home, tmp_path / "repo", "after the damage")
+    assert daemon.proc.wait(10) == 1
+    corrupt = daemon.events("store.corrupt")
+    assert len(corrupt) == 1
+    assert corrupt[0]["level"] == "error"
+    [event] = daemon.events("store.quarantined")
+    moved = Path(event["moved_to"])
+    assert QUARANTINED.fullmatch(moved.name)
+    assert sha256(moved) == digest
+    assert not db.exists()
+
+    again = daemons(home)
+    again.wait_ready()
+    for trace_id in [*made, new_id]:
+        again.row(trace_id)
+    assert again.events("store.quarantined") == []
+    assert status(home)["database"]["quarantined"] == [str(moved)]
+    assert again.stop() == 0
+
+
+def test_a_directory_in_place_of_the_database_is_refused_and_left_alone(home: Path) -> None:
+    """traces.db is a directory (with a file in it). Pass: `tracesd run` exits 1 within
+    10 s naming the path and "is a directory"; the directory and its content are as they
+    were, nothing renamed or created beside it."""
+    db = home / ".traces" / "traces.db"
+    db.mkdir(parents=True)
+    (db / "keep.txt").write_text("mine")
+    result = run_once(home)
+    assert result.returncode == 1
+    assert f"database path {db} is a directory" in result.stderr
+    assert sorted(p.name for p in db.parent.iterdir()) == ["traces.db"]
+    assert (db / "keep.txt").read_text() == "mine"
