@@ -13,6 +13,7 @@ import sys
 from typing import TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -33,10 +34,16 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     ]
     renderer: structlog.types.Processor
     if console:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     else:
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.dict_tracebacks)
+        # Tracebacks as data, without the frames' local variables: a request's headers
+        # (the API key) or a remote URL with its credentials must never reach the log.
+        shared.append(
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        )
 
     structlog.configure(
         processors=[
