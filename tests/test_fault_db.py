@@ -7,8 +7,10 @@ would.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -397,3 +399,133 @@ def test_a_directory_in_place_of_the_database_is_refused_and_left_alone(home: Pa
     assert f"database path {db} is a directory" in result.stderr
     assert sorted(p.name for p in db.parent.iterdir()) == ["traces.db"]
     assert (db / "keep.txt").read_text() == "mine"
+
+
+# ----------------------------------------------------------------------- a full disk
+
+#: the database's own small file system (a tmpfs in the daemon's mount namespace)
+DISK_BYTES = 4 * 1024 * 1024
+MOUNT = 'mount -t tmpfs -o size={size},mode=0700 tmpfs "$0" && exec "$@"'
+
+
+def _can_mount_tmpfs(where: Path) -> bool:
+    probe = ["unshare", "-rm", "sh", "-c", MOUNT.format(size=DISK_BYTES), str(where), "true"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+#: a query run inside the daemon's mount namespace (SQLite resolves /proc/<pid>/root to
+#: "/", the outer view, so the database cannot be opened through it from here)
+INSIDE_QUERY = """
+import json, sqlite3, sys
+conn = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=5)
+conn.row_factory = sqlite3.Row
+print(json.dumps([dict(r) for r in conn.execute(sys.argv[2])]))
+"""
+
+
+def query_inside(pid: int, db: Path, sql: str) -> list[dict[str, Any]]:
+    command = ["nsenter", "-t", str(pid), "-U", "-m", "--preserve-credentials"]
+    result = subprocess.run(
+        [*command, sys.executable, "-c", INSIDE_QUERY, str(db), sql],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    )
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def fill(directory: Path) -> Path:
+    """Fill the file system of `directory` (asserted to be the small tmpfs, never the real
+    disk) until the kernel says ENOSPC; the file that holds the space."""
+    st = os.statvfs(directory)
+    assert st.f_blocks * st.f_frsize <= DISK_BYTES, "not the test's tmpfs: refusing to fill"
+    filler = directory / "filler"
+    with filler.open("wb") as f:
+        for _ in range(2 * DISK_BYTES // 65536):
+            try:
+                f.write(b"\0" * 65536)
+                f.flush()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return filler
+    raise AssertionError("the tmpfs never filled")
+
+
+def test_a_full_disk_is_waited_out_and_loses_nothing(
+    daemons: StartDaemon, home: Path, tmp_path: Path
+) -> None:
+    """The database's file system fills up (a 4 MiB tmpfs, in a mount namespace of the
+    daemon's own) while 10 sessions are created and 3 stored ones appended to. Pass: the
+    daemon keeps running; one `store.full` warning; status shows `database.full`; nothing of
+    those sessions is recorded while the disk is full (no file state without its trace);
+    within 3 s of space coming back every new session is stored and captured exactly once,
+    every append is stored, `database.full` is false again, integrity_check is ok."""
+    traces_dir = home / ".traces"
+    traces_dir.mkdir(parents=True)
+    if not _can_mount_tmpfs(traces_dir):
+        pytest.skip("no mount namespace here (unshare -rm): cannot give the database a tmpfs")
+    repo = make_repo(tmp_path / "repo")
+    (home / ".claude" / "projects").mkdir(parents=True)
+    daemon = Daemon(
+        home, prefix=["unshare", "-rm", "sh", "-c", MOUNT.format(size=DISK_BYTES), str(traces_dir)]
+    )
+    try:
+        daemon.wait_ready()
+        # The daemon's view of its ~/.traces: the tmpfs, seen through its own root.
+        inside = Path(f"/proc/{daemon.proc.pid}/root") / traces_dir.relative_to("/")
+        db = traces_dir / "traces.db"
+
+        def q(sql: str) -> list[dict[str, Any]]:
+            return query_inside(daemon.proc.pid, db, sql)
+
+        before = sessions(home, repo, 3, "before")
+        wait_for(lambda: len(q("SELECT id FROM traces")) == 3)
+
+        filler = fill(inside)
+        during: dict[str, Path] = {}
+        for i in range(10):
+            during.update(sessions(home, repo, 1, f"during {i}"))
+            if i < 3:
+                append_reply(list(before.values())[i], f"reply {i}")
+        full = daemon.wait_for_event("store.full", timeout=10)
+        assert full["level"] == "warning"
+        assert status(home)["database"]["full"] is True
+        time.sleep(1.0)  # retries meanwhile fail too
+        recorded = {r["path"]: r["size"] for r in q("SELECT path, size FROM tracesd_files")}
+        assert not set(map(str, during.values())) & set(recorded)
+        for path in before.values():
+            assert recorded[str(path)] < path.stat().st_size
+
+        filler.unlink()
+        freed_at = time.monotonic()
+
+        def all_stored() -> bool:
+            previews = {r["id"]: r["preview"] for r in q("SELECT id, preview FROM traces")}
+            appended = all(previews.get(t) == f"reply {i}" for i, t in enumerate(before))
+            return set(during) <= set(previews) and appended
+
+        wait_for(all_stored, timeout=20)
+        caught_up_s = time.monotonic() - freed_at
+        print(f"all stored {caught_up_s:.2f} s after space came back")
+        assert caught_up_s <= CATCH_UP_S
+        assert daemon.proc.poll() is None
+        assert len(daemon.events("store.full")) == 1
+        assert daemon.events("store.full_cleared")
+        counts = captured_counts(daemon)
+        assert all(counts[t] == 1 for t in [*before, *during]), counts
+        stored = {row["id"] for row in q("SELECT id FROM traces")}
+        for row in q("SELECT trace_ids FROM tracesd_files"):
+            assert set(json.loads(row["trace_ids"])) <= stored
+        answer = status(home)
+        assert answer["database"]["full"] is False
+        assert answer["database"]["full_episodes"] == 1
+        assert q("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()

@@ -180,9 +180,9 @@ class Dispatcher:
             try:
                 results = await self._ingest([(self._slots[p].adapter, p) for p in batch])
             except StoreError as exc:
-                if not exc.busy:
+                if not exc.retryable:
                     raise
-                self._retry_busy(batch)
+                self._retry_busy(batch, full=exc.full)
                 continue
             finally:
                 self._busy -= len(batch)
@@ -193,12 +193,14 @@ class Dispatcher:
             for path, result in zip(batch, results, strict=True):
                 self._done(path, result)
 
-    def _retry_busy(self, batch: list[str]) -> None:
-        # Another writer (the Traces CLI) held the database past the busy timeout.
+    def _retry_busy(self, batch: list[str], *, full: bool) -> None:
+        # Another writer (the Traces CLI) held the database past the busy timeout, or the
+        # disk is full: nothing was recorded for these paths, so read them again later.
         delay = 0.0
         for path in batch:
             delay = self._retry(self._slots[path], path, counted=True)
-        log.warning("dispatch.store_busy", paths=len(batch), retry_in_s=delay)
+        event = "dispatch.store_full" if full else "dispatch.store_busy"
+        log.warning(event, paths=len(batch), retry_in_s=delay)
 
     def _retry(self, slot: _Slot, path: str, *, counted: bool) -> float:
         """Try `path` again after a backoff (0.5 s doubling up to BUSY_RETRY_MAX_S)."""

@@ -79,13 +79,19 @@ class ServiceError(TracesdError):
 class StoreError(TracesdError):
     """The database cannot be opened, migrated or written.
 
-    `busy` is True when it stayed locked by another writer past the busy timeout: worth
-    retrying later, nothing is wrong with it.
+    `busy` is True when it stayed locked by another writer past the busy timeout, `full`
+    when the disk (or the database's size limit) is full: both are worth retrying later,
+    nothing is wrong with the database itself.
     """
 
-    def __init__(self, message: str, *, busy: bool = False) -> None:
+    def __init__(self, message: str, *, busy: bool = False, full: bool = False) -> None:
         self.busy = busy
+        self.full = full
         super().__init__(message)
+
+    @property
+    def retryable(self) -> bool:
+        return self.busy or self.full
 
 
 class SchemaTooNew(StoreError):

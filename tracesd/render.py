@@ -18,6 +18,9 @@ def status(s: dict[str, Any]) -> list[str]:
     if database.get("busy"):
         since = database["busy_since"]
         lines.append(f"{'database':<9} busy: another program holds a write lock (since {since})")
+    if database.get("full"):
+        since = database["full_since"]
+        lines.append(f"{'database':<9} full: no space left for writes (since {since}); retrying")
     for moved in database.get("quarantined") or []:
         lines.append(f"{'database':<9} a corrupt database was moved aside: {moved}")
     lines += _agents(s["agents"])

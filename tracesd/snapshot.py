@@ -56,6 +56,9 @@ async def build(p: Parts) -> dict[str, Any]:
             "busy": p.store.busy_since is not None,
             "busy_since": iso(p.store.busy_since),
             "busy_episodes": p.store.busy_episodes,
+            "full": p.store.full_since is not None,
+            "full_since": iso(p.store.full_since),
+            "full_episodes": p.store.full_episodes,
             "quarantined": [str(q) for q in p.store.quarantined],
         },
         "agents": [

@@ -58,6 +58,9 @@ class Store:
         self.busy_since: float | None = None
         #: how many times writes had to wait longer than BUSY_WARN_S
         self.busy_episodes = 0
+        #: since when writes fail for want of space (None: they do not), and how often
+        self.full_since: float | None = None
+        self.full_episodes = 0
         #: where a corrupt database found at this open was moved to
         self.moved_aside: Path | None = None
         #: every database moved aside from this path so far (for status and doctor)
@@ -126,12 +129,32 @@ class Store:
             try:
                 with _translated(self.path):
                     yield Transaction(db)
-            except BaseException:
+                    await db.execute("COMMIT")
+            except BaseException as exc:
+                # Also after a failed COMMIT (a full disk): SQLite may keep the transaction.
                 with contextlib.suppress(sqlite3.Error):
                     await db.execute("ROLLBACK")
+                if isinstance(exc, StoreError) and exc.full:
+                    self._disk_full(exc)
                 raise
-            with _translated(self.path):
-                await db.execute("COMMIT")
+            if self.full_since is not None:
+                log.info("store.full_cleared", full_s=round(time.time() - self.full_since, 2))
+                self.full_since = None
+
+    def _disk_full(self, exc: StoreError) -> None:
+        """A write failed for want of space: logged once per episode, shown in status until
+        a write gets through; the callers retry, so nothing is dropped."""
+        if self.full_since is not None:
+            return
+        self.full_since = time.time()
+        self.full_episodes += 1
+        log.warning(
+            "store.full",
+            path=str(self.path),
+            error=str(exc),
+            hint="no space left for the database: free some on its file system; writes are"
+            " retried until they fit, nothing is dropped",
+        )
 
     async def _begin(self, db: aiosqlite.Connection) -> None:
         """BEGIN IMMEDIATE, waiting up to the busy timeout for another writer; a wait past
@@ -357,7 +380,9 @@ def _translated(path: Path) -> Iterator[None]:
             raise StoreCorrupt(path, str(exc)) from exc
         message = str(exc)
         busy = "locked" in message or "busy" in message
-        raise StoreError(f"database {path}: {message}", busy=busy) from exc
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        full = code == sqlite3.SQLITE_FULL or "disk is full" in message
+        raise StoreError(f"database {path}: {message}", busy=busy, full=full) from exc
 
 
 async def _settle(

@@ -210,10 +210,10 @@ class SyncService:
         try:
             await self.sync_once()
         except StoreError as exc:
-            if not exc.busy:
+            if not exc.retryable:
                 self._crash(exc)
             else:
-                log.warning("sync.store_busy", error=str(exc))
+                log.warning("sync.store_full" if exc.full else "sync.store_busy", error=str(exc))
         except Exception as exc:
             self._crash(exc)
 
