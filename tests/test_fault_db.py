@@ -495,7 +495,9 @@ def test_a_full_disk_is_waited_out_and_loses_nothing(
                 append_reply(list(before.values())[i], f"reply {i}")
         full = daemon.wait_for_event("store.full", timeout=10)
         assert full["level"] == "warning"
-        assert status(home)["database"]["full"] is True
+        answer = status(home)
+        assert answer["database"]["full"] is True
+        assert (answer["state"], answer["degraded"]) == ("degraded", ["database"])
         time.sleep(1.0)  # retries meanwhile fail too
         recorded = {r["path"]: r["size"] for r in q("SELECT path, size FROM tracesd_files")}
         assert not set(map(str, during.values())) & set(recorded)
@@ -524,6 +526,7 @@ def test_a_full_disk_is_waited_out_and_loses_nothing(
             assert set(json.loads(row["trace_ids"])) <= stored
         answer = status(home)
         assert answer["database"]["full"] is False
+        assert answer["state"] == "ok"
         assert answer["database"]["full_episodes"] == 1
         assert q("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
         assert daemon.stop() == 0

@@ -43,6 +43,8 @@ async def build(p: Parts) -> dict[str, Any]:
     stats = p.ingestor.stats
     watcher = p.watcher.stats
     degraded = ["watcher"] if p.watcher.degraded else []
+    if p.store.busy_since is not None or p.store.full_since is not None:
+        degraded.append("database")  # writes wait: captures are late, not lost
     return {
         "version": __version__,
         "pid": os.getpid(),
