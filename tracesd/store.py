@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
@@ -26,7 +25,7 @@ from typing import Any
 import aiosqlite
 import structlog
 
-from tracesd import migrations, quarantine
+from tracesd import dbfile, quarantine
 from tracesd.errors import RowRejected, StoreClosed, StoreCorrupt, StoreError
 from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace
 from tracesd.writes import Transaction
@@ -80,7 +79,7 @@ class Store:
         `verify` runs `PRAGMA quick_check` first. A corrupt database raises StoreCorrupt,
         or with `move_corrupt` is moved aside (`moved_aside`) and replaced by a new one.
         """
-        moved = await asyncio.to_thread(_prepare, path, busy_timeout_s, verify, move_corrupt)
+        moved = await asyncio.to_thread(dbfile.prepare, path, busy_timeout_s, verify, move_corrupt)
         try:
             conn = await _connect(path, busy_timeout_s)
             await conn.execute("PRAGMA journal_mode = WAL")
@@ -335,36 +334,6 @@ async def _connect(path: Path, busy_timeout_s: float) -> aiosqlite.Connection:
     conn.row_factory = sqlite3.Row
     await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     return conn
-
-
-def create_private(path: Path) -> None:
-    """Create a database's directory (0700) and an empty file (0600) if they are missing."""
-    if path.is_dir():
-        raise StoreError(
-            f"database path {path} is a directory, not a database file: nothing was changed;"
-            " move the directory away, or set [storage] db_path to a file"
-        )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    except OSError as exc:
-        raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
-
-
-def _prepare(path: Path, busy_timeout_s: float, verify: bool, move: bool) -> Path | None:
-    """Create, check and migrate; the path a corrupt database was moved to, if it was."""
-    create_private(path)
-    try:
-        migrations.apply(path, busy_timeout_s=busy_timeout_s, verify=verify)
-    except StoreCorrupt:
-        if not move:
-            raise
-    else:
-        return None
-    moved = quarantine.move_aside(path)
-    create_private(path)
-    migrations.apply(path, busy_timeout_s=busy_timeout_s)
-    return moved
 
 
 @contextlib.contextmanager

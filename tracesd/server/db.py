@@ -31,8 +31,8 @@ from typing import Any
 
 import aiosqlite
 
+from tracesd.dbfile import create_private
 from tracesd.errors import StoreClosed, StoreError
-from tracesd.store import create_private
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0

@@ -1,0 +1,40 @@
+"""The database file before anyone connects: created private (a 0700 directory, a 0600
+file), checked, migrated, and moved aside when corrupt (`quarantine`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tracesd import migrations, quarantine
+from tracesd.errors import StoreCorrupt, StoreError
+
+
+def create_private(path: Path) -> None:
+    """Create a database's directory (0700) and an empty file (0600) if they are missing."""
+    if path.is_dir():
+        raise StoreError(
+            f"database path {path} is a directory, not a database file: nothing was changed;"
+            " move the directory away, or set [storage] db_path to a file"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+
+
+def prepare(path: Path, busy_timeout_s: float, verify: bool, move: bool) -> Path | None:
+    """Create, check and migrate; the path a corrupt database was moved to, if it was."""
+    create_private(path)
+    try:
+        migrations.apply(path, busy_timeout_s=busy_timeout_s, verify=verify)
+    except StoreCorrupt:
+        if not move:
+            raise
+    else:
+        return None
+    moved = quarantine.move_aside(path)
+    create_private(path)
+    migrations.apply(path, busy_timeout_s=busy_timeout_s)
+    return moved
