@@ -85,6 +85,18 @@ class Trace:
 TRACE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Trace))
 
 
+#: A read this soon after the file's last modification cannot vouch for what it read: on
+#: a filesystem with coarse timestamps (1 s on HFS+ and ext3, 2 s on FAT, a clock tick on
+#: ext4 before Linux 6.13) a later write of the same size can keep the same mtime. Git calls
+#: such index entries "racily clean" and checks their content again; so do scans (scan.py).
+RACY_NS = 2_000_000_000
+
+
+def racy(mtime_ns: int, seen_at: int | None) -> bool:
+    """Whether a read at `seen_at` (ms since epoch) of a file modified at `mtime_ns` is racy."""
+    return seen_at is not None and seen_at * 1_000_000 - mtime_ns < RACY_NS
+
+
 @dataclass(frozen=True, slots=True)
 class FileState:
     """What the last read of a session file saw."""
@@ -95,6 +107,12 @@ class FileState:
     mtime_ns: int
     trace_ids: tuple[str, ...]
     error: str | None
+    #: when the file was stat'ed for that read, ms since epoch (None: at the write)
+    seen_at: int | None = None
+
+    @property
+    def racy(self) -> bool:
+        return racy(self.mtime_ns, self.seen_at)
 
 
 class FileStamp(NamedTuple):
@@ -104,6 +122,8 @@ class FileStamp(NamedTuple):
     mtime_ns: int
     error: str | None
     has_traces: bool
+    #: the read was racy (see RACY_NS) and made before the time the store was asked about
+    racy: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@ Events are hints; scans are the truth. A scan walks each root (never following s
 directories, never deeper than the adapter's layout), compares each session file's size
 and mtime with what the last read saw, and hands only new or changed files to the
 dispatcher, the same path the watcher's events take. An unchanged tree costs one walk and
-one query.
+one query. A file an earlier run read racily (within models.RACY_NS of its last change,
+where a same-size write may have kept the mtime) is read again: that run's events for a
+later write may have been lost with it.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ class Scanner:
         self._store = store
         self._ingestor = ingestor
         self._dispatcher = dispatcher
+        #: racy reads before this are an earlier run's, whose events may be lost (ms)
+        self._since = time.time_ns() // 1_000_000
         self.scans = 0
         self.running = False
         self.last_report: Report | None = None
@@ -130,7 +134,7 @@ class Scanner:
         started = time.monotonic()
         before = (self._ingestor.stats.captured_total, self._ingestor.stats.updated_total)
         found = await asyncio.to_thread(discover, self._adapters, roots)
-        stamps = await self._store.file_stamps()
+        stamps = await self._store.file_stamps(racy_before=self._since)
         todo = [f for f in found if _changed(f, stamps.get(f.path))]
         log.info("scan.started", reason=reason, discovered=len(found), changed=len(todo))
         states = await self._store.file_states_for(f.path for f in todo if f.path in stamps)
@@ -168,4 +172,6 @@ class Scanner:
 
 
 def _changed(found: Found, stamp: FileStamp | None) -> bool:
-    return stamp is None or stamp.size != found.size or stamp.mtime_ns != found.mtime_ns
+    return (
+        stamp is None or stamp.racy or stamp.size != found.size or stamp.mtime_ns != found.mtime_ns
+    )
