@@ -34,6 +34,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -73,6 +75,8 @@ Git = tuple[str | None, str | None, str | None]
 WORDS = st.text(alphabet="abcdefghij", min_size=1, max_size=6)
 TEXTS = st.lists(WORDS, min_size=1, max_size=4).map(" ".join)
 KINDS = st.lists(st.booleans(), min_size=1, max_size=3)  # True: a user turn
+#: which message an edit changes: the first (often the title), the last (the preview), any
+EDITS = st.one_of(st.sampled_from([0, -1]), st.integers(1, 50))
 
 
 def iso(ms: int) -> str:
@@ -417,6 +421,12 @@ class FileIdentity(RuleBasedStateMachine):
             return slot.data
         return slot.data + slot.pending
 
+    def pick(self, name: str) -> Slot:
+        """The named slot if its file exists, else the next one that does (so that a rule
+        for a present file is never wasted), else the named one."""
+        order = SLOTS[SLOTS.index(name) :] + SLOTS[: SLOTS.index(name)]
+        return next((self.slots[n] for n in order if self.slots[n].present), self.slots[name])
+
     def deliver(self, *events: tuple[str, Path]) -> None:
         if self.parts is not None:
             self.run(self.parts.deliver(list(events)))
@@ -472,7 +482,7 @@ class FileIdentity(RuleBasedStateMachine):
     def append_partial(self, name: str, user: bool, text: str, cut: float) -> None:
         """Half a line lands (a writer mid-flush); for the JSON document, half of it (written
         in place, not atomically). Nothing of it may be stored until it is complete."""
-        slot = self.slots[name]
+        slot = self.pick(name)
         if not slot.present or slot.pending is not None:
             return
         if slot.agent == "gemini-cli":
@@ -490,8 +500,8 @@ class FileIdentity(RuleBasedStateMachine):
     @precondition(lambda self: any(s.pending is not None for s in self.slots.values()))
     @rule(name=st.sampled_from(SLOTS))
     def finish_partial(self, name: str) -> None:
-        slot = self.slots[name]
-        if slot.pending is None:
+        slot = next((s for s in self.slots.values() if s.pending is not None), None)
+        if slot is None:
             return
         data = self.complete(slot)
         slot.pending = None
@@ -502,7 +512,7 @@ class FileIdentity(RuleBasedStateMachine):
     def copytruncate(self, name: str, kinds: list[bool], text: str, seen_empty: bool) -> None:
         """logrotate's copytruncate: the file is emptied in place, then written on (the
         session continues: for a JSONL log that means lines without the opening record)."""
-        slot = self.slots[name]
+        slot = self.pick(name)
         if not slot.present:
             return
         whole = self.complete(slot)
@@ -529,7 +539,7 @@ class FileIdentity(RuleBasedStateMachine):
     ) -> None:
         """logrotate's create: renamed away (to a name no agent reads), a new file created
         under the old name; the session continues there, or (Codex, Gemini) a new one starts."""
-        slot = self.slots[name]
+        slot = self.pick(name)
         if not slot.present:
             return
         os.replace(slot.path, slot.path.with_name(slot.path.name + ".1"))
@@ -542,11 +552,11 @@ class FileIdentity(RuleBasedStateMachine):
         self.put(slot, data, mode="create")
         self.deliver((slot.agent, slot.path))
 
-    @rule(name=st.sampled_from(SLOTS), kinds=KINDS, text=TEXTS, edit=st.integers(0, 50))
+    @rule(name=st.sampled_from(SLOTS), kinds=KINDS, text=TEXTS, edit=EDITS)
     def replace_atomically(self, name: str, kinds: list[bool], text: str, edit: int) -> None:
         """An editor (or an agent) rewrites the whole file through tmp + rename: a new inode,
         earlier content possibly changed, maybe more appended."""
-        slot = self.slots[name]
+        slot = self.pick(name)
         if not slot.present:
             return
         data = self.with_messages(slot, _edited(slot, self.complete(slot), edit), kinds, text)
@@ -562,6 +572,7 @@ class FileIdentity(RuleBasedStateMachine):
         fresh_id=st.booleans(),
         seen_gone=st.booleans(),
         same_size=st.booleans(),
+        edit=EDITS,
     )
     def delete_recreate(
         self,
@@ -572,10 +583,11 @@ class FileIdentity(RuleBasedStateMachine):
         fresh_id: bool,
         seen_gone: bool,
         same_size: bool,
+        edit: int = -1,
     ) -> None:
         """Deleted, then created again under the same name (the freed inode is usually
         reused): with the same length as before, when `same_size` and the format allows."""
-        slot = self.slots[name]
+        slot = self.pick(name)
         if not slot.present:
             return
         old = self.complete(slot)
@@ -584,7 +596,7 @@ class FileIdentity(RuleBasedStateMachine):
         if seen_gone:
             self.deliver((slot.agent, slot.path))
         if same_size and old.strip():
-            data = _edited(slot, old, len(old))  # the old bytes, one message changed
+            data = _edited(slot, old, edit)  # the old bytes, one message changed
         else:
             opening = self.new_session(slot, self.cwds[cwd], fresh_id)
             data = self.with_messages(slot, opening, kinds, text)
@@ -595,18 +607,18 @@ class FileIdentity(RuleBasedStateMachine):
     def delete(self, name: str) -> None:
         """The file is deleted for good: its trace stays as last read (tracesd never
         deletes a trace)."""
-        slot = self.slots[name]
+        slot = self.pick(name)
         if not slot.present:
             return
         slot.path.unlink()
         slot.present, slot.data, slot.pending = False, b"", None
         self.deliver((slot.agent, slot.path))
 
-    @rule(name=st.sampled_from(SLOTS), edit=st.integers(0, 50))
+    @rule(name=st.sampled_from(SLOTS), edit=EDITS)
     def rewrite_in_place(self, name: str, edit: int) -> None:
         """Earlier bytes overwritten in place (same size, same inode): one message's text
         changed, possibly the first prompt (the title)."""
-        slot = self.slots[name]
+        slot = self.pick(name)
         if not slot.present:
             return
         data = _edited(slot, slot.data, edit)
@@ -629,6 +641,24 @@ class FileIdentity(RuleBasedStateMachine):
             git(path, "checkout", "-q", "-b", f"topic-{next(_BRANCHES)}")
         commit(path, "more work")
         self.heads[str(path)] = _git_context(path)
+
+    @rule(
+        name=st.sampled_from(SLOTS),
+        meanwhile=st.sampled_from(["nothing", "rewrite", "recreate"]),
+        edit=EDITS,
+    )
+    def restart(self, name: str, meanwhile: str, edit: int) -> None:
+        """Stop, change a file while nothing watches (earlier bytes rewritten in place, or
+        the file deleted and recreated with the same length), start: the catch-up scan
+        alone must see the change, though the file's size is the same."""
+        if self.parts is not None:
+            self.stop()
+        name = next(n for n, s in self.slots.items() if s is self.pick(name))
+        if meanwhile == "rewrite":
+            self.rewrite_in_place(name, edit)
+        elif meanwhile == "recreate":
+            self.delete_recreate(name, [True], "x", 0, False, False, True, edit)
+        self.start()
 
     @precondition(lambda self: self.parts is not None)
     @rule()
@@ -695,7 +725,7 @@ def _edited(slot: Slot, data: bytes, which: int) -> bytes:
     complete = [i for i, line in enumerate(lines[:-1]) if b'"session_meta"' not in line]
     if not complete:
         return data
-    i = complete[which % len(complete)]
+    i = complete[which % len(complete)]  # -1: the last
     record = json.loads(lines[i])
     if slot.agent == "claude-code":
         record["message"]["content"] = _flip(record["message"]["content"])
@@ -740,10 +770,12 @@ def _rows(db: Path) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def machine(tmp_path: Path) -> type[FileIdentity]:
+def machine(tmp_path: Path) -> Iterator[type[FileIdentity]]:
     """The machine, with two real repositories shared by its runs (each run reads their
     state afresh) and a scratch directory for each run's HOME."""
     tmp_path = tmp_path.resolve()  # scans report real paths
+    # Hypothesis keeps a cache beside the database even without one: not in the repository.
+    set_hypothesis_home_dir(tmp_path / "hypothesis")
     scratch = tmp_path / "runs"
     scratch.mkdir()
     FileIdentity.repos = (
@@ -751,7 +783,8 @@ def machine(tmp_path: Path) -> type[FileIdentity]:
         make_repo(tmp_path / "repo-b", remote="https://bob:secret@example.com/acme/api.git"),
     )
     FileIdentity.scratch = scratch
-    return FileIdentity
+    yield FileIdentity
+    set_hypothesis_home_dir(None)
 
 
 async def test_a_same_size_rewrite_in_the_same_second_is_caught_up_after_a_restart(
