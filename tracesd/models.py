@@ -86,15 +86,19 @@ TRACE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Trace))
 
 
 #: A read this soon after the file's last modification cannot vouch for what it read: on
-#: a filesystem with coarse timestamps (1 s on HFS+ and ext3, 2 s on FAT, a clock tick on
-#: ext4 before Linux 6.13) a later write of the same size can keep the same mtime. Git calls
-#: such index entries "racily clean" and checks their content again; so do scans (scan.py).
+#: a filesystem with coarse timestamps a later write of the same size can keep the same
+#: mtime. Git calls such index entries "racily clean" and checks their content again; so
+#: do scans (scan.py). A whole-second mtime means 1 s (HFS+, ext3) or 2 s (FAT) steps...
 RACY_NS = 2_000_000_000
+#: ...any other, at most a clock tick (ext4 before Linux 6.13's multigrain timestamps) or
+#: exFAT's 10 ms.
+RACY_FINE_NS = 20_000_000
 
 
 def racy(mtime_ns: int, seen_at: int | None) -> bool:
     """Whether a read at `seen_at` (ms since epoch) of a file modified at `mtime_ns` is racy."""
-    return seen_at is not None and seen_at * 1_000_000 - mtime_ns < RACY_NS
+    window = RACY_NS if mtime_ns % 1_000_000_000 == 0 else RACY_FINE_NS
+    return seen_at is not None and seen_at * 1_000_000 - mtime_ns < window
 
 
 @dataclass(frozen=True, slots=True)

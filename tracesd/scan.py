@@ -4,9 +4,9 @@ Events are hints; scans are the truth. A scan walks each root (never following s
 directories, never deeper than the adapter's layout), compares each session file's size
 and mtime with what the last read saw, and hands only new or changed files to the
 dispatcher, the same path the watcher's events take. An unchanged tree costs one walk and
-one query. A file an earlier run read racily (within models.RACY_NS of its last change,
-where a same-size write may have kept the mtime) is read again: that run's events for a
-later write may have been lost with it.
+one query. A file an earlier run read racily (so soon after its last change that a
+same-size write may have kept the mtime, models.racy) is read again: that run's events
+for a later write may have been lost with it.
 """
 
 from __future__ import annotations
