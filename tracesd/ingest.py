@@ -29,7 +29,7 @@ from tracesd.adapters import Adapter
 from tracesd.adapters._files import MAX_LINE, SkippedLine, skipped_lines
 from tracesd.errors import ParseError, RowRejected
 from tracesd.gitinfo import GitResolver
-from tracesd.models import Capture, FileState, GitInfo, Trace, TraceMeta
+from tracesd.models import Capture, FileState, GitInfo, Trace, TraceMeta, racy
 from tracesd.store import Store
 
 log = structlog.get_logger("tracesd.ingest")
@@ -74,6 +74,8 @@ class _File:
     scanned: bool
     state: FileState | None = None
     seen: tuple[int, int] = (0, 0)
+    #: when it was stat'ed, ms since epoch
+    seen_at: int | None = None
     metas: list[TraceMeta] = field(default_factory=list)
     error: ParseError | None = None
     skipped: list[SkippedLine] = field(default_factory=list)
@@ -174,9 +176,12 @@ class Ingestor:
             elif changes := tracefields.changes(stored, meta, context):
                 updated.append((meta.trace_id, changes))
 
-        unchanged = state is not None and (state.size, state.mtime_ns, state.error) == (
-            *f.seen,
-            None,
+        # A racy earlier read (models.RACY_NS) is recorded again once a read is not racy,
+        # so that scans of later runs trust it.
+        unchanged = (
+            state is not None
+            and (state.size, state.mtime_ns, state.error) == (*f.seen, None)
+            and (not state.racy or racy(f.seen[1], f.seen_at))
         )
         if captured or updated or not unchanged:
             ids = tuple(m.trace_id for m in f.metas)
@@ -221,7 +226,9 @@ class Ingestor:
     def _file_state(
         self, f: _File, *, trace_ids: tuple[str, ...] = (), error: str | None = None
     ) -> FileState:
-        return FileState(f.path, f.adapter.agent_id, f.seen[0], f.seen[1], trace_ids, error)
+        return FileState(
+            f.path, f.adapter.agent_id, f.seen[0], f.seen[1], trace_ids, error, f.seen_at
+        )
 
     def _account(
         self, captured: list[Trace], updated: list[tuple[str, dict[str, Any]]], *, quiet: bool
@@ -280,6 +287,7 @@ def _read_all(files: list[_File]) -> None:
         if not tracefields.encodable(f.path):
             f.error = ParseError("bad_path", "path is not valid UTF-8")
             continue
+        f.seen_at = time.time_ns() // 1_000_000  # before the stat: racy when in doubt
         try:
             st = os.stat(f.path)
         except OSError as exc:

@@ -85,6 +85,22 @@ class Trace:
 TRACE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Trace))
 
 
+#: A read this soon after the file's last modification cannot vouch for what it read: on
+#: a filesystem with coarse timestamps a later write of the same size can keep the same
+#: mtime. Git calls such index entries "racily clean" and checks their content again; so
+#: do scans (scan.py). A whole-second mtime means 1 s (HFS+, ext3) or 2 s (FAT) steps...
+RACY_NS = 2_000_000_000
+#: ...any other, at most a clock tick (ext4 before Linux 6.13's multigrain timestamps) or
+#: exFAT's 10 ms.
+RACY_FINE_NS = 20_000_000
+
+
+def racy(mtime_ns: int, seen_at: int | None) -> bool:
+    """Whether a read at `seen_at` (ms since epoch) of a file modified at `mtime_ns` is racy."""
+    window = RACY_NS if mtime_ns % 1_000_000_000 == 0 else RACY_FINE_NS
+    return seen_at is not None and seen_at * 1_000_000 - mtime_ns < window
+
+
 @dataclass(frozen=True, slots=True)
 class FileState:
     """What the last read of a session file saw."""
@@ -95,6 +111,12 @@ class FileState:
     mtime_ns: int
     trace_ids: tuple[str, ...]
     error: str | None
+    #: when the file was stat'ed for that read, ms since epoch (None: at the write)
+    seen_at: int | None = None
+
+    @property
+    def racy(self) -> bool:
+        return racy(self.mtime_ns, self.seen_at)
 
 
 class FileStamp(NamedTuple):
@@ -104,6 +126,8 @@ class FileStamp(NamedTuple):
     mtime_ns: int
     error: str | None
     has_traces: bool
+    #: the read was racy (see RACY_NS) and made before the time the store was asked about
+    racy: bool = False
 
 
 @dataclass(frozen=True, slots=True)

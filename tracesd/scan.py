@@ -4,7 +4,9 @@ Events are hints; scans are the truth. A scan walks each root (never following s
 to directories or files, never deeper than the adapter's layout), compares each session
 file's size and mtime with what the last read saw, and hands only new or changed files to the
 dispatcher, the same path the watcher's events take. An unchanged tree costs one walk and
-one query.
+one query. A file an earlier run read racily (so soon after its last change that a
+same-size write may have kept the mtime, models.racy) is read again: that run's events
+for a later write may have been lost with it.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class Scanner:
         self._store = store
         self._ingestor = ingestor
         self._dispatcher = dispatcher
+        #: racy reads before this are an earlier run's, whose events may be lost (ms)
+        self._since = time.time_ns() // 1_000_000
         self.scans = 0
         self.running = False
         #: directories the last scan could not list (each reported once while it lasts)
@@ -146,7 +150,7 @@ class Scanner:
         unreadable: list[str] = []
         found = await asyncio.to_thread(discover, self._adapters, roots, unreadable)
         self._report_unreadable(unreadable, partial=roots is not None)
-        stamps = await self._store.file_stamps()
+        stamps = await self._store.file_stamps(racy_before=self._since)
         todo = [f for f in found if _changed(f, stamps.get(f.path))]
         log.info("scan.started", reason=reason, discovered=len(found), changed=len(todo))
         states = await self._store.file_states_for(f.path for f in todo if f.path in stamps)
@@ -196,10 +200,12 @@ class Scanner:
 
 
 def _changed(found: Found, stamp: FileStamp | None) -> bool:
-    """New or changed since the last read; a file that could not be read (permissions)
-    is tried again by every scan, since fixing its mode does not change its mtime."""
+    """New or changed since the last read, or read racily by an earlier run (see
+    `models.racy`); a file that could not be read (permissions) is tried again by every
+    scan, since fixing its mode does not change its mtime."""
     return (
         stamp is None
+        or stamp.racy
         or stamp.size != found.size
         or stamp.mtime_ns != found.mtime_ns
         or stamp.error == "unreadable"

@@ -27,7 +27,7 @@ import structlog
 
 from tracesd import dbfile, quarantine
 from tracesd.errors import RowRejected, StoreClosed, StoreCorrupt, StoreError
-from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace
+from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace, racy
 from tracesd.writes import Transaction
 
 log = structlog.get_logger("tracesd.store")
@@ -311,14 +311,20 @@ class Store:
         sql = "SELECT DISTINCT directory FROM traces WHERE directory IS NOT NULL"
         return [row[0] for row in await self._rows(sql)]
 
-    async def file_stamps(self) -> dict[str, FileStamp]:
+    async def file_stamps(self, *, racy_before: int = 0) -> dict[str, FileStamp]:
         """Every file's last read, without decoding trace ids (a scan of a big tree reads
-        them all, on the event loop's thread)."""
+        them all, on the event loop's thread). Reads made before `racy_before` (ms since
+        epoch) that were racy (models.RACY_NS) are marked so."""
         rows = await self._rows(
-            "SELECT path, size, mtime_ns, error, COALESCE(trace_ids, '[]') <> '[]'"
+            "SELECT path, size, mtime_ns, error, COALESCE(trace_ids, '[]') <> '[]', seen_at"
             " FROM tracesd_files"
         )
-        return {row[0]: FileStamp(row[1], row[2], row[3], bool(row[4])) for row in rows}
+        return {
+            row[0]: FileStamp(
+                row[1], row[2], row[3], bool(row[4]), row[5] < racy_before and racy(row[2], row[5])
+            )
+            for row in rows
+        }
 
     async def file_states_for(self, paths: Iterable[str]) -> dict[str, FileState]:
         rows = await self._rows_in("tracesd_files", "path", paths)
@@ -398,7 +404,15 @@ def _file_state(row: sqlite3.Row) -> FileState:
         ids = tuple(json.loads(row["trace_ids"] or "[]"))
     except ValueError:
         ids = ()
-    return FileState(row["path"], row["agent_id"], row["size"], row["mtime_ns"], ids, row["error"])
+    return FileState(
+        row["path"],
+        row["agent_id"],
+        row["size"],
+        row["mtime_ns"],
+        ids,
+        row["error"],
+        row["seen_at"],
+    )
 
 
 def _like_escape(text: str) -> str:

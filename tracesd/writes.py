@@ -92,7 +92,15 @@ class Transaction:
             " (path, agent_id, size, mtime_ns, trace_ids, error, seen_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (f.path, f.agent_id, f.size, f.mtime_ns, json.dumps(f.trace_ids), f.error, stamp)
+                (
+                    f.path,
+                    f.agent_id,
+                    f.size,
+                    f.mtime_ns,
+                    json.dumps(f.trace_ids),
+                    f.error,
+                    stamp if f.seen_at is None else f.seen_at,
+                )
                 for f in files
             ],
         )
