@@ -532,3 +532,24 @@ def test_a_full_disk_is_waited_out_and_loses_nothing(
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_a_read_only_file_system_is_refused_with_a_clear_message(home: Path) -> None:
+    """The database's directory is on a read-only file system (bad input 19): `tracesd
+    run` exits 1 within 10 s and says which file it cannot create and why."""
+    traces_dir = home / ".traces"
+    traces_dir.mkdir(parents=True)
+    if not _can_mount_tmpfs(traces_dir):
+        pytest.skip("no mount namespace here (unshare -rm): cannot make a read-only tmpfs")
+    read_only = MOUNT.format(size=DISK_BYTES).replace("mode=0700", "mode=0700,ro")
+    daemon = [sys.executable, "-m", "tracesd", "run", "--log-format", "json"]
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", read_only, str(traces_dir), *daemon],
+        env=isolated_env(home),
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 1, result
+    assert f"cannot create database {traces_dir / 'traces.db'}" in result.stderr
+    assert "Read-only file system" in result.stderr
