@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,7 +122,11 @@ def test_bad_inputs_are_skipped_and_later_sessions_still_flow(
     # A file still being written (the 50 MB one) is read again after the change cooldown,
     # which may end after the good session is in: wait for each reason, not for a moment.
     for reason in ("binary", "malformed", "oversize", "not_a_file"):
-        daemon.wait_for_event("ingest.parse_failed", where=lambda e, r=reason: e["reason"] == r)
+
+        def for_reason(event: dict[str, Any], reason: str = reason) -> bool:
+            return bool(event["reason"] == reason)
+
+        daemon.wait_for_event("ingest.parse_failed", where=for_reason)
     skipped = {e["reason"] for e in daemon.events("ingest.skipped")}
     assert "empty" in skipped
     assert daemon.proc.poll() is None

@@ -24,11 +24,11 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
 from tracesd.models import GitInfo
+from tracesd.redact import scrub_url
 
 log = structlog.get_logger("tracesd.gitinfo")
 
@@ -50,7 +50,6 @@ _QUERIES = {
     "branch": ("symbolic-ref", "--quiet", "--short", "HEAD"),
     "ref": ("rev-parse", "--verify", "--quiet", "HEAD"),
 }
-_SCP_PASSWORD = re.compile(r"^([^@/:]+):[^@/]*@")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -71,32 +70,6 @@ def use_pidfd_child_watcher() -> None:
     watcher = asyncio.PidfdChildWatcher()
     watcher.attach_loop(asyncio.get_running_loop())
     asyncio.set_child_watcher(watcher)
-
-
-def scrub_url(url: str) -> str:
-    """A remote URL without credentials.
-
-    http(s): user info, query and fragment removed (`https://u:tok@host/x.git` ->
-    `https://host/x.git`). Other `scheme://` URLs keep the user name but lose any password.
-    scp-like `git@host:org/x.git` and local paths are returned as they are, except that
-    `user:secret@host:path` loses its secret.
-    """
-    url = url.strip()
-    if "://" not in url:
-        # scp-like `user:secret@host:path` (git takes it): keep the user, drop the secret.
-        return _SCP_PASSWORD.sub(r"\1@", url)
-    try:
-        parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2]
-    except ValueError:
-        return re.sub(r"://[^/]*@", "://", url)
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    netloc = f"{user}@{host}" if at and user else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from tracesd.errors import ParseError
-from tracesd.gitinfo import scrub_url
 from tracesd.models import GitInfo, Trace, TraceMeta
+from tracesd.redact import scrub_url
 from tracesd.writes import now_ms
 
 
