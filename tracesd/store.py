@@ -2,9 +2,8 @@
 
 All SQL of the running daemon lives here. Writes go through `atomic()`, which serialises
 transactions of concurrent tasks on the one connection and rolls back on any exception.
-Ingest writes go through `write()`, a group commit: an ingest arriving while a transaction
-is in flight joins the next one, so a scan commits hundreds of traces per transaction
-while a lone new session still commits at once. The Traces CLI shares the file, so a busy
+Ingest writes go through `write()`, a group commit (`groupcommit`): an ingest arriving
+while a transaction is in flight joins the next one. The Traces CLI shares the file, so a busy
 database is waited for (busy_timeout), not failed; a write that waits longer than
 BUSY_WARN_S is logged (`store.busy`) and shown in status until a write gets through. A
 corrupt database is the daemon's to move aside (see quarantine.py): opened with
@@ -18,7 +17,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import structlog
 
 from tracesd import dbfile, quarantine
 from tracesd.errors import RowRejected, StoreClosed, StoreCorrupt, StoreError
+from tracesd.groupcommit import GroupCommit
 from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace, racy
 from tracesd.writes import Transaction
 
@@ -35,8 +35,6 @@ log = structlog.get_logger("tracesd.store")
 BUSY_TIMEOUT_S = 10.0
 #: a write waiting this long for another program's lock is logged and shown in status
 BUSY_WARN_S = 1.0
-#: most ingests one group-commit transaction carries
-MAX_GROUP = 500
 
 
 class Store:
@@ -51,8 +49,7 @@ class Store:
         self._reader: aiosqlite.Connection | None = reader
         self.path = path
         self._write_lock = asyncio.Lock()
-        self._pending: list[tuple[Capture, asyncio.Future[frozenset[str]]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group = GroupCommit(self._commit)
         #: since when (wall time) writes have been waiting for another program's lock
         self.busy_since: float | None = None
         #: how many times writes had to wait longer than BUSY_WARN_S
@@ -97,8 +94,7 @@ class Store:
         return store
 
     async def close(self) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._group.drain()
         reader, self._reader = self._reader, None
         if reader is not None:
             await reader.close()
@@ -179,38 +175,15 @@ class Store:
     # ------------------------------------------------------------------------ writes
 
     async def write(self, capture: Capture) -> frozenset[str]:
-        """Commit one ingest's writes, in a transaction shared with concurrent callers; the
-        ids of `capture.new` this write inserted (the others were stored already, by another
-        file of the same session or another program, and were merged into).
+        """Commit one ingest's writes, in a transaction shared with concurrent callers (see
+        `groupcommit`); the ids of `capture.new` this write inserted (the others were stored
+        already, by another file of the same session or another program, and were merged
+        into).
 
-        Raises StoreError (busy: retry later) or RowRejected, which only ever concerns
-        this capture: a batch the database refuses is retried one capture at a time.
+        Raises StoreError (busy or full: retry later) or RowRejected, which only ever
+        concerns this capture: a batch the database refuses is retried one at a time.
         """
-        future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
-        self._pending.append((capture, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="store-flush")
-        return await future
-
-    async def _flush(self) -> None:
-        while self._pending:
-            group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
-            try:
-                inserted = await self._commit([capture for capture, _ in group])
-            except RowRejected as exc:
-                if len(group) > 1:
-                    for capture, future in group:  # find the culprit, keep the rest
-                        await _settle(future, capture, self._commit([capture]))
-                else:
-                    _resolve(group, exc)
-            except asyncio.CancelledError:
-                _resolve(group, None, cancel=True)
-                _resolve(self._pending, None, cancel=True)
-                raise
-            except Exception as exc:
-                _resolve(group, exc)
-            else:
-                _resolve(group, None, inserted=inserted)
+        return await self._group.write(capture)
 
     async def _commit(self, captures: list[Capture]) -> set[str]:
         async with self.atomic() as tx:
@@ -358,41 +331,6 @@ def _translated(path: Path) -> Iterator[None]:
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
         full = code == sqlite3.SQLITE_FULL or "disk is full" in message
         raise StoreError(f"database {path}: {message}", busy=busy, full=full) from exc
-
-
-async def _settle(
-    future: asyncio.Future[frozenset[str]], capture: Capture, work: Awaitable[set[str]]
-) -> None:
-    try:
-        inserted = await work
-    except Exception as exc:
-        if not future.done():
-            future.set_exception(exc)
-    else:
-        if not future.done():
-            future.set_result(frozenset(t.id for t in capture.new if t.id in inserted))
-
-
-def _resolve(
-    group: list[tuple[Capture, asyncio.Future[frozenset[str]]]],
-    exc: BaseException | None,
-    *,
-    cancel: bool = False,
-    inserted: set[str] | None = None,
-) -> None:
-    unclaimed = set(inserted or ())
-    for capture, future in group:
-        if future.done():
-            continue  # its caller was cancelled meanwhile
-        if cancel:
-            future.cancel()
-        elif exc is not None:
-            future.set_exception(exc)
-        else:
-            # an id two captures of one group both brought is inserted once, by the first
-            mine = frozenset(t.id for t in capture.new if t.id in unclaimed)
-            unclaimed -= mine
-            future.set_result(mine)
 
 
 def _trace(row: sqlite3.Row) -> Trace:
