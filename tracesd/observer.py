@@ -73,9 +73,9 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
 ]
 # watchdog re-registers a callback it already holds when its recursive walk meets a new
 # directory twice, and warns about it; nothing is wrong, so do not let it reach the log.
-warnings.filterwarnings(
-    "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
-)
+# No `module=`: the warning is attributed to the caller of add_callback, which is
+# _ReportingInotifyFD here, not watchdog.
+warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 
 log = structlog.get_logger("tracesd.watcher")
 
