@@ -22,7 +22,6 @@ belong to their root session), and `metadata.title` (the title is the first prom
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -31,9 +30,10 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from tracesd.adapters import _roots, _sqlite, _vscode
-from tracesd.adapters._docs import Document, decode_at
+from tracesd.adapters._cline_messages import Chat, loads, objects, read_messages, ui_text
+from tracesd.adapters._docs import Document
 from tracesd.adapters._files import SessionFile
-from tracesd.adapters._text import latest, session_meta, text_of, title, to_ms
+from tracesd.adapters._text import latest, session_meta, title, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
@@ -48,16 +48,11 @@ _HISTORY, _API, _DB = "taskHistory.json", "api_conversation_history.json", "sess
 _DEPTH = {"tasks": 2, "state": 1, "sessions": 2, "db": 1}
 
 _RESUME_ASKS = ("resume_task", "resume_completed_task")
-_SAY_TEXT = frozenset({"task", "text", "completion_result", "user_feedback"})
-#: asks worth a preview -> the member of their JSON text that holds it
-_ASK_TEXT = {"completion_result": "", "followup": "question", "plan_mode_respond": "response"}
 _NOT_SUBAGENT = {
     "is_subagent": "COALESCE(is_subagent, 0) = 0",
     "parent_session_id": "COALESCE(parent_session_id, '') = ''",
 }
 _CWD_LINE = re.compile(r"# Current Working Directory \((.+?)\) Files")
-_ENVELOPE = re.compile(r"<environment_details>.*?(</environment_details>|$)", re.DOTALL)
-_TASK = re.compile(r"^\s*<task>\s*(.*?)\s*</task>\s*$", re.DOTALL)
 #: how much of api_conversation_history.json is read to find the first turn's cwd
 _API_HEAD = 512 * 1024
 _API_CWDS_MAX = 10_000
@@ -69,12 +64,6 @@ class _Entry(NamedTuple):  # one taskHistory.json item
     cwd: str | None
     task: str | None
     ts: int | None
-
-
-class _Chat(NamedTuple):  # an SDK messages file
-    first_user: str | None
-    last_text: str | None
-    updated: int | None
 
 
 class Cline:
@@ -147,7 +136,7 @@ class Cline:
             mtime_ms = f.mtime_ns // 1_000_000
         if doc.partial:
             head = [m for m in doc.leading_items() if isinstance(m, dict)]
-            tail = _objects(doc.tail, "ts")
+            tail = objects(doc.tail, "ts")
         else:
             messages = doc.require(list)
             head = tail = [m for m in messages if isinstance(m, dict)]
@@ -160,7 +149,7 @@ class Cline:
         # Cline's own "last activity" (HistoryItem.ts) skips the resume prompts
         relevant = (m for m in reversed(tail) if m.get("ask") not in _RESUME_ASKS)
         last_ts = next((ts for m in relevant if (ts := to_ms(m.get("ts")))), None)
-        last_text = next((t for m in reversed(tail) if (t := _ui_text(m))), None)
+        last_text = next((t for m in reversed(tail) if (t := ui_text(m))), None)
         created = _id_ms(task_id) or to_ms(head[0].get("ts")) or mtime_ms
         storage = os.path.dirname(os.path.dirname(task_dir))
         entry = self._history(os.path.join(storage, "state", _HISTORY), quiet=True).get(task_id)
@@ -209,7 +198,7 @@ class Cline:
             if quiet:  # a lookup for a transcript: the history's own event reports it
                 return {}
             raise
-        items = doc.leading_items() + _objects(doc.tail, "id") if doc.partial else doc.require(list)
+        items = doc.leading_items() + objects(doc.tail, "id") if doc.partial else doc.require(list)
         entries: dict[str, _Entry] = {}
         for item in items:
             task_id = item.get("id") if isinstance(item, dict) else None
@@ -235,7 +224,7 @@ class Cline:
             return None
         # The first match is in the first user turn: every turn's details carry the line.
         found = _CWD_LINE.search(head)
-        raw = _loads(f'"{found.group(1)}"') if found else None  # as escaped in the JSON
+        raw = loads(f'"{found.group(1)}"') if found else None  # as escaped in the JSON
         cwd = raw.removeprefix("Primary: ").strip() if isinstance(raw, str) else None
         if not cwd or not os.path.isabs(cwd):
             return None
@@ -261,7 +250,7 @@ class Cline:
         with SessionFile(manifest_path) as f:
             manifest = Document(f).require(dict)
         try:
-            chat: _Chat | None = _read_messages(messages_path)
+            chat: Chat | None = read_messages(messages_path)
         except ParseError:
             if from_messages:
                 raise
@@ -309,7 +298,7 @@ class Cline:
         return replace(meta, preview=None, timestamp=stamp)  # the files have the latest text
 
 
-def _sdk_meta(sid: str, fields: Mapping[str, Any], source: str, chat: _Chat | None) -> TraceMeta:
+def _sdk_meta(sid: str, fields: Mapping[str, Any], source: str, chat: Chat | None) -> TraceMeta:
     """One SDK session from its manifest (or its `sessions` row: the same names)."""
     cwd = next(
         (v for k in ("cwd", "workspace_root") if isinstance(v := fields.get(k), str) and v), None
@@ -330,80 +319,9 @@ def _sdk_meta(sid: str, fields: Mapping[str, Any], source: str, chat: _Chat | No
     )
 
 
-def _read_messages(path: str) -> _Chat:
-    with SessionFile(path) as f:
-        doc = Document(f)
-    if doc.partial:
-        head = doc.leading_items("messages")
-        tail = [o for o in _objects(doc.tail, "id") if "role" in o]
-        updated = to_ms(doc.member("updated_at"))
-    else:
-        whole = doc.require(dict)
-        listed = whole.get("messages")
-        head = tail = listed if isinstance(listed, list) else []
-        updated = to_ms(whole.get("updated_at"))
-    first = next((t for m in head if (t := _message_text(m, "user"))), None)
-    last = next((t for m in reversed(tail) if (t := _message_text(m))), None)
-    return _Chat(first, last, updated)
-
-
-def _message_text(message: Any, role: str | None = None) -> str | None:
-    """The text of an SDK (Anthropic-style) message, envelopes removed."""
-    roles = (role,) if role else ("user", "assistant")
-    if not isinstance(message, dict) or message.get("role") not in roles:
-        return None
-    text = text_of(message.get("content"))
-    if not text:
-        return None
-    text = _ENVELOPE.sub("", text)
-    unwrapped = _TASK.match(text)
-    text = (unwrapped.group(1) if unwrapped else text).strip()
-    return text or None
-
-
-def _ui_text(message: dict[str, Any]) -> str | None:
-    """Readable text of a classic UI message: said text, a question or a plan reply."""
-    text, ask = message.get("text"), message.get("ask")
-    if message.get("partial") is True or not isinstance(text, str) or not text.strip():
-        return None
-    if message.get("type") == "say":
-        return text if message.get("say") in _SAY_TEXT else None
-    key = _ASK_TEXT.get(ask) if message.get("type") == "ask" and isinstance(ask, str) else None
-    if key is None:
-        return None
-    if not key or not text.lstrip().startswith("{"):
-        return text  # older versions asked in plain text
-    value = _loads(text)
-    inner = value.get(key) if isinstance(value, dict) else None
-    return inner if isinstance(inner, str) and inner.strip() else None
-
-
-def _objects(text: str, first_key: str) -> list[dict[str, Any]]:
-    """The complete objects in a window of a large array whose items begin with `first_key`
-    (how Cline serialises messages and history items), in order."""
-    pattern = re.compile(r"\{\s*" + re.escape(json.dumps(first_key)) + r"\s*:")
-    found: list[dict[str, Any]] = []
-    end = 0
-    for match in pattern.finditer(text):
-        if match.start() < end:
-            continue  # inside the object just decoded
-        decoded = decode_at(text, match.start())
-        if decoded is not None and isinstance(decoded[0], dict):
-            found.append(decoded[0])
-            end = decoded[1]
-    return found
-
-
 def _id_ms(task_id: str) -> int | None:
     """A Cline id's creation time: task ids are `Date.now()`, SDK ids start with it."""
     return to_ms(int(task_id)) if task_id.isdigit() and len(task_id) <= 16 else None
-
-
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _env_dir(config: Config, name: str) -> str | None:
