@@ -15,7 +15,8 @@ meets watchdog's threads and the kernel's inotify limits.
 * `SessionEvents` and `EVENT_FILTER`: the event handler (on watchdog's thread) and the
   kernel mask it needs: never opened / closed-without-write, which would turn tracesd's own
   reads into events and livelock watchdog 7 at 100% CPU on trees of 5,000+ directories.
-* `Backoff`: when a failed watcher is tried again; `count_watches()`: the kernel's count.
+* `Backoff`: when a failed watcher is tried again; `WatchCount`: the kernel's count of
+  watches, cached.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import errno
 import logging
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +60,18 @@ LIMIT_ERRNOS = {
 }
 
 OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
+
+#: what to do about a limit (LIMIT_ERRNOS names the sysctl and a value), or a dead watcher
+LIMIT_HINT = (
+    "raise it: `sudo sysctl {sysctl}={value}` (persist it in /etc/sysctl.d/90-tracesd.conf);"
+    " until then the affected roots are polled by rescans and watching is retried"
+)
+DIED_HINT = (
+    "watching stopped; the roots are polled by rescans until the watcher restarts"
+    " (retried with backoff)"
+)
+#: how long a count of the kernel's watches is reused (status asks often)
+WATCH_COUNT_TTL_S = 10.0
 
 # Never FileOpenedEvent / FileClosedNoWriteEvent (see the module docstring). DirCreatedEvent
 # must stay: without it watchdog stops covering new sub-directories (watchdog #990).
@@ -242,6 +256,23 @@ if InotifyObserver is not None:
             BaseObserver.__init__(
                 self, InotifyEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._inotify_fd
             )
+
+
+class WatchCount:
+    """The kernel's count of this process's watches, kept for WATCH_COUNT_TTL_S: the kernel
+    formats a line per watch, status is asked often, and this is a health number, not a
+    correctness one."""
+
+    def __init__(self) -> None:
+        self._count: int | None = None
+        self._counted_at = float("-inf")
+
+    def __call__(self) -> int | None:
+        now = time.monotonic()
+        if now - self._counted_at >= WATCH_COUNT_TTL_S:
+            self._counted_at = now
+            self._count = count_watches()
+        return self._count
 
 
 def count_watches() -> int | None:

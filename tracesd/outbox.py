@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from tracesd.models import TRACE_COLUMNS, Trace
@@ -147,6 +147,25 @@ class Outbox:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [(key, json.dumps(value)) for key, value in values.items()],
         )
+
+
+@dataclass(slots=True)
+class SyncState:
+    """Sync's durable state (backoff, last success, last error), saved with save_state();
+    survives restarts."""
+
+    consecutive_failures: int = 0
+    next_attempt_at: float | None = None
+    last_success_at: float | None = None
+    last_error: str | None = None
+    auth_paused: bool = False
+
+    @classmethod
+    def load(cls, values: dict[str, Any]) -> SyncState:
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def dump(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _counts(row: Any) -> Counts:

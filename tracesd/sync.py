@@ -26,7 +26,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,7 +45,7 @@ from tracesd.errors import (
     StoreError,
 )
 from tracesd.models import iso
-from tracesd.outbox import Outbox, Overview, Pending
+from tracesd.outbox import Outbox, Overview, Pending, SyncState
 
 log = structlog.get_logger("tracesd.sync")
 
@@ -70,24 +70,6 @@ class Report:
             "failed": self.failed,
             "pending": self.pending,
         }
-
-
-@dataclass(slots=True)
-class State:
-    """Sync's durable state (outbox.save_state); survives restarts."""
-
-    consecutive_failures: int = 0
-    next_attempt_at: float | None = None
-    last_success_at: float | None = None
-    last_error: str | None = None
-    auth_paused: bool = False
-
-    @classmethod
-    def load(cls, values: dict[str, Any]) -> State:
-        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
-
-    def dump(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class SyncService:
@@ -115,7 +97,7 @@ class SyncService:
         self._job: Job | None = None
         self._running: asyncio.Task[Any] | None = None
         self._unsaved = False
-        self.state = State()
+        self.state = SyncState()
 
     @property
     def requests(self) -> int:
@@ -148,7 +130,7 @@ class SyncService:
     # ------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        self.state = State.load(await self._outbox.state())
+        self.state = SyncState.load(await self._outbox.state())
         self._backoff.resume(self.state.next_attempt_at)
         loop = asyncio.get_running_loop()
         self._scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)

@@ -36,14 +36,16 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from tracesd.adapters import Adapter
 from tracesd.observer import (
+    DIED_HINT,
     EVENT_FILTER,
     LIMIT_ERRNOS,
+    LIMIT_HINT,
     OVERFLOW_LOGGER,
     Backoff,
     OverflowHook,
     SessionEvents,
     ThreadErrors,
-    count_watches,
+    WatchCount,
     dead_threads,
     new_observer,
     stop_observer,
@@ -51,18 +53,7 @@ from tracesd.observer import (
 
 log = structlog.get_logger("tracesd.watcher")
 
-_LIMIT_HINT = (
-    "raise it: `sudo sysctl {sysctl}={value}` (persist it in /etc/sysctl.d/90-tracesd.conf);"
-    " until then the affected roots are polled by rescans and watching is retried"
-)
-_DIED_HINT = (
-    "watching stopped; the roots are polled by rescans until the watcher restarts"
-    " (retried with backoff)"
-)
-
 PathCallback = Callable[[Adapter, str], None]
-#: how long a count of the kernel's watches is reused (status asks often)
-WATCH_COUNT_TTL_S = 10.0
 #: how long stopping a dead observer's survivors may take (from the event loop)
 TEARDOWN_S = 1.0
 
@@ -121,8 +112,7 @@ class Watcher:
         self._observer: BaseObserver | None = None
         self._overflow_hook = OverflowHook(self._overflowed)
         self._thread_errors = ThreadErrors()
-        self._watch_count: int | None = None
-        self._counted_at = float("-inf")
+        self._watch_count = WatchCount()
         #: monotonic time of the next attempt to restart watching, while degraded
         self._retry_at: float | None = None
         #: kinds of failure already logged in the current failure (one line each)
@@ -151,16 +141,8 @@ class Watcher:
         self._thread_errors.uninstall()
 
     def watch_count(self) -> int | None:
-        """Kernel watches this process holds (Linux: from /proc); None where unknown.
-
-        The kernel formats a line per watch, so the count is kept for WATCH_COUNT_TTL_S:
-        status is asked often, and this is a health number, not a correctness one.
-        """
-        now = time.monotonic()
-        if now - self._counted_at >= WATCH_COUNT_TTL_S:
-            self._counted_at = now
-            self._watch_count = count_watches()
-        return self._watch_count
+        """Kernel watches this process holds (Linux: from /proc); None where unknown."""
+        return self._watch_count()
 
     @property
     def watched(self) -> list[Root]:
@@ -273,7 +255,7 @@ class Watcher:
                     where=where,
                     error=stats.error,
                     roots=paths,
-                    hint=_LIMIT_HINT.format(sysctl=sysctl, value=value),
+                    hint=LIMIT_HINT.format(sysctl=sysctl, value=value),
                 )
             elif kind != "watcher_died":
                 log.error("watcher.failed", where=where, error=stats.error, roots=paths)
@@ -349,7 +331,7 @@ class Watcher:
                 "watcher.observer_died",
                 threads=[t.name for t in dead],
                 error=self.stats.error,
-                hint=_DIED_HINT,
+                hint=DIED_HINT,
                 exc_info=error,
             )
         self._fail(None, self.roots, "thread")
