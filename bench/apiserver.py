@@ -9,16 +9,15 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 
-from bench.harness import TRACESD, GitRow, read_only
+from bench.harness import TRACESD, GitRow, Stops, read_only
 from bench.measure import BenchError, stop_process
 
 #: the server's token variable (tracesd.server.run.TOKENS_ENV)
 TOKENS_ENV = "TRACESD_SERVER_TOKENS"
 
 
-class ApiServer:
+class ApiServer(Stops):
     """`tracesd server --port 0 --db DB --log-format json`, ready once it has logged
     `server.started` (which names the bound port). Auth is on with `token`, off
     (`--no-auth`) without one. Leaving the `with` block stops it: SIGTERM, then SIGKILL."""
@@ -58,17 +57,6 @@ class ApiServer:
     def pid(self) -> int:
         return self.proc.pid
 
-    def __enter__(self) -> ApiServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def stop(self, grace_s: float = 10.0) -> None:
         stop_process(self.proc, grace_s)
 
@@ -105,7 +93,7 @@ def server_rows(db: Path) -> dict[str, GitRow]:
         conn.close()
 
 
-class Arrivals:
+class Arrivals(Stops):
     """When each trace first became visible in a server database: a thread polls it
     read-only every `interval_s` and notes the wall-clock time (time.time()) of the first
     poll that saw each new row, so a time is late by at most one interval plus a query."""
@@ -120,17 +108,6 @@ class Arrivals:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._poll, name="arrivals", daemon=True)
         self._thread.start()
-
-    def __enter__(self) -> Arrivals:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop(self) -> None:
         self._stopped.set()

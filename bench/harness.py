@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from bench.measure import BenchError, stop_process
 
@@ -61,6 +61,19 @@ def say(message: str) -> None:
 
 
 # ------------------------------------------------------------------------- workspace
+
+
+class Stops:
+    """A process or thread a `with` block stops on the way out."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        raise NotImplementedError
 
 
 class Workspace:
@@ -170,7 +183,7 @@ def commit(repo: Repo, env: Mapping[str, str]) -> str:
 # ---------------------------------------------------------------------------- daemon
 
 
-class Daemon:
+class Daemon(Stops):
     """`tracesd run --log-format json` as a subprocess; its log events as they arrive.
 
     A thread reads stderr line by line (so the daemon never blocks on a full pipe), keeps
@@ -197,17 +210,6 @@ class Daemon:
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop(self, grace_s: float = 10.0) -> None:
         stop_process(self.proc, grace_s)
