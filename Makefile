@@ -23,15 +23,18 @@ LOCKFLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --all-build
              --no-emit-find-links --no-emit-index-url --no-emit-trusted-host
 
 # Stamps: reinstall when a lock file or pyproject.toml changes. The project itself goes in
-# with --no-deps and no build isolation, so nothing outside the lock is ever installed.
+# with --no-deps and no build isolation, so nothing outside the lock is ever installed;
+# `pip check` then fails the install when pyproject.toml's ranges and the lock disagree.
 $(VENV)/.installed-run: pyproject.toml $(RUN_LOCK) | $(BIN)/python
 	$(call PIP,$(BIN)) install --require-hashes -r $(RUN_LOCK)
 	$(call PIP,$(BIN)) install --no-deps --no-build-isolation -e .
+	$(call PIP,$(BIN)) check  # the lock still satisfies pyproject.toml's ranges
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(DEV_LOCK) | $(BIN)/python
 	$(call PIP,$(BIN)) install --require-hashes -r $(DEV_LOCK)
 	$(call PIP,$(BIN)) install --no-deps --no-build-isolation -e .
+	$(call PIP,$(BIN)) check
 	@touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run  ## the daemon in the foreground, default config
