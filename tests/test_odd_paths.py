@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURE_TRACES, fixture_home, isolated_env, tracesd
+from tests.helpers import (
+    FIXTURE_TRACES,
+    claude_session,
+    fixture_home,
+    isolated_env,
+    query,
+    tracesd,
+)
 from tracesd.migrations import SCHEMA_VERSION
 
 #: directory names that a naive `file:{path}` URI misreads
@@ -85,3 +92,72 @@ def test_agents_stores_at_odd_paths_are_read(tmp_path: Path, name: str) -> None:
     listed = json.loads(tracesd(home, "list", "--json", "--limit", "1000", env=env).stdout)
     by_agent = Counter(t["agent_id"] for t in listed["traces"])
     assert by_agent == Counter(a for a, _ in FIXTURE_TRACES)
+
+
+# ---------------------------------------------------------------------- exclusions
+
+
+def spellings(base: str, name: str) -> dict[str, str]:
+    """`base/name` written seven ways (`base` may itself be a symlink or `~`)."""
+    return {
+        "plain": f"{base}/{name}",
+        "double_slash": f"{base}//{name}",
+        "dot": f"{base}/./{name}",
+        "dotdot": f"{base}/gone/../{name}",
+        "trailing_slash": f"{base}/{name}/",
+        "leading_double_slash": f"/{base}/{name}" if base.startswith("/") else f"{base}/{name}",
+    }
+
+
+PATTERNS = [
+    *(("real", key) for key in spellings("/", "x")),
+    ("link", "plain"),
+    ("link", "double_slash"),
+    ("tilde", "plain"),
+    ("real", "glob"),
+    ("link", "glob"),
+    ("tilde", "glob"),
+]
+
+
+@pytest.mark.parametrize(("base", "spelling"), PATTERNS)
+def test_an_excluded_directory_is_excluded_however_either_side_spells_it(
+    home: Path, base: str, spelling: str
+) -> None:
+    """Pass: `[capture] exclude` holds the directory spelled one way (`//`, `/./`,
+    `/gone/../`, a trailing slash, a leading `//`, through a symlink, with `~`, or as a
+    `dir/**` glob of any of those); sessions whose working directory is that directory
+    spelled each of those ways (and `~/...`, and a subdirectory for a `/**` pattern) are
+    not stored by `tracesd scan`; a session in a sibling directory is."""
+    real = home / "work"
+    (real / "secret" / "sub").mkdir(parents=True)
+    (real / "open").mkdir()
+    (home / "link").symlink_to(real)
+    bases = {"real": str(real), "link": str(home / "link"), "tilde": "~/work"}
+    if spelling == "glob":
+        pattern = spellings(bases[base], "secret")["double_slash"] + "/**"
+    else:
+        pattern = spellings(bases[base], "secret")[spelling]
+    config = home / ".config" / "tracesd" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"[capture]\nexclude = {json.dumps([pattern])}\n")
+
+    cwds = [
+        *spellings(str(real), "secret").values(),
+        *spellings(str(home / "link"), "secret").values(),
+        "~/work/secret",
+    ]
+    if spelling == "glob":
+        cwds += [f"{real}/secret/sub", f"{home}/link//secret/./sub/"]
+    excluded = {
+        claude_session(home, cwd, f"excluded {i}", session_id=f"excluded-{i}")[0]: cwd
+        for i, cwd in enumerate(cwds)
+    }
+    control, _ = claude_session(home, real / "open", "open", session_id="open")
+
+    result = tracesd(home, "scan", "--json")
+
+    assert result.returncode == 0, result.stderr
+    stored = {row["id"] for row in query(home / ".traces" / "traces.db", "SELECT id FROM traces")}
+    assert control in stored
+    assert {excluded[i] for i in stored & set(excluded)} == set()
