@@ -5,7 +5,9 @@ the console log; `--json` stays exact JSON with no such byte either."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from tests.faultserver import Plan, ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, git, isolated_env, make_repo, runtime_dir
-from tracesd import terminal
+from tracesd import logs, terminal
 
 #: ESC CSI (red), the C1 CSI U+009B, OSC (a window title) ended by BEL, DEL, a
 #: RIGHT-TO-LEFT OVERRIDE, a FIRST STRONG ISOLATE, a LINE SEPARATOR, a zero-width joiner
@@ -150,3 +153,18 @@ def test_escape_makes_every_unsafe_class_visible() -> None:
     assert terminal.escape("\udcff\U000e0001") == "\\udcff\\U000e0001"
     assert terminal.escape("café 東京 ok ~") == "café 東京 ok ~"
     assert terminal.text("one\x1b\ntwo\tthree") == "one\\x1b\ntwo\tthree"
+
+
+def test_json_log_lines_escape_every_unsafe_character_and_stay_exact() -> None:
+    """The JSON log format needs no terminal step: json.dumps (ensure_ascii) writes each
+    control and format character as a \\u escape, and the line parses back exactly."""
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    try:
+        structlog.get_logger("tracesd.test").warning("test.evil", path=EVIL, branch=EVIL_BRANCH)
+    finally:
+        logging.getLogger().handlers = []
+    line = stream.getvalue().removesuffix("\n")
+    assert unsafe(line.encode(), keep="") == []
+    event = json.loads(line)
+    assert (event["path"], event["branch"]) == (EVIL, EVIL_BRANCH)
