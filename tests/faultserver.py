@@ -78,6 +78,8 @@ class Plan:
     trickle_s: float | None = None
     #: a batch is answered 500 with an error body of this many bytes
     error_body_bytes: int = 0
+    #: the message of every error answer (a whole request's or one item's), if set
+    error_text: str | None = None
 
 
 class FaultServer:
@@ -130,7 +132,7 @@ class FaultServer:
         if time.monotonic() < plan.fail_until or plan.fail_next > 0:
             plan.fail_next = max(0, plan.fail_next - 1)
             headers = {"Retry-After": plan.retry_after} if plan.retry_after else {}
-            return _error(plan.fail_status, "unavailable", headers)
+            return _error(plan.fail_status, "unavailable", headers, plan.error_text)
         return None
 
     def _record(self, request: web.Request, items: int, status: int) -> None:
@@ -184,7 +186,8 @@ class FaultServer:
                     self._store(item["externalId"], item)
                     results.append({"externalId": item["externalId"], "status": 200})
                 else:
-                    error = {"code": "invalid", "message": f"refused with {status}"}
+                    message = self.plan.error_text or f"refused with {status}"
+                    error = {"code": "invalid", "message": message}
                     results.append(
                         {"externalId": item["externalId"], "status": status, "error": error}
                     )
@@ -264,8 +267,11 @@ class FaultServer:
         kept.update(incoming)
 
 
-def _error(status: int, code: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = json.dumps({"error": {"code": code, "message": code.replace("_", " ")}})
+def _error(
+    status: int, code: str, headers: dict[str, str] | None = None, message: str | None = None
+) -> web.Response:
+    text = code.replace("_", " ") if message is None else message
+    body = json.dumps({"error": {"code": code, "message": text}})
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tracesd import sqliteuri
+
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 #: expected.json's sessions, and the traces they make (subagents are part of their parent;
 #: Cursor's transcript and IDE store hold one session)
@@ -268,7 +270,7 @@ class Daemon:
 def query(db: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
     if not db.exists():
         return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    conn = sqlite3.connect(sqliteuri.read_only(db), uri=True, timeout=5)
     conn.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in conn.execute(sql, args)]

@@ -795,16 +795,23 @@ def test_remote_credentials_never_reach_any_artifact(
     daemons: StartDaemon, home: Path, tmp_path: Path, fault: ThreadedFaultServer
 ) -> None:
     """Row 13 / T16. Pass: origins `https://u:ghp_...@host/r.git`, `ssh://u:ghp_...@host/r`,
-    scp-like `u:ghp_...@host:r.git` and an http query token; the traces synced to a real
-    HTTP server: the token is found 0 times in the DB file, its -wal and -shm, the log,
-    `tracesd status --json`, `tracesd list --json`, and every request body the server
-    received; the stored URLs are the scrubbed forms."""
+    scp-like `u:ghp_...@host:r.git`, an http query token, and query tokens in URLs that do
+    not parse (`https://[::1/r.git?private_token=...`, a full-width `#` U+FF03 in the host); the
+    traces synced to a real HTTP server: the token is found 0 times in the DB file, its
+    -wal and -shm, the log, `tracesd status` and `list` (text and --json), and every request
+    body the server received; the stored URLs are the scrubbed forms."""
     token = "ghp_SECRETTOKEN"
     remotes = {
         "https": (f"https://u:{token}1@host.example/r.git", "https://host.example/r.git"),
         "ssh": (f"ssh://u:{token}2@host.example/r.git", "ssh://u@host.example/r.git"),
         "scp": (f"u:{token}3@host.example:r.git", "u@host.example:r.git"),
         "query": (f"https://host.example/r.git?token={token}4", "https://host.example/r.git"),
+        # URLs no parser accepts (issue 10, 2.10): an unbalanced IPv6 bracket, a full-width #
+        "ipv6": (f"https://[::1/r.git?private_token={token}5", "https://[::1/r.git"),
+        "fullwidth": (
+            f"https://host.example＃/r.git?private_token={token}6",
+            "https://host.example",
+        ),
     }
     env = configured(
         home,
@@ -822,6 +829,8 @@ def test_remote_credentials_never_reach_any_artifact(
     artifacts: dict[str, bytes] = {
         "status": tracesd(home, "status", "--json", env=env).stdout.encode(),
         "list": tracesd(home, "list", "--json", env=env).stdout.encode(),
+        "list text": tracesd(home, "list", env=env).stdout.encode(),
+        "status text": tracesd(home, "status", env=env).stdout.encode(),
     }
     assert daemon.stop() == 0
     artifacts["log"] = daemon.log_path.read_bytes()

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from tracesd import __version__, doctor, logs, render
+from tracesd import __version__, doctor, logs, render, terminal
 from tracesd.adapters import Hints, build_adapters
 from tracesd.config import Config, load_config
 from tracesd.dispatch import Dispatcher
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(config_path=args.config, overrides=overrides)
     except ConfigError as exc:
-        print(f"tracesd: config error: {exc}", file=sys.stderr)
+        terminal.show(f"tracesd: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     level = config.log.level
     if args.command not in ("run", "server") and not args.log_level:
@@ -60,16 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(config, args)
     except NotRunning as exc:
-        print(
+        terminal.show(
             f"tracesd: {exc}; start it with `tracesd run` or `tracesd service install`",
             file=sys.stderr,
         )
         return EXIT_NOT_RUNNING
     except ConfigError as exc:  # found while starting, e.g. a socket path too long
-        print(f"tracesd: config error: {exc}", file=sys.stderr)
+        terminal.show(f"tracesd: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TracesdError as exc:  # the database, another daemon already running, ...
-        print(f"tracesd: {exc}", file=sys.stderr)
+        terminal.show(f"tracesd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
@@ -207,10 +207,10 @@ def _server(config: Config, args: argparse.Namespace) -> int:
             )
         )
     except ConfigError as exc:
-        print(f"tracesd server: refusing to start: {exc}", file=sys.stderr)
+        terminal.show(f"tracesd server: refusing to start: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ListenError as exc:
-        print(f"tracesd server: {exc}", file=sys.stderr)
+        terminal.show(f"tracesd server: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
 
@@ -221,27 +221,27 @@ def _service(config: Config, args: argparse.Namespace) -> int:
         service = svc.service_for(config)
         if args.action == "install":
             for note in service.notes:
-                print(f"tracesd service: note: {note}", file=sys.stderr)
+                terminal.show(f"tracesd service: note: {note}", file=sys.stderr)
         if args.dry_run:
-            print(svc.describe(service.steps(args.action)), end="")
+            terminal.show(svc.describe(service.steps(args.action)).removesuffix("\n"))
             return EXIT_OK
         if args.action == "install":
             svc.install(service)
-            print(f"installed {service.path}; {service.name} is enabled and started")
-            print(f"logs: {service.logs}")
+            terminal.show(f"installed {service.path}; {service.name} is enabled and started")
+            terminal.show(f"logs: {service.logs}")
         elif args.action == "uninstall":
             if svc.uninstall(service):
-                print(f"removed {service.path}; {service.name} is stopped and disabled")
+                terminal.show(f"removed {service.path}; {service.name} is stopped and disabled")
             else:
-                print(f"not installed (no {service.path})")
+                terminal.show(f"not installed (no {service.path})")
         else:
             text, running = svc.status(service)
-            print(text)
+            terminal.show(text)
             if not service.path.exists():
-                print(f"not installed (no {service.path}): run `tracesd service install`")
+                terminal.show(f"not installed (no {service.path}): run `tracesd service install`")
             return EXIT_OK if running else EXIT_NOT_RUNNING
     except ServiceError as exc:
-        print(f"tracesd service: {exc}", file=sys.stderr)
+        terminal.show(f"tracesd service: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -251,7 +251,7 @@ def _scan(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict()))
     else:
-        print(
+        terminal.show(
             f"discovered {report.discovered} session files: {report.indexed} indexed "
             f"({report.new} new, {report.updated} updated, {report.unchanged} unchanged), "
             f"{report.errors} errors, {report.skipped} skipped, in {report.duration_s:.2f}s"
@@ -288,9 +288,9 @@ def _list(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps({"traces": [t.as_dict() for t in traces]}))
         return EXIT_OK
     if not traces:
-        print("no traces", file=sys.stderr)
+        terminal.show("no traces", file=sys.stderr)
         return EXIT_OK
-    print("\n".join(render.traces(traces)))
+    terminal.show("\n".join(render.traces(traces)))
     return EXIT_OK
 
 
@@ -308,13 +308,16 @@ def _status(config: Config, args: argparse.Namespace) -> int:
     from tracesd.status import request  # aiohttp: not loaded by `scan` and `list`
 
     answer = asyncio.run(request(config.status.socket_path, "GET", "/status"))
-    print(json.dumps(answer) if args.json else "\n".join(render.status(answer)))
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        terminal.show("\n".join(render.status(answer)))
     return EXIT_OK
 
 
 def _sync(config: Config, args: argparse.Namespace) -> int:
     if not config.sync.enabled and not args.json:
-        print("tracesd: sync is off: set [sync] api_url in the config", file=sys.stderr)
+        terminal.show("tracesd: sync is off: set [sync] api_url in the config", file=sys.stderr)
         return EXIT_USAGE
     from tracesd.status import request
 
@@ -322,7 +325,7 @@ def _sync(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer))
     else:
-        print(
+        terminal.show(
             f"sent {answer['sent']}: {answer['succeeded']} stored, {answer['failed']} refused;"
             f" {answer['pending']} still pending"
         )
@@ -334,5 +337,5 @@ def _doctor(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doctor.as_json(checks)))
     else:
-        print("\n".join(render.doctor(checks)))
+        terminal.show("\n".join(render.doctor(checks)))
     return EXIT_OK if doctor.as_json(checks)["ok"] else EXIT_FAILURE

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import migrations, quarantine
+from tracesd import migrations, quarantine, sqliteuri
 from tracesd.adapters import SUPPORTED, build_adapters
 from tracesd.config import Config
 from tracesd.errors import NotRunning, StoreCorrupt, SyncError, TracesdError
@@ -116,7 +116,7 @@ def _database_file(path: Path) -> Check:
     expected = migrations.SCHEMA_VERSION
     try:
         quarantine.check_header(path)
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2) as conn:
+        with sqlite3.connect(sqliteuri.read_only(path), uri=True, timeout=2) as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > expected:
                 detail = f"{path}: schema {version}, newer than the {expected} this tracesd knows"

@@ -28,6 +28,7 @@ from tracesd import tracefields
 from tracesd.adapters import Adapter
 from tracesd.adapters._files import MAX_LINE, SkippedLine, skipped_lines
 from tracesd.errors import ParseError, RowRejected
+from tracesd.exclude import Exclusions
 from tracesd.gitinfo import GitResolver
 from tracesd.models import Capture, FileState, GitInfo, Trace, TraceMeta, racy
 from tracesd.store import Store
@@ -92,7 +93,7 @@ class Ingestor:
     ) -> None:
         self._store = store
         self._git = git
-        self._exclude = [tracefields.glob(p) for p in exclude]
+        self._excluded = Exclusions(exclude).excluded
         # Replaced, never mutated: adapters read it from worker threads.
         self._directories: frozenset[str] = frozenset(directories)
         # File states a scan already read (None: never seen), each used once instead of a
@@ -276,9 +277,6 @@ class Ingestor:
                 "ingest.parse_failed", agent=agent, path=path, reason=exc.reason, error=str(exc)
             )
         return Result(error=exc.reason)
-
-    def _excluded(self, directory: str) -> bool:
-        return any(p.fullmatch(directory) for p in self._exclude)
 
 
 def _read_all(files: list[_File]) -> None:

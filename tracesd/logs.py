@@ -4,6 +4,11 @@ Every log line goes to stderr (journald and launchd capture it; stdout stays fre
 `--json` output). Events have stable dotted names (`ingest.captured`, `watcher.overflow`)
 and fields, not prose. Records from the standard library's loggers (watchdog, asyncio,
 aiosqlite) are rendered the same way.
+
+The console format is for a terminal: every field of every line (the event, each value,
+the traceback) goes through `terminal` first, so an escape sequence in a trace id, a
+path or a server's error text is shown as `\\x1b`, never obeyed. JSON lines need no such
+step: `json.dumps` escapes every control and non-ASCII character (`\\u001b`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import TextIO
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, WrappedLogger
+
+from tracesd import terminal
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -33,10 +41,13 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor
+    last: list[structlog.types.Processor] = []
     if console:
         renderer = structlog.dev.ConsoleRenderer(
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
+        # Tracebacks as text first, so that they are made safe with the rest.
+        last = [structlog.processors.format_exc_info, terminal_safe]
     else:
         renderer = structlog.processors.JSONRenderer()
         # Tracebacks as data, without the frames' local variables: a request's headers
@@ -61,7 +72,11 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *last,
+                renderer,
+            ],
         )
     )
     handler.setLevel(_LEVELS[level])
@@ -72,3 +87,17 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     # Libraries that are chatty at debug level stay at info unless asked otherwise.
     for name in ("aiosqlite", "asyncio", "watchdog"):
         logging.getLogger(name).setLevel(max(_LEVELS[level], logging.INFO))
+
+
+def terminal_safe(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Every field made safe for a terminal: strings and the strings inside containers
+    escaped, other objects as their escaped text; tracebacks keep their newlines."""
+    out: EventDict = {}
+    for key, value in event_dict.items():
+        if key in ("exception", "stack") and isinstance(value, str):
+            out[key] = terminal.text(value)
+        elif value is None or isinstance(value, bool | int | float | str | list | tuple | dict):
+            out[terminal.escape(key)] = terminal.value(value)
+        else:
+            out[terminal.escape(key)] = terminal.escape(str(value))
+    return out

@@ -21,9 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
-from tracesd import quarantine
+from tracesd import quarantine, sqliteuri
 from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
 
 SCHEMA_VERSION = 4
@@ -218,8 +217,9 @@ def apply(path: Path, *, busy_timeout_s: float = 5.0, verify: bool = False) -> R
 
 
 def _inspect(path: Path, busy_timeout_s: float, *, verify: bool) -> None:
-    uri = f"file:{quote(str(path))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+    conn = sqlite3.connect(
+        sqliteuri.read_only(path), uri=True, timeout=busy_timeout_s, isolation_level=None
+    )
     try:
         found = _user_version(conn)
         if found > SCHEMA_VERSION:

@@ -1,5 +1,9 @@
 """Human-readable text for the CLI: `status`, `doctor` and the `list` table. Pure functions
-from data to lines; `--json` prints the data itself."""
+from data to lines; `--json` prints the data itself.
+
+Every public function first makes all the data it was given terminal-safe
+(`terminal.value`): no field, present or added later, reaches a terminal raw.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from tracesd import terminal
 from tracesd.doctor import FAIL, OK, Check
 from tracesd.models import Trace
 
 
 def status(s: dict[str, Any]) -> list[str]:
+    s = terminal.value(s)
     lines = [f"tracesd {s['version']}, pid {s['pid']}, up {_span(s['uptime_s'])}  ({s['db_path']})"]
     database = s.get("database") or {}
     if database.get("busy"):
@@ -103,7 +109,7 @@ def _sync(sync: dict[str, Any]) -> list[str]:
 
 def doctor(checks: Iterable[Check]) -> list[str]:
     lines = []
-    for check in checks:
+    for check in map(terminal.value, checks):
         mark = {OK: "ok  ", FAIL: "FAIL"}.get(check.status, "warn")
         line = f"{mark}  {check.name:<20} {check.detail}"
         if check.fix and check.status != OK:
@@ -114,7 +120,7 @@ def doctor(checks: Iterable[Check]) -> list[str]:
 
 def traces(rows: list[Trace]) -> list[str]:
     table: list[tuple[str, ...]] = [("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE")]
-    table += [_row(t) for t in rows]
+    table += [_row(terminal.value(t)) for t in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
     return [
         "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()

@@ -34,7 +34,6 @@ import structlog
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from tracesd import tracefields
 from tracesd.backend import BackendClient, ItemResult, Outgoing
 from tracesd.backoff import Backoff, ClockWatch
 from tracesd.config import SyncConfig
@@ -44,6 +43,7 @@ from tracesd.errors import (
     BackendUnavailable,
     StoreError,
 )
+from tracesd.exclude import Exclusions
 from tracesd.models import iso
 from tracesd.outbox import Outbox, Overview, Pending, SyncState
 
@@ -87,7 +87,7 @@ class SyncService:
     ) -> None:
         self._outbox = outbox
         self._config = config
-        self._exclude = [tracefields.glob(p) for p in exclude]
+        self._excluded = Exclusions(exclude).excluded
         self._backoff = Backoff(min_backoff_s, config.max_backoff_s, rng or random.Random())
         self._clock = ClockWatch(self._clock_stepped)
         self._on_crash = on_crash
@@ -313,11 +313,7 @@ class SyncService:
 
     async def _drop_excluded(self, pending: list[Pending], report: Report) -> list[Pending]:
         """Traces captured before their directory was excluded are never sent."""
-        excluded = [
-            p
-            for p in pending
-            if p.trace.directory and any(g.fullmatch(p.trace.directory) for g in self._exclude)
-        ]
+        excluded = [p for p in pending if p.trace.directory and self._excluded(p.trace.directory)]
         if excluded:
             await self._outbox.reject((p.trace.id, p.version, "excluded") for p in excluded)
             report.failed += len(excluded)

@@ -18,8 +18,8 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping
-from urllib.parse import quote
 
+from tracesd import sqliteuri
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
 
@@ -70,7 +70,7 @@ def connect(path: str) -> Iterator[sqlite3.Connection]:
     pool = _pool()
     conn = pool.pop(key, None)
     if conn is None:
-        uri = f"file:{quote(database)}?mode=ro"
+        uri = sqliteuri.read_only(database)
         with _translated(database):
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
