@@ -88,6 +88,7 @@ def fingerprint(repo: Repo, global_configs: tuple[str, ...]) -> Fingerprint:
             ref_path = os.path.join(repo.commondir, refname)
     stats = [_stat(repo.dotgit)]
     for path in (
+        os.path.join(repo.gitdir, "commondir"),
         ref_path,
         os.path.join(repo.commondir, "packed-refs"),
         os.path.join(repo.commondir, "config"),

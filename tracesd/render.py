@@ -36,7 +36,7 @@ def status(s: dict[str, Any]) -> list[str]:
     )
     refused = capture.get("refused_by_kind") or {}
     if refused:
-        kinds = ", ".join(f"{k} {n}" for k, n in refused.items())
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(refused.items()))
         lines.append(
             f"{'':<9} {sum(refused.values())} special files refused unread ({kinds}):"
             " see the log's files.refused"
