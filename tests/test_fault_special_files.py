@@ -57,6 +57,9 @@ COPILOT_SESSION = f"{COPILOT_WS}/chatSessions/2b4d6f8a-0c1e-4a3b-9d5f-7e9a1c3b5d
 GEMINI_PROJECT = ".gemini/tmp/gemini-cli"
 GEMINI_SESSION = f"{GEMINI_PROJECT}/chats/session-2026-11-20T09-20-4b7e2f10.jsonl"
 OPENCODE_DB = ".local/share/opencode/opencode.db"
+CURSOR_CLI_DB = (
+    ".cursor/chats/362f4748a5734d0df6adda062941df74/3c5e7a9b-0d2f-4a6c-8e1b-3d5f7a9c0e2b/store.db"
+)
 
 
 # ------------------------------------------------------------------------- helpers
@@ -145,6 +148,7 @@ READERS = [
     "opencode_store",
     "opencode_store_journal",
     "opencode_store_wal",
+    "cursor_cli_store",
 ]
 
 
@@ -168,8 +172,14 @@ def test_no_adapter_reader_blocks_or_reads_a_special_file(
         "opencode_store": ("opencode", OPENCODE_DB),
         "opencode_store_journal": ("opencode", OPENCODE_DB + "-journal"),
         "opencode_store_wal": ("opencode", OPENCODE_DB + "-wal"),
+        "cursor_cli_store": ("cursor", CURSOR_CLI_DB),
     }[reader]
-    session = {"copilot": COPILOT_SESSION, "gemini-cli": GEMINI_SESSION, "opencode": OPENCODE_DB}
+    session = {
+        "copilot": COPILOT_SESSION,
+        "gemini-cli": GEMINI_SESSION,
+        "opencode": OPENCODE_DB,
+        "cursor": CURSOR_CLI_DB,
+    }
     if reader == "claude_session_file":
         target = _session_file(home, kind)
     else:
@@ -186,7 +196,12 @@ def test_no_adapter_reader_blocks_or_reads_a_special_file(
     finally:
         release_fifos(home)
 
-    if reader in ("claude_session_file", "copilot_session_file", "opencode_store"):
+    if reader in (
+        "claude_session_file",
+        "copilot_session_file",
+        "opencode_store",
+        "cursor_cli_store",
+    ):
         assert isinstance(outcome, ParseError)
         expected = "symlink" if kind == "char_device" and "session" in reader else kind
         assert outcome.reason == "not_a_file"
