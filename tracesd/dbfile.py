@@ -4,18 +4,27 @@ file), checked, migrated, and moved aside when corrupt (`quarantine`)."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from tracesd import migrations, quarantine
 from tracesd.errors import StoreCorrupt, StoreError
+from tracesd.safeopen import kind_of
 
 
 def create_private(path: Path) -> None:
     """Create a database's directory (0700) and an empty file (0600) if they are missing."""
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFREG  # missing (created below), or the open below says why
+    if not stat.S_ISREG(mode):
+        # A FIFO would block the open below until a writer came; a device is no database.
+        what = "a directory" if stat.S_ISDIR(mode) else f"a {kind_of(mode)}"
         raise StoreError(
-            f"database path {path} is a directory, not a database file: nothing was changed;"
-            " move the directory away, or set [storage] db_path to a file"
+            f"database path {path} is {what}, not a database file: nothing was changed;"
+            f" move the {kind_of(mode).replace('_', ' ')} away, or set [storage] db_path"
+            " to a file"
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

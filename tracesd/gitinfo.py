@@ -3,12 +3,14 @@
 Each of the three is asked of `git` separately, in parallel, so a repository with no remote
 or no commits still answers the rest. Every call is inert on any repository: fsmonitor and
 hooks off, no optional locks, no prompts, stdin closed, and one deadline for the whole
-lookup that kills the process group of any git still running.
+lookup (our own reads that find and fingerprint the repository included) that kills the
+process group of any git still running.
 
 Answers are cached per repository, keyed by a fingerprint of the files git reads them from
-(HEAD, the branch ref, packed-refs, the config files). The fingerprint is taken before git
-runs and checked on every lookup, so a checkout or a commit is seen by the very next trace:
-the cache never answers from a timer.
+(HEAD, the branch ref, packed-refs, the config files; see gitrepo). The fingerprint is taken
+before git runs and checked on every lookup, so a checkout or a commit is seen by the very
+next trace: the cache never answers from a timer. When one of those files is a FIFO or a
+device, git is not run at all and the repository's fields are NULL until it changes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from tracesd import gitrepo
+from tracesd.gitrepo import Fingerprint, Print, Repo
 from tracesd.models import GitInfo
 from tracesd.redact import scrub_url
 
@@ -72,22 +75,9 @@ def use_pidfd_child_watcher() -> None:
     asyncio.set_child_watcher(watcher)
 
 
-@dataclass(frozen=True, slots=True)
-class _Repo:
-    worktree: str  # the directory that holds `.git`
-    dotgit: str
-    gitdir: str
-    commondir: str
-
-
-#: what a repository's answers are cached under: HEAD's content and stats of the files
-#: git reads them from
-_Print = tuple[object, ...]
-
-
 @dataclass(slots=True)
 class _Entry:
-    fingerprint: _Print
+    fingerprint: Print
     info: GitInfo
     #: monotonic deadline before which a timed-out repository is not asked again
     retry_after: float = 0.0
@@ -100,9 +90,9 @@ class GitResolver:
         self.timeout_s = timeout_s
         self._env = _git_env(environ)
         self._git = shutil.which(git, path=self._env.get("PATH")) or git
-        self._global_configs = _global_configs(environ)
+        self._global_configs = gitrepo.global_configs(environ)
         self._cache: dict[str, _Entry] = {}
-        self._inflight: dict[tuple[str, _Print], asyncio.Future[_Entry]] = {}
+        self._inflight: dict[tuple[str, Print], asyncio.Future[_Entry]] = {}
         #: counters for status and benchmarks
         self.lookups = 0
         self.cache_hits = 0
@@ -124,22 +114,38 @@ class GitResolver:
         behind them.
         """
         wanted = list(dict.fromkeys(d for d in directories if d))
-        located = await asyncio.to_thread(self._locate, wanted)
-        found = await asyncio.gather(*(self._resolve(*where) for where in located))
+        if not wanted:
+            return {}
+        # One deadline for the whole lookup: the reads that find and fingerprint the
+        # repositories (which never block on a FIFO or read a device, see safeopen, but a
+        # hung filesystem can still hold them) and every git run after them.
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            async with asyncio.timeout_at(_loop_deadline(deadline)):
+                located = await asyncio.to_thread(self._locate, wanted)
+        except TimeoutError:
+            self.timeouts += 1
+            log.warning(
+                "gitinfo.timeout", stage="locate", directory=wanted[0], timeout_s=self.timeout_s
+            )
+            return dict.fromkeys(wanted)
+        found = await asyncio.gather(*(self._resolve(*where, deadline) for where in located))
         return dict(zip(wanted, found, strict=True))
 
-    def _locate(self, directories: list[str]) -> list[tuple[str, _Repo | None, _Print]]:
-        located: list[tuple[str, _Repo | None, _Print]] = []
+    def _locate(self, directories: list[str]) -> list[tuple[str, Repo | None, Fingerprint]]:
+        located: list[tuple[str, Repo | None, Fingerprint]] = []
         for directory in directories:
-            repo = _discover(directory)
-            located.append((directory, repo, self._fingerprint(repo) if repo else ()))
+            repo = gitrepo.discover(directory)
+            found = gitrepo.fingerprint(repo, self._global_configs) if repo else _NONE
+            located.append((directory, repo, found))
         return located
 
     async def _resolve(
-        self, directory: str, repo: _Repo | None, fingerprint: _Print
+        self, directory: str, repo: Repo | None, found: Fingerprint, deadline: float
     ) -> GitInfo | None:
         if repo is None:
             return None
+        fingerprint = found.print
         self.lookups += 1
         cached = self._cache.get(repo.worktree)
         if (
@@ -152,14 +158,27 @@ class GitResolver:
         key = (repo.worktree, fingerprint)
         pending = self._inflight.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._ask(repo, directory, fingerprint))
+            pending = asyncio.ensure_future(self._ask(repo, directory, found, deadline))
             self._inflight[key] = pending
             pending.add_done_callback(lambda _: self._inflight.pop(key, None))
         entry = await asyncio.shield(pending)
         return entry.info
 
-    async def _ask(self, repo: _Repo, directory: str, fingerprint: _Print) -> _Entry:
-        deadline = time.monotonic() + self.timeout_s
+    async def _ask(self, repo: Repo, directory: str, found: Fingerprint, deadline: float) -> _Entry:
+        if found.special is not None:
+            # A FIFO or a device where git reads: git would hang on it, or read it, until
+            # the deadline. Not asked; one line per repository state (cached as usual).
+            self.failures += 1
+            log.warning(
+                "gitinfo.failed",
+                worktree=repo.worktree,
+                reason="special_file",
+                path=found.special.path,
+                kind=found.special.kind,
+            )
+            entry = _Entry(found.print, GitInfo(None, None, None))
+            self._cache[repo.worktree] = entry
+            return entry
         names = list(_QUERIES)
         results = await asyncio.gather(
             *(self._run(_QUERIES[name], directory, deadline) for name in names)
@@ -184,7 +203,7 @@ class GitResolver:
         if values["ref"] is not None and not _SHA.match(values["ref"]):
             values["ref"] = None
         info = GitInfo(**values)
-        entry = _Entry(fingerprint, info)
+        entry = _Entry(found.print, info)
         if timed_out:
             self.timeouts += 1
             entry.retry_after = time.monotonic() + TIMEOUT_BACKOFF_S
@@ -238,24 +257,6 @@ class GitResolver:
         text = bytes(proto.stdout).decode("utf-8", "replace").strip()
         return text or None
 
-    def _fingerprint(self, repo: _Repo) -> _Print:
-        head = _read(os.path.join(repo.gitdir, "HEAD"))
-        ref_path: str | None = None
-        if head is not None and head.startswith(b"ref:"):
-            refname = head[4:].strip().decode("utf-8", "replace")
-            if refname.startswith("refs/") and ".." not in refname:
-                ref_path = os.path.join(repo.commondir, refname)
-        paths = (
-            repo.dotgit,
-            ref_path,
-            os.path.join(repo.commondir, "packed-refs"),
-            os.path.join(repo.commondir, "config"),
-            os.path.join(repo.gitdir, "config.worktree"),
-            os.path.join(repo.commondir, "reftable", "tables.list"),
-            *self._global_configs,
-        )
-        return (head, *(_stat(p) for p in paths))
-
 
 class _Timeout:
     pass
@@ -273,40 +274,7 @@ def _first_line(stderr: bytes | bytearray) -> str:
 
 
 _TIMEOUT = _Timeout()
-
-
-def _discover(directory: str) -> _Repo | None:
-    """The repository `directory` is in, found the way git does: the nearest `.git` above."""
-    current = os.path.abspath(directory)
-    if not os.path.isdir(current):
-        return None
-    while True:
-        dotgit = os.path.join(current, ".git")
-        try:
-            mode = os.stat(dotgit).st_mode
-        except OSError:
-            mode = 0
-        if stat.S_ISDIR(mode):
-            gitdir = dotgit
-            break
-        if stat.S_ISREG(mode):
-            pointer = _read(dotgit) or b""
-            if not pointer.startswith(b"gitdir:"):
-                return None
-            target = pointer[7:].strip().decode("utf-8", "surrogateescape")
-            gitdir = os.path.normpath(os.path.join(current, target))
-            break
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
-    common = _read(os.path.join(gitdir, "commondir"))
-    commondir = (
-        os.path.normpath(os.path.join(gitdir, common.strip().decode("utf-8", "surrogateescape")))
-        if common
-        else gitdir
-    )
-    return _Repo(worktree=current, dotgit=dotgit, gitdir=gitdir, commondir=commondir)
+_NONE = Fingerprint(())
 
 
 def _git_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -320,34 +288,6 @@ def _git_env(environ: Mapping[str, str]) -> dict[str, str]:
         LC_ALL="C",
     )
     return env
-
-
-def _global_configs(environ: Mapping[str, str]) -> tuple[str, ...]:
-    home = environ.get("HOME", "")
-    xdg = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    return (
-        os.path.join(home, ".gitconfig"),
-        os.path.join(xdg, "git", "config"),
-        "/etc/gitconfig",
-    )
-
-
-def _read(path: str, limit: int = 4096) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read(limit)
-    except OSError:
-        return None
-
-
-def _stat(path: str | None) -> tuple[int, int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class _Collect(asyncio.SubprocessProtocol):

@@ -45,6 +45,12 @@ class _Snapshot(Collector):
         for reason, count in capture["errors_by_reason"].items():
             errors.add_metric([reason], count)
         yield errors
+        refused = CounterMetricFamily(
+            "tracesd_files_refused", "Special files refused unread, by kind.", labels=["kind"]
+        )
+        for kind, count in capture.get("refused_by_kind", {}).items():
+            refused.add_metric([kind], count)
+        yield refused
         yield _gauge(
             "tracesd_last_capture_timestamp_seconds",
             "When a trace was last stored or changed.",

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from tracesd.errors import StoreCorrupt
+from tracesd.safeopen import NotRegular, read_head
 
 HEADER = b"SQLite format 3\x00"
 #: SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
@@ -40,10 +41,11 @@ def is_corruption(exc: sqlite3.Error) -> bool:
 def check_header(path: Path) -> None:
     """Raise StoreCorrupt unless `path` is empty (a new database) or starts like SQLite."""
     try:
-        with path.open("rb") as f:
-            head = f.read(len(HEADER))
+        head = read_head(str(path), len(HEADER), note=False)  # never blocks on a FIFO
     except FileNotFoundError:
         return
+    except NotRegular as exc:
+        raise StoreCorrupt(path, f"not a database file but a {exc.kind}") from None
     except OSError:
         return  # unreadable is not corrupt: opening it reports the real reason
     if head and head != HEADER:

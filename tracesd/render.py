@@ -40,6 +40,13 @@ def status(s: dict[str, Any]) -> list[str]:
         f" last {_ago(capture['last_capture_at'])}; {capture['errors_total']} errors"
         + (f" ({errors})" if errors else "")
     )
+    refused = capture.get("refused_by_kind") or {}
+    if refused:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(refused.items()))
+        lines.append(
+            f"{'':<9} {sum(refused.values())} special files refused unread ({kinds}):"
+            " see the log's files.refused"
+        )
     watcher = s["watcher"]
     watches = f", {watcher['watches']} watches" if watcher.get("watches") is not None else ""
     lines.append(

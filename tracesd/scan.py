@@ -105,8 +105,10 @@ def _walk(adapter: Adapter, root: str, max_depth: int, unreadable: list[str]) ->
                         stack.append((entry.path, rel + "/", depth + 1))
                     continue
                 # A symlink named like a session is not followed: it may point out of
-                # the root (or at /proc/self/fd/0); ingest refuses it too.
-                if not adapter.matches(rel) or not entry.is_file(follow_symlinks=False):
+                # the root (or at /proc/self/fd/0); ingest refuses it too. A FIFO, device
+                # or socket named like one is handed on: ingest refuses it without opening
+                # it, and logs and counts it (`not_a_file`) once, not on every scan.
+                if not adapter.matches(rel) or entry.is_symlink():
                     continue
                 st = entry.stat()
             except OSError:

@@ -15,6 +15,7 @@ from tracesd.gitinfo import GitResolver
 from tracesd.ingest import Ingestor
 from tracesd.models import iso
 from tracesd.outbox import Counts, Outbox
+from tracesd.safeopen import REFUSED
 from tracesd.scan import Scanner
 from tracesd.store import Store
 from tracesd.watcher import Watcher
@@ -80,6 +81,9 @@ async def build(p: Parts) -> dict[str, Any]:
             "errors_total": stats.errors_total,
             "errors_by_reason": dict(stats.errors_by_reason),
             "skipped_by_reason": dict(stats.skipped_by_reason),
+            # side files (workspace.json, .project_root, a repository's HEAD) that are a
+            # FIFO, a device, a socket or a directory: refused unread, once per path
+            "refused_by_kind": REFUSED.counts(),
             "last_capture_at": iso(stats.last_capture_at),
             "last_error": stats.last_error,
         },

@@ -29,6 +29,7 @@ from tracesd.adapters import _sqlite, _vscode
 from tracesd.adapters._text import latest, preview, text_of, title, to_ms
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
+from tracesd.safeopen import NotRegular, check_store
 
 AGENT_ID = "cursor"
 IDE_DB, CLI_DB = "state.vscdb", "store.db"
@@ -194,9 +195,14 @@ def _chat(
 
 @contextlib.contextmanager
 def _store(database: str) -> Iterator[sqlite3.Connection]:
-    with contextlib.suppress(OSError):  # vanished: connect() says so
-        if os.stat(database).st_size == 0:
-            raise ParseError("empty", f"empty database (being created?): {database!r}")
+    try:
+        size = check_store(database).st_size  # a FIFO has no size: refused, not "empty"
+    except NotRegular as exc:
+        raise ParseError("not_a_file", str(exc)) from None
+    except OSError:
+        size = None  # vanished: connect() says so
+    if size == 0:
+        raise ParseError("empty", f"empty database (being created?): {database!r}")
     with _sqlite.connect(database) as conn:
         yield conn
 

@@ -13,13 +13,13 @@ import contextvars
 import errno
 import json
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from tracesd.errors import ParseError
+from tracesd.safeopen import NotRegular, open_regular
 
 #: the first read of a head, and of a tail: enough for most sessions' metadata
 FIRST_CHUNK = 16 * 1024
@@ -74,16 +74,16 @@ class SessionFile:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            # O_NONBLOCK: a FIFO named like a session must not block the reader forever.
-            # O_NOFOLLOW: a session file that is a symlink (to /etc/passwd, to a file
-            # outside the agent's root, to /proc/self/fd/0) is refused, never read.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+            # Never blocks on a FIFO, never reads a device (see safeopen). No symlinks: a
+            # session file that is one (to /etc/passwd, to a file outside the agent's
+            # root, to /proc/self/fd/0) is refused, never read.
+            fd = open_regular(path, follow_symlinks=False, note=False)
+        except NotRegular as exc:
+            raise ParseError("not_a_file", str(exc)) from None
         except OSError as exc:
             raise _translate(exc, path) from None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ParseError("not_a_file", f"not a regular file: {path!r}")
         except BaseException:
             os.close(fd)
             raise

@@ -13,7 +13,6 @@ stamps, and only the sessions whose stamp moved are read again.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from tracesd import sqliteuri
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
+from tracesd.safeopen import NotRegular, check_store
 
 #: how long a read waits for an agent that holds its store locked
 BUSY_TIMEOUT_S = 0.2
@@ -61,7 +61,11 @@ def connect(path: str) -> Iterator[sqlite3.Connection]:
     """
     database = database_of(path)
     try:
-        st = os.stat(database)
+        # SQLite opens the files itself, blocking on a FIFO: a special file is refused
+        # first (what remains is a swap between this check and SQLite's open()).
+        st = check_store(database)
+    except NotRegular as exc:
+        raise ParseError("not_a_file", str(exc)) from None
     except OSError:
         raise ParseError(
             "vanished", f"database vanished before it could be read: {database!r}"

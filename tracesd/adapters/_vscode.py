@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from tracesd.adapters import _roots
 from tracesd.config import Config
+from tracesd.safeopen import read_head
 
 _JSONC_COMMENT = re.compile(r'("(?:[^"\\]|\\.)*")|//[^\n]*|/\*.*?\*/', re.DOTALL)
 _JSONC_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(?=\s*[}\]])')
@@ -102,8 +103,7 @@ def read_json(path: str, *, jsonc: bool = False, limit: int = SIDE_FILE_LIMIT) -
     """A small JSON side file; None when missing, too large or not JSON. `jsonc`: comments
     and trailing commas allowed, as in `.code-workspace` files."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
+        data = read_head(path, limit + 1)  # a FIFO or a device is refused, never waited on
     except OSError:
         return None
     if len(data) > limit:

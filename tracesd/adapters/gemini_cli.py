@@ -23,6 +23,7 @@ from tracesd.adapters._text import latest, session_meta, text_of, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
+from tracesd.safeopen import read_head
 
 AGENT_ID = "gemini-cli"
 
@@ -242,9 +243,8 @@ def _any_text(message: Any) -> str | None:
 
 def _read_small(path: str, limit: int = 64 * 1024) -> str | None:
     try:
-        with open(path, "rb") as f:
-            text = f.read(limit).decode("utf-8", "replace").strip()
-    except OSError:
+        text = read_head(path, limit).decode("utf-8", "replace").strip()
+    except OSError:  # missing, unreadable, or a FIFO or device: refused, never waited on
         return None
     return text or None
 

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import sqlite3
-import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +34,7 @@ from tracesd.adapters._text import session_meta, to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
+from tracesd.safeopen import NotRegular, check_store
 
 AGENT_ID = "opencode"
 
@@ -132,15 +132,15 @@ def _col(columns: set[str], name: str, alias: str = "s") -> str:
 
 def _check_store_file(database: str) -> None:
     try:
-        st = os.stat(database)
+        st = check_store(database)
+    except NotRegular as exc:
+        raise ParseError("not_a_file", str(exc)) from None
     except FileNotFoundError:
         raise ParseError(
             "vanished", f"store vanished before it could be read: {database!r}"
         ) from None
     except OSError as exc:
         raise ParseError("unreadable", f"cannot read {database!r}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ParseError("not_a_file", f"not a regular file: {database!r}")
     if st.st_size == 0 and not os.path.exists(database + "-wal"):
         raise ParseError("empty", f"empty store: {database!r}")
 
