@@ -14,6 +14,7 @@ moving by CLOCK_STEP_S or more), for what keeps its times on the wall clock: APS
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ class Backoff:
             delay = self.cap_s
         else:
             delay = self._rng.uniform(self.base_s, min(self.cap_s, self.base_s * 2**failures))
-        if retry_after is not None:
+        if retry_after is not None and math.isfinite(retry_after):
             delay = max(delay, min(max(retry_after, self.base_s), RETRY_AFTER_MAX_S))
         self._until = time.monotonic() + delay
         return delay
