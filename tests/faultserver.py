@@ -78,6 +78,8 @@ class Plan:
     trickle_s: float | None = None
     #: a batch is answered 500 with an error body of this many bytes
     error_body_bytes: int = 0
+    #: a batch is answered 200 with this JSON text as every item's status ("1e400", say)
+    status_text: str | None = None
 
 
 class FaultServer:
@@ -174,6 +176,14 @@ class FaultServer:
         if response is None and self.plan.hold is not None:
             self.held += 1
             await self.plan.hold.wait()
+        if response is None and self.plan.status_text is not None:
+            listed = ",".join(
+                f'{{"externalId":{json.dumps(i["externalId"])},"status":{self.plan.status_text}}}'
+                for i in items
+            )
+            response = web.Response(
+                status=200, text=f'{{"results":[{listed}]}}', content_type="application/json"
+            )
         if response is None and self.plan.malformed:
             response = web.Response(status=200, text="<html>maintenance</html>")
         if response is None:
