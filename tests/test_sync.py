@@ -437,3 +437,41 @@ async def test_a_not_now_answer_ends_the_run_after_recording_the_batch_already_s
     assert (await rig.outbox.counts()).pending == 11
     assert sync.state.consecutive_failures == 1
     assert [s.items for s in rig.server.seen] == [10, 10]
+
+
+class _BuggyOnce(BackendClient):
+    """A client with a bug that one answer trips: it raises a foreign exception once."""
+
+    tripped = False
+
+    async def send_batch(self, items: list[Any]) -> Any:
+        if not self.tripped:
+            self.tripped = True
+            raise OverflowError("cannot convert float infinity to integer")
+        return await super().send_batch(items)
+
+
+async def test_a_bug_in_the_client_costs_a_backoff_not_the_daemon(
+    rig: Rig, make_config: Callable[..., Config]
+) -> None:
+    """Should an answer get past the parser and trip the client, the run backs off and says
+    so; the crash hook (which stops the daemon) is not called, and the next run delivers."""
+    crashed: list[BaseException] = []
+    config = make_config(sync__api_url=rig.server.url, sync__max_backoff_s=0.2)
+    sync = SyncService(
+        rig.outbox,
+        _BuggyOnce(rig.session, rig.server.url, KEY),
+        config.sync,
+        min_backoff_s=0.05,
+        rng=random.Random(7),
+        on_crash=crashed.append,
+    )
+    await rig.add(trace("a"))
+    with structlog.testing.capture_logs() as logs:
+        report = await sync.sync_once()
+    assert report.succeeded == 0
+    assert sync.state.last_error == "unexpected error in the client: OverflowError"
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["sync.client_error"]
+    await sync.sync_once(force=True)
+    assert "a" in rig.server.stored
+    assert not crashed
