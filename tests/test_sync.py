@@ -17,6 +17,7 @@ import structlog
 
 from tests.faultserver import FaultServer
 from tracesd.backend import BackendClient, open_session
+from tracesd.backoff import Backoff
 from tracesd.config import Config
 from tracesd.delivery import payload
 from tracesd.models import Trace
@@ -475,3 +476,12 @@ async def test_a_bug_in_the_client_costs_a_backoff_not_the_daemon(
     await sync.sync_once(force=True)
     assert "a" in rig.server.stored
     assert not crashed
+
+
+@pytest.mark.parametrize("failures", [0, 1, 10, 1023, 1024, 5000, 10**9])
+def test_any_number_of_failures_in_a_row_gives_a_delay_within_the_bounds(failures: int) -> None:
+    """The count survives restarts: a long outage must not make the next delay overflow."""
+    backoff = Backoff(0.05, 60.0, random.Random(failures))
+    delay = backoff.fail(failures)
+    assert 0.05 <= delay <= 60.0
+    assert backoff.fail(failures, retry_after=float("nan")) <= 60.0
