@@ -21,7 +21,7 @@ from tracesd.backoff import Backoff
 from tracesd.config import Config
 from tracesd.delivery import payload
 from tracesd.models import Trace
-from tracesd.outbox import Outbox
+from tracesd.outbox import Outbox, SyncState
 from tracesd.server.schema import validate
 from tracesd.store import Store
 from tracesd.sync import SyncService
@@ -374,6 +374,23 @@ async def test_backoff_state_survives_a_restart(rig: Rig) -> None:
     assert again.state.next_attempt_at == first.state.next_attempt_at
     report = await again.sync_once()
     assert report.skipped
+
+
+async def test_a_nonsense_saved_state_is_read_as_defaults_and_sync_goes_on(rig: Rig) -> None:
+    """A NaN deadline (saved by a version that took `max_backoff_s = nan`, just before it
+    crashed) or values of the wrong type do not break the next start, status or run."""
+    await rig.add(trace("a"))
+    await rig.outbox.save_state(
+        next_attempt_at=float("nan"),
+        last_success_at=float("inf"),
+        consecutive_failures=-3,
+        last_error=5,
+        auth_paused="yes",
+    )
+    sync = rig.make()
+    await sync.start()
+    assert sync.state == SyncState()
+    assert (await sync.sync_once()).succeeded == 1
 
 
 async def test_excluded_directories_are_never_sent(rig: Rig) -> None:
