@@ -315,3 +315,20 @@ def test_credentials_in_api_url_stop_every_command_with_exit_2_and_never_show(
         assert "sync.api_url" in result.stderr
         assert str(config) in result.stderr
         assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("key", ["sk-a\nb", "sk a", "sk-\x1b[2J", "sk-\u00e9t\u00e9", "sk-\x00"])
+def test_an_api_key_that_cannot_be_a_header_is_a_config_error_not_a_crash(
+    home: Path, key: str
+) -> None:
+    """It would make aiohttp refuse the first sync request; named, never shown."""
+    with pytest.raises(ConfigError) as info:
+        load(home, TRACES_API_KEY=key)
+    assert info.value.key == "TRACES_API_KEY"
+    assert key not in str(info.value)
+    key_file = home / "key"
+    key_file.write_text(key + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(home, f"[sync]\napi_key_file = '{key_file}'\n")
+    assert info.value.key == "sync.api_key_file"
+    assert key not in str(info.value)

@@ -228,6 +228,13 @@ def _build(
                 key="sync.api_key_file",
                 path=path,
             ) from None
+    if api_key is not None and not _TOKEN.fullmatch(api_key):
+        # It would go into an HTTP header, where aiohttp refuses it at the first request.
+        raise ConfigError(
+            "the API key holds a space, a control or a non-ASCII character",
+            key="sync.api_key_file" if api_key_file is not None else "TRACES_API_KEY",
+            path=path if api_key_file is not None else None,
+        )
 
     runtime = env.get("XDG_RUNTIME_DIR")
     default_socket = (
@@ -259,6 +266,8 @@ def _build(
 
 # ------------------------------------------------------------------------- validators
 
+#: what an API key may hold: visible ASCII (it travels in the Authorization header)
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
