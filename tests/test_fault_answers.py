@@ -370,7 +370,7 @@ async def _ask(client: BackendClient) -> list[object]:
 
 
 _PROPERTY = settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     derandomize=True,  # the same answers on every machine
     database=None,

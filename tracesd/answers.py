@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tracesd.backoff import RETRY_AFTER_MAX_S
-from tracesd.errors import BackendUnavailable
+from tracesd.errors import MalformedAnswer
 
 #: the longest server text kept (an error message, the start of an error body)
 MAX_TEXT = 300
@@ -45,10 +45,6 @@ AUTH = frozenset({401, 403})
 
 _SECONDS = re.compile(r"([0-9]+)(?:\.[0-9]*)?")
 _DAY = 86400
-
-
-class MalformedAnswer(BackendUnavailable):
-    """The answer is not what the API document promises: retried later, like an outage."""
 
 
 @dataclass(frozen=True, slots=True)
