@@ -80,6 +80,8 @@ class Plan:
     error_body_bytes: int = 0
     #: the message of every error answer (a whole request's or one item's), if set
     error_text: str | None = None
+    #: a batch is answered 200 with this JSON text as every item's status ("1e400", say)
+    status_text: str | None = None
 
 
 class FaultServer:
@@ -176,6 +178,14 @@ class FaultServer:
         if response is None and self.plan.hold is not None:
             self.held += 1
             await self.plan.hold.wait()
+        if response is None and self.plan.status_text is not None:
+            listed = ",".join(
+                f'{{"externalId":{json.dumps(i["externalId"])},"status":{self.plan.status_text}}}'
+                for i in items
+            )
+            response = web.Response(
+                status=200, text=f'{{"results":[{listed}]}}', content_type="application/json"
+            )
         if response is None and self.plan.malformed:
             response = web.Response(status=200, text="<html>maintenance</html>")
         if response is None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import isolated_env, tracesd
-from tracesd.config import KEYS, Config, load_config
+from tracesd.config import KEYS, NUMBERS, Config, load_config
 from tracesd.errors import ConfigError
 from tracesd.models import AGENT_IDS
 
@@ -158,3 +162,173 @@ def test_example_config_documents_every_key_with_its_default(home: Path) -> None
     defaults = load_config(environ=env)
     for name in ("storage", "agents", "capture", "sync", "status", "log"):
         assert getattr(from_example, name) == getattr(defaults, name), name
+
+
+# ------------------------------------------------------------- numbers (issue 10, 2.11)
+
+
+def _bad_numbers() -> list[Any]:
+    """Every numeric key x every kind of nonsense TOML can spell."""
+    cases = []
+    for dotted, rule in NUMBERS.items():
+        nonsense = {
+            "nan": "nan",
+            "inf": "inf",
+            "-inf": "-inf",
+            "negative": "-1",
+            "absurdly large": "1e300" if not rule.integer else "1" + "0" * 30,
+            "bool": "true",
+            "string": '"5"',
+        }
+        if rule.minimum > 0:
+            nonsense["zero"] = "0"
+        cases += [
+            pytest.param(dotted, text, id=f"{dotted}={name}") for name, text in nonsense.items()
+        ]
+    return cases
+
+
+@pytest.mark.parametrize(("dotted", "text"), _bad_numbers())
+def test_every_number_is_finite_and_in_its_range_else_the_key_is_named(
+    home: Path, dotted: str, text: str
+) -> None:
+    section, key = dotted.split(".")
+    with pytest.raises(ConfigError) as info:
+        load(home, f"[{section}]\n{key} = {text}\n")
+    assert info.value.key == dotted
+    assert str(home / ".config" / "tracesd" / "config.toml") in str(info.value)
+
+
+@pytest.mark.parametrize("dotted", NUMBERS)
+def test_the_bounds_of_every_range_are_accepted(home: Path, dotted: str) -> None:
+    section, key = dotted.split(".")
+    rule = NUMBERS[dotted]
+    for bound in (rule.minimum, rule.maximum):
+        text = str(int(bound)) if rule.integer else repr(float(bound))
+        config = load(home, f"[{section}]\n{key} = {text}\n")
+        assert getattr(getattr(config, section), key) == bound
+
+
+def test_the_example_config_states_every_range() -> None:
+    text = (Path(__file__).parents[1] / "config.example.toml").read_text()
+    for dotted, rule in NUMBERS.items():
+        low, high = (f"{b:g}" for b in (rule.minimum, rule.maximum))
+        assert f"from {low} to {high}" in text.lower().replace("\n# ", " "), dotted
+
+
+def test_an_integer_of_thousands_of_digits_is_invalid_toml_not_a_traceback(home: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load(home, "[sync]\nbatch_size = " + "1" * 5000 + "\n")
+
+
+def _run(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A tracesd command that must give up at once (a daemon that starts is a failure)."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "tracesd", *args],
+            env=env or isolated_env(home),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(
+            f"tracesd {args} did not exit: {exc.stdout!r} {exc.stderr!r}"
+        ) from None
+
+
+@pytest.mark.parametrize(
+    "dotted", ["sync.interval_s", "sync.max_backoff_s", "capture.git_timeout_s"]
+)
+def test_run_refuses_nan_with_exit_2_naming_the_key(home: Path, dotted: str) -> None:
+    section, key = dotted.split(".")
+    config = home / "nan.toml"
+    sync_on = 'api_url = "http://127.0.0.1:9"\n' if section == "sync" else ""
+    config.write_text(f"[{section}]\n{sync_on}{key} = nan\n")
+    result = _run(home, "run", "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert dotted in result.stderr
+    assert str(config) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------- api_url (issue 10, 2.4)
+
+SECRET = "sk-url-SECRET-7731"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://u:{SECRET}@127.0.0.1:9",
+        f"https://:{SECRET}@traces.example.com",
+        f"http://{SECRET}@traces.example.com/api",
+        f"http://traces.example.com/?token={SECRET}",
+        f"http://traces.example.com/#{SECRET}",
+        f"http://traces.example.com?{SECRET}",
+        f"ftp://traces.example.com/{SECRET}",
+        f"javascript:{SECRET}",
+        f"traces.example.com/{SECRET}",
+        f"http://traces.example.com:99999/{SECRET}",
+        f"http://[::1/{SECRET}",
+        f"http://traces example.com/{SECRET}",
+        f"http://traces.example.com/\x1b[2J{SECRET}",
+        "http://",
+        "http://:8787",
+    ],
+)
+def test_an_api_url_that_is_not_a_plain_base_url_is_refused_without_echoing_it(
+    home: Path, url: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(home, f"[sync]\napi_url = {json.dumps(url)}\n")
+    assert info.value.key == "sync.api_url"
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("http://127.0.0.1:8787/", "http://127.0.0.1:8787"),
+        ("https://traces.example.com/api/", "https://traces.example.com/api"),
+        ("http://[::1]:8787", "http://[::1]:8787"),
+        ("HTTPS://Traces.Example.com", "HTTPS://Traces.Example.com"),
+    ],
+)
+def test_a_plain_base_url_is_kept(home: Path, url: str, kept: str) -> None:
+    assert load(home, f"[sync]\napi_url = {json.dumps(url)}\n").sync.api_url == kept
+
+
+@pytest.mark.parametrize("command", [["run"], ["scan"], ["doctor"], ["doctor", "--json"]])
+def test_credentials_in_api_url_stop_every_command_with_exit_2_and_never_show(
+    home: Path, command: list[str]
+) -> None:
+    """With TRACES_API_KEY set too (which made the first sync crash) and without it."""
+    config = home / ".config" / "tracesd" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[sync]\napi_url = "http://user:{SECRET}@127.0.0.1:9"\n')
+    for extra in ({"TRACES_API_KEY": "sk-env-key"}, {}):
+        result = _run(home, *command, env=isolated_env(home, **extra))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "sync.api_url" in result.stderr
+        assert str(config) in result.stderr
+        assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("key", ["sk-a\nb", "sk a", "sk-\x1b[2J", "sk-\u00e9t\u00e9", "sk-\x00"])
+def test_an_api_key_that_cannot_be_a_header_is_a_config_error_not_a_crash(
+    home: Path, key: str
+) -> None:
+    """It would make aiohttp refuse the first sync request; named, never shown."""
+    with pytest.raises(ConfigError) as info:
+        load(home, TRACES_API_KEY=key)
+    assert info.value.key == "TRACES_API_KEY"
+    assert key not in str(info.value)
+    key_file = home / "key"
+    key_file.write_text(key + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(home, f"[sync]\napi_key_file = '{key_file}'\n")
+    assert info.value.key == "sync.api_key_file"
+    assert key not in str(info.value)

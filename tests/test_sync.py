@@ -17,10 +17,11 @@ import structlog
 
 from tests.faultserver import FaultServer
 from tracesd.backend import BackendClient, open_session
+from tracesd.backoff import Backoff
 from tracesd.config import Config
 from tracesd.delivery import payload
 from tracesd.models import Trace
-from tracesd.outbox import Outbox
+from tracesd.outbox import Outbox, SyncState
 from tracesd.server.schema import validate
 from tracesd.store import Store
 from tracesd.sync import SyncService
@@ -375,6 +376,23 @@ async def test_backoff_state_survives_a_restart(rig: Rig) -> None:
     assert report.skipped
 
 
+async def test_a_nonsense_saved_state_is_read_as_defaults_and_sync_goes_on(rig: Rig) -> None:
+    """A NaN deadline (saved by a version that took `max_backoff_s = nan`, just before it
+    crashed) or values of the wrong type do not break the next start, status or run."""
+    await rig.add(trace("a"))
+    await rig.outbox.save_state(
+        next_attempt_at=float("nan"),
+        last_success_at=float("inf"),
+        consecutive_failures=-3,
+        last_error=5,
+        auth_paused="yes",
+    )
+    sync = rig.make()
+    await sync.start()
+    assert sync.state == SyncState()
+    assert (await sync.sync_once()).succeeded == 1
+
+
 async def test_excluded_directories_are_never_sent(rig: Rig) -> None:
     await rig.add(trace("secret", directory="/home/u/private/x"), trace("fine"))
     await rig.make(exclude=["/home/u/private/**"]).sync_once()
@@ -437,3 +455,50 @@ async def test_a_not_now_answer_ends_the_run_after_recording_the_batch_already_s
     assert (await rig.outbox.counts()).pending == 11
     assert sync.state.consecutive_failures == 1
     assert [s.items for s in rig.server.seen] == [10, 10]
+
+
+class _BuggyOnce(BackendClient):
+    """A client with a bug that one answer trips: it raises a foreign exception once."""
+
+    tripped = False
+
+    async def send_batch(self, items: list[Any]) -> Any:
+        if not self.tripped:
+            self.tripped = True
+            raise OverflowError("cannot convert float infinity to integer")
+        return await super().send_batch(items)
+
+
+async def test_a_bug_in_the_client_costs_a_backoff_not_the_daemon(
+    rig: Rig, make_config: Callable[..., Config]
+) -> None:
+    """Should an answer get past the parser and trip the client, the run backs off and says
+    so; the crash hook (which stops the daemon) is not called, and the next run delivers."""
+    crashed: list[BaseException] = []
+    config = make_config(sync__api_url=rig.server.url, sync__max_backoff_s=0.2)
+    sync = SyncService(
+        rig.outbox,
+        _BuggyOnce(rig.session, rig.server.url, KEY),
+        config.sync,
+        min_backoff_s=0.05,
+        rng=random.Random(7),
+        on_crash=crashed.append,
+    )
+    await rig.add(trace("a"))
+    with structlog.testing.capture_logs() as logs:
+        report = await sync.sync_once()
+    assert report.succeeded == 0
+    assert sync.state.last_error == "unexpected error in the client: OverflowError"
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["sync.client_error"]
+    await sync.sync_once(force=True)
+    assert "a" in rig.server.stored
+    assert not crashed
+
+
+@pytest.mark.parametrize("failures", [0, 1, 10, 1023, 1024, 5000, 10**9])
+def test_any_number_of_failures_in_a_row_gives_a_delay_within_the_bounds(failures: int) -> None:
+    """The count survives restarts: a long outage must not make the next delay overflow."""
+    backoff = Backoff(0.05, 60.0, random.Random(failures))
+    delay = backoff.fail(failures)
+    assert 0.05 <= delay <= 60.0
+    assert backoff.fail(failures, retry_after=float("nan")) <= 60.0

@@ -6,9 +6,13 @@ another host), and reads a bounded body. What comes back is translated once:
 * 2xx: results, one per trace;
 * 401/403: BackendAuthError; 413: PayloadTooLarge; 404/405 on the batch endpoint:
   BatchUnsupported;
-* network errors, timeouts, 3xx, 408, 425, 429, 5xx and answers that do not parse:
-  BackendUnavailable, with the server's Retry-After (seconds or an HTTP date);
+* network errors, timeouts, 408, 425, 429, 5xx, any status outside 2xx and 4xx (1xx, 3xx,
+  600 and up) and answers that do not parse: BackendUnavailable (MalformedAnswer for the
+  latter), with the server's Retry-After (seconds or an HTTP date);
 * another 4xx: BackendRejected for a whole batch, a failed ItemResult for one trace.
+
+Nothing read from an answer is used before answers.py has parsed it, so no answer, however
+malformed, raises anything but these errors.
 
 The API key goes into one header and nowhere else: not into messages, logs or reprs.
 """
@@ -16,15 +20,15 @@ The API key goes into one header and nowhere else: not into messages, logs or re
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
+from tracesd.answers import AUTH, RETRYABLE, ItemResult, batch_results, error_message, printable
+from tracesd.answers import retry_after as parse_retry_after
 from tracesd.errors import (
     BackendAuthError,
     BackendRejected,
@@ -36,7 +40,8 @@ from tracesd.errors import (
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=20)
 #: the largest answer we read: results of a 500-trace batch are far smaller
 MAX_BODY = 1024 * 1024
-_RETRYABLE = frozenset({408, 425, 429})
+
+__all__ = ["MAX_BODY", "TIMEOUT", "BackendClient", "ItemResult", "Outgoing", "open_session"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +56,6 @@ class Outgoing:
     @classmethod
     def of(cls, fields: dict[str, Any]) -> Outgoing:
         return cls(str(fields["externalId"]), fields, _json(fields))
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    """What the server said about one trace."""
-
-    external_id: str
-    status: int
-    message: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in _RETRYABLE or self.status >= 500 or self.status in (401, 403)
 
 
 def open_session(timeout: aiohttp.ClientTimeout = TIMEOUT) -> aiohttp.ClientSession:
@@ -91,67 +79,70 @@ class BackendClient:
     async def send_batch(self, items: list[Outgoing]) -> list[ItemResult]:
         """POST a batch; one result per item, in order."""
         data = b'{"traces":[' + b",".join(i.encoded for i in items) + b"]}"
-        status, body, retry_after = await self._request("POST", "/batch", data)
-        if status in (404, 405):
-            raise BatchUnsupported(f"the server has no batch endpoint (HTTP {status})")
-        self._raise_for(status, body, retry_after)
-        return _batch_results(items, body)
+        answer = await self._request("POST", "/batch", data)
+        if answer.status in (404, 405):
+            raise BatchUnsupported(f"the server has no batch endpoint (HTTP {answer.status})")
+        answer.raise_for_status()
+        return batch_results([i.external_id for i in items], answer.body)
 
     async def put(self, item: Outgoing) -> ItemResult:
         """PUT one trace; 404/405 mean the URL is wrong, which retrying later may fix."""
         external_id = item.external_id
         fields = {k: v for k, v in item.fields.items() if k != "externalId"}
         path = "/" + quote(external_id, safe="")
-        status, body, retry_after = await self._request("PUT", path, _json(fields))
-        if status in (404, 405):
+        answer = await self._request("PUT", path, _json(fields))
+        if answer.status in (404, 405):
             raise BackendUnavailable(
-                f"the API answered {status} to PUT: check [sync] api_url ({self._base})"
+                f"the API answered {answer.status} to PUT: check [sync] api_url ({self._base})"
             )
-        if 400 <= status < 500 and status not in _RETRYABLE | {401, 403, 413}:
-            return ItemResult(external_id, status, _message(body, status))
-        self._raise_for(status, body, retry_after)
-        return ItemResult(external_id, status)
+        if 400 <= answer.status < 500 and answer.status not in RETRYABLE | AUTH | {413}:
+            return ItemResult(external_id, answer.status, answer.message())
+        answer.raise_for_status()
+        return ItemResult(external_id, answer.status)
 
     async def check(self) -> int:
         """GET one trace of the list: the HTTP status (200: reachable, key accepted)."""
-        try:
-            async with self._session.get(
-                self._base, params={"limit": "1"}, headers=self._headers, allow_redirects=False
-            ) as response:
-                await _read(response.content)
-                return response.status
-        except TimeoutError:
-            raise BackendUnavailable(f"GET {self._base}: timed out") from None
-        except aiohttp.ClientError as exc:
-            raise BackendUnavailable(f"GET {self._base}: {exc}") from None
+        return (await self._request("GET", "?limit=1", None)).status
 
-    async def _request(
-        self, method: str, path: str, data: bytes
-    ) -> tuple[int, bytes, float | None]:
+    async def _request(self, method: str, path: str, data: bytes | None) -> _Answer:
+        where = f"{method} {self._base}{path}"
         try:
             async with self._session.request(
                 method, self._base + path, data=data, headers=self._headers, allow_redirects=False
             ) as response:
                 body = await _read(response.content)
-                return response.status, body, _retry_after(response.headers.get("Retry-After"))
+                hint = parse_retry_after(response.headers.get("Retry-After"))
+                return _Answer(response.status, body, hint)
         except TimeoutError:
-            raise BackendUnavailable(f"{method} {self._base}{path}: timed out") from None
+            raise BackendUnavailable(f"{where}: timed out") from None
         except aiohttp.ClientError as exc:
-            raise BackendUnavailable(f"{method} {self._base}{path}: {exc}") from None
+            raise BackendUnavailable(f"{where}: {printable(str(exc))}") from None
         except OSError as exc:
-            raise BackendUnavailable(f"{method} {self._base}{path}: {exc.strerror}") from None
+            raise BackendUnavailable(f"{where}: {exc.strerror}") from None
 
-    def _raise_for(self, status: int, body: bytes, retry_after: float | None) -> None:
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: bytes
+    retry_after: float | None
+
+    def message(self) -> str:
+        return error_message(self.body, self.status)
+
+    def raise_for_status(self) -> None:
+        """The error an answer that is not 2xx means (any status aiohttp lets through)."""
+        status = self.status
         if 200 <= status < 300:
             return
-        message = f"HTTP {status}: {_message(body, status)}"
-        if status in (401, 403):
+        message = f"HTTP {status}: {self.message()}"
+        if status in AUTH:
             raise BackendAuthError(f"the API key was refused ({message})")
         if status == 413:
             raise PayloadTooLarge(message)
-        if status in _RETRYABLE or status >= 500 or 300 <= status < 400:
-            raise BackendUnavailable(message, retry_after=retry_after)
-        raise BackendRejected(status, message)
+        if 400 <= status < 500 and status not in RETRYABLE:
+            raise BackendRejected(status, message)
+        raise BackendUnavailable(message, retry_after=self.retry_after)
 
 
 async def _read(stream: aiohttp.StreamReader) -> bytes:
@@ -165,47 +156,6 @@ async def _read(stream: aiohttp.StreamReader) -> bytes:
 
 def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _batch_results(items: list[Outgoing], body: bytes) -> list[ItemResult]:
-    """The per-item results, checked against what was sent: anything else is malformed."""
-    try:
-        results = json.loads(body)["results"]
-        parsed = [
-            ItemResult(
-                str(r["externalId"]),
-                int(r["status"]),
-                str((r.get("error") or {}).get("message", "")),
-            )
-            for r in results
-        ]
-    except (ValueError, TypeError, KeyError, AttributeError):
-        raise BackendUnavailable("malformed answer to the batch request") from None
-    if [r.external_id for r in parsed] != [i.external_id for i in items]:
-        raise BackendUnavailable("the batch answer does not match the traces sent")
-    return parsed
-
-
-def _message(body: bytes, status: int) -> str:
-    try:
-        error = json.loads(body)["error"]
-        return f"{error['code']}: {error['message']}"[:500]
-    except (ValueError, TypeError, KeyError):
-        return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 async def aclose(session: aiohttp.ClientSession) -> None:

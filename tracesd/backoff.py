@@ -14,6 +14,7 @@ moving by CLOCK_STEP_S or more), for what keeps its times on the wall clock: APS
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable
@@ -42,8 +43,11 @@ class Backoff:
         if auth:
             delay = self.cap_s
         else:
-            delay = self._rng.uniform(self.base_s, min(self.cap_s, self.base_s * 2**failures))
-        if retry_after is not None:
+            # 2**n overflows a float after 1,023 failures in a row (~9 hours of outage at
+            # the default cap), and the count survives restarts: the exponent stops at 62.
+            ceiling = min(self.cap_s, self.base_s * 2.0 ** min(max(failures, 0), 62))
+            delay = self._rng.uniform(self.base_s, ceiling)
+        if retry_after is not None and math.isfinite(retry_after):
             delay = max(delay, min(max(retry_after, self.base_s), RETRY_AFTER_MAX_S))
         self._until = time.monotonic() + delay
         return delay

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from tracesd.configvalues import Invalid, Number, api_url, boolean, choice, string, type_name
 from tracesd.errors import ConfigError
 from tracesd.models import AGENT_IDS
 
@@ -164,14 +165,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer of thousands of digits
         raise ConfigError(f"invalid TOML ({exc})", path=path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file ({exc.strerror})", path=path) from None
-
-
-class _Invalid(Exception):
-    """A value failed validation; the caller adds key and file."""
 
 
 _Validator = Callable[[Any, "_Ctx"], Any]
@@ -206,7 +203,7 @@ def _merge(
                 raise ConfigError("unknown key", key=dotted, path=path)
             try:
                 values[section][key] = validator(value, ctx)
-            except _Invalid as exc:
+            except Invalid as exc:
                 raise ConfigError(str(exc), key=dotted, path=path) from None
 
 
@@ -231,6 +228,13 @@ def _build(
                 key="sync.api_key_file",
                 path=path,
             ) from None
+    if api_key is not None and not _TOKEN.fullmatch(api_key):
+        # It would go into an HTTP header, where aiohttp refuses it at the first request.
+        raise ConfigError(
+            "the API key holds a space, a control or a non-ASCII character",
+            key="sync.api_key_file" if api_key_file is not None else "TRACES_API_KEY",
+            path=path if api_key_file is not None else None,
+        )
 
     runtime = env.get("XDG_RUNTIME_DIR")
     default_socket = (
@@ -262,6 +266,8 @@ def _build(
 
 # ------------------------------------------------------------------------- validators
 
+#: what an API key may hold: visible ASCII (it travels in the Authorization header)
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
@@ -276,70 +282,25 @@ def _expand_path(value: str, env: Mapping[str, str], home: Path, base: Path | No
     return path
 
 
-def _str(value: Any, _: _Ctx) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"must be a string, got {_type(value)}")
-    return value
-
-
 def _path(value: Any, ctx: _Ctx) -> Path | None:
-    text = _str(value, ctx)
+    text = string(value)
     return _expand_path(text, ctx.env, ctx.home, ctx.base) if text else None
-
-
-def _number(minimum: float, maximum: float | None = None) -> _Validator:
-    def check(value: Any, _: _Ctx) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid(f"must be a number, got {_type(value)}")
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            raise _Invalid(f"must be {bound}, got {value}")
-        return float(value)
-
-    return check
-
-
-def _integer(minimum: int, maximum: int) -> _Validator:
-    def check(value: Any, _: _Ctx) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"must be an integer, got {_type(value)}")
-        if not minimum <= value <= maximum:
-            raise _Invalid(f"must be between {minimum} and {maximum}, got {value}")
-        return value
-
-    return check
-
-
-def _bool(value: Any, _: _Ctx) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"must be true or false, got {_type(value)}")
-    return value
-
-
-def _choice(choices: tuple[str, ...]) -> _Validator:
-    def check(value: Any, ctx: _Ctx) -> str:
-        text = _str(value, ctx).lower()
-        if text not in choices:
-            raise _Invalid(f"must be one of {', '.join(choices)}; got {value!r}")
-        return text
-
-    return check
 
 
 def _agent_list(value: Any, ctx: _Ctx) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise _Invalid(f"must be a list of agent ids, got {_type(value)}")
-    check = _choice(AGENT_IDS)
+        raise Invalid(f"must be a list of agent ids, got {type_name(value)}")
+    check = choice(AGENT_IDS)
     return tuple(dict.fromkeys(check(item, ctx) for item in value))
 
 
 def _agent_roots(value: Any, ctx: _Ctx) -> dict[str, Path]:
     if not isinstance(value, Mapping):
-        raise _Invalid(f"must be a table of agent id = path, got {_type(value)}")
+        raise Invalid(f"must be a table of agent id = path, got {type_name(value)}")
     roots: dict[str, Path] = {}
     for agent, root in value.items():
         if agent not in AGENT_IDS:
-            raise _Invalid(f"unknown agent id {agent!r}; known: {', '.join(AGENT_IDS)}")
+            raise Invalid(f"unknown agent id {agent!r}; known: {', '.join(AGENT_IDS)}")
         path = _path(root, ctx)
         if path is not None:
             roots[agent] = path
@@ -348,26 +309,8 @@ def _agent_roots(value: Any, ctx: _Ctx) -> dict[str, Path]:
 
 def _globs(value: Any, ctx: _Ctx) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Invalid(f"must be a list of glob patterns, got {_type(value)}")
+        raise Invalid(f"must be a list of glob patterns, got {type_name(value)}")
     return tuple(str(_expand_path(v, ctx.env, ctx.home, None)) for v in value if v)
-
-
-def _url(value: Any, ctx: _Ctx) -> str:
-    text = _str(value, ctx).strip().rstrip("/")
-    if text and not re.match(r"^https?://[^/\s]+", text):
-        raise _Invalid(f"must be an http:// or https:// URL, got {value!r}")
-    return text
-
-
-def _type(value: Any) -> str:
-    return {
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
 
 
 _SCHEMA: dict[str, dict[str, _Validator]] = {
@@ -375,20 +318,24 @@ _SCHEMA: dict[str, dict[str, _Validator]] = {
     "agents": {"enabled": _agent_list, "roots": _agent_roots},
     "capture": {
         "exclude": _globs,
-        "git_timeout_s": _number(0.05, 600),
-        "rescan_interval_s": _number(1),
+        "git_timeout_s": Number(0.05, 600),
+        "rescan_interval_s": Number(1, 7 * 86400),
     },
     "sync": {
-        "api_url": _url,
+        "api_url": api_url,
         "api_key_file": _path,
-        "interval_s": _number(0.05),
-        "batch_size": _integer(1, MAX_BATCH_SIZE),
-        "max_backoff_s": _number(0.05),
-        "send_titles": _bool,
+        "interval_s": Number(0.05, 86400),
+        "batch_size": Number(1, MAX_BATCH_SIZE, integer=True),
+        "max_backoff_s": Number(0.05, 86400),
+        "send_titles": boolean,
     },
     "status": {"socket_path": _path},
-    "log": {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)},
+    "log": {"level": choice(LOG_LEVELS), "format": choice(LOG_FORMATS)},
 }
 
 #: every config key, dotted (`capture.git_timeout_s`)
 KEYS: tuple[str, ...] = tuple(f"{s}.{k}" for s, keys in _SCHEMA.items() for k in keys)
+#: every numeric key with its range (each declared once, in _SCHEMA)
+NUMBERS: dict[str, Number] = {
+    f"{s}.{k}": v for s, keys in _SCHEMA.items() for k, v in keys.items() if isinstance(v, Number)
+}

@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from tracesd.backend import BackendClient, ItemResult, Outgoing
+from tracesd.answers import ItemResult
+from tracesd.backend import BackendClient, Outgoing
 from tracesd.errors import (
     BackendAuthError,
     BackendRejected,

@@ -13,7 +13,8 @@
     │   ├── RowRejected      the database refused one row's values; that trace fails alone
     │   └── StoreClosed      used after close()
     └── SyncError            a request to the Traces API did not succeed; sync decides next
-        ├── BackendUnavailable   retry later: network, timeout, 408/425/429/5xx, bad answer
+        ├── BackendUnavailable   retry later: network, timeout, 408/425/429/5xx, 1xx/3xx
+        │   └── MalformedAnswer  retry later: an answer that is not what openapi.json says
         ├── BackendAuthError     401/403: sync pauses until the key works, nothing is failed
         ├── PayloadTooLarge      413: split the batch
         ├── BatchUnsupported     404/405 on the batch endpoint: send one PUT per trace
@@ -139,6 +140,10 @@ class BackendUnavailable(SyncError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class MalformedAnswer(BackendUnavailable):
+    """The answer is not what the API document promises (answers.py): retried later."""
 
 
 class BackendAuthError(SyncError):

@@ -14,6 +14,7 @@ Sync's own durable state (backoff, last success, last error) is kept here too, s
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -162,7 +163,23 @@ class SyncState:
 
     @classmethod
     def load(cls, values: dict[str, Any]) -> SyncState:
-        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+        """The saved state; a value of the wrong type or not finite (a NaN deadline saved by
+        a version that accepted `max_backoff_s = nan`) is read as its default."""
+
+        def moment(name: str) -> float | None:
+            value = values.get(name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            return float(value) if math.isfinite(value) else None
+
+        failures, error = values.get("consecutive_failures"), values.get("last_error")
+        return cls(
+            consecutive_failures=failures if type(failures) is int and failures >= 0 else 0,
+            next_attempt_at=moment("next_attempt_at"),
+            last_success_at=moment("last_success_at"),
+            last_error=error if isinstance(error, str) else None,
+            auth_paused=values.get("auth_paused") is True,
+        )
 
     def dump(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

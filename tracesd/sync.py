@@ -34,7 +34,8 @@ import structlog
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from tracesd.backend import BackendClient, ItemResult, Outgoing
+from tracesd.answers import ItemResult
+from tracesd.backend import BackendClient, Outgoing
 from tracesd.backoff import Backoff, ClockWatch
 from tracesd.config import SyncConfig
 from tracesd.delivery import Delivery, cut
@@ -280,6 +281,11 @@ class SyncService:
             return await sending
         except (BackendAuthError, BackendUnavailable) as exc:
             return exc
+        except Exception as exc:
+            # The client translates every answer (answers.py); should a bug let one through,
+            # it costs a backoff, not the daemon: a restart would only meet the same answer.
+            log.error("sync.client_error", exc_info=exc)
+            return BackendUnavailable(f"unexpected error in the client: {type(exc).__name__}")
 
     async def _settle(
         self,
