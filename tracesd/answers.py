@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from tracesd import terminal
 from tracesd.backoff import RETRY_AFTER_MAX_S
 from tracesd.errors import MalformedAnswer
 
@@ -157,13 +158,20 @@ def error_message(body: bytes, status: int) -> str:
     return text or f"HTTP {status}"
 
 
+#: private-use and unassigned characters: no meaning to show (controls, format characters and
+#: separators are escaped visibly by `terminal.escape`, the one rule for text bound for a screen)
+_UNSHOWN = frozenset({"Co", "Cn"})
+
+
 def printable(text: str, limit: int = MAX_TEXT) -> str:
     """`text` fit for a log line or a terminal: control, format, private and unassigned
     characters (escape sequences, bidi overrides, NULs) replaced; at most `limit` chars."""
     text = text[: limit * 2]
-    kept = "".join(
-        " " if ch in "\t\n\r" else ("\ufffd" if unicodedata.category(ch)[0] == "C" else ch)
-        for ch in text
+    kept = terminal.escape(
+        "".join(
+            " " if ch in "\t\n\r" else ("\ufffd" if unicodedata.category(ch) in _UNSHOWN else ch)
+            for ch in text
+        )
     )
     return kept if len(kept) <= limit else kept[: limit - 1] + "\u2026"
 
