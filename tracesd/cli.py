@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from tracesd import __version__, doctor, logs, render, terminal
+from tracesd import __version__, doctor, logs, private, render, terminal
 from tracesd.adapters import Hints, build_adapters
 from tracesd.config import Config, load_config
 from tracesd.dispatch import Dispatcher
@@ -189,6 +189,7 @@ def _positive(text: str) -> int:
 def _run(config: Config, args: argparse.Namespace) -> int:
     from tracesd.daemon import Daemon  # the watcher (watchdog) is the daemon's alone
 
+    private.restrict_umask()  # it writes prompts: every file it creates is owner-only
     return asyncio.run(Daemon(config).serve())
 
 
@@ -247,6 +248,7 @@ def _service(config: Config, args: argparse.Namespace) -> int:
 
 
 def _scan(config: Config, args: argparse.Namespace) -> int:
+    private.restrict_umask()
     report = asyncio.run(scan_once(config))
     if args.json:
         print(json.dumps(report.as_dict()))

@@ -1,10 +1,13 @@
 """The daemon: build the components, run until a signal, shut down in reverse.
 
-Startup: store (migrated) -> git resolver -> ingest -> dispatcher -> watcher (observing
+Startup: the instance lock (one daemon per database) -> the status socket's checks ->
+store (migrated) -> git resolver -> ingest -> dispatcher -> watcher (observing
 first, so nothing written during the catch-up scan is missed) -> catch-up scan -> periodic
 checks. Shutdown unwinds the same stack: periodic tasks, watcher, dispatcher (running
 ingests get a bounded grace), store. SIGTERM or SIGINT stops gracefully; a second one
-exits at once (SQLite's journal keeps the database consistent either way).
+exits at once (SQLite's journal keeps the database consistent either way). SIGHUP is
+logged and ignored (`daemon.sighup_ignored`): a closed terminal must not stop capture, and
+the config is read at start only.
 
 A corrupt database found at start is moved aside and replaced (the catch-up scan refills
 it). One that SQLite reports corrupt while running stops the daemon: after the store is
@@ -32,6 +35,7 @@ from tracesd.dispatch import Dispatcher
 from tracesd.errors import StoreCorrupt
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
+from tracesd.instance import InstanceLock
 from tracesd.notify import Notifier
 from tracesd.observer import Backoff
 from tracesd.scan import Scanner
@@ -84,6 +88,9 @@ class Daemon:
         """Run until stopped; the process exit code."""
         use_pidfd_child_watcher()
         loop = asyncio.get_running_loop()
+        # Before anything else: one daemon per database (AlreadyRunning: exit 1).
+        lock = InstanceLock.acquire(self.config.storage.db_path)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
@@ -96,8 +103,10 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-        if self._corrupt is not None:
-            self._move_corrupt(self._corrupt)
+            if self._corrupt is not None:  # still holding the lock: no successor reads it
+                self._move_corrupt(self._corrupt)
+            lock.release()
+            loop.remove_signal_handler(signal.SIGHUP)
         log.info("daemon.stopped", exit_code=self._exit_code)
         return self._exit_code
 
@@ -105,11 +114,12 @@ class Daemon:
         config = self.config
         self.status = StatusServer(
             config.status.socket_path,
+            home=config.home,
             snapshot=self.status_snapshot,
             sync_now=self._sync_now if config.sync.enabled else None,
             metrics=metrics.render,
         )
-        await self.status.check_single_instance()  # before anything is touched
+        await self.status.check_single_instance()  # before the store is touched
         self.store = await Store.open(config.storage.db_path, verify=True, move_corrupt=True)
         self._stack.push_async_callback(self.store.close)
         if self.store.moved_aside is not None:
@@ -244,6 +254,15 @@ class Daemon:
             moved_to=str(moved),
             hint="the database was corrupt: the next start creates a new one and rebuilds it"
             " from the session files; " + quarantine.recovery_hint(moved),
+        )
+
+    def _on_sighup(self) -> None:
+        # A terminal closing, or `kill -HUP` out of habit: never a reason to stop capturing.
+        log.warning(
+            "daemon.sighup_ignored",
+            hint="tracesd keeps running: it logs to stderr (nothing to reopen) and reads its"
+            " config at start; restart it to apply a config change"
+            " (`systemctl --user restart tracesd`)",
         )
 
     def _on_signal(self, sig: signal.Signals) -> None:

@@ -1,5 +1,6 @@
 """The database file before anyone connects: created private (a 0700 directory, a 0600
-file), checked, migrated, and moved aside when corrupt (`quarantine`)."""
+file; an existing one of ours, and its `-wal`/`-shm`, tightened to 0600), checked,
+migrated, and moved aside when corrupt (`quarantine`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from pathlib import Path
 
 from tracesd import migrations, quarantine
 from tracesd.errors import StoreCorrupt, StoreError
+from tracesd.private import tighten_file
 from tracesd.safeopen import kind_of
+
+#: SQLite's files beside a database: a new one gets the database file's mode
+SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def create_private(path: Path) -> None:
-    """Create a database's directory (0700) and an empty file (0600) if they are missing."""
+    """Create a database's directory (0700) and an empty file (0600) if they are missing;
+    an existing database of ours, or a file beside it, looser than 0600 is tightened."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -29,6 +35,8 @@ def create_private(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        for private_file in (path, *(path.with_name(path.name + end) for end in SIDECARS)):
+            tighten_file(private_file)
     except OSError as exc:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
 

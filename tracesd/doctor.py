@@ -11,16 +11,19 @@ import asyncio
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import migrations, quarantine, sqliteuri
+from tracesd import migrations, private, quarantine, sqliteuri
 from tracesd.adapters import SUPPORTED, build_adapters
 from tracesd.config import Config
+from tracesd.dbfile import SIDECARS
 from tracesd.errors import NotRunning, StoreCorrupt, SyncError, TracesdError
+from tracesd.instance import lock_path
 from tracesd.scan import discover
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -49,6 +52,7 @@ def run(config: Config) -> list[Check]:
         *_agents(config),
         _git(config),
         _database(config),
+        _permissions(config),
         _daemon(config),
         _inotify(config),
         *_backend(config),
@@ -136,6 +140,27 @@ def _database_file(path: Path) -> Check:
         )
         return Check("database", FAIL, f"{path} cannot be read: {exc}", fix)
     return Check("database", OK, f"{path}: schema {version}, {traces} traces")
+
+
+def _permissions(config: Config) -> Check:
+    """The database holds prompts: it, SQLite's files beside it and the lock are 0600, and
+    no one else may write the directory they are in (they could replace them)."""
+    db = config.storage.db_path
+    files = [db, *(db.with_name(db.name + end) for end in SIDECARS), lock_path(db)]
+    modes = {path: mode for path in files if (mode := private.loose(path)) is not None}
+    problems = [f"{path} is {oct(mode)}" for path, mode in modes.items()]
+    fixes = [f"chmod 600 {' '.join(map(str, modes))}"] if modes else []
+    try:
+        directory = stat.S_IMODE(os.stat(db.parent).st_mode)
+    except OSError:
+        directory = 0
+    if directory & 0o022:
+        problems.append(f"{db.parent} is {oct(directory)}: others can replace files in it")
+        fixes.append(f"chmod go-w {db.parent}")
+    if problems:
+        fixes.append("(tracesd also tightens the database files itself when it starts)")
+        return Check("permissions", WARN, "; ".join(problems), " ".join(fixes))
+    return Check("permissions", OK, f"the database files are private (0600) in {db.parent}")
 
 
 def _daemon(config: Config) -> Check:

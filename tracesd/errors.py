@@ -4,7 +4,7 @@
     ├── ConfigError          bad config file, key or value; the CLI exits 2
     ├── ParseError           a session file that cannot be read as a trace; ingest skips it
     ├── ListenError          `tracesd server` cannot bind its address; the CLI exits 1
-    ├── AlreadyRunning       a daemon answers on the status socket: a second one refuses
+    ├── AlreadyRunning       a daemon holds the lock or answers on the socket; the CLI exits 1
     ├── NotRunning           no daemon answers on the status socket; the CLI exits 3
     ├── ServiceError         `tracesd service` cannot install, remove or ask here
     ├── StoreError           the database cannot be used
@@ -62,11 +62,13 @@ class ListenError(TracesdError):
 
 
 class AlreadyRunning(TracesdError):
-    """Another daemon answers on the status socket."""
+    """Another daemon holds the instance lock, or answers on the status socket.
 
-    def __init__(self, socket_path: Path, pid: object) -> None:
+    `where` names what it holds: `lock /path/traces.db.lock` or `socket /path`."""
+
+    def __init__(self, pid: object, where: str) -> None:
         self.pid = pid
-        super().__init__(f"tracesd is already running (pid {pid}, socket {socket_path})")
+        super().__init__(f"tracesd is already running (pid {pid}, {where})")
 
 
 class NotRunning(TracesdError):

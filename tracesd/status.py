@@ -1,9 +1,13 @@
 """The status socket: HTTP/1.1 over a Unix socket, and the small client the CLI uses.
 
 `GET /status` (INTERFACE section 6), `POST /sync` and `GET /metrics` (Prometheus text).
-The socket is 0600 in a 0700 directory: only this user can ask. One daemon per socket: if
-the socket answers, a second `tracesd run` refuses to start and names the running pid; a
-socket nobody answers on is stale and removed. The file is unlinked on exit.
+The socket is 0600 in a 0700 directory of ours (`private.private_directory`: a directory
+another user owns is refused): only this user can ask. One daemon per socket: if the
+socket answers, a second `tracesd run` refuses to start and names the running pid; a
+socket of ours nobody answers on is stale and removed. Anything else at the path (a file,
+a directory, a symlink, another user's socket) is refused and left untouched: the path
+comes from `--socket` or `[status] socket_path`, and a typo must not delete a file. The
+socket is unlinked on exit.
 
 A client that connects and says nothing, or sends a half request, is dropped after a
 couple of seconds (aiohttp's keep-alive timeout applies from the first byte), and a
@@ -27,6 +31,7 @@ import structlog
 from aiohttp import web
 
 from tracesd.errors import AlreadyRunning, ConfigError, NotRunning, TracesdError
+from tracesd.private import private_directory
 
 log = structlog.get_logger("tracesd.status")
 
@@ -36,6 +41,8 @@ MAX_REQUEST = 64 * 1024
 PROBE_TIMEOUT_S = 2.0
 #: sun_path holds 108 bytes on Linux, 104 on macOS, a terminating NUL included
 MAX_SOCKET_PATH = 103
+#: the setting a refused socket path is blamed on (`--socket` sets it too)
+SOCKET_KEY = "status.socket_path"
 
 Snapshot = Callable[[], Awaitable[dict[str, Any]]]
 SyncNow = Callable[[], Awaitable[dict[str, Any]]] | None
@@ -44,9 +51,16 @@ Metrics = Callable[[dict[str, Any]], bytes]
 
 class StatusServer:
     def __init__(
-        self, socket_path: Path, *, snapshot: Snapshot, sync_now: SyncNow, metrics: Metrics
+        self,
+        socket_path: Path,
+        *,
+        home: Path,
+        snapshot: Snapshot,
+        sync_now: SyncNow,
+        metrics: Metrics,
     ) -> None:
         self.path = socket_path
+        self._home = home
         self._snapshot = snapshot
         self._sync_now = sync_now
         self._metrics = metrics
@@ -54,8 +68,18 @@ class StatusServer:
         self._inode: int | None = None
 
     async def check_single_instance(self) -> None:
-        """Raise AlreadyRunning if a daemon answers; remove the socket if nobody does."""
-        if not self.path.exists() and not self.path.is_symlink():
+        """Before anything is touched: the path fits, its directory is private, and what is
+        at the path is nothing or a stale socket of ours (removed). Raise AlreadyRunning if a
+        daemon answers on it, ConfigError (naming the key) for anything else there."""
+        size = len(os.fsencode(self.path))
+        if size > MAX_SOCKET_PATH:
+            raise ConfigError(
+                f"the status socket path is {size} bytes, more than the {MAX_SOCKET_PATH} a"
+                f" Unix socket allows: {self.path}",
+                key=SOCKET_KEY,
+            )
+        private_directory(self.path.parent, key=SOCKET_KEY, home=self._home)
+        if not _our_socket(self.path):
             return
         try:
             answer = await request(self.path, "GET", "/status", timeout_s=PROBE_TIMEOUT_S)
@@ -64,16 +88,9 @@ class StatusServer:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
             return
-        raise AlreadyRunning(self.path, answer.get("pid", "unknown"))
+        raise AlreadyRunning(answer.get("pid", "unknown"), f"socket {self.path}")
 
     async def start(self) -> None:
-        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
-            raise ConfigError(
-                f"the status socket path is {len(os.fsencode(self.path))} bytes, more than"
-                f" the {MAX_SOCKET_PATH} a Unix socket allows: {self.path}",
-                key="status.socket_path",
-            )
-        _private_directory(self.path.parent)
         app = web.Application(client_max_size=MAX_REQUEST, middlewares=[_errors])
         app.router.add_get("/status", self._status)
         app.router.add_post("/sync", self._sync)
@@ -82,16 +99,22 @@ class StatusServer:
             app, keepalive_timeout=IDLE_TIMEOUT_S, handle_signals=False, access_log=None
         )
         await self._runner.setup()
-        site = web.UnixSite(self._runner, str(self.path))
+        # Bound here, not by asyncio's create_unix_server: that one removes a socket file
+        # already at the path, the live socket of a daemon that started a moment ago too.
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            await site.start()
+            listener.bind(str(self.path))
+            self._inode = os.stat(self.path).st_ino
+            os.chmod(self.path, 0o600)
+            await web.SockSite(self._runner, listener).start()
         except OSError as exc:
+            listener.close()
+            self._unlink_ours()
             await self._runner.cleanup()
             self._runner = None
             if exc.errno == errno.EADDRINUSE:  # another daemon bound it a moment ago
-                raise AlreadyRunning(self.path, "unknown") from None
+                raise AlreadyRunning("unknown", f"socket {self.path}") from None
             raise
-        os.chmod(self.path, 0o600)
         self._inode = os.stat(self.path).st_ino
         log.info("status.listening", socket=str(self.path))
 
@@ -99,10 +122,14 @@ class StatusServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-        # Unlink only our own socket (a successor may already have bound a new one).
+        self._unlink_ours()
+
+    def _unlink_ours(self) -> None:
+        # Only our own socket (a successor may already have bound a new one).
         with contextlib.suppress(FileNotFoundError):
-            if self._inode is not None and os.stat(self.path).st_ino == self._inode:
+            if self._inode is not None and os.lstat(self.path).st_ino == self._inode:
                 self.path.unlink()
+        self._inode = None
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(await self._snapshot())
@@ -135,12 +162,30 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def _private_directory(path: Path) -> None:
-    """The socket's directory: created 0700; an existing one of ours is tightened to 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = os.stat(path)
-    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+def _our_socket(path: Path) -> bool:
+    """True for a socket of ours at `path`, False for nothing; ConfigError for anything
+    else (never followed, never removed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid():
+        return True
+    if stat.S_ISSOCK(st.st_mode):
+        what = f"a socket of uid {st.st_uid}"
+    elif stat.S_ISLNK(st.st_mode):
+        what = "a symbolic link"
+    elif stat.S_ISDIR(st.st_mode):
+        what = "a directory"
+    elif stat.S_ISREG(st.st_mode):
+        what = "a regular file"
+    else:
+        what = "not a socket"
+    raise ConfigError(
+        f"{path} is {what}, not a tracesd socket: refusing to remove it (it was left"
+        " untouched); choose another --socket or [status] socket_path, or move it away",
+        key=SOCKET_KEY,
+    )
 
 
 # ------------------------------------------------------------------------------ client
