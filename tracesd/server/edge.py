@@ -10,17 +10,20 @@ own `RequestHandler`:
   `header_s`, else the connection is closed (a client trickling a byte a second holds no
   socket for long). The body has its own bound, enforced where it is read (app.py).
 - connections: at most `max_connections` open, derived from RLIMIT_NOFILE with headroom so
-  that accept() keeps working. A new connection beyond it closes the one idle longest (no
-  request in progress); with none idle, the new one is closed at once.
+  that accept() keeps working (`connection_cap`). A new connection beyond it closes the one
+  idle longest (no request in progress); with none idle, the new one is closed at once.
 - accept() failing for want of descriptors (EMFILE, ENFILE, ...): asyncio pauses accepting
-  for a second, but logs a traceback for every connection waiting (up to the backlog, each
-  second); we count them instead.
+  for a second, but logs a traceback for each failed accept() of its loop (up to a
+  backlog's worth a second); we count them instead.
 
 Overload is logged once per episode: `server.connections_full` / `server.accept_failed`
 when it starts, `..._ended` with counts once it has not recurred for 2 s. Per-connection
-cuts are logged at debug.
-aiohttp's error logging is replaced: a malformed request is `server.bad_request` naming
-the error's type, never its text (which quotes the request's bytes: its token).
+cuts are logged at debug. aiohttp's error logging is replaced: a malformed request is
+`server.bad_request` naming the error's type, never its text (which quotes the request's
+bytes: its token).
+
+Defaults (header 10 s, idle 30 s, body 30 s, cap from the limit) can be overridden with
+TRACESD_SERVER_HEADER_TIMEOUT_S, _IDLE_TIMEOUT_S, _BODY_TIMEOUT_S, _MAX_CONNECTIONS.
 """
 
 from __future__ import annotations
@@ -53,11 +56,24 @@ LINGER_S = 2.0
 _ACCEPT_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
+def _nofile() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 65536 if soft == resource.RLIM_INFINITY or soft <= 0 else soft
+
+
+def listen_backlog(nofile: int) -> int:
+    """The listen backlog, which is also how many connections asyncio accepts in one go."""
+    return min(128, max(16, nofile // 8))
+
+
 def connection_cap(nofile: int) -> int:
-    """Connections allowed under a descriptor limit: an eighth (at least 32) kept back."""
-    if nofile == resource.RLIM_INFINITY or nofile <= 0:
-        nofile = 65536
-    return max(8, nofile - max(32, nofile // 8))
+    """Connections allowed under a descriptor limit.
+
+    Kept back: an eighth, and at least one backlog's worth plus 64. asyncio accepts up to
+    a backlog of connections before any is closed (those evicted for them included), and
+    the process has its own descriptors (database, event loop, pipes).
+    """
+    return max(8, nofile - max(nofile // 8, listen_backlog(nofile) + 64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +83,8 @@ class Limits:
     header_s: float = 10.0
     idle_s: float = 30.0  # longer than clients' pool idle time (aiohttp's is 15 s)
     body_s: float = 30.0
-    max_connections: int = field(
-        default_factory=lambda: connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    )
+    max_connections: int = field(default_factory=lambda: connection_cap(_nofile()))
+    backlog: int = field(default_factory=lambda: listen_backlog(_nofile()))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
@@ -80,6 +95,7 @@ class Limits:
             idle_s=_seconds(env, IDLE_TIMEOUT_ENV, default.idle_s),
             body_s=_seconds(env, BODY_TIMEOUT_ENV, default.body_s),
             max_connections=_count(env, MAX_CONNECTIONS_ENV, default.max_connections),
+            backlog=default.backlog,
         )
 
 
@@ -312,8 +328,8 @@ async def track_requests(request: web.Request, handler: Handler) -> web.StreamRe
 class EdgeSite(web.BaseSite):
     """A TCP site whose connections are `Edge` connections."""
 
-    def __init__(self, edge: Edge, host: str, port: int, *, backlog: int = 128) -> None:
-        super().__init__(edge.runner, backlog=backlog)
+    def __init__(self, edge: Edge, host: str, port: int) -> None:
+        super().__init__(edge.runner, backlog=edge.limits.backlog)
         self._edge = edge
         self._host = host
         self._port = port
