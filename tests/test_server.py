@@ -272,6 +272,37 @@ async def test_malformed_json_is_400(api: Api) -> None:
             assert (answer.status, answer.body["error"]["code"]) == (400, "bad_json")
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than the interpreter's recursion limit
+        b'{"agentId": "codex", "title": ' + b"[" * 40 + b"]" * 40 + b"}",
+        b'{"agentId": "codex", "timestamp": 1e400}',
+        b'{"agentId": "codex", "timestamp": ' + b"9" * 400 + b"}",
+        b'{"agentId": "codex", "timestamp": NaN}',
+        b'{"agentId": "codex", "timestamp": -Infinity}',
+        b'{"agentId": "codex", "agentId": "pi"}',
+        b'{"agentId": "codex", "title": "\xc3\x28"}',
+        '{"agentId": "codex"}'.encode("utf-16"),
+        b'\xef\xbb\xbf{"agentId": "codex"}',
+    ],
+)
+async def test_a_body_that_does_not_parse_is_400_and_logs_no_traceback(
+    api: Api, data: bytes
+) -> None:
+    """Too deep, a number out of range, NaN/Infinity, a duplicate key, not UTF-8, a BOM:
+    400 `bad_json` on both write endpoints, nothing stored, no internal error logged."""
+    with structlog.testing.capture_logs() as logs:
+        for method, path, schema in (
+            ("PUT", "/v1/traces/t1", "TraceDetail"),
+            ("POST", "/v1/traces/batch", "BatchResponse"),
+        ):
+            answer = await api.call(method, path, schema, data=data)
+            assert (answer.status, answer.body["error"]["code"]) == (400, "bad_json")
+    assert (await api.get("t1")).status == 404
+    assert not [entry for entry in logs if entry["log_level"] == "error"], logs
+
+
 async def test_a_body_over_the_limit_is_413(api: Api) -> None:
     """A body larger than MAX_BODY is refused with 413 before it is parsed."""
     data = b'{"agentId": "codex", "title": "' + b"x" * MAX_BODY + b'"}'

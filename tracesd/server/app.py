@@ -12,10 +12,10 @@ time. Neither the tokens nor the header are ever logged.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,8 +25,11 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from tracesd.errors import StoreError
+from tracesd.server import body
 from tracesd.server.db import TraceDB
+from tracesd.server.edge import track_requests
 from tracesd.server.schema import SchemaError, document, validate
+from tracesd.server.secrecy import failure
 
 log = structlog.get_logger("tracesd.server")
 
@@ -46,7 +49,11 @@ _FILTERS = (
 )
 _CURSOR = re.compile(r"seq:([1-9][0-9]{0,17})")  # fits SQLite's 64-bit integers
 
+#: how long a request's body may take to arrive, once its headers have
+BODY_TIMEOUT_S = 30.0
+
 DB = web.AppKey("db", TraceDB)
+BODY_TIMEOUT = web.AppKey("body_timeout_s", float)
 
 _CODES = {
     400: "bad_request",
@@ -54,6 +61,7 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "timeout",
     413: "too_large",
     422: "invalid",
     429: "too_many_requests",
@@ -72,15 +80,18 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-def make_app(db: TraceDB, *, tokens: Sequence[str] | None) -> web.Application:
+def make_app(
+    db: TraceDB, *, tokens: Sequence[str] | None, body_timeout_s: float = BODY_TIMEOUT_S
+) -> web.Application:
     """The API on `db`. `tokens=None` turns auth off; an empty sequence is refused."""
-    middlewares: list[Middleware] = [_errors]
+    middlewares: list[Middleware] = [track_requests, _errors]
     if tokens is not None:
         if not tokens:
             raise ValueError("auth needs at least one token (tokens=None turns auth off)")
         middlewares.append(_bearer_auth(tokens))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[DB] = db
+    app[BODY_TIMEOUT] = body_timeout_s
     app.router.add_put("/v1/traces/{externalId}", put_trace)
     app.router.add_get("/v1/traces/{externalId}", get_trace)
     app.router.add_post("/v1/traces/batch", post_batch)
@@ -161,12 +172,27 @@ async def list_traces(request: web.Request) -> web.Response:
 
 
 async def _json(request: web.Request) -> Any:
-    """The request body as JSON; 400 when it is not JSON, 413 when it is too large."""
-    data = await request.read()
+    """The request body as JSON (`body.parse`).
+
+    400 when it is not JSON or its bytes are broken (framing, encoding), 413 when it is
+    too large, 408 (closing the connection) when it does not arrive in time.
+    """
+    timeout = request.app[BODY_TIMEOUT]
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"the body is not JSON: {exc}") from None
+        async with asyncio.timeout(timeout):
+            data = await request.read()
+    except TimeoutError:
+        log.info("server.body_timeout", method=request.method, path=request.path)
+        raise ApiError(408, "timeout", f"the body did not arrive within {timeout:g}s") from None
+    except (web.RequestPayloadError, ConnectionError) as exc:
+        # a broken chunk, a bad Content-Encoding, a client gone: its text may quote the body
+        raise ApiError(
+            400, "bad_body", f"the body could not be read ({type(exc).__name__})"
+        ) from None
+    try:
+        return body.parse(data)
+    except body.BodyError as exc:
+        raise ApiError(400, "bad_json", str(exc)) from None
 
 
 def _item(value: Any) -> dict[str, Any]:
@@ -235,7 +261,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error(exc.status, exc.code, str(exc), exc.headers)
+        answer = _error(exc.status, exc.code, str(exc), exc.headers)
+        if exc.status == 408:  # the rest of the body may still come: never read it
+            answer.force_close()
+        return answer
     except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
         if exc.status < 400:
             raise
@@ -247,8 +276,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return _error(503, "unavailable", "the database is busy", {hdrs.RETRY_AFTER: "1"})
         log.error("server.store_failed", method=request.method, path=request.path, error=str(exc))
         return _error(500, "internal", "the database failed")
-    except Exception as exc:  # a bug: answered like any error, logged with its traceback
-        log.error("server.internal_error", method=request.method, path=request.path, exc_info=exc)
+    except Exception as exc:  # a bug: answered like any error, logged with its frames
+        # (its type and where, not its message: that may quote the request's headers)
+        log.error("server.internal_error", method=request.method, path=request.path, **failure(exc))
         return _error(500, "internal", "internal server error")
 
 

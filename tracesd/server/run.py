@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from aiohttp import web
 from tracesd.errors import ConfigError, ListenError
 from tracesd.server.app import make_app
 from tracesd.server.db import TraceDB
+from tracesd.server.edge import Edge, EdgeSite, Limits
+from tracesd.server.secrecy import masking
 
 log = structlog.get_logger("tracesd.server")
 
@@ -60,20 +63,24 @@ async def serve(
 ) -> int:
     """Run until SIGTERM or SIGINT; the exit code. Raises ConfigError, StoreError, ListenError."""
     check_startup(host, tokens, no_auth=no_auth)
+    limits = Limits.from_env(os.environ)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(masking(() if no_auth else tokens))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
             stack.callback(loop.remove_signal_handler, sig)
         db = await TraceDB.open(db_path)
         stack.push_async_callback(db.close)
-        app = make_app(db, tokens=None if no_auth else tokens)
+        app = make_app(db, tokens=None if no_auth else tokens, body_timeout_s=limits.body_s)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        edge = Edge(runner, limits)
+        stack.enter_context(edge.installed(loop))
         try:
-            await web.TCPSite(runner, host, port).start()
+            await EdgeSite(edge, host, port).start()
         except OSError as exc:
             raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         log.info(
@@ -83,6 +90,10 @@ async def serve(
             db=str(db_path),
             auth="off" if no_auth else "on",
             tokens=0 if no_auth else len(tokens),
+            max_connections=limits.max_connections,
+            header_timeout_s=limits.header_s,
+            idle_timeout_s=limits.idle_s,
+            body_timeout_s=limits.body_s,
         )
         await stop.wait()
         log.info("server.stopping")
