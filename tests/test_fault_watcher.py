@@ -147,6 +147,9 @@ def test_event_storm_while_stopped_is_fully_captured_within_15s(
 #: time-scaled for the tests (production: 2 s, 30 s, and 60 s doubling to 3600 s)
 ROOT_CHECK_S = 0.5
 POLL_S = 1.0
+#: the liveness canary, in root checks (production: written every 10, due within 15)
+CANARY_EVERY = 2
+CANARY_DEADLINE = 4
 
 SITECUSTOMIZE = '''\
 """Written by tests/test_fault_watcher.py into a temp dir on the daemon's PYTHONPATH:
@@ -160,6 +163,13 @@ first, cap = (float(x) for x in os.environ["TRACESD_TEST_RETRY"].split(","))
 tracesd.daemon.ROOT_CHECK_INTERVAL_S = {root_check}
 tracesd.daemon.DEGRADED_POLL_INTERVAL_S = {poll}
 tracesd.daemon.WATCHER_RETRY = Backoff(first_s=first, max_s=cap)
+try:
+    import tracesd.liveness
+except ImportError:  # the code before the liveness canary
+    pass
+else:
+    tracesd.liveness.CANARY_EVERY = {canary_every}
+    tracesd.liveness.CANARY_DEADLINE = {canary_deadline}
 
 FAULT = os.environ.get("TRACESD_TEST_FAULT", "")
 TRIGGER = "die-now"
@@ -171,29 +181,49 @@ def die(where):
     raise RuntimeError(f"injected fault: the {{where}} thread dies")
 
 
-if FAULT == "emitter":  # an emitter thread: its events stop, observer.is_alive() stays True
-    from watchdog.observers.inotify import InotifyEmitter
+# Each fault strikes whichever thread does one job, found by what it runs (a public method
+# of watchdog's API, or os.read on an inotify fd), never by a thread's name or class.
+if FAULT == "emitter":  # the thread that turns one root's inotify events into watchdog's
+    from watchdog.observers.api import EventEmitter
 
-    build = InotifyEmitter.build_and_queue_event
+    queue_event = EventEmitter.queue_event
 
-    def build_and_queue_event(self, event, **kwargs):
-        if not fired and TRIGGER.encode() in getattr(event, "path", b""):
+    def queue_event_or_die(self, event):
+        if not fired and TRIGGER in str(event.src_path):
             die("emitter")
-        return build(self, event, **kwargs)
+        return queue_event(self, event)
 
-    InotifyEmitter.build_and_queue_event = build_and_queue_event
-elif FAULT == "reader":  # the inotify reader: every root goes deaf, the observer lives
+    EventEmitter.queue_event = queue_event_or_die
+elif FAULT == "reader":  # the thread that reads the kernel's inotify queue
+    read = os.read
+
+    def read_or_die(fd, n):
+        data = read(fd, n)
+        if not fired and TRIGGER.encode() in data:
+            if os.readlink(f"/proc/self/fd/{{fd}}") == "anon_inode:inotify":
+                die("inotify reader")
+        return data
+
+    os.read = read_or_die
+elif FAULT in ("dispatcher", "stalled"):  # the thread that hands inotify events to the
+    # watches (the reader up to watchdog 7.1.0, its own "InotifyFD-Dispatcher" since 7.1.1);
+    # "stalled": it hangs, nothing dies
+    import threading
+
     from watchdog.observers.inotify_c import InotifyFD
 
     handle = InotifyFD.handle_event
 
     def handle_event(self, event):
         if not fired and TRIGGER.encode() in (event.name or b""):
-            die("inotify reader")
+            if FAULT == "stalled":
+                fired.append("stalled")
+                threading.Event().wait()
+            die("inotify dispatcher")
         return handle(self, event)
 
     InotifyFD.handle_event = handle_event
-elif FAULT == "observer":  # the dispatcher: observer.is_alive() turns False
+elif FAULT == "observer":  # the thread that calls the handlers: observer.is_alive() turns False
     from watchdog.observers.api import EventQueue
 
     get = EventQueue.get
@@ -214,7 +244,12 @@ def scaled_env(
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(
-        SITECUSTOMIZE.format(root_check=ROOT_CHECK_S, poll=POLL_S)
+        SITECUSTOMIZE.format(
+            root_check=ROOT_CHECK_S,
+            poll=POLL_S,
+            canary_every=CANARY_EVERY,
+            canary_deadline=CANARY_DEADLINE,
+        )
     )
     return isolated_env(
         home,
@@ -386,17 +421,20 @@ def test_inotify_limit_degrades_to_polling_until_the_limit_is_raised(
     assert daemon.stop() == 0
 
 
-@pytest.mark.parametrize("thread", ["emitter", "reader", "observer"])
+@pytest.mark.parametrize("thread", ["emitter", "reader", "dispatcher", "observer", "stalled"])
 def test_a_dead_watchdog_thread_is_detected_polled_and_restarted(
     start: Callable[..., Daemon], home: Path, tmp_path: Path, thread: str
 ) -> None:
-    """T12 (c): one of watchdog's threads dies of an exception (injected by sitecustomize;
-    for the emitter and the inotify reader, `observer.is_alive()` stays True, watchdog
-    #648). Pass: detected within the root check (0.5 s here, 2 s in production); the
-    daemon keeps running; exactly one log line, with the exception; status `degraded`
-    (fault `watcher_died`) and the root polled; a session written meanwhile is captured
-    within 2 x the poll interval, before the watcher restarts (first retry after 4 s);
-    then watching resumes and status is `ok`."""
+    """T12 (c): one of watchdog's threads dies of an exception (injected by sitecustomize
+    into whichever thread does one job: emitter, inotify reader, inotify dispatcher (its
+    own thread since watchdog 7.1.1, which ends the reader quietly when it fails), the
+    observer; for all but the observer, `observer.is_alive()` stays True, watchdog #648),
+    or the dispatcher hangs (`stalled`: no thread dies). Pass: a death is detected within
+    the root check (0.5 s here, 2 s in production), a hang within the liveness canary's
+    deadline (3 s here, 30 s in production); the daemon keeps running; exactly one log
+    line, with the exception; status `degraded` (fault `watcher_died`) and the root
+    polled; a session written meanwhile is captured within 2 x the poll interval, before
+    the watcher restarts (first retry after 4 s); then watching resumes, status is `ok`."""
     repo = make_repo(tmp_path / "repo")
     root = home / ".claude" / "projects"
     project = _project_dir(home, repo)
@@ -406,8 +444,14 @@ def test_a_dead_watchdog_thread_is_detected_polled_and_restarted(
     assert status_json(home)["state"] == "ok"
 
     (project / "die-now.txt").write_text("the event that kills the thread\n")
-    died = daemon.wait_for_event("watcher.observer_died", timeout=5)
-    assert "injected fault" in died["error"]
+    stalled = thread == "stalled"
+    died = daemon.wait_for_event("watcher.observer_died", timeout=10 if stalled else 5)
+    if stalled:
+        assert (died["how"], died["threads"]) == ("stalled", [])
+        assert "liveness canary" in died["error"]
+    else:
+        assert died["how"] == "died"
+        assert "injected fault" in died["error"]
     status = wait_status(home, lambda s: s["state"] == "degraded", timeout=5)
     assert status["degraded"] == ["watcher"]
     assert (status["watcher"]["fault"], status["watcher"]["polled"]) == (

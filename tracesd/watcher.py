@@ -15,8 +15,11 @@ are hints, scans are the truth:
   directory created later), or whose watching died with one of watchdog's threads, is
   *degraded*: the daemon polls it by rescans, one log line says what happened (and which
   sysctl to raise), and the watcher is retried with backoff (1 min doubling to 60 min, as
-  Syncthing does) until it works again. A liveness check of watchdog's threads runs with
-  every root check: `observer.is_alive()` alone misses a dead emitter (watchdog #648).
+  Syncthing does) until it works again. Whether watching is alive (a thread of watchdog's
+  died, or nothing comes through at all) is checked with every root check (liveness.py);
+* events that come through more than the canary's deadline late (a backlog in watchdog's
+  unbounded queue) are dropped with the observer, which is restarted, and the roots are
+  rescanned: like a kernel queue overflow, with a memory bound.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import structlog
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from tracesd.adapters import Adapter
+from tracesd.liveness import Liveness
 from tracesd.observer import (
     DIED_HINT,
     EVENT_FILTER,
@@ -44,18 +48,17 @@ from tracesd.observer import (
     Backoff,
     OverflowHook,
     SessionEvents,
-    ThreadErrors,
     WatchCount,
-    dead_threads,
     new_observer,
     stop_observer,
+    stop_observer_later,
 )
 
 log = structlog.get_logger("tracesd.watcher")
 
 PathCallback = Callable[[Adapter, str], None]
-#: how long stopping a dead observer's survivors may take (from the event loop)
-TEARDOWN_S = 1.0
+#: how long stopping a dead observer's survivors may take (in a thread of its own)
+TEARDOWN_S = 6.0
 
 
 @dataclass(slots=True)
@@ -77,6 +80,8 @@ class Root:
 @dataclass(slots=True)
 class WatcherStats:
     overflows: int = 0
+    #: times events came a canary's deadline late: dropped, the observer restarted, rescanned
+    backlogs: int = 0
     events: int = 0
     handler_errors: int = 0
     degraded: set[str] = field(default_factory=set)
@@ -111,7 +116,7 @@ class Watcher:
         self._loop_thread: int | None = None
         self._observer: BaseObserver | None = None
         self._overflow_hook = OverflowHook(self._overflowed)
-        self._thread_errors = ThreadErrors()
+        self._liveness = Liveness()
         self._watch_count = WatchCount()
         #: monotonic time of the next attempt to restart watching, while degraded
         self._retry_at: float | None = None
@@ -129,7 +134,7 @@ class Watcher:
         self._loop_thread = threading.get_ident()
         logging.getLogger(OVERFLOW_LOGGER).addHandler(self._overflow_hook)
         logging.getLogger(OVERFLOW_LOGGER).setLevel(logging.WARNING)
-        self._thread_errors.install()
+        self._liveness.install()
         self._start_observer()
         self.check_roots(initial=True)
 
@@ -138,11 +143,13 @@ class Watcher:
         observer, self._observer = self._observer, None
         if observer is not None and not stop_observer(observer, timeout_s):
             log.warning("watcher.stop_timeout", timeout_s=timeout_s)
-        self._thread_errors.uninstall()
+        self._liveness.uninstall()
 
     def watch_count(self) -> int | None:
-        """Kernel watches this process holds (Linux: from /proc); None where unknown."""
-        return self._watch_count()
+        """Kernel watches this process holds for the roots (Linux: from /proc, less the
+        liveness canary's one); None where unknown."""
+        count = self._watch_count()
+        return count - 1 if count and self._liveness.canary.watch is not None else count
 
     @property
     def watched(self) -> list[Root]:
@@ -181,6 +188,7 @@ class Watcher:
         except OSError as exc:
             self._fail(exc, [r for r in self.roots if r.exists], "observer")
             return False
+        self._liveness.attach(self._observer)
         return True
 
     def _watch(self, root: Root) -> None:
@@ -313,26 +321,30 @@ class Watcher:
 
     def _check_threads(self) -> None:
         observer = self._observer
-        if observer is None:
+        verdict = None if observer is None else self._liveness.check(observer, self.stats.events)
+        if observer is None or verdict is None:
             return
-        dead = dead_threads(observer)
-        if not dead:
-            return
-        errors = [self._thread_errors.errors.pop(t, None) for t in dead]
-        error = next((e for e in errors if e is not None), None)
         self._observer = None
         for root in self.roots:
             root.watch = None
-        if not stop_observer(observer, TEARDOWN_S):
-            log.warning("watcher.stop_timeout", timeout_s=TEARDOWN_S)
-        self.stats.error = f"{type(error).__name__}: {error}" if error else "thread ended"
+        self._liveness.detach()
+        stop_observer_later(observer, TEARDOWN_S)
+        if verdict.kind == "backlog":
+            self.stats.backlogs += 1
+            log.warning("watcher.backlog", backlogs=self.stats.backlogs, error=verdict.detail)
+            if self._start_observer():
+                for root in [r for r in self.roots if r.exists and not r.degraded]:
+                    self._watch(root)
+            return self._on_rescan("backlog", None)
+        self.stats.error = verdict.detail
         if "watcher_died" not in self._reported:
             log.error(
                 "watcher.observer_died",
-                threads=[t.name for t in dead],
-                error=self.stats.error,
+                how=verdict.kind,
+                threads=list(verdict.threads),
+                error=verdict.detail,
                 hint=DIED_HINT,
-                exc_info=error,
+                exc_info=verdict.error,
             )
         self._fail(None, self.roots, "thread")
 
