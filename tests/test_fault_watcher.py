@@ -31,6 +31,8 @@ StartDaemon = Callable[..., Daemon]
 STORM_FILES = 20_000
 STORM_APPENDS = 100
 STORM_DEADLINE_S = 15.0
+#: generous: 72 MB measured with watchdog 7.1.1 (45 MB at idle)
+STORM_PEAK_RSS_MB = 250.0
 
 
 def _session_lines(session_id: str, cwd: Path, prompt: str) -> str:
@@ -66,6 +68,14 @@ def status_json(home: Path) -> dict[str, Any]:
     return answer
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
 def test_event_storm_while_stopped_is_fully_captured_within_15s(
     daemons: StartDaemon, home: Path, tmp_path: Path
 ) -> None:
@@ -73,7 +83,9 @@ def test_event_storm_while_stopped_is_fully_captured_within_15s(
     200 new project directories) and 100 existing sessions get a line appended; within
     15 s of SIGCONT every new session and every append is in SQLite exactly once (20,100
     rows, each append's text in its row), `tracesd status --json` shows
-    watcher.overflows >= 1 and an `overflow` rescan is logged."""
+    watcher.overflows >= 1 and an `overflow` rescan is logged (the kernel's queue still
+    overflows: watchdog's reader, which drains it into an unbounded queue since 7.1.1, is
+    stopped too), and the daemon's peak RSS stays under 250 MB."""
     repos = [make_repo(tmp_path / f"repo{i}") for i in range(4)]
     existing: list[tuple[str, Path, Path]] = []
     for i in range(STORM_APPENDS):
@@ -126,7 +138,10 @@ def test_event_storm_while_stopped_is_fully_captured_within_15s(
     assert captured_at is not None, (
         f"{len(rows_now)} of {expected_total} rows after {STORM_DEADLINE_S}s"
     )
+    peak_mb = peak_rss_mb(daemon.proc.pid)
     print(f"\nstorm: {expected_total} sessions captured {captured_at:.2f}s after SIGCONT")
+    print(f"storm: peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < STORM_PEAK_RSS_MB  # watchdog 7.1.1 queues without bound: it must not
 
     by_id = {r["id"]: r for r in rows_now}
     assert len(rows_now) == len(by_id) == expected_total  # exactly once
@@ -147,9 +162,11 @@ def test_event_storm_while_stopped_is_fully_captured_within_15s(
 #: time-scaled for the tests (production: 2 s, 30 s, and 60 s doubling to 3600 s)
 ROOT_CHECK_S = 0.5
 POLL_S = 1.0
-#: the liveness canary, in root checks (production: written every 10, due within 15)
+#: the liveness canary, in root checks (production: written every 5, due within 4)
 CANARY_EVERY = 2
 CANARY_DEADLINE = 4
+#: inotify events a second the "slow" dispatcher handles
+SLOW_RATE = 200
 
 SITECUSTOMIZE = '''\
 """Written by tests/test_fault_watcher.py into a temp dir on the daemon's PYTHONPATH:
@@ -223,6 +240,18 @@ elif FAULT in ("dispatcher", "stalled"):  # the thread that hands inotify events
         return handle(self, event)
 
     InotifyFD.handle_event = handle_event
+elif FAULT == "slow":  # the dispatcher keeps up with {slow_rate} inotify events a second
+    import time
+
+    from watchdog.observers.inotify_c import InotifyFD
+
+    handle = InotifyFD.handle_event
+
+    def slow_handle_event(self, event):
+        time.sleep(1 / {slow_rate})
+        return handle(self, event)
+
+    InotifyFD.handle_event = slow_handle_event
 elif FAULT == "observer":  # the thread that calls the handlers: observer.is_alive() turns False
     from watchdog.observers.api import EventQueue
 
@@ -249,6 +278,7 @@ def scaled_env(
             poll=POLL_S,
             canary_every=CANARY_EVERY,
             canary_deadline=CANARY_DEADLINE,
+            slow_rate=SLOW_RATE,
         )
     )
     return isolated_env(
@@ -431,7 +461,7 @@ def test_a_dead_watchdog_thread_is_detected_polled_and_restarted(
     observer; for all but the observer, `observer.is_alive()` stays True, watchdog #648),
     or the dispatcher hangs (`stalled`: no thread dies). Pass: a death is detected within
     the root check (0.5 s here, 2 s in production), a hang within the liveness canary's
-    deadline (3 s here, 30 s in production); the daemon keeps running; exactly one log
+    deadline (3 s here, 18 s in production); the daemon keeps running; exactly one log
     line, with the exception; status `degraded` (fault `watcher_died`) and the root
     polled; a session written meanwhile is captured within 2 x the poll interval, before
     the watcher restarts (first retry after 4 s); then watching resumes, status is `ok`."""
@@ -469,5 +499,51 @@ def test_a_dead_watchdog_thread_is_detected_polled_and_restarted(
     assert_watching_again(daemon, home, project, repo)
     assert len(daemon.events("watcher.observer_died")) == 1
     assert not daemon.events("watcher.limit_reached")
+    assert_json_log(daemon)
+    assert daemon.stop() == 0
+
+
+BACKLOG_FILES = 3_000
+
+
+def test_a_backlog_behind_a_slow_watcher_is_dropped_and_rescanned(
+    start: Callable[..., Daemon], home: Path, tmp_path: Path
+) -> None:
+    """watchdog 7.1.1 reads the kernel's queue into an unbounded one of its own: when the
+    threads behind it fall behind, the kernel no longer overflows, and events (and the
+    memory they hold) pile up. Here the dispatcher handles 200 events a second and 3,000
+    sessions (9,000+ events, 45 s of work) are written at once. Pass: the liveness canary
+    comes back late while events still trickle in, so this is a backlog, not a death:
+    `watcher.backlog` is logged, the observer (and its queue) is replaced and the roots
+    rescanned (`backlog`); every session is stored within 15 s of the last write (not
+    after the 45 s the backlog would take); status is `ok`, nothing died."""
+    repo = make_repo(tmp_path / "repo")
+    project = _project_dir(home, repo)
+    project.mkdir(parents=True)
+    daemon = start(home, env=scaled_env(home, tmp_path, retry=(4.0, 16.0), fault="slow"))
+    daemon.wait_ready()
+    sids = []
+    for i in range(BACKLOG_FILES):
+        sid = str(uuid.uuid4())
+        (project / f"{sid}.jsonl").write_text(_session_lines(sid, repo, f"backlog {i}"))
+        sids.append(sid)
+    written = time.monotonic()
+    deadline = written + STORM_DEADLINE_S
+    rows = 0
+    while time.monotonic() < deadline:
+        rows = query(daemon.db, "SELECT COUNT(*) AS n FROM traces")[0]["n"]
+        if rows >= BACKLOG_FILES:
+            break
+        time.sleep(0.1)
+    captured_s = time.monotonic() - written
+    print(f"\nbacklog: {rows} of {BACKLOG_FILES} sessions stored {captured_s:.2f}s after")
+    print(f"backlog: peak RSS {peak_rss_mb(daemon.proc.pid):.0f} MB")
+    assert rows == BACKLOG_FILES
+    assert daemon.events("watcher.backlog")
+    assert [e for e in daemon.events("scan.finished") if e["reason"] == "backlog"]
+    assert not daemon.events("watcher.observer_died")
+    status = status_json(home)
+    assert (status["state"], status["watcher"]["overflows"]) == ("ok", 0)
+    assert status["watcher"]["backlogs"] >= 1
     assert_json_log(daemon)
     assert daemon.stop() == 0

@@ -10,16 +10,19 @@ attributes, in two ways, both run with the watcher's root check (every 2 s):
   and its emitters (one per root) that ended although nobody stopped them.
 * `Canary`, end to end: a file in a private directory of ours (in $XDG_RUNTIME_DIR, a
   tmpfs: no disk write) is watched through the same observer and rewritten every
-  `CANARY_EVERY` checks (20 s); its event must come back within `CANARY_DEADLINE` checks
-  (30 s). Whatever stops the shared pipeline (a thread that died quietly, one that
-  hangs, a structure we never knew) shows as a canary that does not come back. Counted
+  `CANARY_EVERY` checks (10 s) at idle, at every check while events arrive; its event
+  must come back within `CANARY_DEADLINE` checks (8 s). Whatever stops the shared
+  pipeline (a thread that died quietly, one that hangs, a structure we never knew)
+  shows as a canary that does not come back. Its watch is taken after the roots': at
+  the watch limit, the canary is what goes without (thread deaths are still seen). Counted
   in checks, not seconds: a process stopped by SIGSTOP or a busy loop runs no checks,
   and is not declared dead for it. A late canary while other events still arrive is a
   backlog (watchdog 7.1.1 queues what the kernel gives it without bound): that is not
   death, but events arriving that late are dropped and the roots rescanned, so the
-  queue's memory stays bounded (the caller decides; see watcher.py).
+  queue's memory stays bounded: by what arrives in ~10 s (the caller decides; see
+  watcher.py). Before, the kernel's queue (16,384 events) overflowed instead.
 
-Cost at idle: one 2-byte write every 20 s and a check of a few thread flags every 2 s.
+Cost at idle: one 2-byte write every 10 s and a check of a few thread flags every 2 s.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+import structlog
 import watchdog
 from watchdog.events import (
     FileClosedEvent,
@@ -46,10 +50,13 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.utils import BaseThread
 
-#: the canary is rewritten every this many root checks (2 s each in production)
-CANARY_EVERY = 10
+#: the canary is rewritten every this many root checks (2 s each in production) at idle,
+#: at every check while events arrive
+CANARY_EVERY = 5
 #: its event must arrive within this many root checks after the write
-CANARY_DEADLINE = 15
+CANARY_DEADLINE = 4
+
+log = structlog.get_logger("tracesd.watcher")
 
 _WATCHDOG_DIR = os.path.dirname(os.path.abspath(watchdog.__file__)) + os.sep
 
@@ -65,6 +72,17 @@ class Verdict:
     detail: str
     threads: tuple[str, ...] = ()
     error: BaseException | None = None
+
+    def report(self, hint: str) -> None:
+        """The one log line for a death or a stall (with the exception, if any)."""
+        log.error(
+            "watcher.observer_died",
+            how=self.kind,
+            threads=list(self.threads),
+            error=self.detail,
+            hint=hint,
+            exc_info=self.error,
+        )
 
 
 def dead_threads(observer: BaseObserver) -> list[threading.Thread]:
@@ -139,6 +157,8 @@ class Canary:
         self._written_at: float | None = None
         self._waited = 0
         self._progress = 0
+        #: progress at the previous check
+        self._last = 0
 
     def attach(self, observer: BaseObserver) -> None:
         """Watch the canary through this (new) observer. OSError: no watch (a limit)."""
@@ -161,8 +181,9 @@ class Canary:
         if self.watch is None or self.dir is None:
             return None
         self._checks += 1
+        busy, self._last = progress != self._last, progress
         if self._written_at is None:
-            if self._checks % self.every == 0:
+            if busy or self._checks % self.every == 0:
                 self._write(progress)
             return None
         if self._events.seen_at >= self._written_at:
@@ -207,12 +228,14 @@ class Liveness:
         in the background; that is no news about the next observer."""
         self.thread_errors.errors.clear()
         self._retired.update(threading.enumerate())
+        self.canary.watch = None
 
     def attach(self, observer: BaseObserver) -> None:
-        """A new observer runs: send the canary through it (without it, thread deaths
-        are still seen)."""
-        with contextlib.suppress(OSError):
-            self.canary.attach(observer)
+        """Send the canary through this observer, unless it already goes through it (at
+        the watch limit it does not, until a check after the limit is raised)."""
+        if self.canary.watch is None:
+            with contextlib.suppress(OSError):
+                self.canary.attach(observer)
 
     def check(self, observer: BaseObserver, progress: int) -> Verdict | None:
         """None while watching is alive (cheap: thread flags, a counter)."""

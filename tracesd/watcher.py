@@ -8,7 +8,9 @@ are hints, scans are the truth:
 
 * the kernel mask leaves out opened / closed-without-write: with them, watchdog 7 turns
   our own reads into events and livelocks at 100% CPU on trees of 5,000+ directories;
-* a queue overflow (watchdog 7 only logs it) triggers a full rescan;
+* a queue overflow (watchdog 7 only logs it), or events coming through later than the
+  liveness canary's deadline (a backlog in watchdog 7.1.1's unbounded queue: dropped with
+  the observer, which is replaced, so memory stays bounded), triggers a full rescan;
 * a root that does not exist yet, or is deleted and re-created, is picked up by a cheap
   periodic check and scanned;
 * a root that cannot be watched, or only in part (an inotify limit, at start or for a
@@ -16,10 +18,7 @@ are hints, scans are the truth:
   *degraded*: the daemon polls it by rescans, one log line says what happened (and which
   sysctl to raise), and the watcher is retried with backoff (1 min doubling to 60 min, as
   Syncthing does) until it works again. Whether watching is alive (a thread of watchdog's
-  died, or nothing comes through at all) is checked with every root check (liveness.py);
-* events that come through more than the canary's deadline late (a backlog in watchdog's
-  unbounded queue) are dropped with the observer, which is restarted, and the roots are
-  rescanned: like a kernel queue overflow, with a memory bound.
+  died, or nothing comes through at all) is checked with every root check (liveness.py).
 """
 
 from __future__ import annotations
@@ -161,9 +160,9 @@ class Watcher:
 
     def check_roots(self, *, initial: bool = False) -> None:
         """Pick up roots that appeared, re-arm roots that were replaced, check that
-        watchdog's threads live, retry a failed watcher when its time has come. Cheap:
+        watching is alive, retry a failed watcher when its time has come. Cheap:
         stats and thread flags, unless a retry is due."""
-        self._check_threads()
+        self._check_alive()
         if self._retry_at is not None and time.monotonic() >= self._retry_at:
             self._try_again()
         for root in self.roots:
@@ -180,6 +179,8 @@ class Watcher:
                     self._on_rescan("root_appeared", [root.path])
             if identity is not None:
                 self._watch(root)
+        if self._observer is not None:
+            self._liveness.attach(self._observer)  # after the roots (see liveness.py)
         self._refresh()
 
     def _start_observer(self) -> bool:
@@ -188,7 +189,6 @@ class Watcher:
         except OSError as exc:
             self._fail(exc, [r for r in self.roots if r.exists], "observer")
             return False
-        self._liveness.attach(self._observer)
         return True
 
     def _watch(self, root: Root) -> None:
@@ -319,15 +319,15 @@ class Watcher:
             next_retry_s=self._retry.delay(self.stats.retries + 1),
         )
 
-    def _check_threads(self) -> None:
+    def _check_alive(self) -> None:
         observer = self._observer
         verdict = None if observer is None else self._liveness.check(observer, self.stats.events)
         if observer is None or verdict is None:
             return
         self._observer = None
+        self._liveness.detach()
         for root in self.roots:
             root.watch = None
-        self._liveness.detach()
         stop_observer_later(observer, TEARDOWN_S)
         if verdict.kind == "backlog":
             self.stats.backlogs += 1
@@ -338,14 +338,7 @@ class Watcher:
             return self._on_rescan("backlog", None)
         self.stats.error = verdict.detail
         if "watcher_died" not in self._reported:
-            log.error(
-                "watcher.observer_died",
-                how=verdict.kind,
-                threads=list(verdict.threads),
-                error=verdict.detail,
-                hint=DIED_HINT,
-                exc_info=verdict.error,
-            )
+            verdict.report(DIED_HINT)
         self._fail(None, self.roots, "thread")
 
     # -- called on watchdog's thread --------------------------------------------------
