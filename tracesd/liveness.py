@@ -204,8 +204,11 @@ class Canary:
     def _write(self, progress: int) -> None:
         assert self.dir is not None
         self._written_at, self._waited, self._progress = time.monotonic(), 0, progress
-        with contextlib.suppress(OSError), open(os.path.join(self.dir, "beat"), "w") as f:
-            f.write(f"{self._checks % 10}\n")
+        try:
+            with open(os.path.join(self.dir, "beat"), "w") as f:
+                f.write(f"{self._checks % 10}\n")
+        except OSError:  # our directory went away (a tmp cleaner): a new one at the next check
+            self._written_at, self.watch, self.dir = None, None, None
 
 
 class Liveness:
