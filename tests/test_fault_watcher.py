@@ -31,6 +31,8 @@ StartDaemon = Callable[..., Daemon]
 STORM_FILES = 20_000
 STORM_APPENDS = 100
 STORM_DEADLINE_S = 15.0
+#: generous: 72 MB measured with watchdog 7.1.1 (45 MB at idle)
+STORM_PEAK_RSS_MB = 250.0
 
 
 def _session_lines(session_id: str, cwd: Path, prompt: str) -> str:
@@ -66,6 +68,14 @@ def status_json(home: Path) -> dict[str, Any]:
     return answer
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
 def test_event_storm_while_stopped_is_fully_captured_within_15s(
     daemons: StartDaemon, home: Path, tmp_path: Path
 ) -> None:
@@ -73,7 +83,9 @@ def test_event_storm_while_stopped_is_fully_captured_within_15s(
     200 new project directories) and 100 existing sessions get a line appended; within
     15 s of SIGCONT every new session and every append is in SQLite exactly once (20,100
     rows, each append's text in its row), `tracesd status --json` shows
-    watcher.overflows >= 1 and an `overflow` rescan is logged."""
+    watcher.overflows >= 1 and an `overflow` rescan is logged (the kernel's queue still
+    overflows: watchdog's reader, which drains it into an unbounded queue since 7.1.1, is
+    stopped too), and the daemon's peak RSS stays under 250 MB."""
     repos = [make_repo(tmp_path / f"repo{i}") for i in range(4)]
     existing: list[tuple[str, Path, Path]] = []
     for i in range(STORM_APPENDS):
@@ -126,7 +138,10 @@ def test_event_storm_while_stopped_is_fully_captured_within_15s(
     assert captured_at is not None, (
         f"{len(rows_now)} of {expected_total} rows after {STORM_DEADLINE_S}s"
     )
+    peak_mb = peak_rss_mb(daemon.proc.pid)
     print(f"\nstorm: {expected_total} sessions captured {captured_at:.2f}s after SIGCONT")
+    print(f"storm: peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < STORM_PEAK_RSS_MB  # watchdog 7.1.1 queues without bound: it must not
 
     by_id = {r["id"]: r for r in rows_now}
     assert len(rows_now) == len(by_id) == expected_total  # exactly once
@@ -147,6 +162,11 @@ def test_event_storm_while_stopped_is_fully_captured_within_15s(
 #: time-scaled for the tests (production: 2 s, 30 s, and 60 s doubling to 3600 s)
 ROOT_CHECK_S = 0.5
 POLL_S = 1.0
+#: the liveness canary, in root checks (production: written every 5, due within 4)
+CANARY_EVERY = 2
+CANARY_DEADLINE = 4
+#: inotify events a second the "slow" dispatcher handles
+SLOW_RATE = 200
 
 SITECUSTOMIZE = '''\
 """Written by tests/test_fault_watcher.py into a temp dir on the daemon's PYTHONPATH:
@@ -160,6 +180,13 @@ first, cap = (float(x) for x in os.environ["TRACESD_TEST_RETRY"].split(","))
 tracesd.daemon.ROOT_CHECK_INTERVAL_S = {root_check}
 tracesd.daemon.DEGRADED_POLL_INTERVAL_S = {poll}
 tracesd.daemon.WATCHER_RETRY = Backoff(first_s=first, max_s=cap)
+try:
+    import tracesd.liveness
+except ImportError:  # the code before the liveness canary
+    pass
+else:
+    tracesd.liveness.CANARY_EVERY = {canary_every}
+    tracesd.liveness.CANARY_DEADLINE = {canary_deadline}
 
 FAULT = os.environ.get("TRACESD_TEST_FAULT", "")
 TRIGGER = "die-now"
@@ -171,29 +198,61 @@ def die(where):
     raise RuntimeError(f"injected fault: the {{where}} thread dies")
 
 
-if FAULT == "emitter":  # an emitter thread: its events stop, observer.is_alive() stays True
-    from watchdog.observers.inotify import InotifyEmitter
+# Each fault strikes whichever thread does one job, found by what it runs (a public method
+# of watchdog's API, or os.read on an inotify fd), never by a thread's name or class.
+if FAULT == "emitter":  # the thread that turns one root's inotify events into watchdog's
+    from watchdog.observers.api import EventEmitter
 
-    build = InotifyEmitter.build_and_queue_event
+    queue_event = EventEmitter.queue_event
 
-    def build_and_queue_event(self, event, **kwargs):
-        if not fired and TRIGGER.encode() in getattr(event, "path", b""):
+    def queue_event_or_die(self, event):
+        if not fired and TRIGGER in str(event.src_path):
             die("emitter")
-        return build(self, event, **kwargs)
+        return queue_event(self, event)
 
-    InotifyEmitter.build_and_queue_event = build_and_queue_event
-elif FAULT == "reader":  # the inotify reader: every root goes deaf, the observer lives
+    EventEmitter.queue_event = queue_event_or_die
+elif FAULT == "reader":  # the thread that reads the kernel's inotify queue
+    read = os.read
+
+    def read_or_die(fd, n):
+        data = read(fd, n)
+        if not fired and TRIGGER.encode() in data:
+            if os.readlink(f"/proc/self/fd/{{fd}}") == "anon_inode:inotify":
+                die("inotify reader")
+        return data
+
+    os.read = read_or_die
+elif FAULT in ("dispatcher", "stalled"):  # the thread that hands inotify events to the
+    # watches (the reader up to watchdog 7.1.0, its own "InotifyFD-Dispatcher" since 7.1.1);
+    # "stalled": it hangs, nothing dies
+    import threading
+
     from watchdog.observers.inotify_c import InotifyFD
 
     handle = InotifyFD.handle_event
 
     def handle_event(self, event):
         if not fired and TRIGGER.encode() in (event.name or b""):
-            die("inotify reader")
+            if FAULT == "stalled":
+                fired.append("stalled")
+                threading.Event().wait()
+            die("inotify dispatcher")
         return handle(self, event)
 
     InotifyFD.handle_event = handle_event
-elif FAULT == "observer":  # the dispatcher: observer.is_alive() turns False
+elif FAULT == "slow":  # the dispatcher keeps up with {slow_rate} inotify events a second
+    import time
+
+    from watchdog.observers.inotify_c import InotifyFD
+
+    handle = InotifyFD.handle_event
+
+    def slow_handle_event(self, event):
+        time.sleep(1 / {slow_rate})
+        return handle(self, event)
+
+    InotifyFD.handle_event = slow_handle_event
+elif FAULT == "observer":  # the thread that calls the handlers: observer.is_alive() turns False
     from watchdog.observers.api import EventQueue
 
     get = EventQueue.get
@@ -214,7 +273,13 @@ def scaled_env(
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(
-        SITECUSTOMIZE.format(root_check=ROOT_CHECK_S, poll=POLL_S)
+        SITECUSTOMIZE.format(
+            root_check=ROOT_CHECK_S,
+            poll=POLL_S,
+            canary_every=CANARY_EVERY,
+            canary_deadline=CANARY_DEADLINE,
+            slow_rate=SLOW_RATE,
+        )
     )
     return isolated_env(
         home,
@@ -386,17 +451,20 @@ def test_inotify_limit_degrades_to_polling_until_the_limit_is_raised(
     assert daemon.stop() == 0
 
 
-@pytest.mark.parametrize("thread", ["emitter", "reader", "observer"])
+@pytest.mark.parametrize("thread", ["emitter", "reader", "dispatcher", "observer", "stalled"])
 def test_a_dead_watchdog_thread_is_detected_polled_and_restarted(
     start: Callable[..., Daemon], home: Path, tmp_path: Path, thread: str
 ) -> None:
-    """T12 (c): one of watchdog's threads dies of an exception (injected by sitecustomize;
-    for the emitter and the inotify reader, `observer.is_alive()` stays True, watchdog
-    #648). Pass: detected within the root check (0.5 s here, 2 s in production); the
-    daemon keeps running; exactly one log line, with the exception; status `degraded`
-    (fault `watcher_died`) and the root polled; a session written meanwhile is captured
-    within 2 x the poll interval, before the watcher restarts (first retry after 4 s);
-    then watching resumes and status is `ok`."""
+    """T12 (c): one of watchdog's threads dies of an exception (injected by sitecustomize
+    into whichever thread does one job: emitter, inotify reader, inotify dispatcher (its
+    own thread since watchdog 7.1.1, which ends the reader quietly when it fails), the
+    observer; for all but the observer, `observer.is_alive()` stays True, watchdog #648),
+    or the dispatcher hangs (`stalled`: no thread dies). Pass: a death is detected within
+    the root check (0.5 s here, 2 s in production), a hang within the liveness canary's
+    deadline (3 s here, 18 s in production); the daemon keeps running; exactly one log
+    line, with the exception; status `degraded` (fault `watcher_died`) and the root
+    polled; a session written meanwhile is captured within 2 x the poll interval, before
+    the watcher restarts (first retry after 4 s); then watching resumes, status is `ok`."""
     repo = make_repo(tmp_path / "repo")
     root = home / ".claude" / "projects"
     project = _project_dir(home, repo)
@@ -406,8 +474,14 @@ def test_a_dead_watchdog_thread_is_detected_polled_and_restarted(
     assert status_json(home)["state"] == "ok"
 
     (project / "die-now.txt").write_text("the event that kills the thread\n")
-    died = daemon.wait_for_event("watcher.observer_died", timeout=5)
-    assert "injected fault" in died["error"]
+    stalled = thread == "stalled"
+    died = daemon.wait_for_event("watcher.observer_died", timeout=10 if stalled else 5)
+    if stalled:
+        assert (died["how"], died["threads"]) == ("stalled", [])
+        assert "liveness canary" in died["error"]
+    else:
+        assert died["how"] == "died"
+        assert "injected fault" in died["error"]
     status = wait_status(home, lambda s: s["state"] == "degraded", timeout=5)
     assert status["degraded"] == ["watcher"]
     assert (status["watcher"]["fault"], status["watcher"]["polled"]) == (
@@ -425,5 +499,51 @@ def test_a_dead_watchdog_thread_is_detected_polled_and_restarted(
     assert_watching_again(daemon, home, project, repo)
     assert len(daemon.events("watcher.observer_died")) == 1
     assert not daemon.events("watcher.limit_reached")
+    assert_json_log(daemon)
+    assert daemon.stop() == 0
+
+
+BACKLOG_FILES = 3_000
+
+
+def test_a_backlog_behind_a_slow_watcher_is_dropped_and_rescanned(
+    start: Callable[..., Daemon], home: Path, tmp_path: Path
+) -> None:
+    """watchdog 7.1.1 reads the kernel's queue into an unbounded one of its own: when the
+    threads behind it fall behind, the kernel no longer overflows, and events (and the
+    memory they hold) pile up. Here the dispatcher handles 200 events a second and 3,000
+    sessions (9,000+ events, 45 s of work) are written at once. Pass: the liveness canary
+    comes back late while events still trickle in, so this is a backlog, not a death:
+    `watcher.backlog` is logged, the observer (and its queue) is replaced and the roots
+    rescanned (`backlog`); every session is stored within 15 s of the last write (not
+    after the 45 s the backlog would take); status is `ok`, nothing died."""
+    repo = make_repo(tmp_path / "repo")
+    project = _project_dir(home, repo)
+    project.mkdir(parents=True)
+    daemon = start(home, env=scaled_env(home, tmp_path, retry=(4.0, 16.0), fault="slow"))
+    daemon.wait_ready()
+    sids = []
+    for i in range(BACKLOG_FILES):
+        sid = str(uuid.uuid4())
+        (project / f"{sid}.jsonl").write_text(_session_lines(sid, repo, f"backlog {i}"))
+        sids.append(sid)
+    written = time.monotonic()
+    deadline = written + STORM_DEADLINE_S
+    rows = 0
+    while time.monotonic() < deadline:
+        rows = query(daemon.db, "SELECT COUNT(*) AS n FROM traces")[0]["n"]
+        if rows >= BACKLOG_FILES:
+            break
+        time.sleep(0.1)
+    captured_s = time.monotonic() - written
+    print(f"\nbacklog: {rows} of {BACKLOG_FILES} sessions stored {captured_s:.2f}s after")
+    print(f"backlog: peak RSS {peak_rss_mb(daemon.proc.pid):.0f} MB")
+    assert rows == BACKLOG_FILES
+    assert daemon.events("watcher.backlog")
+    daemon.wait_for_event("scan.finished", where=lambda e: e["reason"] == "backlog")
+    assert not daemon.events("watcher.observer_died")
+    status = status_json(home)
+    assert (status["state"], status["degraded"]) == ("ok", [])
+    assert status["watcher"]["backlogs"] >= 1
     assert_json_log(daemon)
     assert daemon.stop() == 0

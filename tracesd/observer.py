@@ -6,11 +6,8 @@ meets watchdog's threads and the kernel's inotify limits.
   only for a root; for a sub-directory, at start or created later, it swallows it, and the
   directory then goes silently unwatched. Creating the instance itself fails with EMFILE
   at `fs.inotify.max_user_instances`.
-* `dead_threads()`: the observer's threads that died without being asked to stop. Not
-  `observer.is_alive()`: it stays True when an emitter or the inotify reader has died
-  (watchdog #648), and events then stop for good, without a word.
-* `ThreadErrors`: a `threading.excepthook` that keeps the exception a watchdog thread died
-  of (for the one log line that reports it) instead of printing a bare traceback.
+* `stop_observer()`: stop it, a dead or stalled one too (whether watching is alive is
+  liveness.py's concern).
 * `OverflowHook`: watchdog 7 reports a kernel queue overflow only as a log record.
 * `SessionEvents` and `EVENT_FILTER`: the event handler (on watchdog's thread) and the
   kernel mask it needs: never opened / closed-without-write, which would turn tracesd's own
@@ -45,7 +42,6 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
-from watchdog.utils import BaseThread
 
 try:  # Linux only: elsewhere (FSEvents, kqueue) the platform's Observer is used as is
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
@@ -120,20 +116,6 @@ def new_observer(on_refused: Refused) -> BaseObserver:
     return observer
 
 
-def dead_threads(observer: BaseObserver) -> list[threading.Thread]:
-    """The observer's threads (dispatcher, emitters, inotify reader) that ended although
-    nobody stopped them. An emitter whose root was deleted stops itself: not dead."""
-    threads: list[BaseThread] = [observer, *list(observer.emitters)]
-    reader = getattr(observer, "_inotify_fd", None)
-    if isinstance(reader, BaseThread):
-        threads.append(reader)
-    return [
-        t
-        for t in threads
-        if t.ident is not None and not t.is_alive() and not t.stopped_event.is_set()
-    ]
-
-
 def stop_observer(observer: BaseObserver, timeout_s: float) -> bool:
     """Stop it (a dead one too: its survivors and watches are released); False when a
     thread did not end in time."""
@@ -143,29 +125,17 @@ def stop_observer(observer: BaseObserver, timeout_s: float) -> bool:
     return not observer.is_alive()
 
 
-class ThreadErrors:
-    """While installed, the exception each watchdog thread died of, by thread; other
-    threads' exceptions go to the previous hook."""
+def stop_observer_later(observer: BaseObserver, timeout_s: float) -> None:
+    """Stop it in a thread of its own: watchdog 7.1.1 joins a stalled dispatcher for 5 s."""
 
-    def __init__(self) -> None:
-        self.errors: dict[threading.Thread, BaseException] = {}
-        self._previous: Callable[[threading.ExceptHookArgs], Any] | None = None
+    def stop() -> None:
+        try:
+            if not stop_observer(observer, timeout_s):
+                log.warning("watcher.stop_timeout", timeout_s=timeout_s)
+        except Exception as exc:  # not a death of the next observer's threads: say it here
+            log.warning("watcher.stop_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def install(self) -> None:
-        if self._previous is None:
-            self._previous = threading.excepthook
-            threading.excepthook = self._hook
-
-    def uninstall(self) -> None:
-        if self._previous is not None and threading.excepthook == self._hook:
-            threading.excepthook = self._previous
-        self._previous = None
-
-    def _hook(self, args: threading.ExceptHookArgs) -> None:
-        if isinstance(args.thread, BaseThread) and args.exc_value is not None:
-            self.errors[args.thread] = args.exc_value
-        elif self._previous is not None:
-            self._previous(args)
+    threading.Thread(target=stop, name="tracesd-observer-stop", daemon=True).start()
 
 
 class OverflowHook(logging.Handler):

@@ -107,6 +107,7 @@ async def build(p: Parts) -> dict[str, Any]:
             "watches": p.watcher.watch_count(),
             "events": watcher.events,
             "overflows": watcher.overflows,
+            "backlogs": watcher.backlogs,
             "rescans": p.scanner.scans,
             "handler_errors": watcher.handler_errors,
             "degraded": sorted(watcher.degraded),

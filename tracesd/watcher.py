@@ -8,15 +8,17 @@ are hints, scans are the truth:
 
 * the kernel mask leaves out opened / closed-without-write: with them, watchdog 7 turns
   our own reads into events and livelocks at 100% CPU on trees of 5,000+ directories;
-* a queue overflow (watchdog 7 only logs it) triggers a full rescan;
+* a queue overflow (watchdog 7 only logs it), or events coming through later than the
+  liveness canary's deadline (a backlog in watchdog 7.1.1's unbounded queue: dropped with
+  the observer, which is replaced, so memory stays bounded), triggers a full rescan;
 * a root that does not exist yet, or is deleted and re-created, is picked up by a cheap
   periodic check and scanned;
 * a root that cannot be watched, or only in part (an inotify limit, at start or for a
   directory created later), or whose watching died with one of watchdog's threads, is
   *degraded*: the daemon polls it by rescans, one log line says what happened (and which
   sysctl to raise), and the watcher is retried with backoff (1 min doubling to 60 min, as
-  Syncthing does) until it works again. A liveness check of watchdog's threads runs with
-  every root check: `observer.is_alive()` alone misses a dead emitter (watchdog #648).
+  Syncthing does) until it works again. Whether watching is alive (a thread of watchdog's
+  died, or nothing comes through at all) is checked with every root check (liveness.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import structlog
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from tracesd.adapters import Adapter
+from tracesd.liveness import Liveness
 from tracesd.observer import (
     DIED_HINT,
     EVENT_FILTER,
@@ -44,18 +47,17 @@ from tracesd.observer import (
     Backoff,
     OverflowHook,
     SessionEvents,
-    ThreadErrors,
     WatchCount,
-    dead_threads,
     new_observer,
     stop_observer,
+    stop_observer_later,
 )
 
 log = structlog.get_logger("tracesd.watcher")
 
 PathCallback = Callable[[Adapter, str], None]
-#: how long stopping a dead observer's survivors may take (from the event loop)
-TEARDOWN_S = 1.0
+#: how long stopping a dead observer's survivors may take (in a thread of its own)
+TEARDOWN_S = 6.0
 
 
 @dataclass(slots=True)
@@ -77,6 +79,8 @@ class Root:
 @dataclass(slots=True)
 class WatcherStats:
     overflows: int = 0
+    #: times events came a canary's deadline late: dropped, the observer restarted, rescanned
+    backlogs: int = 0
     events: int = 0
     handler_errors: int = 0
     degraded: set[str] = field(default_factory=set)
@@ -111,7 +115,7 @@ class Watcher:
         self._loop_thread: int | None = None
         self._observer: BaseObserver | None = None
         self._overflow_hook = OverflowHook(self._overflowed)
-        self._thread_errors = ThreadErrors()
+        self._liveness = Liveness()
         self._watch_count = WatchCount()
         #: monotonic time of the next attempt to restart watching, while degraded
         self._retry_at: float | None = None
@@ -129,7 +133,7 @@ class Watcher:
         self._loop_thread = threading.get_ident()
         logging.getLogger(OVERFLOW_LOGGER).addHandler(self._overflow_hook)
         logging.getLogger(OVERFLOW_LOGGER).setLevel(logging.WARNING)
-        self._thread_errors.install()
+        self._liveness.install()
         self._start_observer()
         self.check_roots(initial=True)
 
@@ -138,11 +142,13 @@ class Watcher:
         observer, self._observer = self._observer, None
         if observer is not None and not stop_observer(observer, timeout_s):
             log.warning("watcher.stop_timeout", timeout_s=timeout_s)
-        self._thread_errors.uninstall()
+        self._liveness.uninstall()
 
     def watch_count(self) -> int | None:
-        """Kernel watches this process holds (Linux: from /proc); None where unknown."""
-        return self._watch_count()
+        """Kernel watches this process holds for the roots (Linux: from /proc, less the
+        liveness canary's one); None where unknown."""
+        count = self._watch_count()
+        return count - 1 if count and self._liveness.canary.watch is not None else count
 
     @property
     def watched(self) -> list[Root]:
@@ -154,9 +160,9 @@ class Watcher:
 
     def check_roots(self, *, initial: bool = False) -> None:
         """Pick up roots that appeared, re-arm roots that were replaced, check that
-        watchdog's threads live, retry a failed watcher when its time has come. Cheap:
+        watching is alive, retry a failed watcher when its time has come. Cheap:
         stats and thread flags, unless a retry is due."""
-        self._check_threads()
+        self._check_alive()
         if self._retry_at is not None and time.monotonic() >= self._retry_at:
             self._try_again()
         for root in self.roots:
@@ -173,6 +179,8 @@ class Watcher:
                     self._on_rescan("root_appeared", [root.path])
             if identity is not None:
                 self._watch(root)
+        if self._observer is not None:
+            self._liveness.attach(self._observer)  # after the roots (see liveness.py)
         self._refresh()
 
     def _start_observer(self) -> bool:
@@ -311,29 +319,26 @@ class Watcher:
             next_retry_s=self._retry.delay(self.stats.retries + 1),
         )
 
-    def _check_threads(self) -> None:
+    def _check_alive(self) -> None:
         observer = self._observer
-        if observer is None:
+        verdict = None if observer is None else self._liveness.check(observer, self.stats.events)
+        if observer is None or verdict is None:
             return
-        dead = dead_threads(observer)
-        if not dead:
-            return
-        errors = [self._thread_errors.errors.pop(t, None) for t in dead]
-        error = next((e for e in errors if e is not None), None)
         self._observer = None
+        self._liveness.detach()
         for root in self.roots:
             root.watch = None
-        if not stop_observer(observer, TEARDOWN_S):
-            log.warning("watcher.stop_timeout", timeout_s=TEARDOWN_S)
-        self.stats.error = f"{type(error).__name__}: {error}" if error else "thread ended"
+        stop_observer_later(observer, TEARDOWN_S)
+        if verdict.kind == "backlog":
+            self.stats.backlogs += 1
+            log.warning("watcher.backlog", backlogs=self.stats.backlogs, error=verdict.detail)
+            if self._start_observer():
+                for root in [r for r in self.roots if r.exists and not r.degraded]:
+                    self._watch(root)
+            return self._on_rescan("backlog", None)
+        self.stats.error = verdict.detail
         if "watcher_died" not in self._reported:
-            log.error(
-                "watcher.observer_died",
-                threads=[t.name for t in dead],
-                error=self.stats.error,
-                hint=DIED_HINT,
-                exc_info=error,
-            )
+            verdict.report(DIED_HINT)
         self._fail(None, self.roots, "thread")
 
     # -- called on watchdog's thread --------------------------------------------------
