@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -226,17 +225,12 @@ def _run(
 ) -> subprocess.CompletedProcess[str]:
     """A tracesd command that must give up at once (a daemon that starts is a failure)."""
     try:
-        return subprocess.run(
-            [sys.executable, "-m", "tracesd", *args],
-            env=env or isolated_env(home),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        done: subprocess.CompletedProcess[str] = tracesd(home, *args, env=env)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(
             f"tracesd {args} did not exit: {exc.stdout!r} {exc.stderr!r}"
         ) from None
+    return done
 
 
 @pytest.mark.parametrize(
