@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test test-latest lock soak lint fmt bench clean
+.PHONY: run test test-latest lock soak lint fmt bench clean traces-cli
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("tracesd needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -74,6 +74,30 @@ fmt: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev  ## benchmarks; numbers go to the README table
 	$(BIN)/python -m bench $(ARGS)
+
+# The real Traces CLI, pinned, for the compatibility tests against it (tests/tracescli.py
+# finds it). npm installs the platform package alone into .cache/traces-cli/ (git-ignored):
+# no global install, no install scripts, no package.json or lock file written. The stamp
+# carries the version, so changing the pin re-installs and nothing else does. Only Linux
+# x86_64 has a 0.6.31 binary on the registry: elsewhere, or without npm, the target says
+# so and fails, and the tests that need the CLI skip with that reason.
+TRACES_CLI_VERSION := 0.6.31
+TRACES_CLI_PACKAGE := @traces-sh/traces-linux-x64
+TRACES_CLI_DIR     := .cache/traces-cli
+TRACES_CLI_STAMP   := $(TRACES_CLI_DIR)/.installed-$(TRACES_CLI_VERSION)
+TRACES_CLI         := $(TRACES_CLI_DIR)/node_modules/$(TRACES_CLI_PACKAGE)/bin/traces
+
+traces-cli: $(TRACES_CLI_STAMP)  ## the pinned real Traces CLI, at $(TRACES_CLI)
+
+$(TRACES_CLI_STAMP):
+	@[ "$$(uname -s)-$$(uname -m)" = Linux-x86_64 ] || { echo "traces-cli: $(TRACES_CLI_PACKAGE)@$(TRACES_CLI_VERSION) is Linux x86_64 only, this is $$(uname -s)-$$(uname -m)" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "traces-cli: npm not found; install Node.js/npm, then run make traces-cli" >&2; exit 1; }
+	rm -rf $(TRACES_CLI_DIR)
+	mkdir -p $(TRACES_CLI_DIR)
+	npm install --prefix $(TRACES_CLI_DIR) --no-save --no-package-lock --ignore-scripts \
+	    --no-audit --no-fund --loglevel=error $(TRACES_CLI_PACKAGE)@$(TRACES_CLI_VERSION)
+	$(TRACES_CLI) --version
+	@touch $@
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache *.egg-info
