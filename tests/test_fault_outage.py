@@ -144,11 +144,10 @@ def check_outage(
     assert len(local) == TRACES + 1
     wait_until(lambda: local <= set(fault.server.stored), 120 + o.cap_s + 2 * o.interval_s)
     done = time.monotonic()
-    outbox = query(
-        daemon.db,
-        "SELECT SUM(version > sent_version) AS pending,"
-        " SUM(failed_version IS NOT NULL) AS failed FROM tracesd_outbox",
-    )[0]
+    # The server stores a batch before its answer reaches the daemon, which records the ack
+    # a moment later: wait for that too (bounded), then hold the outbox to zero.
+    wait_until(lambda: outbox_counts(daemon.db)["pending"] == 0, 10)
+    outbox = outbox_counts(daemon.db)
 
     # attempts during the outage, as the daemon logged them (connection refused leaves no
     # trace on any server): one sync.backoff event per failed attempt
@@ -300,6 +299,15 @@ def rss_mb(pid: int) -> float:
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return round((int(fields[11]) + int(fields[12])) / 100, 2)
+
+
+def outbox_counts(db: Path) -> dict[str, Any]:
+    """Traces not yet acknowledged, and traces failed for good, in the daemon's outbox."""
+    return query(
+        db,
+        "SELECT SUM(version > sent_version) AS pending,"
+        " SUM(failed_version IS NOT NULL) AS failed FROM tracesd_outbox",
+    )[0]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
