@@ -34,7 +34,7 @@ def scrub_url(url: str) -> str:
     `user:secret@host:path` loses its secret.
     """
     url = url.strip()
-    skeleton = _skeleton(url)
+    skeleton = separator_skeleton(url)
     marker = skeleton.find("://")
     if marker >= 0:
         return _scrub_scheme_url(url, skeleton, marker)
@@ -82,9 +82,10 @@ def _first(skeleton: str, chars: str, start: int, end: int | None = None) -> int
     return stop
 
 
-def _skeleton(url: str) -> str:
+def separator_skeleton(url: str) -> str:
     """`url` with each character that NFKC-folds to (or into a run holding) a separator
-    replaced by that separator; same length, so indexes carry over to `url`."""
+    replaced by that separator; same length, so indexes carry over to `url`. Other
+    parsers of remote URLs cut where this one does."""
     return "".join(ch if ch.isascii() else _fold(ch) for ch in url)
 
 
