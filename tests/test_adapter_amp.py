@@ -379,7 +379,7 @@ def test_daemon_captures_a_new_amp_thread_with_git_context(
         str(repo),
         "Add a health endpoint",
     )
-    assert row["git_remote_url"] == "https://github.com/acme/amp-app.git"
+    assert row["git_remote_url"] == "https://github.com/acme/amp-app"
     assert row["git_branch"] == "main"
     assert row["git_ref"] == git(repo, "rev-parse", "HEAD")
     assert daemon.stop() == 0

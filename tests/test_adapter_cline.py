@@ -717,7 +717,7 @@ def test_daemon_captures_new_cline_sessions_with_their_git_context(
     row = daemon.row(str(T0))
     assert (row["directory"], row["git_remote_url"], row["git_branch"], row["git_ref"]) == (
         str(repo),
-        "https://github.com/acme/cline.git",
+        "https://github.com/acme/cline",
         "main",
         head,
     )

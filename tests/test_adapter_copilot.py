@@ -585,6 +585,6 @@ def test_a_new_chat_is_captured_by_the_daemon_with_its_git_context(
         "Add a health endpoint",
         str(path),
     )
-    assert row["git_remote_url"] == "https://github.com/acme/chat.git"
+    assert row["git_remote_url"] == "https://github.com/acme/chat"
     assert (row["git_branch"], row["git_ref"]) == ("main", git(repo, "rev-parse", "HEAD"))
     assert daemon.stop() == 0

@@ -694,7 +694,7 @@ def test_new_cursor_sessions_are_captured_live_with_git_context(
         row = running.row(trace_id)
         assert (row["directory"], row["title"]) == (str(repo), title)
         assert (row["git_remote_url"], row["git_branch"], row["git_ref"]) == (
-            "https://github.com/acme/web.git",
+            "https://github.com/acme/web",
             "main",
             head,
         )

@@ -722,7 +722,7 @@ def test_sessions_started_while_the_daemon_runs_are_captured_with_git_context(
         row = wait_for_row(daemon, trace_id, title)
         assert (row["agent_id"], row["directory"]) == ("opencode", str(repo))
         assert (row["git_remote_url"], row["git_branch"], row["git_ref"]) == (
-            "https://github.com/acme/exporter.git",
+            "https://github.com/acme/exporter",
             "main",
             head,
         )

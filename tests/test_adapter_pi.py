@@ -368,7 +368,7 @@ def test_daemon_captures_a_new_pi_session_with_git_context(
         str(repo),
         "Port the CLI to click",
     )
-    assert row["git_remote_url"] == "https://github.com/acme/pi-app.git"
+    assert row["git_remote_url"] == "https://github.com/acme/pi-app"
     assert row["git_branch"] == "main"
     assert row["git_ref"] == git(repo, "rev-parse", "HEAD")
     assert daemon.stop() == 0

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import (
     FIXTURE_TRACES,
     claude_session,
@@ -48,13 +50,13 @@ def test_scan_then_list_shows_git_context(home: Path, tmp_path: Path) -> None:
 
     listed = json.loads(tracesd(home, "list", "--json").stdout)["traces"]
     assert [t["id"] for t in listed] == [session_id]
-    assert listed[0]["git_remote_url"] == "https://github.com/acme/app.git"
+    assert listed[0]["git_remote_url"] == "https://github.com/acme/app"
     assert listed[0]["git_branch"] == "main"
     assert listed[0]["git_ref"] == git(repo, "rev-parse", "HEAD")
 
     table = tracesd(home, "list").stdout.splitlines()
     assert table[0].split() == ["WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE"]
-    assert "github.com/acme/app.git" in table[1]
+    assert "github.com/acme/app " in table[1]
     assert "Wire the list command" in table[1]
 
 
@@ -78,6 +80,37 @@ def test_list_filters_by_agent_repo_and_directory(home: Path, tmp_path: Path) ->
     assert ids("--dir", str(app)) == {a, b}
     assert ids("--dir", str(app / "sub")) == {b}
     assert len(ids("--limit", "1")) == 1
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "https://github.com/acme/app",
+        "https://github.com/acme/app.git/",
+        "https://u:tok@GitHub.com/acme/app.git?x=1#f",
+        "git@github.com:acme/app.git",
+        "git@GitHub.com:/acme/app",
+        "ssh://git@github.com:22/acme/app.git/",
+        "git+ssh://github.com/acme/app",
+    ],
+)
+def test_list_repo_takes_any_form_of_the_repository_url(
+    home: Path, tmp_path: Path, form: str
+) -> None:
+    """`--repo` is canonicalised like the stored URL (INTERFACE section 5): every form of
+    one repository lists its traces, and only its traces."""
+    app = make_repo(tmp_path / "app", remote="git@github.com:acme/app.git")
+    other = make_repo(tmp_path / "other", remote="https://github.com/acme/app-other.git")
+    a, _ = claude_session(home, app)
+    b, _ = codex_session(home, app)
+    claude_session(home, other)
+    assert tracesd(home, "scan").returncode == 0
+
+    out = tracesd(home, "list", "--json", "--repo", form)
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout)["traces"]
+    assert {t["id"] for t in listed} == {a, b}
+    assert {t["git_remote_url"] for t in listed} == {"https://github.com/acme/app"}
 
 
 def test_list_without_a_database_creates_nothing(home: Path) -> None:

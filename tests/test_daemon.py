@@ -43,7 +43,7 @@ def test_session_written_while_running_is_captured_with_git_context(
     daemon = started(daemons, home)
     session_id, path = claude_session(home, repo, "Make it faster")
     row = daemon.row(session_id)
-    assert row["git_remote_url"] == "https://github.com/acme/app.git"
+    assert row["git_remote_url"] == "https://github.com/acme/app"
     assert row["git_branch"] == "main"
     assert row["git_ref"] == git(repo, "rev-parse", "HEAD")
     assert (row["title"], row["directory"], row["source_path"]) == (
@@ -211,7 +211,7 @@ def test_credentials_never_reach_the_database_or_the_log(
     repo = make_repo(tmp_path / "repo", remote=f"https://alice:{token}@github.com/acme/app.git")
     daemon = started(daemons, home)
     session_id, _ = claude_session(home, repo)
-    assert daemon.row(session_id)["git_remote_url"] == "https://github.com/acme/app.git"
+    assert daemon.row(session_id)["git_remote_url"] == "https://github.com/acme/app"
     assert daemon.stop() == 0
     artifacts = [daemon.log_path, *sorted((home / ".traces").glob("traces.db*"))]
     for artifact in artifacts:

@@ -799,15 +799,15 @@ def test_remote_credentials_never_reach_any_artifact(
     not parse (`https://[::1/r.git?private_token=...`, a full-width `#` U+FF03 in the host); the
     traces synced to a real HTTP server: the token is found 0 times in the DB file, its
     -wal and -shm, the log, `tracesd status` and `list` (text and --json), and every request
-    body the server received; the stored URLs are the scrubbed forms."""
+    body the server received; the stored URLs are the canonical forms (INTERFACE section 5)."""
     token = "ghp_SECRETTOKEN"
     remotes = {
-        "https": (f"https://u:{token}1@host.example/r.git", "https://host.example/r.git"),
-        "ssh": (f"ssh://u:{token}2@host.example/r.git", "ssh://u@host.example/r.git"),
-        "scp": (f"u:{token}3@host.example:r.git", "u@host.example:r.git"),
-        "query": (f"https://host.example/r.git?token={token}4", "https://host.example/r.git"),
+        "https": (f"https://u:{token}1@host.example/r.git", "https://host.example/r"),
+        "ssh": (f"ssh://u:{token}2@host.example/r.git", "https://host.example/r"),
+        "scp": (f"u:{token}3@host.example:r.git", "https://host.example/r"),
+        "query": (f"https://host.example/r.git?token={token}4", "https://host.example/r"),
         # URLs no parser accepts (issue 10, 2.10): an unbalanced IPv6 bracket, a full-width #
-        "ipv6": (f"https://[::1/r.git?private_token={token}5", "https://[::1/r.git"),
+        "ipv6": (f"https://[::1/r.git?private_token={token}5", "https://[::1/r"),
         "fullwidth": (
             f"https://host.example＃/r.git?private_token={token}6",
             "https://host.example",
@@ -895,7 +895,7 @@ def test_hostile_git_configs_never_run_a_command(
     row = daemon.row(session_id)
     assert row["git_branch"] == "main"
     assert row["git_ref"] == git(repo, "rev-parse", "HEAD")
-    assert row["git_remote_url"] == "ssh://git@127.0.0.1:1/r.git"
+    assert row["git_remote_url"] == "https://127.0.0.1/r"
     time.sleep(0.5)
     assert sorted(p.name for p in markers.iterdir()) == []
     assert daemon.stop() == 0
@@ -989,13 +989,13 @@ def test_git_layouts_and_a_refused_repository_are_handled_once(
 
     expect = {
         tmp_path / "wt": (
-            "https://example.org/outer.git",
+            "https://example.org/outer",
             "wt-branch",
             git(outer, "rev-parse", "HEAD"),
         ),
         outer / "sub": (str(sub_src), "main", git(sub_src, "rev-parse", "HEAD")),
         bare: (None, None, None),
-        inner: ("https://example.org/inner.git", "dev", git(inner, "rev-parse", "HEAD")),
+        inner: ("https://example.org/inner", "dev", git(inner, "rev-parse", "HEAD")),
         refused: (None, None, None),
     }
     for cwd, want in expect.items():

@@ -326,7 +326,7 @@ def test_special_files_in_repositories_never_stop_capture_sigterm_or_scan(
         row = daemon.row(trace_id, timeout=30)
         fields = (row["git_remote_url"], row["git_branch"], row["git_ref"])
         if name == "clean":
-            assert fields == ("https://github.com/example/project.git", "main", clean_sha)
+            assert fields == ("https://github.com/example/project", "main", clean_sha)
         else:
             assert fields == (None, None, None), name
     failed = [e for e in daemon.events("gitinfo.failed") if e["reason"] == "special_file"]

@@ -39,10 +39,7 @@ async def test_full_repository_gives_remote_branch_and_commit(tmp_path: Path) ->
     """A repository with an origin and a commit answers all three fields."""
     repo = make_repo(tmp_path / "r", remote="https://github.com/acme/widget.git")
     info = await resolver().lookup(str(repo))
-    assert (
-        GitInfo("https://github.com/acme/widget.git", "main", git(repo, "rev-parse", "HEAD"))
-        == info
-    )
+    assert GitInfo("https://github.com/acme/widget", "main", git(repo, "rev-parse", "HEAD")) == info
 
 
 async def test_non_git_directory_is_none(tmp_path: Path) -> None:
@@ -71,14 +68,14 @@ async def test_detached_head_has_no_branch(tmp_path: Path) -> None:
     first = git(repo, "rev-parse", "HEAD~1")
     git(repo, "checkout", "-q", "--detach", first)
     info = await resolver().lookup(str(repo))
-    assert info == GitInfo("https://github.com/example/project.git", None, first)
+    assert info == GitInfo("https://github.com/example/project", None, first)
 
 
 async def test_repository_without_commits_has_branch_but_no_ref(tmp_path: Path) -> None:
     """An unborn branch: the branch name answers, the ref is NULL."""
     repo = make_repo(tmp_path / "r", commits=0, branch="trunk")
     info = await resolver().lookup(str(repo))
-    assert info == GitInfo("https://github.com/example/project.git", "trunk", None)
+    assert info == GitInfo("https://github.com/example/project", "trunk", None)
 
 
 async def test_subdirectory_resolves_to_its_repository(tmp_path: Path) -> None:
@@ -96,7 +93,7 @@ async def test_worktree_resolves_its_own_branch_and_shared_remote(tmp_path: Path
     git(repo, "worktree", "add", "-q", "-b", "feature", str(worktree))
     sha = commit(worktree, "on feature")
     info = await resolver().lookup(str(worktree))
-    assert info == GitInfo("https://github.com/acme/widget.git", "feature", sha)
+    assert info == GitInfo("https://github.com/acme/widget", "feature", sha)
     main = await resolver().lookup(str(repo))
     assert main is not None
     assert main.branch == "main"
@@ -107,7 +104,7 @@ async def test_credentials_in_remote_are_stripped(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", remote="https://user:ghp_SECRET123@github.com/acme/w.git")
     info = await resolver().lookup(str(repo))
     assert info is not None
-    assert info.remote_url == "https://github.com/acme/w.git"
+    assert info.remote_url == "https://github.com/acme/w"
 
 
 @pytest.mark.parametrize(
@@ -231,7 +228,7 @@ async def test_cache_is_never_stale_after_checkout_commit_or_remote_change(tmp_p
     r = resolver()
     await r.lookup(str(repo))
 
-    origin = "https://github.com/example/project.git"
+    origin = "https://github.com/example/project"
     git(repo, "checkout", "-q", "-b", "other")
     assert await r.lookup(str(repo)) == GitInfo(origin, "other", git(repo, "rev-parse", "HEAD"))
 
@@ -239,14 +236,14 @@ async def test_cache_is_never_stale_after_checkout_commit_or_remote_change(tmp_p
     assert await r.lookup(str(repo)) == GitInfo(origin, "other", sha)
 
     git(repo, "remote", "set-url", "origin", "https://example.org/moved.git")
-    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved.git", "other", sha)
+    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved", "other", sha)
 
     git(repo, "pack-refs", "--all")
     sha = commit(repo)
-    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved.git", "other", sha)
+    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved", "other", sha)
 
     git(repo, "checkout", "-q", "--detach")
-    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved.git", None, sha)
+    assert await r.lookup(str(repo)) == GitInfo("https://example.org/moved", None, sha)
 
 
 async def test_concurrent_lookups_of_one_repository_share_one_git_run(tmp_path: Path) -> None:
@@ -273,7 +270,7 @@ async def test_a_batch_of_directories_asks_each_repository_once(tmp_path: Path) 
     assert sorted(found) == sorted(set(dirs))
     assert found[str(one)] == found[str(one / "sub")] == await r.lookup(str(one))
     branch, sha = git(two, "symbolic-ref", "--short", "HEAD"), git(two, "rev-parse", "HEAD")
-    assert found[str(two)] == GitInfo("https://github.com/example/project.git", branch, sha)
+    assert found[str(two)] == GitInfo("https://github.com/example/project", branch, sha)
     assert found[str(plain)] is None
     assert found[str(tmp_path / "gone")] is None
     assert len(calls.read_text().splitlines()) == 6
@@ -286,4 +283,97 @@ async def test_environment_git_dir_does_not_redirect_lookups(tmp_path: Path) -> 
     env = {**os.environ, "GIT_DIR": str(decoy / ".git"), "GIT_WORK_TREE": str(decoy)}
     info = await GitResolver(timeout_s=5, environ=env).lookup(str(repo))
     assert info is not None
-    assert info.remote_url == "https://github.com/acme/right.git"
+    assert info.remote_url == "https://github.com/acme/right"
+
+
+# ------------------------------------------------------------ which remote, which form
+
+
+async def test_remote_is_stored_in_canonical_form(tmp_path: Path) -> None:
+    """An scp-like origin is stored as https://host/path (INTERFACE section 5)."""
+    repo = make_repo(tmp_path / "r", remote="git@GitHub.com:Acme/Widget.git")
+    info = await resolver().lookup(str(repo))
+    assert info is not None
+    assert info.remote_url == "https://github.com/Acme/Widget"
+
+
+def two_remotes(path: Path) -> Path:
+    repo = make_repo(path, remote="git@github.com:acme/origin.git")
+    git(repo, "remote", "add", "upstream", "ssh://git@github.com:22/acme/upstream.git/")
+    return repo
+
+
+async def test_the_current_branchs_configured_remote_is_used(tmp_path: Path) -> None:
+    """`branch.<name>.remote` names the repository, not origin."""
+    repo = two_remotes(tmp_path / "r")
+    git(repo, "config", "branch.main.remote", "upstream")
+    info = await resolver().lookup(str(repo))
+    assert info == GitInfo(
+        "https://github.com/acme/upstream", "main", git(repo, "rev-parse", "HEAD")
+    )
+
+
+async def test_a_changed_branch_remote_is_seen_by_the_next_lookup(tmp_path: Path) -> None:
+    """The cache is keyed on the config files: `git config branch.x.remote` (and a checkout
+    of a branch with another remote) is seen at once, never answered from the cache."""
+    repo = two_remotes(tmp_path / "r")
+    r = resolver()
+    first = await r.lookup(str(repo))
+    assert first is not None
+    assert first.remote_url == "https://github.com/acme/origin"
+
+    git(repo, "config", "branch.main.remote", "upstream")
+    second = await r.lookup(str(repo))
+    assert second is not None
+    assert second.remote_url == "https://github.com/acme/upstream"
+
+    git(repo, "checkout", "-q", "-b", "other")
+    third = await r.lookup(str(repo))
+    assert third is not None
+    assert (third.remote_url, third.branch) == ("https://github.com/acme/origin", "other")
+    assert r.cache_hits == 0
+
+
+async def test_a_detached_head_uses_origin(tmp_path: Path) -> None:
+    """No branch, no branch remote: origin names the repository."""
+    repo = two_remotes(tmp_path / "r")
+    git(repo, "config", "branch.main.remote", "upstream")
+    git(repo, "checkout", "-q", "--detach")
+    info = await resolver().lookup(str(repo))
+    assert info == GitInfo("https://github.com/acme/origin", None, git(repo, "rev-parse", "HEAD"))
+
+
+@pytest.mark.parametrize("remote", [".", "gone"])
+async def test_a_branch_remote_without_a_url_falls_back_to_origin(
+    tmp_path: Path, remote: str
+) -> None:
+    """`branch.main.remote = .` (a local branch tracked) or a remote with no URL: origin."""
+    repo = two_remotes(tmp_path / "r")
+    git(repo, "config", "branch.main.remote", remote)
+    info = await resolver().lookup(str(repo))
+    assert info is not None
+    assert info.remote_url == "https://github.com/acme/origin"
+
+
+async def test_insteadof_rewrites_the_remote_like_git_remote_get_url(tmp_path: Path) -> None:
+    """`url.<base>.insteadOf` applies, the longest matching prefix winning, as in
+    `git remote get-url`; the result is then canonical."""
+    repo = make_repo(tmp_path / "r", remote="gh:acme/widget.git")
+    git(repo, "config", "url.git@github.com:.insteadOf", "gh:")
+    git(repo, "config", "url.https://git.example.org/mirror/.insteadOf", "gh:acme/")
+    expected = git(repo, "remote", "get-url", "origin")
+    assert expected == "https://git.example.org/mirror/widget.git"  # control: git's answer
+    info = await resolver().lookup(str(repo))
+    assert info is not None
+    assert info.remote_url == "https://git.example.org/mirror/widget"
+
+
+async def test_a_lookup_still_runs_git_three_times_in_parallel(tmp_path: Path) -> None:
+    """Choosing the branch's remote costs no extra git run (capture latency)."""
+    repo = two_remotes(tmp_path / "r")
+    git(repo, "config", "branch.main.remote", "upstream")
+    path, calls = counting_git(tmp_path)
+    info = await resolver(path=path).lookup(str(repo))
+    assert info is not None
+    assert info.remote_url == "https://github.com/acme/upstream"
+    assert len(calls.read_text().splitlines()) == 3

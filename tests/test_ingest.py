@@ -47,7 +47,7 @@ async def test_new_session_is_stored_with_git_context(rig: Rig, home: Path, tmp_
     assert (result.captured, result.error) == (1, None)
     trace = await rig.store.get(session_id)
     assert trace is not None
-    assert trace.git_remote_url == "https://github.com/acme/app.git"
+    assert trace.git_remote_url == "https://github.com/acme/app"
     assert trace.git_branch == "main"
     assert trace.git_ref == git(repo, "rev-parse", "HEAD")
     assert (trace.title, trace.directory, trace.source_path) == ("Add a flag", str(repo), str(path))
@@ -142,7 +142,7 @@ async def test_agent_recorded_git_fills_in_when_the_directory_is_gone(rig: Rig, 
 
     trace = await rig.store.get(meta["payload"]["id"])
     assert trace is not None
-    assert trace.git_remote_url == "https://github.com/example/x.git"
+    assert trace.git_remote_url == "https://github.com/example/x"
     assert (trace.git_branch, trace.git_ref) == ("main", "4d3c2b1a0f9e8d7c6b5a49382716050f4e3d2c1b")
 
 

@@ -22,7 +22,7 @@ def trace(id: str = "t1", **fields: object) -> Trace:
 
 async def test_git_fields_round_trip(store: Store) -> None:
     """What is upserted is what get() returns, git fields included."""
-    stored = trace(git_remote_url="https://github.com/a/b.git", git_branch="main", git_ref="a" * 40)
+    stored = trace(git_remote_url="https://github.com/a/b", git_branch="main", git_ref="a" * 40)
     await store.upsert(stored)
     got = await store.get("t1")
     assert got is not None
@@ -34,12 +34,12 @@ async def test_git_fields_round_trip(store: Store) -> None:
 
 async def test_reupsert_with_null_git_fields_keeps_stored_values(store: Store) -> None:
     """COALESCE(new, old): NULL keeps what is stored, a value replaces it."""
-    await store.upsert(trace(git_remote_url="https://h/r.git", git_branch="main", git_ref="1" * 40))
+    await store.upsert(trace(git_remote_url="https://h/r", git_branch="main", git_ref="1" * 40))
     await store.upsert(trace(title="later"))
     got = await store.get("t1")
     assert got is not None
     assert (got.git_remote_url, got.git_branch, got.git_ref) == (
-        "https://h/r.git",
+        "https://h/r",
         "main",
         "1" * 40,
     )
@@ -48,7 +48,20 @@ async def test_reupsert_with_null_git_fields_keeps_stored_values(store: Store) -
     await store.upsert(trace(git_branch="dev"))
     got = await store.get("t1")
     assert got is not None
-    assert (got.git_remote_url, got.git_branch) == ("https://h/r.git", "dev")
+    assert (got.git_remote_url, got.git_branch) == ("https://h/r", "dev")
+
+
+async def test_a_repository_url_is_stored_in_canonical_form_by_every_write(store: Store) -> None:
+    """Whoever writes (an insert, a merge, an update), the URL is stored canonical
+    (INTERFACE section 5) and never with its credentials."""
+    await store.upsert(trace("a", git_remote_url="git@GitHub.com:acme/app.git"))
+    await store.upsert(trace("b"))
+    await store.upsert(trace("b", git_remote_url="https://u:tok@github.com/acme/app.git/"))
+    await store.upsert(trace("c"))
+    assert await store.update("c", git_remote_url="ssh://git@github.com:22/acme/app")
+    assert await store.update("a", git_remote_url=None)
+    got = await store.get_many(["a", "b", "c"])
+    assert [got[i].git_remote_url for i in "abc"] == [None, *["https://github.com/acme/app"] * 2]
 
 
 async def test_reupsert_keeps_created_at(store: Store) -> None:

@@ -49,7 +49,7 @@ def test_captured_traces_reach_the_server_with_git_context(
     session_id, _ = claude_session(home, repo, "Ship it")
     wait_for(lambda: session_id in fault.server.stored)
     sent = fault.server.stored[session_id]
-    assert sent["gitRemoteUrl"] == "https://github.com/acme/app.git"
+    assert sent["gitRemoteUrl"] == "https://github.com/acme/app"
     assert sent["gitBranch"] == "main"
     assert sent["gitRef"] == git(repo, "rev-parse", "HEAD")
     assert sent["title"] == "Ship it"

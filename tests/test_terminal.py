@@ -94,6 +94,7 @@ def test_escape_sequences_reach_no_terminal_through_list_status_doctor_or_the_lo
     env = isolated_env(home, TRACES_API_KEY="sk-terminal")
     (home / ".claude" / "projects").mkdir(parents=True)
     remote = f"https://host.example/r{EVIL}.git"
+    stored = f"https://host.example/r{EVIL}"  # canonical (INTERFACE section 5)
     repo = make_repo(home / f"project{EVIL}", remote=remote)
     git(repo, "checkout", "-q", "-b", f"feature{EVIL_BRANCH}")
     daemon = daemons(home, "--log-format", "console", env=env)
@@ -131,7 +132,7 @@ def test_escape_sequences_reach_no_terminal_through_list_status_doctor_or_the_lo
     listed = outputs["list"].stdout.decode()
     assert "\\x1b[31m\\x9b2J" in listed  # the id
     assert f"feature{terminal.escape(EVIL_BRANCH)}" in listed
-    assert terminal.escape(remote.removeprefix("https://")) in listed
+    assert terminal.escape(stored.removeprefix("https://")) in listed
     shown = outputs["status"].stdout.decode()
     assert f"rejected {terminal.escape(EVIL)} by the server" in shown
     assert terminal.escape(str(home)) in outputs["doctor"].stdout.decode()
@@ -140,7 +141,7 @@ def test_escape_sequences_reach_no_terminal_through_list_status_doctor_or_the_lo
         assert unsafe(done.stdout.removesuffix(b"\n"), keep="") == [], name
     traces = {t["id"]: t for t in json.loads(jsons["list --json"].stdout)["traces"]}
     assert traces[trace_id]["git_branch"] == f"feature{EVIL_BRANCH}"
-    assert traces[trace_id]["git_remote_url"] == remote
+    assert traces[trace_id]["git_remote_url"] == stored
     assert traces[trace_id]["directory"] == str(repo)
     # the server's text is foreign input: made printable where it is read (tracesd.answers)
     assert any(terminal.escape(EVIL) in f["error"] for f in status_json["sync"]["failures"])

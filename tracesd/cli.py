@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true", help="print one JSON document")
     lst.add_argument("--limit", type=_positive, default=50, metavar="N")
     lst.add_argument("--agent", choices=AGENT_IDS, metavar="ID")
-    lst.add_argument("--repo", metavar="URL", help="git remote URL (with or without .git)")
+    lst.add_argument("--repo", metavar="URL", help="repository URL, in any form (https, ssh, scp)")
     lst.add_argument("--dir", metavar="PATH", help="working directory, and everything below it")
     lst.set_defaults(func=_list)
 

@@ -1,7 +1,12 @@
-"""Git context of a directory: origin URL (credentials stripped), branch, HEAD commit.
+"""Git context of a directory: its repository's canonical URL, branch, HEAD commit.
 
 Each of the three is asked of `git` separately, in parallel, so a repository with no remote
-or no commits still answers the rest. Every call is inert on any repository: fsmonitor and
+or no commits still answers the rest. The remote is the current branch's
+(`branch.<name>.remote`), else `origin` (INTERFACE section 5): one `git config` run reads
+every branch's remote, every remote's URL and every `url.<base>.insteadOf`, and the choice
+is made here once the branch is known, so it costs no second round trip; the URL is
+rewritten by `insteadOf` as `git remote get-url` would, then stored in canonical form
+(repourl), which never holds a credential. Every call is inert on any repository: fsmonitor and
 hooks off, no optional locks, no prompts, stdin closed, and one deadline for the whole
 lookup (our own reads that find and fingerprint the repository included) that kills the
 process group of any git still running.
@@ -31,13 +36,15 @@ import structlog
 from tracesd import gitrepo
 from tracesd.gitrepo import Fingerprint, Print, Repo
 from tracesd.models import GitInfo
-from tracesd.redact import scrub_url
+from tracesd.repourl import canonical_or_none
 
 log = structlog.get_logger("tracesd.gitinfo")
 
 #: after a timeout, a repository is not asked again for this long (unless it changes)
 TIMEOUT_BACKOFF_S = 30.0
-_MAX_OUTPUT = 64 * 1024
+#: kept of each git output; the config answer lists every branch's remote (a repository
+#: with thousands of branches holds a few hundred kB of them)
+_MAX_OUTPUT = 1024 * 1024
 
 _SAFE_FLAGS = (
     "--no-optional-locks",
@@ -49,10 +56,16 @@ _SAFE_FLAGS = (
     "core.untrackedCache=false",
 )
 _QUERIES = {
-    "remote_url": ("remote", "get-url", "origin"),
+    "remotes": (
+        "config",
+        "-z",
+        "--get-regexp",
+        r"^(branch\..*\.remote|remote\..*\.url|url\..*\.insteadof)$",
+    ),
     "branch": ("symbolic-ref", "--quiet", "--short", "HEAD"),
     "ref": ("rev-parse", "--verify", "--quiet", "HEAD"),
 }
+_FIELDS = ("remote_url", "branch", "ref")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -186,10 +199,11 @@ class GitResolver:
         answers = dict(zip(names, results, strict=True))
         timed_out = any(r is _TIMEOUT for r in results)
         values = {k: (v if isinstance(v, str) else None) for k, v in answers.items()}
-        refusals = [r for r in results if isinstance(r, _Failed)]
-        if len(refusals) == len(results):
+        refusals = [r for k in ("branch", "ref") if isinstance(r := answers[k], _Failed)]
+        if len(refusals) == 2:
             # git refuses the repository outright (dubious ownership, a broken .git): one
-            # line per repository state, since the answer is cached like any other.
+            # line per repository state, since the answer is cached like any other. (`git
+            # config` still answers then, from the other config files.)
             self.failures += 1
             message = refusals[0].message
             log.warning(
@@ -198,11 +212,14 @@ class GitResolver:
                 reason="unsafe_repository" if "dubious ownership" in message else "git_error",
                 error=message,
             )
-        if values["remote_url"] is not None:
-            values["remote_url"] = scrub_url(values["remote_url"]) or None
         if values["ref"] is not None and not _SHA.match(values["ref"]):
             values["ref"] = None
-        info = GitInfo(**values)
+        # Which remote depends on the branch: when that answer timed out, none is chosen
+        # (origin might not be the branch's remote).
+        config = values.pop("remotes")
+        if answers["branch"] is _TIMEOUT:
+            config = None
+        info = GitInfo(canonical_or_none(_remote_url(config, values["branch"])), **values)
         entry = _Entry(found.print, info)
         if timed_out:
             self.timeouts += 1
@@ -211,7 +228,7 @@ class GitResolver:
                 "gitinfo.timeout",
                 worktree=repo.worktree,
                 timeout_s=self.timeout_s,
-                answered=[k for k, v in values.items() if v is not None],
+                answered=[k for k in _FIELDS if getattr(info, k) is not None],
             )
         self._cache[repo.worktree] = entry
         return entry
@@ -256,6 +273,34 @@ class GitResolver:
             return _Failed(error) if error else None
         text = bytes(proto.stdout).decode("utf-8", "replace").strip()
         return text or None
+
+
+def _remote_url(config: str | None, branch: str | None) -> str | None:
+    """The URL of `branch`'s remote, else of origin, from `git config -z --get-regexp`
+    output; rewritten by the longest matching `url.<base>.insteadOf`, like git does."""
+    if config is None:
+        return None
+    urls: dict[str, str] = {}
+    branch_remote: str | None = None
+    rewrites: list[tuple[str, str]] = []  # (insteadOf prefix, base), in config order
+    for entry in config.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key.startswith("remote.") and key.endswith(".url"):
+            urls.setdefault(key[len("remote.") : -len(".url")], value)  # the first, like git
+        elif branch is not None and key == f"branch.{branch}.remote":
+            branch_remote = value
+        elif key.startswith("url.") and key.endswith(".insteadof"):
+            rewrites.append((value, key[len("url.") : -len(".insteadof")]))
+    url = urls.get(branch_remote or "origin") or urls.get("origin")
+    if url is None:
+        return None
+    longest = ("", "")
+    for prefix, base in rewrites:
+        if prefix and url.startswith(prefix) and len(prefix) > len(longest[0]):
+            longest = (prefix, base)
+    if longest[0]:
+        url = longest[1] + url[len(longest[0]) :]
+    return url
 
 
 class _Timeout:

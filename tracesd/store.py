@@ -28,6 +28,7 @@ from tracesd import dbfile, quarantine
 from tracesd.errors import RowRejected, StoreClosed, StoreCorrupt, StoreError
 from tracesd.groupcommit import GroupCommit
 from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace, racy
+from tracesd.repourl import canonical
 from tracesd.writes import Transaction
 
 log = structlog.get_logger("tracesd.store")
@@ -252,8 +253,9 @@ class Store:
     ) -> list[Trace]:
         """Traces newest first (by last activity), filtered by agent, remote URL, directory.
 
-        `repo` matches with or without a trailing `.git`; `directory` matches the directory
-        itself and everything below it.
+        `repo` is any form of the repository's URL (ssh, scp-like, https with or without
+        `.git`): its canonical form is compared with the stored one (INTERFACE section 5);
+        `directory` matches the directory itself and everything below it.
         """
         where: list[str] = []
         args: list[Any] = []
@@ -261,9 +263,8 @@ class Store:
             where.append("agent_id = ?")
             args.append(agent)
         if repo:
-            base = repo.rstrip("/").removesuffix(".git")
-            where.append("git_remote_url IN (?, ?, ?)")
-            args += [base, base + ".git", base + "/"]
+            where.append("git_remote_url = ?")
+            args.append(canonical(repo))
         if directory:
             directory = directory.rstrip("/") or "/"
             prefix = directory if directory.endswith("/") else directory + "/"

@@ -8,7 +8,7 @@ from typing import Any
 
 from tracesd.errors import ParseError
 from tracesd.models import GitInfo, Trace, TraceMeta
-from tracesd.redact import scrub_url
+from tracesd.repourl import canonical_or_none
 from tracesd.writes import now_ms
 
 
@@ -45,9 +45,8 @@ def changes(stored: Trace, meta: TraceMeta, git: GitInfo | None) -> dict[str, An
 
 
 def scrubbed(git: GitInfo) -> GitInfo:
-    """An agent's own git record, with credentials removed like ours."""
-    url = scrub_url(git.remote_url) if git.remote_url else None
-    return GitInfo(remote_url=url or None, branch=git.branch, ref=git.ref)
+    """An agent's own git record, its URL in canonical form like ours (no credentials)."""
+    return GitInfo(remote_url=canonical_or_none(git.remote_url), branch=git.branch, ref=git.ref)
 
 
 def encodable(text: str) -> bool:

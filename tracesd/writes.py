@@ -1,5 +1,8 @@
 """The write side of one store transaction: the SQL that changes traces and file states.
 
+A repository URL is stored in canonical form (repourl) whoever writes it, so comparing
+repositories is comparing strings.
+
 Only valid inside `Store.atomic()`, which owns the transaction; see store.py.
 """
 
@@ -13,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from tracesd.models import TRACE_COLUMNS, FileState, Trace
+from tracesd.repourl import canonical_or_none
 
 #: fields an upsert merges with COALESCE(new, old); the others are set as given
 _MERGED = tuple(c for c in TRACE_COLUMNS if c not in ("id", "agent_id", "created_at", "updated_at"))
@@ -45,6 +49,7 @@ class Transaction:
             values = trace.as_dict()
             values["updated_at"] = values["updated_at"] or stamp
             values["created_at"] = values["created_at"] or stamp
+            values["git_remote_url"] = canonical_or_none(values["git_remote_url"])
             rows.append([values[c] for c in TRACE_COLUMNS])
             ids.append(trace.id)
         # Asked inside the write transaction, so the answer holds against every other
@@ -68,6 +73,8 @@ class Transaction:
         if unknown:
             raise ValueError(f"not updatable trace fields: {', '.join(sorted(unknown))}")
         fields.setdefault("updated_at", now_ms())
+        if "git_remote_url" in fields:
+            fields["git_remote_url"] = canonical_or_none(fields["git_remote_url"])
         assignments = ", ".join(f"{name} = ?" for name in fields)
         sql = f"UPDATE traces SET {assignments} WHERE id = ?"
         cursor = await self._db.execute(sql, [*fields.values(), trace_id])
