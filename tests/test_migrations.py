@@ -43,11 +43,12 @@ def traces_cli_v3(db: Path, rows: int = 3) -> None:
 
 
 def test_fresh_database_gets_the_current_schema(tmp_path: Path) -> None:
-    """A new file ends at version 4 with every INTERFACE column and tracesd's own tables."""
+    """A new file ends at the current version with every INTERFACE column and tracesd's
+    own tables."""
     db = tmp_path / "t.db"
     result = migrations.apply(db)
     assert (result.from_version, result.to_version) == (0, migrations.SCHEMA_VERSION)
-    assert user_version(db) == 4
+    assert user_version(db) == migrations.SCHEMA_VERSION == 5
     assert list(TRACE_COLUMNS) == sorted(columns(db), key=list(TRACE_COLUMNS).index)
     assert set(columns(db)) == set(TRACE_COLUMNS)
     assert "path" in columns(db, "tracesd_files")
@@ -59,7 +60,7 @@ def test_applying_twice_changes_nothing(tmp_path: Path) -> None:
     migrations.apply(db)
     result = migrations.apply(db)
     assert result.applied == ()
-    assert result.from_version == result.to_version == 4
+    assert result.from_version == result.to_version == 5
 
 
 @pytest.mark.parametrize(("version", "name", "step"), migrations.SHARED)
@@ -80,18 +81,18 @@ def test_a_step_rerun_after_a_lost_version_bump_is_harmless(tmp_path: Path) -> N
     migrations.apply(db)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 3")
-    assert migrations.apply(db).applied == ("traces_git_context",)
-    assert user_version(db) == 4
+    assert migrations.apply(db).applied == ("traces_git_context", "traces_canonical_remote")
+    assert user_version(db) == 5
 
 
 def test_traces_cli_v3_database_upgrades_in_place_keeping_rows(tmp_path: Path) -> None:
-    """v3 -> 4 adds the git columns and keeps every row and value."""
+    """v3 -> 5 adds the git columns and keeps every row and value."""
     db = tmp_path / "t.db"
     traces_cli_v3(db, rows=5)
 
     result = migrations.apply(db)
 
-    assert (result.from_version, result.to_version) == (3, 4)
+    assert (result.from_version, result.to_version) == (3, 5)
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
         rows = [dict(r) for r in conn.execute("SELECT * FROM traces ORDER BY id")]
@@ -146,3 +147,78 @@ def test_failing_step_leaves_no_trace(tmp_path: Path, monkeypatch: pytest.Monkey
         migrations.apply(db)
     assert user_version(db) == 3
     assert "half_done" not in columns(db)
+
+
+def tracesd_v4(db: Path, remotes: dict[str, str | None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database as tracesd with schema 4 left it (its migrations, outbox triggers
+    included), one trace per remote, every trace acknowledged by the server."""
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "SCHEMA_VERSION", 4)
+        m.setattr(migrations, "SHARED", migrations.SHARED[:2])
+        migrations.apply(db)
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO traces (id, agent_id, title, timestamp, directory, git_remote_url,"
+            " git_branch, git_ref, created_at, updated_at)"
+            " VALUES (?, 'codex', ?, 1000, '/w', ?, 'main', ?, 5, 6)",
+            [(i, f"title {i}", url, "a" * 40) for i, url in remotes.items()],
+        )
+        conn.execute("UPDATE tracesd_outbox SET sent_version = version")
+    assert user_version(db) == 4
+
+
+def test_a_v4_database_gets_every_repository_url_in_canonical_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4 -> 5 rewrites each stored URL to its canonical form (INTERFACE section 5) and
+    changes nothing else; the traces whose URL changed are sent again (the server should
+    know the repository by the same identity), the others are not."""
+    raw = {
+        "scp": "git@github.com:Acme/App.git",
+        "ssh": "ssh://git@GitHub.com:22/Acme/App.git/",
+        "https": "https://github.com/Acme/App.git",
+        "port": "https://Example.COM:8443/o/r.git/",
+        "canonical": "https://github.com/Acme/App",
+        "local": "/srv/git/repo.git",
+        "none": None,
+    }
+    db = tmp_path / "t.db"
+    tracesd_v4(db, raw, monkeypatch)
+    before = {r["id"]: r for r in rows(db)}
+
+    result = migrations.apply(db)
+
+    assert (result.from_version, result.to_version) == (4, 5)
+    assert result.applied == ("traces_canonical_remote",)
+    after = {r["id"]: r for r in rows(db)}
+    assert {i: r["git_remote_url"] for i, r in after.items()} == {
+        "scp": "https://github.com/Acme/App",
+        "ssh": "https://github.com/Acme/App",
+        "https": "https://github.com/Acme/App",
+        "port": "https://example.com:8443/o/r",
+        "canonical": "https://github.com/Acme/App",
+        "local": "/srv/git/repo.git",
+        "none": None,
+    }
+    for i, row in after.items():
+        assert {**row, "git_remote_url": None} == {**before[i], "git_remote_url": None}, i
+    with sqlite3.connect(db) as conn:
+        pending = {
+            r[0]
+            for r in conn.execute(
+                "SELECT trace_id FROM tracesd_outbox WHERE version > sent_version"
+            )
+        }
+    assert pending == {"scp", "ssh", "https", "port"}
+
+    assert migrations.apply(db).applied == ()
+    step = migrations.SHARED[-1][2]
+    with sqlite3.connect(db) as conn:
+        step(conn)  # idempotent on its own: a crash before the version bump re-runs it
+    assert {r["id"]: r for r in rows(db)} == after
+
+
+def rows(db: Path) -> list[dict[str, object]]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM traces ORDER BY id")]

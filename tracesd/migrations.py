@@ -24,8 +24,9 @@ from pathlib import Path
 
 from tracesd import quarantine, sqliteuri
 from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
+from tracesd.repourl import canonical_or_none
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Step = Callable[[sqlite3.Connection], None]
 
@@ -92,6 +93,21 @@ def _traces_v4_git(conn: sqlite3.Connection) -> None:
     )
     conn.execute("CREATE INDEX IF NOT EXISTS traces_git_remote_url ON traces (git_remote_url)")
     conn.execute("CREATE INDEX IF NOT EXISTS traces_timestamp ON traces (timestamp)")
+
+
+def _traces_v5_canonical_remote(conn: sqlite3.Connection) -> None:
+    # One repository identity (INTERFACE section 5): every stored URL in canonical form,
+    # rewritten per distinct value. The outbox trigger re-queues each trace whose URL
+    # changes: the server then gets the canonical URL too, which is what we send now.
+    found = conn.execute(
+        "SELECT DISTINCT git_remote_url FROM traces WHERE git_remote_url IS NOT NULL"
+    ).fetchall()
+    for (stored,) in found:
+        wanted = canonical_or_none(stored)
+        if wanted != stored:
+            conn.execute(
+                "UPDATE traces SET git_remote_url = ? WHERE git_remote_url = ?", (wanted, stored)
+            )
 
 
 def _files(conn: sqlite3.Connection) -> None:
@@ -173,6 +189,7 @@ def _outbox(conn: sqlite3.Connection) -> None:
 SHARED: tuple[tuple[int, str, Step], ...] = (
     (3, "traces_v3_layout", _traces_v3),
     (4, "traces_git_context", _traces_v4_git),
+    (5, "traces_canonical_remote", _traces_v5_canonical_remote),
 )
 
 
