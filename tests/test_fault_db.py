@@ -260,7 +260,7 @@ def test_a_locked_database_is_waited_for_never_quarantined(tmp_path: Path) -> No
 
 def test_the_daemon_refuses_a_newer_schema_and_leaves_the_file_untouched(home: Path) -> None:
     """`tracesd run` on a database of schema version 9: exit 1 (a runtime failure,
-    INTERFACE section 3) within 10 s, one message naming 9, the supported 4 and the fix;
+    INTERFACE section 3) within 10 s, one message naming 9, the supported 5 and the fix;
     the file byte for byte as it was (sha256), no file added beside it."""
     db = home / ".traces" / "traces.db"
     db.parent.mkdir()
@@ -271,7 +271,7 @@ def test_the_daemon_refuses_a_newer_schema_and_leaves_the_file_untouched(home: P
     digest = sha256(db)
     result = run_once(home)
     assert result.returncode == 1
-    assert "schema version 9, newer than the 4 this tracesd supports" in result.stderr
+    assert "schema version 9, newer than the 5 this tracesd supports" in result.stderr
     assert "upgrade tracesd" in result.stderr
     assert sha256(db) == digest
     assert sorted(p.name for p in db.parent.iterdir()) == ["traces.db"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import signal
@@ -29,7 +30,7 @@ from tracesd.server.schema import validate
 TOKEN = "token-one"
 OTHER_TOKEN = "token-two"
 REF = "0123456789abcdef0123456789abcdef01234567"
-REMOTE = "https://github.com/acme/app.git"
+REMOTE = "https://github.com/acme/app"  # canonical (INTERFACE section 5)
 
 
 @dataclass
@@ -444,7 +445,8 @@ async def test_a_batch_stores_what_put_would_store(api: Api) -> None:
 
 
 async def test_list_filters_by_remote_branch_agent_and_their_combination(api: Api) -> None:
-    """Each filter is an exact match; filters combine with AND."""
+    """Each filter matches one value (a repository in any form of its URL); filters
+    combine with AND."""
     other = "https://github.com/acme/lib.git"
     await api.batch(
         [
@@ -461,7 +463,7 @@ async def test_list_filters_by_remote_branch_agent_and_their_combination(api: Ap
     assert await ids() == ["d", "c", "b", "a"]
     assert await ids(gitRemoteUrl=REMOTE) == ["c", "b", "a"]
     assert await ids(gitRemoteUrl=other) == ["d"]
-    assert await ids(gitRemoteUrl=REMOTE.removesuffix(".git")) == []
+    assert await ids(gitRemoteUrl="https://github.com/acme/ap") == []
     assert await ids(gitBranch="main") == ["d", "c", "a"]
     assert await ids(agentId="codex") == ["c"]
     assert await ids(gitRemoteUrl=REMOTE, gitBranch="main") == ["c", "a"]
@@ -560,6 +562,85 @@ async def test_traces_survive_a_restart_of_the_server(tmp_path: Path) -> None:
         assert await second.get("t1") == stored
     finally:
         await second.close()
+
+
+# ------------------------------------------------------------- repository identity
+
+FORMS = (
+    "git@github.com:acme/app.git",
+    "ssh://git@GitHub.com:22/acme/app.git/",
+    "https://u:tok@github.com/acme/app.git/?q=1#f",
+    "https://github.com/acme/app.git",
+    REMOTE,
+)
+
+
+async def test_a_remote_in_any_form_is_stored_canonical_and_found_by_any_form(api: Api) -> None:
+    """Clients that send one repository in different forms (INTERFACE section 5) store
+    one canonical URL, without credentials; `?gitRemoteUrl=` in any form finds them all."""
+    for i, form in enumerate(FORMS):
+        answer = await api.put(f"t{i}", trace(gitRemoteUrl=form))
+        assert answer.body["gitRemoteUrl"] == REMOTE
+    await api.batch([item("b", gitRemoteUrl="git@github.com:acme/app")])
+    everything = ["b", *(f"t{i}" for i in reversed(range(len(FORMS))))]
+    for form in FORMS:
+        found = await api.every_trace(gitRemoteUrl=form)
+        assert [t["externalId"] for t in found] == everything, form
+        assert {t["gitRemoteUrl"] for t in found} == {REMOTE}
+    assert await api.every_trace(gitRemoteUrl="git@github.com:acme/lib.git") == []
+
+
+async def test_resending_another_form_of_the_stored_remote_changes_nothing(api: Api) -> None:
+    """The canonical URL is what is compared: another spelling is no change (updatedAt
+    stays)."""
+    first = (await api.put("t1", trace())).body
+    again = (await api.put("t1", trace(gitRemoteUrl="git@github.com:acme/app.git"))).body
+    assert again == first
+
+
+async def test_a_version_1_database_gets_its_stored_remotes_canonical(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """A server database of schema 1 (URLs stored as sent) is migrated at open: every
+    stored URL canonical, nothing else changed, and the filter finds the traces."""
+    path = tmp_path / "v1.db"
+    await (await TraceDB.open(path)).close()  # the layout is the same in 1 and 2
+    raw = {"scp": "git@github.com:acme/app.git", "https": "https://GitHub.com/acme/app.git/",
+           "local": "/srv/git/app.git", "lib": "https://github.com/acme/lib"}  # fmt: skip
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany(
+            "INSERT INTO traces (external_id, agent_id, git_remote_url, created_at, updated_at)"
+            " VALUES (?, 'codex', ?, 1, 2)",
+            list(raw.items()),
+        )
+        conn.execute("PRAGMA user_version = 1")
+    before = server_rows(path)
+
+    db = await TraceDB.open(path)
+    try:
+        api = await start_server(on=db)
+        found = await api.every_trace(gitRemoteUrl="ssh://git@github.com/acme/app")
+        assert [t["externalId"] for t in found] == ["https", "scp"]
+    finally:
+        await db.close()
+
+    after = server_rows(path)
+    assert {k: r["git_remote_url"] for k, r in after.items()} == {
+        "scp": REMOTE,
+        "https": REMOTE,
+        "local": "/srv/git/app.git",
+        "lib": "https://github.com/acme/lib",
+    }
+    for key, row in after.items():
+        assert {**row, "git_remote_url": None} == {**before[key], "git_remote_url": None}, key
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def server_rows(path: Path) -> dict[str, dict[str, Any]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.row_factory = sqlite3.Row
+        return {r["external_id"]: dict(r) for r in conn.execute("SELECT * FROM traces")}
 
 
 # ----------------------------------------------------------------- the real command

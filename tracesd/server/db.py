@@ -4,6 +4,10 @@ Rows are kept in API terms at this module's edge: an upsert takes validated requ
 objects (camelCase, externalId included) and returns TraceDetail objects, so the handlers
 never see a column name.
 
+A repository URL is stored in canonical form (tracesd.repourl, INTERFACE section 5), and
+the `gitRemoteUrl` filter compares canonical forms: any form of a repository's URL finds
+its traces, whichever form each client sent.
+
 Upsert rule: fields left out keep their stored value; createdAt is set once; updatedAt
 moves (strictly forward) only when some field value actually changes, so re-sending the
 same body is a no-op that answers the same TraceDetail. A batch is one transaction: its
@@ -33,8 +37,10 @@ import aiosqlite
 
 from tracesd.dbfile import create_private
 from tracesd.errors import StoreClosed, StoreError
+from tracesd.repourl import canonical
 
-SCHEMA_VERSION = 1
+#: 1: the first layout; 2: every stored gitRemoteUrl canonical
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 10.0
 #: items one group-commit transaction carries (a larger single batch still goes alone)
 MAX_GROUP = 1000
@@ -219,7 +225,7 @@ class TraceDB:
         ):
             if value is not None:
                 where.append(f"{column} = ?")
-                args.append(value)
+                args.append(canonical(value) if column == "git_remote_url" else value)
         if before is not None:
             where.append("seq < ?")
             args.append(before)
@@ -241,7 +247,7 @@ def merge(
     current = dict(stored)
     changed: dict[str, Detail] = {}
     details: list[Detail] = []
-    for item in items:
+    for item in map(_canonical, items):
         external_id = item["externalId"]
         old = current.get(external_id)
         if old is None:
@@ -254,6 +260,11 @@ def merge(
             current[external_id] = changed[external_id] = new
         details.append(new)
     return details, list(changed.values())
+
+
+def _canonical(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    url = item.get("gitRemoteUrl")
+    return {**item, "gitRemoteUrl": canonical(url)} if isinstance(url, str) else item
 
 
 def _group_size(sizes: Sequence[int]) -> int:
@@ -307,9 +318,26 @@ def _prepare(path: Path, busy_timeout_s: float) -> None:
             if version == 0:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+            elif version < 2:
+                _canonical_remotes(conn)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
     finally:
         conn.close()
+
+
+def _canonical_remotes(conn: sqlite3.Connection) -> None:
+    """1 -> 2: each stored gitRemoteUrl in canonical form, per distinct value; updatedAt
+    stays (the repository is the same, only its spelling changed)."""
+    found = conn.execute(
+        "SELECT DISTINCT git_remote_url FROM traces WHERE git_remote_url IS NOT NULL"
+    )
+    for (stored,) in found.fetchall():
+        wanted = canonical(stored)
+        if wanted != stored:
+            conn.execute(
+                "UPDATE traces SET git_remote_url = ? WHERE git_remote_url = ?", (wanted, stored)
+            )
 
 
 @contextlib.contextmanager
