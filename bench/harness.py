@@ -143,7 +143,7 @@ def git(cwd: Path, *args: str, env: Mapping[str, str]) -> str:
 
 #: what the daemon asks git about a repository (tracesd.gitinfo), for the floors
 GIT_QUERIES = (
-    ("remote", "get-url", "origin"),
+    ("config", "-z", "--get-regexp", r"^(branch\..*\.remote|remote\..*\.url|url\..*\.insteadof)$"),
     ("symbolic-ref", "--quiet", "--short", "HEAD"),
     ("rev-parse", "--verify", "--quiet", "HEAD"),
 )
@@ -166,7 +166,7 @@ def make_repos(parent: Path, count: int, env: Mapping[str, str]) -> list[Repo]:
         path = parent / f"repo{i}"
         path.mkdir(parents=True)
         branch = f"feature/bench-{i}" if i % 3 == 0 else "main"
-        remote = f"https://github.com/bench/repo{i}.git"
+        remote = f"https://github.com/bench/repo{i}"  # canonical: stored as it is
         git(path, "init", "--quiet", "--initial-branch", branch, env=env)
         git(path, "remote", "add", "origin", remote, env=env)
         git(path, "commit", "--quiet", "--allow-empty", "--message", "initial", env=env)

@@ -118,7 +118,7 @@ def _repo(home: Path, i: int, rng: random.Random) -> _Repo:
     branch = f"feature/sync-{i}" if i % 3 == 0 else "main"
     commits = tuple(f"{rng.getrandbits(160):040x}" for _ in range(rng.randint(1, 8)))
     return _Repo(
-        str(home / "src" / f"repo{i}"), f"https://github.com/bench/repo{i}.git", branch, commits
+        str(home / "src" / f"repo{i}"), f"https://github.com/bench/repo{i}", branch, commits
     )
 
 

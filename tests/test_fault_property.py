@@ -753,8 +753,10 @@ def _git_context(path: Path) -> Git:
 
 
 def _scrubbed(context: Git) -> Git:
+    """The context as stored: the URL canonical (INTERFACE section 5; these repositories'
+    https origins lose their credentials and `.git`)."""
     url, branch, ref = context
-    return (re.sub(r"//[^/@]*@", "//", url) if url else url, branch, ref)
+    return (re.sub(r"//[^/@]*@", "//", url).removesuffix(".git") if url else url, branch, ref)
 
 
 def _rows(db: Path) -> dict[str, dict[str, Any]]:

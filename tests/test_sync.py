@@ -170,7 +170,7 @@ async def test_pending_traces_arrive_with_their_git_context_and_are_acknowledged
     report = await rig.make(sync__batch_size=3).sync_once()
     assert (report.sent, report.succeeded, report.failed, report.pending) == (7, 7, 0, 0)
     assert rig.server.stored["t3"]["gitRef"] == SHA
-    assert rig.server.stored["t3"]["gitRemoteUrl"] == "https://github.com/acme/app.git"
+    assert rig.server.stored["t3"]["gitRemoteUrl"] == "https://github.com/acme/app"
     assert [s.items for s in rig.server.requests()] == [3, 3, 1]
     assert (await rig.outbox.counts()).synced == 7
 
