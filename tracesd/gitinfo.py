@@ -5,11 +5,12 @@ or no commits still answers the rest. The remote is the current branch's
 (`branch.<name>.remote`), else `origin` (INTERFACE section 5): one `git config` run reads
 every branch's remote, every remote's URL and every `url.<base>.insteadOf`, and the choice
 is made here once the branch is known, so it costs no second round trip; the URL is
-rewritten by `insteadOf` as `git remote get-url` would, then stored in canonical form
-(repourl), which never holds a credential. Every call is inert on any repository: fsmonitor and
-hooks off, no optional locks, no prompts, stdin closed, and one deadline for the whole
-lookup (our own reads that find and fingerprint the repository included) that kills the
-process group of any git still running.
+rewritten by `insteadOf` as `git remote get-url` would, then kept in canonical form
+(repourl), which never holds a credential.
+
+Every call is inert on any repository: fsmonitor and hooks off, no optional locks, no
+prompts, stdin closed, and one deadline for the whole lookup (our own reads that find and
+fingerprint the repository included) that kills the process group of any git still running.
 
 Answers are cached per repository, keyed by a fingerprint of the files git reads them from
 (HEAD, the branch ref, packed-refs, the config files; see gitrepo). The fingerprint is taken
