@@ -166,8 +166,11 @@ def tracesd_rows(home: Path) -> dict[str, dict[str, Any]]:
 
 
 def private_objects(db: Path) -> list[str]:
-    """tracesd's own tables, indexes and triggers (`tracesd_*`) in a database."""
-    rows = query(db, "SELECT name FROM sqlite_master WHERE name LIKE 'tracesd%'")
+    """tracesd's own tables and triggers (`tracesd_*`) in a database (INTERFACE 5)."""
+    sql = (
+        "SELECT name FROM sqlite_master WHERE name LIKE 'tracesd%' AND type IN ('table', 'trigger')"
+    )
+    rows = query(db, sql)
     return sorted(r["name"] for r in rows)
 
 
@@ -215,19 +218,34 @@ def claude(
     return sid
 
 
-def claude_continue(home: Path, cwd: Path, session_id: str, text: str) -> None:
-    """One more assistant line in a Claude session (its mtime becomes now)."""
+def claude_continue(home: Path, cwd: Path, session_id: str, prompt: str) -> None:
+    """The user comes back to a Claude session: a prompt and an answer in its transcript, and
+    the prompt in `~/.claude/history.jsonl`, as Claude Code writes them (the history line is
+    what tells the CLI that Claude's sources changed: appending to a transcript does not
+    change its directory's mtime)."""
     project = home / ".claude" / "projects" / str(cwd).replace("/", "-").replace(".", "-")
     now = int(time.time() * 1000)
-    line = {
-        "type": "assistant",
-        "cwd": str(cwd),
-        "sessionId": session_id,
-        "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
-        "timestamp": _iso(now),
-    }
+    lines = [
+        {"type": "user", "message": {"role": "user", "content": prompt}},
+        {"type": "assistant", "message": {"role": "assistant", "content": f"Done: {prompt}"}},
+    ]
     with (project / f"{session_id}.jsonl").open("a") as f:
-        f.write(json.dumps(line) + "\n")
+        for line in lines:
+            f.write(
+                json.dumps(
+                    {**line, "cwd": str(cwd), "sessionId": session_id, "timestamp": _iso(now)}
+                )
+                + "\n"
+            )
+    entry = {
+        "display": prompt,
+        "pastedContents": {},
+        "timestamp": now,
+        "project": str(cwd),
+        "sessionId": session_id,
+    }
+    with (home / ".claude" / "history.jsonl").open("a") as f:
+        f.write(json.dumps(entry) + "\n")
 
 
 def codex(home: Path, cwd: Path, prompt: str, *, mtime: float | None = None) -> str:

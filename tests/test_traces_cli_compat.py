@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def test_a_traces_list_cycle_loses_no_row_in_either_database_and_tracesd_restart
     first = cli.rows()
     assert 0 < len(ours & first.keys()) < len(ours)
     for trace_id in ours & first.keys():
-        wait_for(f"{trace_id} enriched in the CLI's database", lambda t=trace_id: enriched(cli, t))
+        wait_for(f"{trace_id} enriched in the CLI's database", partial(enriched, cli, trace_id))
     assert_rows_kept(first, cli.rows())
 
     newest = claude(home, repo, "Task new")
@@ -176,7 +177,7 @@ def test_traces_show_answers_the_branch_and_commit_tracesd_captured_also_after_a
     # it comes back as the newest: tracesd reads it first, so only the CLI's writing of its
     # file can prompt tracesd to fill the re-inserted row (NULL git columns again)
     before = tracesd_rows(home)[target]
-    claude_continue(home, repo, target, "Pager fixed, tests added")
+    claude_continue(home, repo, target, "Now add a test for the pager")
     wait_for(
         "tracesd read the session again",
         lambda: tracesd_rows(home)[target]["timestamp"] != before["timestamp"],
