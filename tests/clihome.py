@@ -229,14 +229,9 @@ def claude_continue(home: Path, cwd: Path, session_id: str, prompt: str) -> None
         {"type": "user", "message": {"role": "user", "content": prompt}},
         {"type": "assistant", "message": {"role": "assistant", "content": f"Done: {prompt}"}},
     ]
+    stamp = {"cwd": str(cwd), "sessionId": session_id, "timestamp": _iso(now)}
     with (project / f"{session_id}.jsonl").open("a") as f:
-        for line in lines:
-            f.write(
-                json.dumps(
-                    {**line, "cwd": str(cwd), "sessionId": session_id, "timestamp": _iso(now)}
-                )
-                + "\n"
-            )
+        f.writelines(json.dumps({**line, **stamp}) + "\n" for line in lines)
     entry = {
         "display": prompt,
         "pastedContents": {},
