@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test test-latest lock soak lint fmt bench clean traces-cli
+.PHONY: run test test-latest lock soak lint fmt bench clean traces-cli traces-cli-if-npm compat
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("tracesd needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -40,8 +40,12 @@ $(VENV)/.installed-dev: pyproject.toml $(DEV_LOCK) | $(BIN)/python
 run: $(VENV)/.installed-run  ## the daemon in the foreground, default config
 	$(BIN)/tracesd run $(ARGS)
 
-test: $(VENV)/.installed-dev  ## the whole test suite
+test: $(VENV)/.installed-dev traces-cli-if-npm  ## the whole test suite (with the compat suite when npm is there)
 	$(BIN)/python -m pytest $(ARGS)
+
+# The compatibility suite against the real Traces CLI (pytest -m traces_cli) alone.
+compat: $(VENV)/.installed-dev traces-cli  ## the compatibility suite against the pinned real Traces CLI
+	$(BIN)/python -m pytest -m traces_cli $(ARGS)
 
 # The suite against the newest releases that pyproject.toml's ranges allow, in a venv of its
 # own (not in .ci/run: a release must never break a landing). Run it before `make lock`.
@@ -88,6 +92,19 @@ TRACES_CLI_STAMP   := $(TRACES_CLI_DIR)/.installed-$(TRACES_CLI_VERSION)
 TRACES_CLI         := $(TRACES_CLI_DIR)/node_modules/$(TRACES_CLI_PACKAGE)/bin/traces
 
 traces-cli: $(TRACES_CLI_STAMP)  ## the pinned real Traces CLI, at $(TRACES_CLI)
+
+# `make test` installs the CLI for the compat suite whenever npm is present. Without npm,
+# or when the install fails (no registry, another platform), it says the suite is skipped
+# and goes on (each compat test then skips with the reason), except under CI
+# (TRACESD_REQUIRE_TRACES_CLI=1, set by .ci/run), where a missing CLI fails the run.
+traces-cli-if-npm:
+	@if ! command -v npm >/dev/null; then \
+	    echo "compat suite skipped: npm not found (install Node.js/npm to run it)" >&2; \
+	    [ "$$TRACESD_REQUIRE_TRACES_CLI" != 1 ] || { echo "TRACESD_REQUIRE_TRACES_CLI=1: failing" >&2; exit 1; }; \
+	elif ! $(MAKE) --no-print-directory -s traces-cli; then \
+	    echo "compat suite skipped: make traces-cli failed (see above)" >&2; \
+	    [ "$$TRACESD_REQUIRE_TRACES_CLI" != 1 ] || { echo "TRACESD_REQUIRE_TRACES_CLI=1: failing" >&2; exit 1; }; \
+	fi
 
 $(TRACES_CLI_STAMP):
 	@[ "$$(uname -s)-$$(uname -m)" = Linux-x86_64 ] || { echo "traces-cli: $(TRACES_CLI_PACKAGE)@$(TRACES_CLI_VERSION) is Linux x86_64 only, this is $$(uname -s)-$$(uname -m)" >&2; exit 1; }

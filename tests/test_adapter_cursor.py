@@ -371,6 +371,38 @@ def test_ide_remote_workspace_has_no_local_directory(config: Config, home: Path)
     assert meta.directory is None
 
 
+def test_ide_directory_from_the_first_bubbles_workspace_uris(config: Config, home: Path) -> None:
+    """No workspace at all: the first local `file://` URI in the first 8 bubbles'
+    `workspaceUris`, percent-decoded (where the Traces CLI finds it); a workspace wins."""
+    uris = ["vscode-remote://ssh-remote%2Bbox/srv/app", "file:///w/my%20app%23x", "file:///w/2"]
+    found = chat("c1", None, (1, "a"), (2, "b"), (1, "c"))
+    found[1]["c1-b1"]["workspaceUris"] = uris
+    found[1]["c1-b2"]["workspaceUris"] = ["file:///w/later"]
+    late = chat("c2", None, *[(1, f"m{i}") for i in range(9)])
+    late[1]["c2-b8"]["workspaceUris"] = ["file:///w/ninth"]  # past the first 8: not looked at
+    workspace(home, "ws", "file:///w/listed", listed=["c3"])
+    listed = chat("c3", None, (1, "x"))
+    listed[1]["c3-b0"]["workspaceUris"] = ["file:///w/bubble"]
+    path = ide_store(home, found, late, listed)
+    dirs = {m.trace_id: m.directory for m in cursor(config).parse(str(path))}
+    assert dirs == {"c1": "/w/my app#x", "c2": None, "c3": "/w/listed"}
+
+
+def test_ide_workspace_uris_are_read_again_when_the_composer_changes(
+    config: Config, home: Path
+) -> None:
+    path = ide_store(home, chat("c1", None, (1, "go")))
+    adapter = cursor(config)
+    [meta] = adapter.parse(str(path))
+    assert meta.directory is None
+    data, bubbles = chat("c1", None, (1, "go"), (2, "in /w/app"))
+    bubbles["c1-b1"]["workspaceUris"] = ["file:///w/app"]
+    data["lastUpdatedAt"] = T0 + 120_000
+    ide_store(home, (data, bubbles))
+    [meta] = adapter.parse(str(path))
+    assert meta.directory == "/w/app"
+
+
 def test_ide_second_parse_reads_only_the_sessions_that_changed(config: Config, home: Path) -> None:
     path = ide_store(home, *(chat(f"c{i}", "/w", (1, f"prompt {i}")) for i in range(5)))
     adapter = cursor(config)

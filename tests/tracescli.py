@@ -22,6 +22,9 @@ INSTALL_DIR = ROOT / ".cache" / "traces-cli"
 PACKAGE_DIR = INSTALL_DIR / "node_modules" / PACKAGE
 BINARY = PACKAGE_DIR / "bin" / "traces"
 INSTALL_HINT = "run `make traces-cli` (needs npm and the npm registry)"
+#: read once, at import: conftest's autouse fixture removes every TRACES* variable from the
+#: environment before each test runs
+REQUIRED = os.environ.get("TRACESD_REQUIRE_TRACES_CLI") == "1"
 
 
 def pinned_version() -> str:
@@ -62,6 +65,6 @@ def require_traces_cli() -> Path:
     reason = skip_reason()
     if reason is None:
         return BINARY
-    if os.environ.get("TRACESD_REQUIRE_TRACES_CLI") == "1":
+    if REQUIRED:
         pytest.fail(reason)
     pytest.skip(reason)

@@ -5,7 +5,8 @@
 `chats/<md5(cwd)>/<chatId>/store.db` (hex-encoded JSON `meta['0']`, JSON message blobs), and
 looks one composer up by id for an agent transcript. An IDE composer's directory comes from
 its `workspaceIdentifier`, else from `_Workspaces`: each `workspaceStorage/<id>`'s folder and
-(Cursor 2) the composers its own `state.vscdb` lists. A CLI chat's directory is resolved by
+(Cursor 2) the composers its own `state.vscdb` lists, else from the `workspaceUris` its first
+bubbles record (where the Traces CLI finds it too). A CLI chat's directory is resolved by
 the adapter, from the md5 in its path.
 
 Also here, as the transcripts share them: the message text helpers (`user_text`,
@@ -54,6 +55,14 @@ FROM (SELECT CAST(value AS TEXT) AS v FROM cursorDiskKV WHERE key = ?) AS k, jso
 WHERE json_valid(k.v) AND m.type = 'object'"""
 _BUBBLE = """SELECT json_extract(v, '$.text')
 FROM (SELECT CAST(value AS TEXT) AS v FROM cursorDiskKV WHERE key = ?) WHERE json_valid(v)"""
+# The folder a composer without a workspace names in its first bubbles' `workspaceUris`
+# (as the Traces CLI finds it: the first 8 bubbles, in order)
+_URIS = """SELECT json_extract(CAST(b.value AS TEXT), '$.workspaceUris')
+FROM (SELECT CAST(value AS TEXT) AS v FROM cursorDiskKV WHERE key = ?) AS k,
+  json_each(k.v, '$.fullConversationHeadersOnly') AS m
+JOIN cursorDiskKV AS b ON b.key = ? || json_extract(m.value, '$.bubbleId')
+WHERE json_valid(k.v) AND m.type = 'object' AND m.key < 8 AND json_valid(CAST(b.value AS TEXT))
+ORDER BY m.key"""
 _BLOBS = """SELECT data FROM blobs WHERE hex(substr(data, 1, 1)) = '7B' AND length(data) <= ?
 ORDER BY rowid {} LIMIT 200"""
 
@@ -87,6 +96,7 @@ class Stores:
         self._ide_dbs = ide_dbs  # where a transcript looks its composer up, in order
         self._cli_directory = cli_directory  # a chat's project (md5 of its cwd) -> cwd
         self._workspaces = _Workspaces()
+        self._uri_dirs: dict[tuple[str, str], tuple[tuple[Any, int], str | None]] = {}
 
     # -- IDE ---------------------------------------------------------------------------
 
@@ -97,7 +107,7 @@ class Stores:
                 for c in map(_composer_row, conn.execute(_COMPOSERS.format(_ALL)))
                 if isinstance(c.id, str) and not (c.draft or c.sub)
             }
-            dirs = self._ide_dirs(database, rows.values())
+            dirs = self._ide_dirs(conn, database, rows.values())
             # the stamp holds the directory too: a workspace mapping learnt later re-reads it
             stamps = {cid: (c.updated, c.size, dirs[cid]) for cid, c in rows.items()}
 
@@ -106,7 +116,9 @@ class Stores:
 
             return sessions.refresh(database, stamps, read)
 
-    def _ide_dirs(self, database: str, rows: Iterable[_Composer]) -> dict[str, str | None]:
+    def _ide_dirs(
+        self, conn: sqlite3.Connection, database: str, rows: Iterable[_Composer]
+    ) -> dict[str, str | None]:
         storage = os.path.join(os.path.dirname(os.path.dirname(database)), "workspaceStorage")
         listed: dict[str, str] | None = None
         out: dict[str, str | None] = {}
@@ -120,8 +132,20 @@ class Stores:
             if found is None:
                 listed = self._workspaces.listing(storage) if listed is None else listed
                 found = listed.get(c.id)
-            out[c.id] = found
+            out[c.id] = found or self._bubble_dir(conn, database, c)
         return out
+
+    def _bubble_dir(self, conn: sqlite3.Connection, database: str, c: _Composer) -> str | None:
+        """The first local folder in the composer's first bubbles' `workspaceUris`, read
+        again only when the composer changed."""
+        stamp = (c.updated, c.size)
+        cached = self._uri_dirs.get((database, c.id))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        rows = conn.execute(_URIS, ("composerData:" + c.id, f"bubbleId:{c.id}:"))
+        found = next((f for (uris,) in rows if (f := _first_folder(uris))), None)
+        self._uri_dirs[(database, c.id)] = (stamp, found)
+        return found
 
     def lookup_composer(
         self, cid: str, sessions: _sqlite.Sessions
@@ -139,7 +163,7 @@ class Stores:
                     c = _composer_row(row)
                     if c.sub:
                         return True, None, None
-                    directory = self._ide_dirs(database, [c])[cid]
+                    directory = self._ide_dirs(conn, database, [c])[cid]
                     if c.draft:
                         return False, None, directory
                     # the same stamp as the store's own parse: whichever runs first reads it
@@ -231,6 +255,17 @@ def _composer(
     created = to_ms(c.created) or to_ms(c.updated)
     times = (created, latest(to_ms(c.updated), created))
     return trace_meta(c.id, database, directory, (prompt, last), times)
+
+
+def _first_folder(uris: Any) -> str | None:
+    """The first local folder of a bubble's `workspaceUris` (a JSON array of URIs)."""
+    try:
+        listed = json.loads(uris) if isinstance(uris, str) else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(listed, list):
+        return None
+    return next((p for u in listed if isinstance(u, str) and (p := _vscode.file_path(u))), None)
 
 
 def _blob_text(data: Any, *, user_only: bool) -> str | None:

@@ -4,7 +4,8 @@
   `cursorDiskKV` row `composerData:<id>` is one chat, `bubbleId:<id>:<bubble>` one message.
   cwd: `workspaceIdentifier.uri.fsPath` (Cursor >= 3.12), else the `workspace.json` folder of
   `workspaceStorage/<workspaceIdentifier.id>`, else (Cursor 2) of the workspace whose
-  `composer.composerData` lists the id. Only globalStorage itself is watched, not its tree.
+  `composer.composerData` lists the id, else the first `file://` URI of its first bubbles'
+  `workspaceUris`. Only globalStorage itself is watched, not its tree.
 * Agent transcripts: `~/.cursor/projects/<slug>/agent-transcripts/<id>.jsonl` (or `.txt`,
   or `<id>/<id>.jsonl`). No cwd, no times: the IDE store's composer supplies them when it
   has one (so both sources agree), else the lossy slug is matched against candidate
