@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers import (
+    db_path,
     FIXTURE_TRACES,
     claude_session,
     codex_session,
@@ -83,12 +84,13 @@ def test_list_filters_by_agent_repo_and_directory(home: Path, tmp_path: Path) ->
 def test_list_without_a_database_creates_nothing(home: Path) -> None:
     result = tracesd(home, "list", "--json")
     assert (result.returncode, json.loads(result.stdout)) == (0, {"traces": []})
+    assert not db_path(home).parent.exists()
     assert not (home / ".traces").exists()
 
 
 def test_a_newer_database_is_refused_with_a_clear_message(home: Path) -> None:
-    db = home / ".traces" / "traces.db"
-    db.parent.mkdir()
+    db = db_path(home)
+    db.parent.mkdir(parents=True)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 7")
     result = tracesd(home, "list")

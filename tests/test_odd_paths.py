@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (
+    db_path,
     FIXTURE_TRACES,
     claude_session,
     fixture_home,
@@ -158,6 +159,6 @@ def test_an_excluded_directory_is_excluded_however_either_side_spells_it(
     result = tracesd(home, "scan", "--json")
 
     assert result.returncode == 0, result.stderr
-    stored = {row["id"] for row in query(home / ".traces" / "traces.db", "SELECT id FROM traces")}
+    stored = {row["id"] for row in query(db_path(home), "SELECT id FROM traces")}
     assert control in stored
     assert {excluded[i] for i in stored & set(excluded)} == set()
