@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from tests.helpers import (
-    db_path,
     FIXTURE_TRACES,
     claude_session,
     codex_session,
+    db_path,
     fixture_home,
     git,
     make_repo,

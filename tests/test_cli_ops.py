@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
-from tests.helpers import db_path, Daemon, claude_session, isolated_env, make_repo, tracesd
+from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, tracesd
 
 StartDaemon = Callable[..., Daemon]
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
-    db_path,
     Daemon,
     claude_session,
     codex_session,
+    db_path,
     git,
     isolated_env,
     make_repo,

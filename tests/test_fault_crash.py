@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from tests.faultserver import Plan, Received, ThreadedFaultServer
-from tests.helpers import db_path, Daemon, git, isolated_env, make_repo, tracesd
+from tests.helpers import Daemon, db_path, git, isolated_env, make_repo, tracesd
 
 StartDaemon = Callable[..., Daemon]
 

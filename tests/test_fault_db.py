@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.faultserver import ThreadedFaultServer
-from tests.helpers import db_path, Daemon, claude_session, isolated_env, make_repo, query, tracesd
+from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, query, tracesd
 from tracesd.errors import StoreCorrupt, StoreError
 from tracesd.store import Store
 

@@ -83,9 +83,9 @@ import pytest
 
 from tests.faultserver import ThreadedFaultServer
 from tests.helpers import (
-    db_path,
     Daemon,
     claude_session,
+    db_path,
     git,
     isolated_env,
     make_repo,

@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
-    db_path,
     FIXTURE_TRACES,
     Daemon,
     claude_session,
+    db_path,
     fixture_home,
     git,
     isolated_env,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import db_path, Daemon, claude_session, isolated_env, runtime_dir, tracesd
+from tests.helpers import Daemon, claude_session, db_path, isolated_env, runtime_dir, tracesd
 from tracesd.status import request
 
 StartDaemon = Callable[..., Daemon]

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (
-    db_path,
     FIXTURE_TRACES,
     claude_session,
+    db_path,
     fixture_home,
     isolated_env,
     query,

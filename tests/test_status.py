@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import db_path, Daemon, claude_session, isolated_env, make_repo, runtime_dir
+from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, runtime_dir
 from tracesd.errors import NotRunning
 from tracesd.notify import Notifier
 from tracesd.status import request

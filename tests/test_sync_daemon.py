@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
-from tests.helpers import db_path, Daemon, claude_session, git, isolated_env, make_repo
+from tests.helpers import Daemon, claude_session, db_path, git, isolated_env, make_repo
 
 StartDaemon = Callable[..., Daemon]
 
