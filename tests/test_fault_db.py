@@ -263,15 +263,17 @@ def test_the_daemon_refuses_a_newer_schema_and_leaves_the_file_untouched(home: P
     INTERFACE section 3) within 10 s, one message naming 9, the supported 4 and the fix;
     the file byte for byte as it was (sha256), no file added beside it."""
     db = db_path(home)
-    db.parent.mkdir()
+    db.parent.mkdir(parents=True)
     with sqlite3.connect(db) as conn:  # rollback journal: switching to WAL would show
         conn.execute("CREATE TABLE traces (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL)")
+        conn.execute("CREATE TABLE tracesd_migrations (name TEXT PRIMARY KEY)")  # a tracesd's
         conn.execute("INSERT INTO traces VALUES ('t1', 'codex')")
         conn.execute("PRAGMA user_version = 9")
     digest = sha256(db)
     result = run_once(home)
     assert result.returncode == 1
     assert "schema version 9, newer than the 4 this tracesd supports" in result.stderr
+    assert "tracesd's own numbering" in result.stderr
     assert "upgrade tracesd" in result.stderr
     assert sha256(db) == digest
     assert sorted(p.name for p in db.parent.iterdir()) == ["traces.db"]

@@ -333,7 +333,7 @@ def test_the_database_its_wal_shm_and_lock_are_0600_and_doctor_warns_on_a_looser
     daemons: StartDaemon, home: Path, existing_db: bool
 ) -> None:
     db = db_path(home)
-    db.parent.mkdir(mode=0o755)
+    db.parent.mkdir(mode=0o755, parents=True)
     db.parent.chmod(0o755)
     if existing_db:  # an older release, a restored backup, a file made by hand
         db.touch()

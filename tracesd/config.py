@@ -243,11 +243,18 @@ def _build(
     state_home = Path(env.get("XDG_STATE_HOME") or home / ".local" / "state")
     default_socket = (Path(runtime) if runtime else state_home) / "tracesd" / "tracesd.sock"
     data_home = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+    legacy = home / ".traces" / "traces.db"
+    db_path: Path = storage.get("db_path") or data_home / "tracesd" / "traces.db"
+    if os.path.abspath(db_path) == os.path.abspath(legacy):
+        raise ConfigError(
+            f"{db_path} is the Traces CLI's legacy database (the CLI adopts that file, and"
+            " migrates and prunes it); remove the key: tracesd keeps its own at"
+            f" {data_home / 'tracesd' / 'traces.db'} and takes an earlier one over from there",
+            key="storage.db_path",
+            path=path,
+        )
     return Config(
-        storage=StorageConfig(
-            db_path=storage.get("db_path") or data_home / "tracesd" / "traces.db",
-            legacy_path=home / ".traces" / "traces.db",
-        ),
+        storage=StorageConfig(db_path=db_path, legacy_path=legacy),
         agents=AgentsConfig(
             enabled=agents.get("enabled", AGENT_IDS),
             roots=MappingProxyType(agents.get("roots", {})),

@@ -120,7 +120,12 @@ class Daemon:
             metrics=metrics.render,
         )
         await self.status.check_single_instance()  # before the store is touched
-        self.store = await Store.open(config.storage.db_path, verify=True, move_corrupt=True)
+        self.store = await Store.open(
+            config.storage.db_path,
+            verify=True,
+            move_corrupt=True,
+            legacy=config.storage.legacy_path,
+        )
         self._stack.push_async_callback(self.store.close)
         if self.store.moved_aside is not None:
             log.error(

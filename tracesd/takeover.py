@@ -1,0 +1,433 @@
+"""Taking over an earlier install's database: `~/.traces/traces.db`, where tracesd kept its
+file before it had its own. The Traces CLI adopts any file at that path (its legacy
+location): it migrates it to its own schema and prunes its rows, so tracesd's must leave.
+
+Run before tracesd's database is opened (`tracesd run`, `scan`, `list`), under the earlier
+file's instance lock (`<legacy>.lock`, see `instance`), so that two tracesd processes never
+both do it and an earlier tracesd daemon still running on it is never robbed. Only a file
+with tracesd's tables is touched (`owner`); the Traces CLI's own file, at any version, is
+only ever opened read-only to look at its tables.
+
+* **moved**: the CLI never touched it. Copied whole (SQLite's backup: the WAL comes along)
+  to a temporary name beside our database, linked into place, then the earlier file and its
+  `-wal`/`-shm` are unlinked, all while holding its write lock (a CLI that opened it in
+  the meantime writes into an unlinked file, never into ours).
+* **copied**: the CLI adopted it (its tables are there too). tracesd's rows are rebuilt at
+  tracesd's schema of the time (`LEGACY_VERSION`) in a temporary file, linked into place;
+  then tracesd's tables, indexes and triggers are dropped from the CLI's file in one short
+  transaction. The CLI's rows, columns and `user_version` stay as they are. Rows tracesd
+  captured that the CLI has since pruned (or re-inserted without git context) are lost
+  there: their `tracesd_files` entries are left behind, so the next scan reads those
+  session files again and restores them.
+* **finished**: our database already exists while the earlier file still has tracesd's
+  tables (a crash after the link, the CLI busy at cleanup, a race with `tracesd scan`):
+  whatever of it our database lacks is merged in (`INSERT OR IGNORE`), then the cleanup.
+
+Every step is safe to repeat, so a crash anywhere leaves a state the next start completes.
+When the CLI holds its write lock past the busy timeout the cleanup waits for a later start
+(`store.takeover_deferred`); when done, `store.takeover` is logged once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import sqlite3
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from tracesd import migrations, owner, sqliteuri
+from tracesd.errors import AlreadyRunning, StoreError, TracesdError
+from tracesd.instance import InstanceLock, lock_path
+
+log = structlog.get_logger("tracesd.takeover")
+
+#: the schema (tracesd's numbering) of every tracesd that kept its database at ~/.traces
+LEGACY_VERSION = 4
+#: the temporary name of a database being built, beside ours
+TEMP_SUFFIX = ".takeover"
+_SIDECARS = ("-wal", "-shm", "-journal")
+#: the indexes tracesd's schema step 4 put on `traces` (the Traces CLI has its own)
+_TRACES_INDEXES = ("traces_git_remote_url", "traces_timestamp")
+
+
+class Busy(TracesdError):
+    """Another process holds what the takeover needs; it is tried again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    #: `moved`, `copied` or `finished` (see the module docstring)
+    mode: str
+    #: traces now in our database that came from the earlier file
+    rows: int
+    #: session files whose traces the CLI had pruned: read again by the next scan
+    forgotten: int
+    #: False while the earlier file still holds tracesd's tables (the CLI was busy)
+    done: bool
+
+
+def take_over(legacy: Path, db: Path, *, busy_timeout_s: float = 5.0) -> Result | None:
+    """Take `legacy` over into `db` when it is tracesd's; None when there is nothing to do
+    (or another tracesd is at it). Raises StoreError when it cannot be done."""
+    if os.path.abspath(legacy) == os.path.abspath(db):
+        return None
+    if not _is_file(legacy):
+        _remove_leftovers(legacy)
+        return None
+    if _owner(legacy, busy_timeout_s) not in (owner.Owner.TRACESD, owner.Owner.ADOPTED):
+        return None  # the Traces CLI's own file: never opened for write
+    try:
+        lock = InstanceLock.acquire(legacy)
+    except AlreadyRunning as exc:
+        log.warning(
+            "store.takeover_deferred",
+            path=str(legacy),
+            reason=str(exc),
+            hint="an earlier tracesd daemon runs on it, or another tracesd is taking it over",
+        )
+        return None
+    try:
+        result = _take_over(legacy, db, busy_timeout_s)
+    except Busy as exc:
+        log.warning("store.takeover_deferred", path=str(legacy), reason=str(exc))
+        return None
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot take over the earlier database {legacy}: {exc}") from None
+    except OSError as exc:
+        raise StoreError(
+            f"cannot take over the earlier database {legacy}: {exc.strerror} ({exc.filename})"
+        ) from None
+    finally:
+        lock.release()
+    if result is not None and result.done:
+        _remove_leftovers(legacy, took_over=True)
+        fields = {"from": str(legacy), "to": str(db), "mode": result.mode, "rows": result.rows}
+        log.info("store.takeover", forgotten=result.forgotten, **fields)
+    elif result is not None:
+        log.warning(
+            "store.takeover_deferred",
+            path=str(legacy),
+            reason="the Traces CLI holds its write lock",
+            hint="tracesd's tables are removed from it at the next start",
+        )
+    return result
+
+
+def _take_over(legacy: Path, db: Path, busy_timeout_s: float) -> Result | None:
+    kind = _owner(legacy, busy_timeout_s)  # again, now that we hold the lock
+    if kind not in (owner.Owner.TRACESD, owner.Owner.ADOPTED):
+        return None
+    _private_dir(db.parent)
+    temp = db.with_name(db.name + TEMP_SUFFIX)
+    _unlink_all(temp)  # a takeover that crashed before its link
+    if os.path.lexists(db):
+        if not _is_file(db):
+            return None  # opening it says what is wrong
+        rows, forgotten = _merge(legacy, db, busy_timeout_s, everything=False)
+        return Result("finished", rows, forgotten, _clean(legacy, busy_timeout_s))
+    if kind is owner.Owner.TRACESD:
+        with _write_locked(legacy, busy_timeout_s) as old:
+            if owner.owner(old) is owner.Owner.TRACESD:
+                rows = _backup(legacy, temp, busy_timeout_s)
+                _link(temp, db)
+                _unlink_all(legacy, db_last=True)
+                return Result("moved", rows, 0, done=True)
+        # adopted by the CLI between our look and its lock: copy out, below
+    rows, forgotten = _rebuild(legacy, temp, busy_timeout_s)
+    _link(temp, db)
+    return Result("copied", rows, forgotten, _clean(legacy, busy_timeout_s))
+
+
+# ------------------------------------------------------------------------- copying
+
+
+def _backup(legacy: Path, temp: Path, busy_timeout_s: float) -> int:
+    """The whole file, WAL included, read by a second connection while the caller holds its
+    write lock (SQLite's backup refuses a source connection that is writing)."""
+    old = sqlite3.connect(sqliteuri.read_only(legacy), uri=True, timeout=busy_timeout_s)
+    new = _create(temp)
+    try:
+        old.backup(new)
+        return int(new.execute("SELECT COUNT(*) FROM traces").fetchone()[0])
+    finally:
+        new.close()
+        old.close()
+
+
+def _rebuild(legacy: Path, temp: Path, busy_timeout_s: float) -> tuple[int, int]:
+    """tracesd's part of an adopted file, at tracesd's schema of the time, in `temp`."""
+    conn = _create(temp)
+    try:
+        conn.execute("ATTACH DATABASE ? AS old", (sqliteuri.read_only(legacy),))
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        conn.execute("BEGIN IMMEDIATE")
+        for version, _name, step in migrations.SHARED:
+            if version <= LEGACY_VERSION:
+                step(conn)
+        conn.execute(f"PRAGMA user_version = {LEGACY_VERSION}")
+        for sql in _ddl(conn, "table"):
+            conn.execute(sql)
+        counts = _copy(conn, everything=False)
+        for sql in _ddl(conn, "index", "trigger"):  # after the rows: no outbox bump
+            conn.execute(sql)
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE old")
+    finally:
+        conn.close()
+    _fsync(temp)
+    return counts
+
+
+def _merge(legacy: Path, db: Path, busy_timeout_s: float, *, everything: bool) -> tuple[int, int]:
+    """What our existing database lacks of the earlier file, in one transaction."""
+    conn = _connect(db, busy_timeout_s)
+    try:
+        conn.execute("ATTACH DATABASE ? AS old", (sqliteuri.read_only(legacy),))
+        conn.execute("BEGIN IMMEDIATE")
+        if not {"traces", "tracesd_files", "tracesd_outbox"} <= owner.tables(conn):
+            # not migrated yet (a crash right after it was created): opening it migrates
+            # it, and the next start merges
+            raise Busy(f"{db} is not migrated yet")
+        counts = _copy(
+            conn, everything=everything or owner.owner(conn, "old") is owner.Owner.TRACESD
+        )
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise Busy(f"{db} stayed locked: {exc}") from None
+        raise
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+    return counts
+
+
+def _copy(conn: sqlite3.Connection, *, everything: bool) -> tuple[int, int]:
+    """Rows of `old` that `main` lacks: the traces tracesd captured and wrote (all of them
+    in a file only tracesd used), their outbox and file records, and tracesd's other
+    tables. The traces rows counted, and the file records left behind."""
+    kept = "SELECT id FROM old.traces"
+    if not everything:
+        # tracesd always sets updated_at; a row the CLI pruned and re-inserted has none
+        kept += (
+            " WHERE updated_at IS NOT NULL AND id IN (SELECT j.value FROM old.tracesd_files f,"
+            " json_each(COALESCE(f.trace_ids, '[]')) j)"
+        )
+    conn.execute("CREATE TEMP TABLE takeover_new (id TEXT PRIMARY KEY)")
+    conn.execute(
+        f"INSERT INTO takeover_new SELECT id FROM ({kept})"
+        " WHERE id NOT IN (SELECT id FROM main.traces)"
+    )
+    cols = _common(conn, "traces")
+    conn.execute(
+        f"INSERT INTO main.traces ({cols}) SELECT {cols} FROM old.traces"
+        " WHERE id IN (SELECT id FROM takeover_new)"
+    )
+    rows = int(conn.execute("SELECT COUNT(*) FROM takeover_new").fetchone()[0])
+    ours = owner.tables(conn) & owner.tables(conn, "old")
+    if "tracesd_outbox" in ours:  # replaces the row the insert trigger made: no resend
+        cols = _common(conn, "tracesd_outbox")
+        conn.execute(
+            f"INSERT OR REPLACE INTO main.tracesd_outbox ({cols}) SELECT {cols}"
+            " FROM old.tracesd_outbox WHERE trace_id IN (SELECT id FROM takeover_new)"
+        )
+    forgotten = 0
+    if "tracesd_files" in ours:
+        cols = _common(conn, "tracesd_files")
+        lost = (
+            "EXISTS (SELECT 1 FROM json_each(COALESCE(f.trace_ids, '[]')) j"
+            " WHERE j.value NOT IN (SELECT id FROM main.traces))"
+        )
+        conn.execute(
+            f"INSERT OR IGNORE INTO main.tracesd_files ({cols}) SELECT {cols}"
+            f" FROM old.tracesd_files f WHERE NOT {lost}"
+        )
+        found = conn.execute(f"SELECT COUNT(*) FROM old.tracesd_files f WHERE {lost}")
+        forgotten = int(found.fetchone()[0])
+    for table in sorted(ours - {"tracesd_outbox", "tracesd_files"}):
+        if table.startswith("tracesd_"):
+            cols = _common(conn, table)
+            conn.execute(
+                f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM old.{table}"
+            )
+    conn.execute("DROP TABLE temp.takeover_new")
+    return rows, forgotten
+
+
+def _common(conn: sqlite3.Connection, table: str) -> str:
+    """The columns `table` has in both databases, quoted, in `main`'s order."""
+    theirs = {row[1] for row in conn.execute(f"PRAGMA old.table_info({table})")}
+    mine = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
+    return ", ".join(f'"{name}"' for name in mine if name in theirs)
+
+
+def _ddl(conn: sqlite3.Connection, *types: str) -> list[str]:
+    """tracesd's own tables (or indexes and triggers) of `old` that `main` lacks."""
+    marks = ", ".join("?" for _ in types)
+    rows = conn.execute(
+        f"SELECT name, sql FROM old.sqlite_master WHERE type IN ({marks}) AND sql IS NOT NULL"
+        " AND name LIKE 'tracesd\\_%' ESCAPE '\\'",
+        types,
+    )
+    present = {
+        row[0]
+        for row in conn.execute(
+            f"SELECT name FROM main.sqlite_master WHERE type IN ({marks})", types
+        )
+    }
+    return [sql for name, sql in rows if name not in present]
+
+
+# ------------------------------------------------------------------------ cleaning up
+
+
+def _clean(legacy: Path, busy_timeout_s: float) -> bool:
+    """tracesd's objects out of the earlier file: the whole file when only tracesd used it,
+    else its tables, indexes and triggers in one transaction. False when the CLI held its
+    write lock throughout (the next start tries again)."""
+    try:
+        with _write_locked(legacy, busy_timeout_s) as conn:
+            kind = owner.owner(conn)
+            if kind is owner.Owner.TRACESD:
+                _unlink_all(legacy, db_last=True)
+            elif kind is owner.Owner.ADOPTED:
+                objects = conn.execute(
+                    "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'index', 'table')"
+                    f" AND (name LIKE 'tracesd\\_%' ESCAPE '\\' OR name IN {_TRACES_INDEXES})"
+                    " ORDER BY CASE type WHEN 'trigger' THEN 0 WHEN 'index' THEN 1 ELSE 2 END"
+                ).fetchall()
+                for kind_name, name in objects:
+                    conn.execute(f'DROP {kind_name.upper()} IF EXISTS "{name}"')
+    except Busy:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _write_locked(path: Path, busy_timeout_s: float) -> Iterator[sqlite3.Connection]:
+    """A connection to `path` inside BEGIN IMMEDIATE, committed at the end; Busy when
+    another process held the write lock past the timeout."""
+    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise Busy(f"{path} stayed locked: {exc}") from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _owner(path: Path, busy_timeout_s: float) -> owner.Owner:
+    """Whose file it is, looked at read-only (never changing a byte of it)."""
+    try:
+        conn = sqlite3.connect(sqliteuri.read_only(path), uri=True, timeout=busy_timeout_s)
+    except sqlite3.Error:
+        return owner.Owner.FOREIGN
+    try:
+        return owner.owner(conn)
+    except sqlite3.Error:
+        return owner.Owner.FOREIGN  # not a database, or locked: not ours to touch now
+    finally:
+        conn.close()
+
+
+def _create(path: Path) -> sqlite3.Connection:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    return _connect(path, 5.0)
+
+
+def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """By URI, so that the earlier file can be attached read-only."""
+    return sqlite3.connect(
+        sqliteuri.uri(path), uri=True, timeout=busy_timeout_s, isolation_level=None
+    )
+
+
+def _link(temp: Path, db: Path) -> None:
+    """`temp` becomes `db`, durably; never over a file someone made meanwhile."""
+    _fsync(temp)
+    try:
+        os.link(temp, db)
+    except FileExistsError:
+        os.unlink(temp)
+        raise Busy(f"{db} appeared meanwhile: merged at the next start") from None
+    os.unlink(temp)
+    _fsync(db.parent)
+
+
+def _unlink_all(path: Path, *, db_last: bool = False) -> None:
+    """A database and the files beside it; the database last, so a crash between leaves
+    a file that is still whole (its WAL was copied with it)."""
+    names = [path.with_name(path.name + end) for end in _SIDECARS]
+    removed = False
+    for name in (*names, path) if db_last else (path, *names):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+            removed = True
+    if removed:
+        _fsync(path.parent)
+
+
+def _remove_leftovers(legacy: Path, *, took_over: bool = False) -> None:
+    """What an earlier tracesd left in ~/.traces once its database is gone: a lock file no
+    one holds, a socket no one answers; then the directory, if that left it empty."""
+    if os.path.lexists(legacy):
+        return
+    removed = took_over
+    if os.path.lexists(lock_path(legacy)):
+        with contextlib.suppress(TracesdError):
+            InstanceLock.acquire(legacy).release()  # released: removed
+            removed = True
+    sock = legacy.with_name("tracesd.sock")
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.lstat(sock).st_mode) and not _answers(sock):
+            os.unlink(sock)
+            removed = True
+    if removed:
+        with contextlib.suppress(OSError):
+            legacy.parent.rmdir()  # only when empty: anything else there is not ours
+
+
+def _answers(sock: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(sock))
+        except OSError as exc:
+            return exc.errno not in (errno.ECONNREFUSED, errno.ENOENT)
+    return True
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
