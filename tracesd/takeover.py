@@ -36,6 +36,7 @@ import os
 import socket
 import sqlite3
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,9 @@ LEGACY_VERSION = 4
 #: the temporary name of a database being built, beside ours
 TEMP_SUFFIX = ".takeover"
 _SIDECARS = ("-wal", "-shm", "-journal")
+#: how long the cleanup waits for the Traces CLI's write lock (its writes take well under
+#: a second) before leaving it to the next start
+_CLEAN_WAIT_S = 2.0
 #: the indexes tracesd's schema step 4 put on `traces` (the Traces CLI has its own)
 _TRACES_INDEXES = ("traces_git_remote_url", "traces_timestamp")
 
@@ -83,15 +87,8 @@ def take_over(legacy: Path, db: Path, *, busy_timeout_s: float = 5.0) -> Result 
         return None
     if _owner(legacy, busy_timeout_s) not in (owner.Owner.TRACESD, owner.Owner.ADOPTED):
         return None  # the Traces CLI's own file: never opened for write
-    try:
-        lock = InstanceLock.acquire(legacy)
-    except AlreadyRunning as exc:
-        log.warning(
-            "store.takeover_deferred",
-            path=str(legacy),
-            reason=str(exc),
-            hint="an earlier tracesd daemon runs on it, or another tracesd is taking it over",
-        )
+    lock = _lock(legacy, busy_timeout_s)
+    if lock is None:
         return None
     try:
         result = _take_over(legacy, db, busy_timeout_s)
@@ -106,8 +103,8 @@ def take_over(legacy: Path, db: Path, *, busy_timeout_s: float = 5.0) -> Result 
         ) from None
     finally:
         lock.release()
+        _remove_leftovers(legacy, took_over=True)  # the lock file was ours: so is the dir
     if result is not None and result.done:
-        _remove_leftovers(legacy, took_over=True)
         fields = {"from": str(legacy), "to": str(db), "mode": result.mode, "rows": result.rows}
         log.info("store.takeover", forgotten=result.forgotten, **fields)
     elif result is not None:
@@ -118,6 +115,26 @@ def take_over(legacy: Path, db: Path, *, busy_timeout_s: float = 5.0) -> Result 
             hint="tracesd's tables are removed from it at the next start",
         )
     return result
+
+
+def _lock(legacy: Path, wait_s: float) -> InstanceLock | None:
+    """The earlier file's instance lock: another tracesd taking it over is waited for (it
+    is quick); an earlier tracesd daemon still running on it is left alone (None)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return InstanceLock.acquire(legacy)
+        except AlreadyRunning as exc:
+            if time.monotonic() > deadline:
+                log.warning(
+                    "store.takeover_deferred",
+                    path=str(legacy),
+                    reason=str(exc),
+                    hint="an earlier tracesd daemon runs on it: stop it (the next start of"
+                    " this one takes the file over)",
+                )
+                return None
+        time.sleep(0.05)
 
 
 def _take_over(legacy: Path, db: Path, busy_timeout_s: float) -> Result | None:
@@ -131,7 +148,7 @@ def _take_over(legacy: Path, db: Path, busy_timeout_s: float) -> Result | None:
         if not _is_file(db):
             return None  # opening it says what is wrong
         rows, forgotten = _merge(legacy, db, busy_timeout_s, everything=False)
-        return Result("finished", rows, forgotten, _clean(legacy, busy_timeout_s))
+        return Result("finished", rows, forgotten, _clean(legacy, _CLEAN_WAIT_S))
     if kind is owner.Owner.TRACESD:
         with _write_locked(legacy, busy_timeout_s) as old:
             if owner.owner(old) is owner.Owner.TRACESD:
@@ -142,7 +159,7 @@ def _take_over(legacy: Path, db: Path, busy_timeout_s: float) -> Result | None:
         # adopted by the CLI between our look and its lock: copy out, below
     rows, forgotten = _rebuild(legacy, temp, busy_timeout_s)
     _link(temp, db)
-    return Result("copied", rows, forgotten, _clean(legacy, busy_timeout_s))
+    return Result("copied", rows, forgotten, _clean(legacy, _CLEAN_WAIT_S))
 
 
 # ------------------------------------------------------------------------- copying
@@ -300,7 +317,8 @@ def _clean(legacy: Path, busy_timeout_s: float) -> bool:
                 _unlink_all(legacy, db_last=True)
             elif kind is owner.Owner.ADOPTED:
                 objects = conn.execute(
-                    "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'index', 'table')"
+                    "SELECT type, name FROM sqlite_master"
+                    " WHERE type IN ('trigger', 'index', 'table')"
                     f" AND (name LIKE 'tracesd\\_%' ESCAPE '\\' OR name IN {_TRACES_INDEXES})"
                     " ORDER BY CASE type WHEN 'trigger' THEN 0 WHEN 'index' THEN 1 ELSE 2 END"
                 ).fetchall()
@@ -335,9 +353,15 @@ def _write_locked(path: Path, busy_timeout_s: float) -> Iterator[sqlite3.Connect
 
 
 def _owner(path: Path, busy_timeout_s: float) -> owner.Owner:
-    """Whose file it is, looked at read-only (never changing a byte of it)."""
+    """Whose file it is, looked at read-only, never changing a byte of it nor adding a file
+    beside it: without a WAL beside it the file is complete, and read as immutable (a
+    read-only open of a WAL database would create its `-wal` and `-shm`)."""
+    wal = path.with_name(path.name + "-wal")
+    target = (
+        sqliteuri.read_only(path) if wal.exists() else sqliteuri.uri(path, "mode=ro&immutable=1")
+    )
     try:
-        conn = sqlite3.connect(sqliteuri.read_only(path), uri=True, timeout=busy_timeout_s)
+        conn = sqlite3.connect(target, uri=True, timeout=busy_timeout_s)
     except sqlite3.Error:
         return owner.Owner.FOREIGN
     try:
