@@ -483,6 +483,10 @@ def test_the_cli_holding_its_write_lock_leaves_the_cleanup_to_the_next_start(
         assert "Traces CLI" in deferred["reason"]
         assert counts["unchanged"] == 3  # our database is in place already
         assert "tracesd_files" in tracesd_objects(legacy)
+        report = json.loads(tracesd(home, "doctor", "--json").stdout)
+        [check] = [c for c in report["checks"] if c["name"] == "earlier database"]
+        assert check["status"] == "warn"
+        assert "Traces CLI has adopted it" in check["detail"]
         locker.stdin.write("\n")
         locker.stdin.flush()
         assert locker.wait(30) == 0
@@ -490,6 +494,8 @@ def test_the_cli_holding_its_write_lock_leaves_the_cleanup_to_the_next_start(
     [event] = named(found, "store.takeover")
     assert event["mode"] == "finished"
     assert tracesd_objects(legacy) == []
+    report = json.loads(tracesd(home, "doctor", "--json").stdout)
+    assert "earlier database" not in {c["name"] for c in report["checks"]}
     assert [r["id"] for r in query(db_path(home), "SELECT id FROM traces ORDER BY id")] == sorted(
         ids
     )

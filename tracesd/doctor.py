@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import migrations, private, quarantine, sqliteuri
+from tracesd import migrations, owner, private, quarantine, sqliteuri, takeover
 from tracesd.adapters import SUPPORTED, build_adapters
 from tracesd.config import Config
 from tracesd.dbfile import SIDECARS
@@ -52,6 +52,7 @@ def run(config: Config) -> list[Check]:
         *_agents(config),
         _git(config),
         _database(config),
+        *_earlier_install(config),
         _permissions(config),
         _daemon(config),
         _inotify(config),
@@ -157,6 +158,25 @@ def _too_new(conn: sqlite3.Connection, path: Path, version: int) -> Check:
     return Check(
         "database", FAIL, detail, "set [storage] db_path to a file of tracesd's own, or remove it"
     )
+
+
+def _earlier_install(config: Config) -> list[Check]:
+    """An earlier tracesd's ~/.traces/traces.db not yet taken over (an earlier daemon still
+    running on it, or the Traces CLI busy at the last start): say so, and what finishes it."""
+    legacy = config.storage.legacy_path
+    found = takeover.waiting(legacy)
+    if found is None:
+        return []
+    adopted = " (the Traces CLI has adopted it)" if found is owner.Owner.ADOPTED else ""
+    return [
+        Check(
+            "earlier database",
+            WARN,
+            f"{legacy} holds an earlier tracesd's traces{adopted}",
+            "the next `tracesd run` or `tracesd scan` takes it over into"
+            f" {config.storage.db_path}; stop any earlier tracesd still running on it first",
+        )
+    ]
 
 
 def _permissions(config: Config) -> Check:

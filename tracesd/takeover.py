@@ -13,7 +13,7 @@ only ever opened read-only to look at its tables.
   `-wal`/`-shm` are unlinked, all while holding its write lock (a CLI that opened it in
   the meantime writes into an unlinked file, never into ours).
 * **copied**: the CLI adopted it (its tables are there too). tracesd's rows are rebuilt at
-  tracesd's schema of the time (`LEGACY_VERSION`) in a temporary file, linked into place;
+  tracesd's schema of the time in a temporary file (`takeovercopy`), linked into place;
   then tracesd's tables, indexes and triggers are dropped from the CLI's file in one short
   transaction. The CLI's rows, columns and `user_version` stay as they are. Rows tracesd
   captured that the CLI has since pruned (or re-inserted without git context) are lost
@@ -43,14 +43,13 @@ from pathlib import Path
 
 import structlog
 
-from tracesd import migrations, owner, sqliteuri
+from tracesd import owner, sqliteuri, takeovercopy
 from tracesd.errors import AlreadyRunning, StoreError, TracesdError
 from tracesd.instance import InstanceLock, lock_path
+from tracesd.takeovercopy import Busy, fsync
 
 log = structlog.get_logger("tracesd.takeover")
 
-#: the schema (tracesd's numbering) of every tracesd that kept its database at ~/.traces
-LEGACY_VERSION = 4
 #: the temporary name of a database being built, beside ours
 TEMP_SUFFIX = ".takeover"
 _SIDECARS = ("-wal", "-shm", "-journal")
@@ -59,10 +58,6 @@ _SIDECARS = ("-wal", "-shm", "-journal")
 _CLEAN_WAIT_S = 2.0
 #: the indexes tracesd's schema step 4 put on `traces` (the Traces CLI has its own)
 _TRACES_INDEXES = ("traces_git_remote_url", "traces_timestamp")
-
-
-class Busy(TracesdError):
-    """Another process holds what the takeover needs; it is tried again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +112,15 @@ def take_over(legacy: Path, db: Path, *, busy_timeout_s: float = 5.0) -> Result 
     return result
 
 
+def waiting(legacy: Path) -> owner.Owner | None:
+    """An earlier tracesd's file still at `legacy` (TRACESD, or ADOPTED by the Traces CLI),
+    looked at without changing it; None when there is none."""
+    if not _is_file(legacy):
+        return None
+    found = _owner(legacy, 2.0)
+    return found if found in (owner.Owner.TRACESD, owner.Owner.ADOPTED) else None
+
+
 def _lock(legacy: Path, wait_s: float) -> InstanceLock | None:
     """The earlier file's instance lock: another tracesd taking it over is waited for (it
     is quick); an earlier tracesd daemon still running on it is left alone (None)."""
@@ -147,160 +151,19 @@ def _take_over(legacy: Path, db: Path, busy_timeout_s: float) -> Result | None:
     if os.path.lexists(db):
         if not _is_file(db):
             return None  # opening it says what is wrong
-        rows, forgotten = _merge(legacy, db, busy_timeout_s, everything=False)
+        rows, forgotten = takeovercopy.merge(legacy, db, busy_timeout_s, everything=False)
         return Result("finished", rows, forgotten, _clean(legacy, _CLEAN_WAIT_S))
     if kind is owner.Owner.TRACESD:
         with _write_locked(legacy, busy_timeout_s) as old:
             if owner.owner(old) is owner.Owner.TRACESD:
-                rows = _backup(legacy, temp, busy_timeout_s)
+                rows = takeovercopy.backup(legacy, temp, busy_timeout_s)
                 _link(temp, db)
                 _unlink_all(legacy, db_last=True)
                 return Result("moved", rows, 0, done=True)
         # adopted by the CLI between our look and its lock: copy out, below
-    rows, forgotten = _rebuild(legacy, temp, busy_timeout_s)
+    rows, forgotten = takeovercopy.rebuild(legacy, temp, busy_timeout_s)
     _link(temp, db)
     return Result("copied", rows, forgotten, _clean(legacy, _CLEAN_WAIT_S))
-
-
-# ------------------------------------------------------------------------- copying
-
-
-def _backup(legacy: Path, temp: Path, busy_timeout_s: float) -> int:
-    """The whole file, WAL included, read by a second connection while the caller holds its
-    write lock (SQLite's backup refuses a source connection that is writing)."""
-    old = sqlite3.connect(sqliteuri.read_only(legacy), uri=True, timeout=busy_timeout_s)
-    new = _create(temp)
-    try:
-        old.backup(new)
-        return int(new.execute("SELECT COUNT(*) FROM traces").fetchone()[0])
-    finally:
-        new.close()
-        old.close()
-
-
-def _rebuild(legacy: Path, temp: Path, busy_timeout_s: float) -> tuple[int, int]:
-    """tracesd's part of an adopted file, at tracesd's schema of the time, in `temp`."""
-    conn = _create(temp)
-    try:
-        conn.execute("ATTACH DATABASE ? AS old", (sqliteuri.read_only(legacy),))
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        conn.execute("BEGIN IMMEDIATE")
-        for version, _name, step in migrations.SHARED:
-            if version <= LEGACY_VERSION:
-                step(conn)
-        conn.execute(f"PRAGMA user_version = {LEGACY_VERSION}")
-        for sql in _ddl(conn, "table"):
-            conn.execute(sql)
-        counts = _copy(conn, everything=False)
-        for sql in _ddl(conn, "index", "trigger"):  # after the rows: no outbox bump
-            conn.execute(sql)
-        conn.execute("COMMIT")
-        conn.execute("DETACH DATABASE old")
-    finally:
-        conn.close()
-    _fsync(temp)
-    return counts
-
-
-def _merge(legacy: Path, db: Path, busy_timeout_s: float, *, everything: bool) -> tuple[int, int]:
-    """What our existing database lacks of the earlier file, in one transaction."""
-    conn = _connect(db, busy_timeout_s)
-    try:
-        conn.execute("ATTACH DATABASE ? AS old", (sqliteuri.read_only(legacy),))
-        conn.execute("BEGIN IMMEDIATE")
-        if not {"traces", "tracesd_files", "tracesd_outbox"} <= owner.tables(conn):
-            # not migrated yet (a crash right after it was created): opening it migrates
-            # it, and the next start merges
-            raise Busy(f"{db} is not migrated yet")
-        counts = _copy(
-            conn, everything=everything or owner.owner(conn, "old") is owner.Owner.TRACESD
-        )
-        conn.execute("COMMIT")
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise Busy(f"{db} stayed locked: {exc}") from None
-        raise
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        conn.close()
-    return counts
-
-
-def _copy(conn: sqlite3.Connection, *, everything: bool) -> tuple[int, int]:
-    """Rows of `old` that `main` lacks: the traces tracesd captured and wrote (all of them
-    in a file only tracesd used), their outbox and file records, and tracesd's other
-    tables. The traces rows counted, and the file records left behind."""
-    kept = "SELECT id FROM old.traces"
-    if not everything:
-        # tracesd always sets updated_at; a row the CLI pruned and re-inserted has none
-        kept += (
-            " WHERE updated_at IS NOT NULL AND id IN (SELECT j.value FROM old.tracesd_files f,"
-            " json_each(COALESCE(f.trace_ids, '[]')) j)"
-        )
-    conn.execute("CREATE TEMP TABLE takeover_new (id TEXT PRIMARY KEY)")
-    conn.execute(
-        f"INSERT INTO takeover_new SELECT id FROM ({kept})"
-        " WHERE id NOT IN (SELECT id FROM main.traces)"
-    )
-    cols = _common(conn, "traces")
-    conn.execute(
-        f"INSERT INTO main.traces ({cols}) SELECT {cols} FROM old.traces"
-        " WHERE id IN (SELECT id FROM takeover_new)"
-    )
-    rows = int(conn.execute("SELECT COUNT(*) FROM takeover_new").fetchone()[0])
-    ours = owner.tables(conn) & owner.tables(conn, "old")
-    if "tracesd_outbox" in ours:  # replaces the row the insert trigger made: no resend
-        cols = _common(conn, "tracesd_outbox")
-        conn.execute(
-            f"INSERT OR REPLACE INTO main.tracesd_outbox ({cols}) SELECT {cols}"
-            " FROM old.tracesd_outbox WHERE trace_id IN (SELECT id FROM takeover_new)"
-        )
-    forgotten = 0
-    if "tracesd_files" in ours:
-        cols = _common(conn, "tracesd_files")
-        lost = (
-            "EXISTS (SELECT 1 FROM json_each(COALESCE(f.trace_ids, '[]')) j"
-            " WHERE j.value NOT IN (SELECT id FROM main.traces))"
-        )
-        conn.execute(
-            f"INSERT OR IGNORE INTO main.tracesd_files ({cols}) SELECT {cols}"
-            f" FROM old.tracesd_files f WHERE NOT {lost}"
-        )
-        found = conn.execute(f"SELECT COUNT(*) FROM old.tracesd_files f WHERE {lost}")
-        forgotten = int(found.fetchone()[0])
-    for table in sorted(ours - {"tracesd_outbox", "tracesd_files"}):
-        if table.startswith("tracesd_"):
-            cols = _common(conn, table)
-            conn.execute(
-                f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM old.{table}"
-            )
-    conn.execute("DROP TABLE temp.takeover_new")
-    return rows, forgotten
-
-
-def _common(conn: sqlite3.Connection, table: str) -> str:
-    """The columns `table` has in both databases, quoted, in `main`'s order."""
-    theirs = {row[1] for row in conn.execute(f"PRAGMA old.table_info({table})")}
-    mine = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
-    return ", ".join(f'"{name}"' for name in mine if name in theirs)
-
-
-def _ddl(conn: sqlite3.Connection, *types: str) -> list[str]:
-    """tracesd's own tables (or indexes and triggers) of `old` that `main` lacks."""
-    marks = ", ".join("?" for _ in types)
-    rows = conn.execute(
-        f"SELECT name, sql FROM old.sqlite_master WHERE type IN ({marks}) AND sql IS NOT NULL"
-        " AND name LIKE 'tracesd\\_%' ESCAPE '\\'",
-        types,
-    )
-    present = {
-        row[0]
-        for row in conn.execute(
-            f"SELECT name FROM main.sqlite_master WHERE type IN ({marks})", types
-        )
-    }
-    return [sql for name, sql in rows if name not in present]
 
 
 # ------------------------------------------------------------------------ cleaning up
@@ -372,28 +235,16 @@ def _owner(path: Path, busy_timeout_s: float) -> owner.Owner:
         conn.close()
 
 
-def _create(path: Path) -> sqlite3.Connection:
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    return _connect(path, 5.0)
-
-
-def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    """By URI, so that the earlier file can be attached read-only."""
-    return sqlite3.connect(
-        sqliteuri.uri(path), uri=True, timeout=busy_timeout_s, isolation_level=None
-    )
-
-
 def _link(temp: Path, db: Path) -> None:
     """`temp` becomes `db`, durably; never over a file someone made meanwhile."""
-    _fsync(temp)
+    fsync(temp)
     try:
         os.link(temp, db)
     except FileExistsError:
         os.unlink(temp)
         raise Busy(f"{db} appeared meanwhile: merged at the next start") from None
     os.unlink(temp)
-    _fsync(db.parent)
+    fsync(db.parent)
 
 
 def _unlink_all(path: Path, *, db_last: bool = False) -> None:
@@ -406,7 +257,7 @@ def _unlink_all(path: Path, *, db_last: bool = False) -> None:
             os.unlink(name)
             removed = True
     if removed:
-        _fsync(path.parent)
+        fsync(path.parent)
 
 
 def _remove_leftovers(legacy: Path, *, took_over: bool = False) -> None:
@@ -447,11 +298,3 @@ def _is_file(path: Path) -> bool:
 
 def _private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
