@@ -501,6 +501,33 @@ def test_the_cli_holding_its_write_lock_leaves_the_cleanup_to_the_next_start(
     )
 
 
+def test_a_daemon_finishes_a_takeover_the_cli_delayed_once_the_lock_is_free(
+    home: Path, tmp_path: Path, daemons: Any
+) -> None:
+    sessions_in_a_repo(home, tmp_path)
+    legacy = build_legacy(home)
+    adopt_by_hand(legacy)
+    with subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(legacy)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as locker:
+        assert locker.stdout is not None
+        assert locker.stdin is not None
+        assert locker.stdout.readline().strip() == "locked"
+        daemon = daemons(home)
+        daemon.wait_ready()
+        daemon.wait_for_event("store.takeover_deferred", timeout=30)
+        assert daemon.events("store.takeover") == []
+        locker.stdin.write("\n")
+        locker.stdin.flush()
+        assert locker.wait(30) == 0
+    event = daemon.wait_for_event("store.takeover", timeout=60)
+    assert event["mode"] == "finished"
+    assert tracesd_objects(legacy) == []
+
+
 def test_two_tracesd_starting_at_once_take_over_once(home: Path, tmp_path: Path) -> None:
     sessions_in_a_repo(home, tmp_path)
     legacy = build_legacy(home)
