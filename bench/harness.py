@@ -90,7 +90,7 @@ class Workspace:
         runtime.mkdir(mode=0o700)
         self.env = isolated_env(self.home, runtime)
         self.git_env = {**self.env, **_GIT_IDENTITY}
-        self.db = self.home / ".traces" / "traces.db"
+        self.db = self.home / ".local" / "share" / "tracesd" / "traces.db"
         self.keep = False
 
     def __enter__(self) -> Workspace:

@@ -162,12 +162,25 @@ def runtime_dir(home: Path) -> Path:
     return path
 
 
+def db_path(home: Path) -> Path:
+    """tracesd's database in a test HOME (the default: `$XDG_DATA_HOME/tracesd/traces.db`,
+    with `isolated_env`'s XDG_DATA_HOME)."""
+    return home / ".local" / "share" / "tracesd" / "traces.db"
+
+
+def legacy_db_path(home: Path) -> Path:
+    """Where tracesd kept its database before it had its own (the Traces CLI's legacy file)."""
+    return home / ".traces" / "traces.db"
+
+
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     """An environment whose every path points into `home` (the runtime dir near it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(AGENT_ENV_PREFIXES)}
     env.update(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
         XDG_RUNTIME_DIR=str(runtime_dir(home)),
         PYTHONUNBUFFERED="1",
     )
@@ -211,7 +224,7 @@ class Daemon:
 
     @property
     def db(self) -> Path:
-        return self.home / ".traces" / "traces.db"
+        return db_path(self.home)
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         out = []

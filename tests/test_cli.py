@@ -15,6 +15,7 @@ from tests.helpers import (
     FIXTURE_TRACES,
     claude_session,
     codex_session,
+    db_path,
     fixture_home,
     git,
     make_repo,
@@ -116,12 +117,13 @@ def test_list_repo_takes_any_form_of_the_repository_url(
 def test_list_without_a_database_creates_nothing(home: Path) -> None:
     result = tracesd(home, "list", "--json")
     assert (result.returncode, json.loads(result.stdout)) == (0, {"traces": []})
+    assert not db_path(home).parent.exists()
     assert not (home / ".traces").exists()
 
 
 def test_a_newer_database_is_refused_with_a_clear_message(home: Path) -> None:
-    db = home / ".traces" / "traces.db"
-    db.parent.mkdir()
+    db = db_path(home)
+    db.parent.mkdir(parents=True)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 7")
     result = tracesd(home, "list")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
-from tests.helpers import Daemon, claude_session, isolated_env, make_repo, tracesd
+from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, tracesd
 
 StartDaemon = Callable[..., Daemon]
 
@@ -143,7 +143,7 @@ def test_doctor_on_a_broken_setup_says_what_and_how_to_fix(
     home: Path, fault: ThreadedFaultServer
 ) -> None:
     """No daemon, a database from the future, a refused key: each its own line and fix."""
-    db = home / ".traces" / "traces.db"
+    db = db_path(home)
     db.parent.mkdir(parents=True)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 9")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import isolated_env, tracesd
+from tests.helpers import db_path, isolated_env, tracesd
 from tracesd.config import KEYS, NUMBERS, Config, load_config
 from tracesd.errors import ConfigError
 from tracesd.models import AGENT_IDS
@@ -27,14 +27,25 @@ def load(home: Path, toml: str | None = None, **env: str) -> Config:
 
 def test_defaults_derive_from_home_and_xdg(home: Path) -> None:
     config = load_config(environ={"HOME": str(home), "PATH": "/bin"})
-    assert config.storage.db_path == home / ".traces" / "traces.db"
-    assert config.status.socket_path == home / ".traces" / "tracesd.sock"
+    assert config.storage.db_path == db_path(home)
+    assert config.status.socket_path == home / ".local" / "state" / "tracesd" / "tracesd.sock"
     assert config.agents.enabled == AGENT_IDS
     assert config.capture.git_timeout_s == 2.0
     assert config.capture.rescan_interval_s == 3600
     assert not config.sync.enabled
     assert (config.log.level, config.log.format) == ("info", "auto")
     assert config.source is None
+
+
+def test_database_and_socket_follow_xdg_data_and_state_home_never_dot_traces(home: Path) -> None:
+    env = {"HOME": str(home), "XDG_DATA_HOME": "/d", "XDG_STATE_HOME": "/s"}
+    config = load_config(environ=env)
+    assert config.storage.db_path == Path("/d/tracesd/traces.db")
+    assert config.status.socket_path == Path("/s/tracesd/tracesd.sock")
+    empty = load_config(environ={**env, "XDG_DATA_HOME": "", "XDG_STATE_HOME": ""})
+    assert empty.storage.db_path == home / ".local" / "share" / "tracesd" / "traces.db"
+    assert empty.status.socket_path == home / ".local" / "state" / "tracesd" / "tracesd.sock"
+    assert config.storage.legacy_path == home / ".traces" / "traces.db"
 
 
 def test_socket_defaults_to_xdg_runtime_dir(home: Path) -> None:

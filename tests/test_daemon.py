@@ -19,6 +19,7 @@ from tests.helpers import (
     Daemon,
     claude_session,
     codex_session,
+    db_path,
     git,
     isolated_env,
     make_repo,
@@ -161,7 +162,7 @@ def test_kill_9_loses_no_committed_trace_and_restart_catches_up(
     daemon.proc.wait(5)
 
     while_down = [claude_session(home, repo)[0] for _ in range(20)]
-    with sqlite3.connect(home / ".traces" / "traces.db") as conn:
+    with sqlite3.connect(db_path(home)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     again = daemons(home)
@@ -213,7 +214,7 @@ def test_credentials_never_reach_the_database_or_the_log(
     session_id, _ = claude_session(home, repo)
     assert daemon.row(session_id)["git_remote_url"] == "https://github.com/acme/app"
     assert daemon.stop() == 0
-    artifacts = [daemon.log_path, *sorted((home / ".traces").glob("traces.db*"))]
+    artifacts = [daemon.log_path, *sorted(db_path(home).parent.glob("traces.db*"))]
     for artifact in artifacts:
         assert token.encode() not in artifact.read_bytes(), artifact
 
@@ -236,6 +237,6 @@ def test_a_concurrent_scan_and_the_daemon_share_the_database_safely(
     for session_id in ids + more:
         daemon.row(session_id)
     assert daemon.stop() == 0
-    with sqlite3.connect(home / ".traces" / "traces.db") as conn:
+    with sqlite3.connect(db_path(home)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0] == 60

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from tests.faultserver import Plan, Received, ThreadedFaultServer
-from tests.helpers import Daemon, git, isolated_env, make_repo, tracesd
+from tests.helpers import Daemon, db_path, git, isolated_env, make_repo, tracesd
 
 StartDaemon = Callable[..., Daemon]
 
@@ -235,7 +235,7 @@ def kill_9(daemon: Daemon) -> None:
 def free_disk(home: Path, tmp_path: Path, *more: Path) -> None:
     """A passed test's corpus and databases go at once (tens of MB on a shared disk);
     a failed test keeps them for a look."""
-    for path in (home / ".claude", home / ".traces", tmp_path / "work", *more):
+    for path in (home / ".claude", db_path(home).parent, tmp_path / "work", *more):
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -280,7 +280,7 @@ def test_kill_9_five_times_during_a_10000_file_scan_stores_every_trace_exactly_o
     reference = traces_of(ref_db)
     assert set(reference) == corpus.ids
 
-    db = home / ".traces" / "traces.db"
+    db = db_path(home)
     stored = 0
     kills: list[tuple[int, int]] = []
     # Each kill comes once at least one more trace was committed and a random number of
@@ -404,7 +404,7 @@ def test_kill_9_while_shipping_5000_traces_leaves_nothing_missing_and_only_idemp
     )
     write_config(home, "config.toml", config)
     env = isolated_env(home, TRACES_API_KEY="sk-crash-test")
-    db = home / ".traces" / "traces.db"
+    db = db_path(home)
 
     def on_server() -> int:
         return int(fault.call(lambda: len(fault.server.stored)))

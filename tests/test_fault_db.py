@@ -1,7 +1,7 @@
 """Fault injection, part 4: a locked, newer, corrupt or misplaced database (T13, bad input 19).
 
 Real `tracesd run` processes on real SQLite files; the other writer is a separate Python
-process holding `BEGIN IMMEDIATE`, as the Traces CLI (which shares ~/.traces/traces.db)
+process holding `BEGIN IMMEDIATE`, as another program (the Traces CLI, say)
 would.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.faultserver import ThreadedFaultServer
-from tests.helpers import Daemon, claude_session, isolated_env, make_repo, query, tracesd
+from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, query, tracesd
 from tracesd.errors import StoreCorrupt, StoreError
 from tracesd.store import Store
 
@@ -262,16 +262,18 @@ def test_the_daemon_refuses_a_newer_schema_and_leaves_the_file_untouched(home: P
     """`tracesd run` on a database of schema version 9: exit 1 (a runtime failure,
     INTERFACE section 3) within 10 s, one message naming 9, the supported 5 and the fix;
     the file byte for byte as it was (sha256), no file added beside it."""
-    db = home / ".traces" / "traces.db"
-    db.parent.mkdir()
+    db = db_path(home)
+    db.parent.mkdir(parents=True)
     with sqlite3.connect(db) as conn:  # rollback journal: switching to WAL would show
         conn.execute("CREATE TABLE traces (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL)")
+        conn.execute("CREATE TABLE tracesd_migrations (name TEXT PRIMARY KEY)")  # a tracesd's
         conn.execute("INSERT INTO traces VALUES ('t1', 'codex')")
         conn.execute("PRAGMA user_version = 9")
     digest = sha256(db)
     result = run_once(home)
     assert result.returncode == 1
     assert "schema version 9, newer than the 5 this tracesd supports" in result.stderr
+    assert "tracesd's own numbering" in result.stderr
     assert "upgrade tracesd" in result.stderr
     assert sha256(db) == digest
     assert sorted(p.name for p in db.parent.iterdir()) == ["traces.db"]
@@ -335,7 +337,7 @@ def test_a_corrupt_database_is_moved_aside_and_rebuilt_from_the_sessions(
     sessions again after the startup scan, integrity_check ok; status and doctor name the
     moved file."""
     made = populated(home, tmp_path)
-    db = home / ".traces" / "traces.db"
+    db = db_path(home)
     wal = db.with_name("traces.db-wal")
     if damage == "zeroed_page":
         assert db.stat().st_size > 8 * 4096
@@ -360,7 +362,7 @@ def test_corruption_found_while_running_stops_moves_aside_and_restarts_fresh(
     restarts it) after moving the file aside; the restarted daemon logs no new quarantine,
     rebuilds all 201 sessions, and status names the moved file."""
     made = populated(home, tmp_path)
-    db = home / ".traces" / "traces.db"
+    db = db_path(home)
     daemon = daemons(home)
     daemon.wait_ready()
     with sqlite3.connect(db) as conn:
@@ -391,7 +393,7 @@ def test_a_directory_in_place_of_the_database_is_refused_and_left_alone(home: Pa
     """traces.db is a directory (with a file in it). Pass: `tracesd run` exits 1 within
     10 s naming the path and "is a directory"; the directory and its content are as they
     were, nothing renamed or created beside it."""
-    db = home / ".traces" / "traces.db"
+    db = db_path(home)
     db.mkdir(parents=True)
     (db / "keep.txt").write_text("mine")
     result = run_once(home)
@@ -466,7 +468,7 @@ def test_a_full_disk_is_waited_out_and_loses_nothing(
     those sessions is recorded while the disk is full (no file state without its trace);
     within 3 s of space coming back every new session is stored and captured exactly once,
     every append is stored, `database.full` is false again, integrity_check is ok."""
-    traces_dir = home / ".traces"
+    traces_dir = db_path(home).parent
     traces_dir.mkdir(parents=True)
     if not _can_mount_tmpfs(traces_dir):
         pytest.skip("no mount namespace here (unshare -rm): cannot give the database a tmpfs")
@@ -477,7 +479,7 @@ def test_a_full_disk_is_waited_out_and_loses_nothing(
     )
     try:
         daemon.wait_ready()
-        # The daemon's view of its ~/.traces: the tmpfs, seen through its own root.
+        # The daemon's view of its database directory: the tmpfs, seen through its own root.
         inside = Path(f"/proc/{daemon.proc.pid}/root") / traces_dir.relative_to("/")
         db = traces_dir / "traces.db"
 
@@ -537,7 +539,7 @@ def test_a_full_disk_is_waited_out_and_loses_nothing(
 def test_a_read_only_file_system_is_refused_with_a_clear_message(home: Path) -> None:
     """The database's directory is on a read-only file system (bad input 19): `tracesd
     run` exits 1 within 10 s and says which file it cannot create and why."""
-    traces_dir = home / ".traces"
+    traces_dir = db_path(home).parent
     traces_dir.mkdir(parents=True)
     if not _can_mount_tmpfs(traces_dir):
         pytest.skip("no mount namespace here (unshare -rm): cannot make a read-only tmpfs")

@@ -85,6 +85,7 @@ from tests.faultserver import ThreadedFaultServer
 from tests.helpers import (
     Daemon,
     claude_session,
+    db_path,
     git,
     isolated_env,
     make_repo,
@@ -834,7 +835,7 @@ def test_remote_credentials_never_reach_any_artifact(
     }
     assert daemon.stop() == 0
     artifacts["log"] = daemon.log_path.read_bytes()
-    for path in sorted((home / ".traces").glob("traces.db*")):
+    for path in sorted(db_path(home).parent.glob("traces.db*")):
         artifacts[path.name] = path.read_bytes()
     bodies = fault.server.bodies
     assert bodies, "the server received no request"

@@ -33,6 +33,7 @@ from tests.helpers import (
     FIXTURE_TRACES,
     Daemon,
     claude_session,
+    db_path,
     fixture_home,
     git,
     isolated_env,
@@ -281,7 +282,7 @@ def killed_at_end(tmp_path: Path) -> Iterator[list[Daemon]]:
 
 def run_scan(home: Path) -> dict[str, Any]:
     """`tracesd scan --json` into a fresh database; fails (TimeoutExpired) if it hangs."""
-    for leftover in home.joinpath(".traces").glob("traces.db*"):
+    for leftover in db_path(home).parent.glob("traces.db*"):
         leftover.unlink()
     done = tracesd(home, "scan", "--json")
     assert done.returncode == 0, done.stderr
@@ -429,7 +430,7 @@ def test_special_files_in_agent_trees_are_refused_counted_and_the_rest_captured(
 def test_a_special_file_as_the_database_is_refused_not_waited_on(home: Path) -> None:
     """Pass: a FIFO where the database belongs stops `tracesd scan` at once with exit 1
     and a message naming it (the open used to wait for a writer forever)."""
-    db = home / ".traces" / "traces.db"
+    db = db_path(home)
     db.parent.mkdir(parents=True)
     os.mkfifo(db)
     try:

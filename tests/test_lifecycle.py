@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Daemon, claude_session, isolated_env, runtime_dir, tracesd
+from tests.helpers import Daemon, claude_session, db_path, isolated_env, runtime_dir, tracesd
 from tracesd.status import request
 
 StartDaemon = Callable[..., Daemon]
@@ -194,7 +194,7 @@ def test_of_daemons_started_at_the_same_instant_exactly_one_runs_and_a_kill_9_fr
     """5 `tracesd run` released together, 3 times; each round after `kill -9` of the last
     round's winner (the kernel drops its flock: the next one starts at once)."""
     (home / ".claude" / "projects").mkdir(parents=True)
-    db = home / ".traces" / "traces.db"
+    db = db_path(home)
     for round_ in range(3):
         barrier = tmp_path / f"go-{round_}"
         group = _barrier_daemons(home, barrier, 5)
@@ -228,14 +228,14 @@ def test_a_second_spelling_of_the_same_database_is_the_same_lock(
     (home / ".claude" / "projects").mkdir(parents=True)
     first = ready(daemons(home))
     alias = tmp_path / "alias"
-    alias.symlink_to(home / ".traces")
+    alias.symlink_to(db_path(home).parent)
     config = home / ".config" / "alias.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(f'[storage]\ndb_path = "{alias / "traces.db"}"\n')
     other_socket = runtime_dir(home) / "other.sock"
     code, out = exited(daemons(home, "--config", str(config), "--socket", str(other_socket)))
     assert code == 1, out
-    lock = home / ".traces" / "traces.db.lock"
+    lock = db_path(home).with_name("traces.db.lock")
     assert out.strip().splitlines() == [
         f"tracesd: tracesd is already running (pid {first.proc.pid}, lock {lock})"
     ]
@@ -332,8 +332,8 @@ def _db_files(db: Path) -> list[Path]:
 def test_the_database_its_wal_shm_and_lock_are_0600_and_doctor_warns_on_a_looser_one(
     daemons: StartDaemon, home: Path, existing_db: bool
 ) -> None:
-    db = home / ".traces" / "traces.db"
-    db.parent.mkdir(mode=0o755)
+    db = db_path(home)
+    db.parent.mkdir(mode=0o755, parents=True)
     db.parent.chmod(0o755)
     if existing_db:  # an older release, a restored backup, a file made by hand
         db.touch()
@@ -386,7 +386,7 @@ def test_a_daemon_that_stops_leaves_no_lock_file_and_the_next_one_starts(
     daemons: StartDaemon, home: Path
 ) -> None:
     (home / ".claude" / "projects").mkdir(parents=True)
-    lock = home / ".traces" / "traces.db.lock"
+    lock = db_path(home).with_name("traces.db.lock")
     first = ready(daemons(home))
     assert lock.read_text() == f"{first.proc.pid}\n"
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600

@@ -18,6 +18,7 @@ import pytest
 from tests.helpers import (
     FIXTURE_TRACES,
     claude_session,
+    db_path,
     fixture_home,
     isolated_env,
     query,
@@ -158,6 +159,6 @@ def test_an_excluded_directory_is_excluded_however_either_side_spells_it(
     result = tracesd(home, "scan", "--json")
 
     assert result.returncode == 0, result.stderr
-    stored = {row["id"] for row in query(home / ".traces" / "traces.db", "SELECT id FROM traces")}
+    stored = {row["id"] for row in query(db_path(home), "SELECT id FROM traces")}
     assert control in stored
     assert {excluded[i] for i in stored & set(excluded)} == set()

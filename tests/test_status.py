@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Daemon, claude_session, isolated_env, make_repo, runtime_dir
+from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, runtime_dir
 from tracesd.errors import NotRunning
 from tracesd.notify import Notifier
 from tracesd.status import request
@@ -62,7 +62,7 @@ def test_status_has_the_documented_shape(daemons: StartDaemon, home: Path, tmp_p
     status = ask(home)
     assert status["pid"] == daemon.proc.pid
     assert status["version"] == "0.1.0"
-    assert status["db_path"] == str(home / ".traces" / "traces.db")
+    assert status["db_path"] == str(db_path(home))
     assert {"id", "root", "exists", "watching"} <= set(status["agents"][0])
     assert status["traces"] == {"total": 1, "by_agent": {"claude-code": 1}}
     assert status["capture"]["captured_total"] == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
-from tests.helpers import Daemon, claude_session, git, isolated_env, make_repo
+from tests.helpers import Daemon, claude_session, db_path, git, isolated_env, make_repo
 
 StartDaemon = Callable[..., Daemon]
 
@@ -80,7 +80,7 @@ def test_pending_traces_and_backoff_survive_kill_9(
     daemon.proc.send_signal(signal.SIGKILL)
     daemon.proc.wait(5)
 
-    with sqlite3.connect(home / ".traces" / "traces.db") as conn:
+    with sqlite3.connect(db_path(home)) as conn:
         state = dict(conn.execute("SELECT key, value FROM tracesd_sync_state"))
         pending = conn.execute(
             "SELECT COUNT(*) FROM tracesd_outbox WHERE version > sent_version"

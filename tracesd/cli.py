@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from tracesd import __version__, doctor, logs, private, render, terminal
+from tracesd import __version__, doctor, logs, private, render, takeover, terminal
 from tracesd.adapters import Hints, build_adapters
 from tracesd.config import Config, load_config
 from tracesd.dispatch import Dispatcher
@@ -264,7 +264,7 @@ def _scan(config: Config, args: argparse.Namespace) -> int:
 async def scan_once(config: Config) -> Report:
     """Discover and index everything on disk once (what `tracesd scan` does)."""
     use_pidfd_child_watcher()
-    store = await Store.open(config.storage.db_path)
+    store = await Store.open(config.storage.db_path, legacy=config.storage.legacy_path)
     try:
         git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
         ingestor = Ingestor(
@@ -281,6 +281,7 @@ async def scan_once(config: Config) -> Report:
 
 
 def _list(config: Config, args: argparse.Namespace) -> int:
+    takeover.take_over(config.storage.legacy_path, config.storage.db_path)
     if not config.storage.db_path.exists():
         traces: list[Trace] = []
     else:

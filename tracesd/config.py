@@ -28,6 +28,9 @@ MAX_BATCH_SIZE = 500
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     db_path: Path
+    #: where tracesd kept its database before it had its own (`~/.traces/traces.db`, the
+    #: Traces CLI's legacy location): taken over at start when tracesd's (see `takeover`)
+    legacy_path: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,11 +240,21 @@ def _build(
         )
 
     runtime = env.get("XDG_RUNTIME_DIR")
-    default_socket = (
-        Path(runtime) / "tracesd" / "tracesd.sock" if runtime else home / ".traces" / "tracesd.sock"
-    )
+    state_home = Path(env.get("XDG_STATE_HOME") or home / ".local" / "state")
+    default_socket = (Path(runtime) if runtime else state_home) / "tracesd" / "tracesd.sock"
+    data_home = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+    legacy = home / ".traces" / "traces.db"
+    db_path: Path = storage.get("db_path") or data_home / "tracesd" / "traces.db"
+    if os.path.abspath(db_path) == os.path.abspath(legacy):
+        raise ConfigError(
+            f"{db_path} is the Traces CLI's legacy database (the CLI adopts that file, and"
+            " migrates and prunes it); remove the key: tracesd keeps its own at"
+            f" {data_home / 'tracesd' / 'traces.db'} and takes an earlier one over from there",
+            key="storage.db_path",
+            path=path,
+        )
     return Config(
-        storage=StorageConfig(db_path=storage.get("db_path") or home / ".traces" / "traces.db"),
+        storage=StorageConfig(db_path=db_path, legacy_path=legacy),
         agents=AgentsConfig(
             enabled=agents.get("enabled", AGENT_IDS),
             roots=MappingProxyType(agents.get("roots", {})),
@@ -251,9 +264,7 @@ def _build(
         status=StatusConfig(socket_path=status.get("socket_path") or default_socket),
         log=LogConfig(**log),
         server=ServerConfig(
-            db_path=Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
-            / "tracesd"
-            / "server.db",
+            db_path=data_home / "tracesd" / "server.db",
             tokens=tuple(
                 t.strip() for t in env.get("TRACESD_SERVER_TOKENS", "").split(",") if t.strip()
             ),

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from tracesd import __version__, metrics, quarantine, snapshot
+from tracesd import __version__, metrics, quarantine, snapshot, takeover
 from tracesd.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
 from tracesd.dispatch import Dispatcher
-from tracesd.errors import StoreCorrupt
+from tracesd.errors import StoreCorrupt, TracesdError
 from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
 from tracesd.ingest import Ingestor
 from tracesd.instance import InstanceLock
@@ -58,6 +58,8 @@ WATCHER_RETRY = Backoff(first_s=60.0, max_s=3600.0)
 WATCHER_STOP_S = 2.0
 SYNC_GRACE_S = 2.0
 DRAIN_GRACE_S = 4.0
+#: how often an earlier database not yet taken over at start is tried again
+TAKEOVER_RETRY_S = 10.0
 
 
 class Daemon:
@@ -120,7 +122,12 @@ class Daemon:
             metrics=metrics.render,
         )
         await self.status.check_single_instance()  # before the store is touched
-        self.store = await Store.open(config.storage.db_path, verify=True, move_corrupt=True)
+        self.store = await Store.open(
+            config.storage.db_path,
+            verify=True,
+            move_corrupt=True,
+            legacy=config.storage.legacy_path,
+        )
         self._stack.push_async_callback(self.store.close)
         if self.store.moved_aside is not None:
             log.error(
@@ -164,6 +171,8 @@ class Daemon:
         self._every(ROOT_CHECK_INTERVAL_S, self._check_roots)
         self._every(config.capture.rescan_interval_s, self._safety_rescan)
         self._every(DEGRADED_POLL_INTERVAL_S, self._poll_degraded)
+        if await asyncio.to_thread(takeover.waiting, config.storage.legacy_path):
+            self._spawn(self._finish_takeover(), "takeover")
         # systemd: ready once the database, the socket and the watcher are up; then pings
         # from the event loop (a blocked loop stops them); STOPPING=1 first on the way out.
         parts = self._parts()
@@ -307,6 +316,17 @@ class Daemon:
         degraded = self.watcher.polled()
         if degraded:
             self.request_rescan("degraded_poll", degraded)
+
+    async def _finish_takeover(self) -> None:
+        """An earlier database left at start (the Traces CLI held its lock, or an earlier
+        daemon still ran on it): tried again until it is taken over. Runs only then."""
+        legacy, db = self.config.storage.legacy_path, self.config.storage.db_path
+        while await asyncio.to_thread(takeover.waiting, legacy) is not None:
+            await asyncio.sleep(TAKEOVER_RETRY_S)
+            try:
+                await asyncio.to_thread(takeover.take_over, legacy, db)
+            except TracesdError as exc:
+                log.warning("store.takeover_failed", path=str(legacy), error=str(exc))
 
     # ------------------------------------------------------------------------ tasks
 

@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from tracesd import migrations, quarantine
+from tracesd import migrations, quarantine, takeover
 from tracesd.errors import StoreCorrupt, StoreError
 from tracesd.private import tighten_file
 from tracesd.safeopen import kind_of
@@ -41,8 +41,13 @@ def create_private(path: Path) -> None:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
 
 
-def prepare(path: Path, busy_timeout_s: float, verify: bool, move: bool) -> Path | None:
-    """Create, check and migrate; the path a corrupt database was moved to, if it was."""
+def prepare(
+    path: Path, busy_timeout_s: float, verify: bool, move: bool, legacy: Path | None = None
+) -> Path | None:
+    """Take over an earlier install's database at `legacy` (if there is one of ours), create,
+    check and migrate; the path a corrupt database was moved to, if it was."""
+    if legacy is not None:
+        takeover.take_over(legacy, path, busy_timeout_s=busy_timeout_s)
     create_private(path)
     try:
         migrations.apply(path, busy_timeout_s=busy_timeout_s, verify=verify)

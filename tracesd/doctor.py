@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import migrations, private, quarantine, sqliteuri
+from tracesd import migrations, owner, private, quarantine, sqliteuri, takeover
 from tracesd.adapters import SUPPORTED, build_adapters
 from tracesd.config import Config
 from tracesd.dbfile import SIDECARS
@@ -52,6 +52,7 @@ def run(config: Config) -> list[Check]:
         *_agents(config),
         _git(config),
         _database(config),
+        *_earlier_install(config),
         _permissions(config),
         _daemon(config),
         _inotify(config),
@@ -123,12 +124,11 @@ def _database_file(path: Path) -> Check:
         with sqlite3.connect(sqliteuri.read_only(path), uri=True, timeout=2) as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > expected:
-                detail = f"{path}: schema {version}, newer than the {expected} this tracesd knows"
-                return Check("database", FAIL, detail, "upgrade tracesd")
+                return _too_new(conn, path, version)
             quarantine.quick_check(conn, path)
             if version < expected:
                 fix = f"upgraded to {expected} when tracesd starts"
-                return Check("database", WARN, f"{path}: schema {version}", fix)
+                return Check("database", WARN, f"{path}: tracesd schema {version}", fix)
             traces = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
     except StoreCorrupt as exc:
         return Check("database", FAIL, str(exc), _CORRUPT_FIX)
@@ -139,7 +139,44 @@ def _database_file(path: Path) -> Check:
             else "try again; if it persists, check the file"
         )
         return Check("database", FAIL, f"{path} cannot be read: {exc}", fix)
-    return Check("database", OK, f"{path}: schema {version}, {traces} traces")
+    return Check("database", OK, f"{path}: tracesd schema {version}, {traces} traces")
+
+
+def _too_new(conn: sqlite3.Connection, path: Path, version: int) -> Check:
+    """Past our version: a newer tracesd's file (upgrade), or not ours at all (the Traces
+    CLI numbers its own schema: no tracesd has its version)."""
+    if migrations.too_new(conn, path, version).ours:
+        detail = (
+            f"{path}: schema {version}, newer than the {migrations.SCHEMA_VERSION} this"
+            " tracesd knows (tracesd's own numbering)"
+        )
+        return Check("database", FAIL, detail, "upgrade tracesd")
+    detail = (
+        f"{path} is not tracesd's database: schema {version} in another program's"
+        " numbering (the Traces CLI's?)"
+    )
+    return Check(
+        "database", FAIL, detail, "set [storage] db_path to a file of tracesd's own, or remove it"
+    )
+
+
+def _earlier_install(config: Config) -> list[Check]:
+    """An earlier tracesd's ~/.traces/traces.db not yet taken over (an earlier daemon still
+    running on it, or the Traces CLI busy at the last start): say so, and what finishes it."""
+    legacy = config.storage.legacy_path
+    found = takeover.waiting(legacy)
+    if found is None:
+        return []
+    adopted = " (the Traces CLI has adopted it)" if found is owner.Owner.ADOPTED else ""
+    return [
+        Check(
+            "earlier database",
+            WARN,
+            f"{legacy} holds an earlier tracesd's traces{adopted}",
+            "the next `tracesd run` or `tracesd scan` takes it over into"
+            f" {config.storage.db_path}; stop any earlier tracesd still running on it first",
+        )
+    ]
 
 
 def _permissions(config: Config) -> Check:

@@ -100,13 +100,22 @@ class StoreError(TracesdError):
 class SchemaTooNew(StoreError):
     """The database has a schema version newer than this tracesd understands."""
 
-    def __init__(self, path: Path, found: int, supported: int) -> None:
+    def __init__(self, path: Path, found: int, supported: int, *, ours: bool = True) -> None:
         self.found = found
         self.supported = supported
-        super().__init__(
-            f"{path} has schema version {found}, newer than the {supported} this tracesd "
-            "supports; upgrade tracesd (the database was left untouched)"
-        )
+        self.ours = ours
+        if ours:
+            text = (
+                f"{path} has schema version {found}, newer than the {supported} this tracesd"
+                " supports (tracesd's own numbering, not the Traces CLI's); upgrade tracesd"
+            )
+        else:
+            text = (
+                f"{path} is not tracesd's database (schema version {found} is another"
+                " program's numbering, the Traces CLI's?); set [storage] db_path to a file of"
+                " tracesd's own, or remove the key"
+            )
+        super().__init__(f"{text} (the database was left untouched)")
 
 
 class StoreCorrupt(StoreError):

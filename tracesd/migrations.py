@@ -2,9 +2,10 @@
 
 Two ordered lists:
 
-* `SHARED`: the `traces` table the Traces CLI and tracesd both use. Its version is
-  `PRAGMA user_version` and stays in step with the Traces CLI's own numbering (4 = git
-  columns), so the CLI never sees a version it does not know.
+* `SHARED`: the `traces` table (the Traces CLI's v3 layout plus the git columns). Its
+  version is `PRAGMA user_version` in **tracesd's own numbering**, not the Traces CLI's
+  (the CLI's git columns came at its version 5, ours at 4): the file is tracesd's alone
+  (`takeover` moves an earlier install's out of the CLI's legacy location).
 * `PRIVATE`: tables of tracesd's own (`tracesd_*`), recorded by name in
   `tracesd_migrations`. They never bump `user_version`.
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracesd import quarantine, sqliteuri
+from tracesd import owner, quarantine, sqliteuri
 from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
 from tracesd.repourl import canonical_or_none
 
@@ -240,7 +241,7 @@ def _inspect(path: Path, busy_timeout_s: float, *, verify: bool) -> None:
     try:
         found = _user_version(conn)
         if found > SCHEMA_VERSION:
-            raise SchemaTooNew(path, found, SCHEMA_VERSION)
+            raise too_new(conn, path, found)
         if verify:
             quarantine.quick_check(conn, path)
     finally:
@@ -250,14 +251,14 @@ def _inspect(path: Path, busy_timeout_s: float, *, verify: bool) -> None:
 def _apply(conn: sqlite3.Connection, path: Path) -> Result:
     start = _user_version(conn)
     if start > SCHEMA_VERSION:
-        raise SchemaTooNew(path, start, SCHEMA_VERSION)
+        raise too_new(conn, path, start)
     conn.execute("PRAGMA journal_mode=WAL")
     applied: list[str] = []
     for target, name, step in SHARED:
         with _immediate(conn):
             current = _user_version(conn)  # re-read: another process may have migrated
             if current > SCHEMA_VERSION:
-                raise SchemaTooNew(path, current, SCHEMA_VERSION)
+                raise too_new(conn, path, current)
             if current >= target:
                 continue
             step(conn)
@@ -280,6 +281,13 @@ def _apply(conn: sqlite3.Connection, path: Path) -> Result:
             )
             applied.append(name)
     return Result(start, _user_version(conn), tuple(applied))
+
+
+def too_new(conn: sqlite3.Connection, path: Path, found: int) -> SchemaTooNew:
+    """The refusal of a version past ours: a newer tracesd's file, or another program's
+    (the Traces CLI's numbering is not ours: its 16 says nothing about tracesd)."""
+    ours = owner.owner(conn) in (owner.Owner.TRACESD, owner.Owner.EMPTY)
+    return SchemaTooNew(path, found, SCHEMA_VERSION, ours=ours)
 
 
 def _user_version(conn: sqlite3.Connection) -> int:

@@ -46,6 +46,7 @@ PASSTHROUGH = (
     "VSCODE_APPDATA",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
     "TRACESD_CONFIG",
 )
 #: launchd starts jobs without XDG_RUNTIME_DIR (systemd sets it to the same /run/user/<uid>

@@ -71,13 +71,17 @@ class Store:
         busy_timeout_s: float = BUSY_TIMEOUT_S,
         verify: bool = False,
         move_corrupt: bool = False,
+        legacy: Path | None = None,
     ) -> Store:
         """Create the directory (0700) and file (0600) if needed, migrate, connect.
 
         `verify` runs `PRAGMA quick_check` first. A corrupt database raises StoreCorrupt,
         or with `move_corrupt` is moved aside (`moved_aside`) and replaced by a new one.
+        `legacy`: an earlier install's database, taken over first when it is tracesd's.
         """
-        moved = await asyncio.to_thread(dbfile.prepare, path, busy_timeout_s, verify, move_corrupt)
+        moved = await asyncio.to_thread(
+            dbfile.prepare, path, busy_timeout_s, verify, move_corrupt, legacy
+        )
         try:
             conn = await _connect(path, busy_timeout_s)
             await conn.execute("PRAGMA journal_mode = WAL")
