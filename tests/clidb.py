@@ -6,10 +6,16 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import Daemon
 from tracesd import sqliteuri
+
+#: how long a test waits for the daemon to fill the CLI's file (the product takes < 2 s)
+DEADLINE_S = 20.0
 
 #: docs/traces-cli-0.6.31.md (b), the columns this suite needs
 TRACES_V16 = """
@@ -104,3 +110,25 @@ def facts(path: Path) -> tuple[Any, ...]:
         return tuple(schema), version, mode, tuple(ids)
     finally:
         conn.close()
+
+
+def own_db(home: Path, extra: str = "") -> Path:
+    """Configure tracesd's own database outside ~/.traces (the CLI would adopt a file there),
+    plus `extra` TOML; returns its path."""
+    own = home / "own" / "traces.db"
+    config = home / ".config" / "tracesd" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[storage]\ndb_path = "{own}"\n{extra}')
+    return own
+
+
+def wait_until(predicate: Callable[[], Any], daemon: Daemon, what: str) -> Any:
+    """The first truthy value of `predicate()`, polled while the daemon runs."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert daemon.proc.poll() is None, daemon.log_path.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not within {DEADLINE_S}s:\n{daemon.log_path.read_text()}")

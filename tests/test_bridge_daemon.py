@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.clidb import fingerprint, git_of, insert, make_cli_db
+from tests.clidb import DEADLINE_S, fingerprint, git_of, insert, make_cli_db, own_db, wait_until
 from tests.helpers import Daemon, claude_session, make_repo, query, tracesd
-
-DEADLINE_S = 20.0
 
 
 @pytest.fixture
@@ -25,32 +23,12 @@ def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo", branch="feature/bridge")
 
 
-def _configure(home: Path, extra: str = "") -> Path:
-    """tracesd's own database outside ~/.traces; returns its path."""
-    own = home / "own" / "traces.db"
-    config = home / ".config" / "tracesd" / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(f'[storage]\ndb_path = "{own}"\n{extra}')
-    return own
-
-
 def _cli_path(home: Path) -> Path:
     return home / ".local" / "share" / "traces" / "traces.db"
 
 
-def _wait(predicate: Callable[[], Any], daemon: Daemon, what: str) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        assert daemon.proc.poll() is None, daemon.log_path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {DEADLINE_S}s:\n{daemon.log_path.read_text()}")
-
-
 def _captured(own: Path, trace_id: str, daemon: Daemon) -> dict[str, Any]:
-    rows = _wait(
+    rows = wait_until(
         lambda: query(own, "SELECT * FROM traces WHERE id = ?", trace_id), daemon, trace_id
     )
     return dict(rows[0])
@@ -71,13 +49,13 @@ def _filled(cli: Path, trace_id: str, row: dict[str, Any]) -> Callable[[], bool]
 def test_at_start_rows_already_in_the_cli_file_are_filled(
     home: Path, repo: Path, daemons: Callable[..., Daemon]
 ) -> None:
-    own = _configure(home)
+    own = own_db(home)
     trace_id, _ = claude_session(home, repo)
     cli = make_cli_db(_cli_path(home), [{"id": trace_id}, {"id": "not-ours"}])
     daemon = daemons(home)
     row = _captured(own, trace_id, daemon)
     assert row["git_branch"] == "feature/bridge"
-    _wait(_filled(cli, trace_id, row), daemon, "enrichment")
+    wait_until(_filled(cli, trace_id, row), daemon, "enrichment")
     assert git_of(cli)["not-ours"] == (None, None, None)
     status = _status(home)
     assert status["path"] == str(cli)
@@ -90,16 +68,16 @@ def test_rows_the_cli_inserts_later_are_filled_soon(
 ) -> None:
     """A `traces list` that re-inserts a pruned row (NULL git) while the daemon runs: filled
     by the watch, without any capture or scan of ours."""
-    own = _configure(home)
+    own = own_db(home)
     cli = make_cli_db(_cli_path(home), [{"id": "other"}])
     trace_id, _ = claude_session(home, repo)
     daemon = daemons(home)
     daemon.wait_ready()
     row = _captured(own, trace_id, daemon)
-    _wait(lambda: _status(home)["found"], daemon, "the CLI file seen")
+    wait_until(lambda: _status(home)["found"], daemon, "the CLI file seen")
     inserted = time.monotonic()
     insert(cli, [{"id": trace_id}])
-    _wait(_filled(cli, trace_id, row), daemon, "enrichment of a re-inserted row")
+    wait_until(_filled(cli, trace_id, row), daemon, "enrichment of a re-inserted row")
     # The product's promise is 2 s; on a busy test machine only a generous bound is asserted.
     assert time.monotonic() - inserted < DEADLINE_S
     # Idle afterwards: our own writes' events do not keep the bridge opening the file.
@@ -112,26 +90,26 @@ def test_rows_the_cli_inserts_later_are_filled_soon(
 def test_a_cli_file_created_after_start_is_filled(
     home: Path, repo: Path, daemons: Callable[..., Daemon]
 ) -> None:
-    own = _configure(home)
+    own = own_db(home)
     trace_id, _ = claude_session(home, repo)
     daemon = daemons(home)
     row = _captured(own, trace_id, daemon)
     assert not (home / ".local" / "share").exists()  # not even the data directory
-    _wait(lambda: _status(home)["found"] is False, daemon, "the CLI file looked for")
+    wait_until(lambda: _status(home)["found"] is False, daemon, "the CLI file looked for")
     cli = make_cli_db(_cli_path(home), [{"id": trace_id}])
-    _wait(_filled(cli, trace_id, row), daemon, "enrichment of a new CLI file")
+    wait_until(_filled(cli, trace_id, row), daemon, "enrichment of a new CLI file")
 
 
 def test_a_legacy_file_that_appears_becomes_the_cli_file(
     home: Path, repo: Path, daemons: Callable[..., Daemon]
 ) -> None:
     """`~/.traces/traces.db` appearing moves the CLI to it (its legacy rule)."""
-    own = _configure(home)
+    own = own_db(home)
     trace_id, _ = claude_session(home, repo)
     daemon = daemons(home)
     row = _captured(own, trace_id, daemon)
     legacy = make_cli_db(home / ".traces" / "traces.db", [{"id": trace_id}])
-    _wait(_filled(legacy, trace_id, row), daemon, "enrichment of the legacy file")
+    wait_until(_filled(legacy, trace_id, row), daemon, "enrichment of the legacy file")
     assert daemon.events("traces_cli.located")
     assert _status(home)["path"] == str(legacy)
 
@@ -170,13 +148,13 @@ def test_a_busy_cli_is_retried_while_capture_flows(
     daemons: Callable[..., Daemon],
     held_lock: Callable[[Path], threading.Event],
 ) -> None:
-    own = _configure(home)
+    own = own_db(home)
     first, _ = claude_session(home, repo)
     daemon = daemons(home)
     daemon.wait_ready()
     _captured(own, first, daemon)
     cli = make_cli_db(_cli_path(home), [])
-    _wait(lambda: _status(home)["found"], daemon, "the CLI file seen")
+    wait_until(lambda: _status(home)["found"], daemon, "the CLI file seen")
     second, _ = claude_session(home, repo, "Another one")
     insert(cli, [{"id": first}, {"id": second}])
     release = held_lock(cli)
@@ -187,8 +165,8 @@ def test_a_busy_cli_is_retried_while_capture_flows(
     assert git_of_unlocked(cli, first) == (None, None, None)
     assert _status(home)["busy"] is True
     release.set()
-    _wait(_filled(cli, first, row), daemon, "enrichment after the lock was released")
-    _wait(_filled(cli, second, row), daemon, "enrichment after the lock was released")
+    wait_until(_filled(cli, first, row), daemon, "enrichment after the lock was released")
+    wait_until(_filled(cli, second, row), daemon, "enrichment after the lock was released")
     daemon.wait_for_event("traces_cli.busy_cleared", timeout=DEADLINE_S)
 
 
@@ -200,7 +178,7 @@ def git_of_unlocked(cli: Path, trace_id: str) -> tuple[Any, Any, Any]:
 def test_disabled_the_daemon_never_touches_the_cli_file(
     home: Path, repo: Path, daemons: Callable[..., Daemon]
 ) -> None:
-    own = _configure(home, "[traces_cli]\nenabled = false\n")
+    own = own_db(home, "[traces_cli]\nenabled = false\n")
     trace_id, _ = claude_session(home, repo)
     cli = make_cli_db(_cli_path(home), [{"id": trace_id}])
     before = fingerprint(cli)
