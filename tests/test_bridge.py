@@ -96,23 +96,20 @@ async def test_fills_only_the_null_git_columns_of_rows_we_captured(
 async def test_never_overwrites_a_value_the_cli_has(
     own_config: Callable[..., Config], cli_path: Path
 ) -> None:
-    theirs = ("https://github.com/Org/Y", "their-branch", "b" * 40)
+    theirs = {"git_remote_url": "https://github.com/Org/Y", "git_branch": "b", "git_ref": "r"}
     make_cli_db(
-        cli_path,
-        [
-            {
-                "id": "t1",
-                **dict(zip(("git_remote_url", "git_branch", "git_ref"), theirs, strict=True)),
-            }
-        ],
+        cli_path, [{"id": "full", **theirs}, {"id": "branch-only", "git_branch": "their-branch"}]
     )
     config = own_config()
-    store = await _store(config, [_trace("t1")])
+    store = await _store(config, [_trace("full"), _trace("branch-only")])
     try:
         await Bridge(config, store).once()
     finally:
         await store.close()
-    assert git_of(cli_path) == {"t1": theirs}
+    assert git_of(cli_path) == {
+        "full": tuple(theirs.values()),
+        "branch-only": (OURS[0], "their-branch", OURS[2]),
+    }
 
 
 def test_a_value_the_cli_writes_meanwhile_is_kept(cli_path: Path) -> None:
@@ -227,7 +224,7 @@ def test_a_busy_cli_makes_a_write_give_up_at_once(
     cli_path: Path, held_lock: Callable[[float], threading.Thread]
 ) -> None:
     make_cli_db(cli_path, [{"id": "t1"}])
-    held_lock(3.0)
+    held_lock(1.5)
     with Connection(cli_path) as conn:
         started = time.monotonic()
         with pytest.raises(Busy):

@@ -93,6 +93,7 @@ def test_a_cli_file_created_after_start_is_filled(
     own = own_db(home)
     trace_id, _ = claude_session(home, repo)
     daemon = daemons(home)
+    daemon.wait_ready()
     row = _captured(own, trace_id, daemon)
     assert not (home / ".local" / "share").exists()  # not even the data directory
     wait_until(lambda: _status(home)["found"] is False, daemon, "the CLI file looked for")
@@ -107,7 +108,9 @@ def test_a_legacy_file_that_appears_becomes_the_cli_file(
     own = own_db(home)
     trace_id, _ = claude_session(home, repo)
     daemon = daemons(home)
+    daemon.wait_ready()
     row = _captured(own, trace_id, daemon)
+    wait_until(lambda: _status(home)["found"] is False, daemon, "the CLI file looked for")
     legacy = make_cli_db(home / ".traces" / "traces.db", [{"id": trace_id}])
     wait_until(_filled(legacy, trace_id, row), daemon, "enrichment of the legacy file")
     assert daemon.events("traces_cli.located")
