@@ -259,6 +259,7 @@ class Bridge:
             return False
         self.found = True
         self.passes += 1
+        started = time.monotonic()
         try:
             self.has_git_columns = await asyncio.to_thread(conn.has_git_columns)
             filled = Filled(0, 0, 0.0)
@@ -279,6 +280,7 @@ class Bridge:
                 path=str(path),
                 rows=filled.rows,
                 statements=filled.statements,
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
                 max_hold_ms=round(filled.max_hold_s * 1000, 2),
             )
         return after != before
