@@ -5,6 +5,7 @@ plain SQLite from this process; test_tracescli_real.py uses the real binary."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 import time
@@ -115,6 +116,40 @@ def test_a_legacy_file_that_appears_becomes_the_cli_file(
     wait_until(_filled(legacy, trace_id, row), daemon, "enrichment of the legacy file")
     assert daemon.events("traces_cli.located")
     assert _status(home)["path"] == str(legacy)
+
+
+def test_a_cli_directory_deleted_and_made_again_is_watched_again(
+    home: Path, repo: Path, daemons: Callable[..., Daemon]
+) -> None:
+    """`traces reset`, then a new `traces list`: the directory the watch was on is gone, and
+    a new one (often with the same inode number) takes its place."""
+    own = own_db(home)
+    trace_id, _ = claude_session(home, repo)
+    cli = make_cli_db(_cli_path(home), [{"id": trace_id}])
+    daemon = daemons(home)
+    daemon.wait_ready()
+    row = _captured(own, trace_id, daemon)
+    wait_until(_filled(cli, trace_id, row), daemon, "the first enrichment")
+    for _ in range(2):
+        passes = _status(home)["passes"]
+        _remove_tree(cli.parent)
+        make_cli_db(cli, [])  # at once: before the bridge looks
+        wait_until(lambda: _status(home)["passes"] > passes, daemon, "the new file looked at")
+        time.sleep(1.0)
+        insert(cli, [{"id": trace_id}])
+        wait_until(_filled(cli, trace_id, row), daemon, "enrichment in the new directory")
+
+
+def _remove_tree(path: Path) -> None:
+    """rm -rf, again if a pass of the bridge opened the file meanwhile (SQLite then makes
+    its -wal and -shm, and the directory is not empty when rmtree comes to it)."""
+    for _ in range(50):
+        try:
+            shutil.rmtree(path)
+            return
+        except OSError:
+            time.sleep(0.05)
+    shutil.rmtree(path)
 
 
 @pytest.fixture

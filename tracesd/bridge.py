@@ -341,11 +341,9 @@ class Bridge:
                 directory = os.path.dirname(directory)
             paths.add(directory)  # its deletion, too
             directories.add(directory)
-        plan = (frozenset(directories), frozenset(paths))
-        if plan != self._planned:
-            self._planned = plan
-            if self._side is not None:
-                self._side.want(*plan)
+        self._planned = (frozenset(directories), frozenset(paths))
+        if self._side is not None:
+            self._side.want(*self._planned)  # also re-arms a watched directory deleted since
         return moved
 
 

@@ -236,17 +236,23 @@ SIDE_EVENT_FILTER: list[type[FileSystemEvent]] = [*EVENT_FILTER, FileDeletedEven
 
 
 class _SideEvents(FileSystemEventHandler):
-    """On watchdog's thread: calls `on_event()` for an event on one of `paths`."""
+    """On watchdog's thread: calls `on_event()` for an event on one of `paths`, and notes a
+    watched directory that was deleted or moved away (watchdog stopped its emitter)."""
 
     def __init__(self, on_event: Callable[[], None]) -> None:
         super().__init__()
         self.paths: frozenset[str] = frozenset()
+        self.watched: frozenset[str] = frozenset()
+        self.gone: set[str] = set()
         self._on_event = on_event
 
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
-            paths = self.paths  # replaced, never mutated
-            if os.fsdecode(event.src_path) in paths or os.fsdecode(event.dest_path) in paths:
+            src, dest = os.fsdecode(event.src_path), os.fsdecode(event.dest_path)
+            gone = event.is_directory and event.event_type in ("deleted", "moved")
+            if gone and src in self.watched:  # replaced, never mutated
+                self.gone.add(src)
+            if src in self.paths or dest in self.paths:
                 self._on_event()
         except Exception as exc:  # never kill watchdog's thread (watchdog #427)
             log.error("watcher.handler_failed", event_type=event.event_type, exc_info=exc)
@@ -272,9 +278,11 @@ class SideWatches:
         return sorted(self._armed)
 
     def want(self, directories: Iterable[str], paths: Iterable[str]) -> None:
-        """Watch these directories (each one's events on `paths` only), from now on."""
+        """Watch these directories (each one's events on `paths` only), from now on; a
+        watched directory deleted since is watched anew (cheap when nothing changed)."""
         self._handler.paths = frozenset(paths)
         self._wanted = frozenset(directories)
+        self._handler.watched = self._wanted
         self._sync()
 
     def attach(self, observer: BaseObserver) -> None:
@@ -291,11 +299,13 @@ class SideWatches:
         observer = self._observer
         if observer is None:
             return
+        gone = self._handler.gone
+        while gone:  # its emitter stopped: unscheduled, so that it can be watched anew
+            directory = gone.pop()
+            if directory in self._armed:
+                self._unschedule(observer, directory)
         for directory in set(self._armed) - self._wanted:
-            try:
-                observer.unschedule(self._armed.pop(directory))
-            except (KeyError, OSError):
-                log.debug("watcher.unschedule_failed", root=directory)
+            self._unschedule(observer, directory)
         for directory in sorted(self._wanted - set(self._armed)):
             try:
                 self._armed[directory] = observer.schedule(
@@ -309,6 +319,12 @@ class SideWatches:
                     log.warning("watcher.side_watch_failed", path=directory, error=exc.strerror)
                 continue
             self._failed.discard(directory)
+
+    def _unschedule(self, observer: BaseObserver, directory: str) -> None:
+        try:
+            observer.unschedule(self._armed.pop(directory))
+        except (KeyError, OSError):
+            log.debug("watcher.unschedule_failed", root=directory)
 
 
 class WatchCount:
