@@ -134,10 +134,14 @@ def test_a_cli_directory_deleted_and_made_again_is_watched_again(
         passes = _status(home)["passes"]
         _remove_tree(cli.parent)
         make_cli_db(cli, [])  # at once: before the bridge looks
-        wait_until(lambda n=passes: _status(home)["passes"] > n, daemon, "the new file looked at")
+        wait_until(_more_passes(home, passes), daemon, "the new file looked at")
         time.sleep(1.0)
         insert(cli, [{"id": trace_id}])
         wait_until(_filled(cli, trace_id, row), daemon, "enrichment in the new directory")
+
+
+def _more_passes(home: Path, passes: int) -> Callable[[], bool]:
+    return lambda: int(_status(home)["passes"]) > passes
 
 
 def _remove_tree(path: Path) -> None:
