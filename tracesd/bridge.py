@@ -21,8 +21,9 @@ signature change under it (a CLI write meanwhile, or our own) is followed by one
 finds nothing to do when nobody else wrote.
 
 When the CLI holds the lock the pass is retried after RETRY_FIRST_S, doubling to
-RETRY_MAX_S (`traces_cli.busy` once per episode). Disabled: nothing here runs, and the
-CLI's file is never opened.
+RETRY_MAX_S (`traces_cli.busy` once per episode): at most about a second after the CLI lets
+go (a retry's cost is one read of the ids; a write never waits more than a few ms).
+Disabled: nothing here runs, and the CLI's file is never opened.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ log = structlog.get_logger("tracesd.traces_cli")
 
 #: how long requests (captures, events) are collected before one pass serves them all
 DEBOUNCE_S = 0.3
-#: after a busy pass: the first retry, doubling up to the last
+#: after a busy pass: the first retry, doubling up to the last (short: the 2 s promise)
 RETRY_FIRST_S = 0.25
-RETRY_MAX_S = 5.0
+RETRY_MAX_S = 1.0
 #: `tracesd scan` gives a busy CLI this long before it leaves the file for the daemon
 ONCE_BUDGET_S = 5.0
 
