@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from tracesd.observer import SideWatches
 
 log = structlog.get_logger("tracesd.traces_cli")
+_T = TypeVar("_T")
 
 #: how long requests (captures, events) are collected before one pass serves them all
 DEBOUNCE_S = 0.3
@@ -164,6 +165,7 @@ class Bridge:
                 await self._pass(_Work(full=True))
                 return
             except Busy as exc:
+                self.rows_enriched += exc.rows
                 self._note_busy(exc)
                 if time.monotonic() >= deadline:
                     return
@@ -180,9 +182,10 @@ class Bridge:
             self._request(_Work(ids=set(trace_ids)))
 
     def rescanned(self) -> None:
-        """A scan of the daemon finished: one full pass."""
+        """A scan of the daemon finished: a full pass, if the CLI's file changed since our
+        last one (what we captured meanwhile came through `captured()`)."""
         if self.enabled:
-            self._request(_Work(full=True))
+            self._request(_Work(event=True))
 
     def _request(self, work: _Work) -> None:
         self._work.merge(work)
@@ -227,6 +230,7 @@ class Bridge:
             try:
                 again = await self._pass(work)
             except Busy as exc:
+                self.rows_enriched += exc.rows  # committed before the CLI took the lock
                 self._note_busy(exc)
                 self._request(work)
                 continue
@@ -247,31 +251,31 @@ class Bridge:
             self.found, self.has_git_columns = True, None
             self._note_error(CliDbError(f"{path} is tracesd's own database: left alone"))
             return False
-        before = await asyncio.to_thread(signature, path)
+        before = await _in_thread(signature, path)
         if not (work.full or work.ids) and before == self._seen:
             return False  # only our own pass's events
         if before[0] is None:
             self._absent(before)
             return False
         try:
-            conn = await asyncio.to_thread(Connection, path)
+            conn = await _in_thread(Connection, path)
         except Missing:
-            self._absent(await asyncio.to_thread(signature, path))
+            self._absent(await _in_thread(signature, path))
             return False
         self.found = True
         self.passes += 1
         started = time.monotonic()
         try:
-            self.has_git_columns = await asyncio.to_thread(conn.has_git_columns)
+            self.has_git_columns = await _in_thread(conn.has_git_columns)
             filled = Filled(0, 0, 0.0)
             if self.has_git_columns:
                 only = None if work.full or work.event else work.ids
-                lacking = await asyncio.to_thread(conn.lacking, only)
+                lacking = await _in_thread(conn.lacking, only)
                 ours = await self._store.git_rows(lacking) if lacking else []
-                filled = await asyncio.to_thread(conn.fill, ours)
+                filled = await _in_thread(conn.fill, ours)
         finally:
-            await asyncio.to_thread(conn.close)
-        after = await asyncio.to_thread(signature, path)
+            await _in_thread(conn.close)
+        after = await _in_thread(signature, path)
         self._seen = after
         self._cleared()
         if filled.rows:
@@ -346,6 +350,18 @@ class Bridge:
         if self._side is not None:
             self._side.want(*self._planned)  # also re-arms a watched directory deleted since
         return moved
+
+
+async def _in_thread(function: Callable[..., _T], *args: Any) -> _T:
+    """`function(*args)` in a worker thread. Cancelled meanwhile (the daemon stops), it
+    still waits for the thread's statement to end (a few ms), so the connection is never
+    closed under a running statement."""
+    future = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        raise
 
 
 def _same_file(a: Path, b: Path) -> bool:

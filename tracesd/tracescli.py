@@ -109,7 +109,9 @@ class CliDbError(Exception):
 
 
 class Busy(CliDbError):
-    """The CLI holds the lock: try again later."""
+    """The CLI holds the lock: try again later. `rows`: filled before it took it."""
+
+    rows = 0
 
 
 class Missing(CliDbError):
@@ -211,17 +213,21 @@ class Connection:
         useful = [r for r in rows if any(v is not None for v in r[1:])]
         for chunk in _chunks(useful, batch):
             args = [(r, b, g, i, r, b, g) for i, r, b, g in chunk]
-            with _translated(self.path):
-                started = time.perf_counter()
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    cursor = self._conn.executemany(sql, args)
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-                max_hold = max(max_hold, time.perf_counter() - started)
+            try:
+                with _translated(self.path):
+                    started = time.perf_counter()
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        cursor = self._conn.executemany(sql, args)
+                        self._conn.execute("COMMIT")
+                    except BaseException:
+                        if self._conn.in_transaction:
+                            self._conn.execute("ROLLBACK")
+                        raise
+                    max_hold = max(max_hold, time.perf_counter() - started)
+            except Busy as exc:
+                exc.rows = changed
+                raise
             changed += max(cursor.rowcount, 0)
             statements += 1
         return Filled(changed, statements, max_hold)
