@@ -153,6 +153,7 @@ def _cli_insert(path: Path, session_id: str) -> None:
     """The CLI lists the session first: its row, without git context."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=15)
     try:
+        conn.execute("PRAGMA synchronous = NORMAL")  # as the CLI runs
         conn.execute(
             "INSERT INTO traces (id, agent_id, created_at) VALUES (?, 'claude-code', ?)",
             (session_id, int(time.time() * 1000)),

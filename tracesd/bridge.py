@@ -8,7 +8,7 @@ never on the capture path:
 
 * at start, and after every scan of the daemon (startup, periodic, overflow, ...);
 * after tracesd stores traces: their ids are collected, and one pass for all of them runs
-  DEBOUNCE_S later (only those rows are read);
+  CAPTURE_DELAY_S later (only those rows are read);
 * DEBOUNCE_S after an event on the CLI's file, its `-wal` or `-journal`, or a directory on
   the way to it (so a file created later, or a legacy `~/.traces/traces.db` that appears and
   becomes the CLI's file, is seen): its directory, or the nearest one that exists, is watched
@@ -59,8 +59,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("tracesd.traces_cli")
 _T = TypeVar("_T")
 
-#: how long requests (captures, events) are collected before one pass serves them all
+#: how long requests (events on the CLI's file, scans) are collected before one pass
 DEBOUNCE_S = 0.3
+#: how long captures alone are collected (a burst of captures costs one pass a second)
+CAPTURE_DELAY_S = 1.0
 #: after a busy pass: the first retry, doubling up to the last (short: the 2 s promise)
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 1.0
@@ -224,7 +226,10 @@ class Bridge:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self._retry_delay() if self._busy else DEBOUNCE_S)
+            soon = self._work.full or self._work.event
+            await asyncio.sleep(
+                self._retry_delay() if self._busy else DEBOUNCE_S if soon else CAPTURE_DELAY_S
+            )
             self._wake.clear()
             work, self._work = self._work, _Work()
             try:
