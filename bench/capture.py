@@ -6,6 +6,12 @@ so the daemon's git cache must miss and run git again. Latency is the `timestamp
 daemon's `ingest.captured` event (logged right after the commit) minus the wall-clock time
 the bench finished writing the file.
 
+The Traces CLI bridge is on, with work to do: the CLI's database (its table, WAL, at
+`$TRACES_EVENTSTORE`) gets a row with NULL git columns for each session just before the
+session file is written (as if the CLI had listed it first), so every capture is followed
+by a pass that fills the row, and every insert by an event on the CLI's file. Checked at the
+end: every one of those rows got the git context.
+
 Floor, same run, same number of samples and pacing: a capture on a git cache miss done
 plainly -- three sequential git subprocesses and one SQLite insert committed to a WAL
 database (journal and synchronous settings as tracesd's).
@@ -76,12 +82,15 @@ def run(options: Options) -> Result:
         harness.say(f"capture: floor ({SESSIONS} x 3 git + 1 SQLite commit)")
         floor_ms = _floor(ws, plan)
         root = str(ws.home / ".claude" / "projects")
-        with Daemon(ws.env, ws.root / "daemon.log") as daemon:
+        cli = _cli_db(ws.root / "cli" / "traces.db")
+        env = {**ws.env, "TRACES_EVENTSTORE": str(cli)}
+        with Daemon(env, ws.root / "daemon.log") as daemon:
             daemon.wait_for("watcher.watching", lambda e: e.get("root") == root)
             daemon.wait_for("scan.finished", lambda e: e.get("reason") == "startup")
             harness.say(f"capture: writing {SESSIONS} sessions")
-            samples = _write_sessions(ws, plan, rng)
+            samples = _write_sessions(ws, plan, rng, cli)
             latencies_ms = [_latency_ms(daemon, s) for s in samples]
+            filled = _cli_filled(cli, len(samples))
             problems = harness.wrong_rows(
                 ws.db,
                 {
@@ -89,12 +98,20 @@ def run(options: Options) -> Result:
                     for s in samples
                 },
             )
-        ws.keep = bool(problems)
+        ws.keep = bool(problems) or filled != len(samples)
         _report(result, samples, latencies_ms, floor_ms, problems)
+        result.rows.append(
+            Row(
+                "Traces CLI rows given git context (bridge on)",
+                f"{filled}/{len(samples)}",
+                f"{len(samples)}/{len(samples)}",
+                passed=filled == len(samples),
+            )
+        )
     return result
 
 
-def _write_sessions(ws: Workspace, plan: list[Step], rng: random.Random) -> list[Sample]:
+def _write_sessions(ws: Workspace, plan: list[Step], rng: random.Random, cli: Path) -> list[Sample]:
     samples: list[Sample] = []
     seen: set[Path] = set()
     for step in plan:
@@ -103,6 +120,7 @@ def _write_sessions(ws: Workspace, plan: list[Step], rng: random.Random) -> list
         if step.commit_first:
             harness.commit(repo, ws.git_env)
         session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        _cli_insert(cli, session_id)
         data = claude_session(session_id, repo.path, repo.branch, rng.choice(_PROMPTS), rng)
         path = claude_project(ws.home, repo.path) / f"{session_id}.jsonl"
         with open(path, "wb") as f:
@@ -112,6 +130,51 @@ def _write_sessions(ws: Workspace, plan: list[Step], rng: random.Random) -> list
         seen.add(repo.path)
         samples.append(Sample(session_id, repo, repo.head, miss, written_at))
     return samples
+
+
+def _cli_db(path: Path) -> Path:
+    """The Traces CLI's database, as the CLI 0.6.31 lays out its `traces` table."""
+    path.parent.mkdir(mode=0o700)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(
+            "CREATE TABLE traces (id TEXT PRIMARY KEY, agent_id TEXT, title TEXT,"
+            " timestamp INTEGER, directory TEXT, git_remote_url TEXT, git_branch TEXT,"
+            " git_ref TEXT, created_at INTEGER NOT NULL)"
+        )
+        conn.execute("PRAGMA user_version = 16")
+    finally:
+        conn.close()
+    return path
+
+
+def _cli_insert(path: Path, session_id: str) -> None:
+    """The CLI lists the session first: its row, without git context."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=15)
+    try:
+        conn.execute("PRAGMA synchronous = NORMAL")  # as the CLI runs
+        conn.execute(
+            "INSERT INTO traces (id, agent_id, created_at) VALUES (?, 'claude-code', ?)",
+            (session_id, int(time.time() * 1000)),
+        )
+    finally:
+        conn.close()
+
+
+def _cli_filled(path: Path, expected: int, timeout_s: float = 30.0) -> int:
+    """How many of the CLI's rows have branch and commit (waiting for the last passes)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn = sqlite3.connect(path, timeout=15)
+        try:
+            sql = "SELECT COUNT(*) FROM traces WHERE git_branch IS NOT NULL AND git_ref IS NOT NULL"
+            filled: int = conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
+        if filled >= expected or time.monotonic() >= deadline:
+            return filled
+        time.sleep(0.1)
 
 
 def _latency_ms(daemon: Daemon, sample: Sample) -> float:

@@ -170,7 +170,7 @@ def test_example_config_documents_every_key_with_its_default(home: Path) -> None
     env = isolated_env(home)
     from_example = load_config(config_path=str(example), environ=env)
     defaults = load_config(environ=env)
-    for name in ("storage", "agents", "capture", "sync", "status", "log"):
+    for name in ("storage", "traces_cli", "agents", "capture", "sync", "status", "log"):
         assert getattr(from_example, name) == getattr(defaults, name), name
 
 

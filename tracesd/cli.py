@@ -18,6 +18,7 @@ import structlog
 
 from tracesd import __version__, doctor, logs, private, render, takeover, terminal
 from tracesd.adapters import Hints, build_adapters
+from tracesd.bridge import Bridge
 from tracesd.config import Config, load_config
 from tracesd.dispatch import Dispatcher
 from tracesd.errors import ConfigError, ListenError, NotRunning, ServiceError, TracesdError
@@ -273,9 +274,11 @@ async def scan_once(config: Config) -> Report:
         adapters = build_adapters(config, Hints(ingestor.known_directories))
         dispatcher = Dispatcher(ingestor.ingest_many, cooldown_s=0.0, workers=8)
         try:
-            return await Scanner(adapters, store, ingestor, dispatcher).run(reason="command")
+            report = await Scanner(adapters, store, ingestor, dispatcher).run(reason="command")
         finally:
             await dispatcher.close(grace_s=5.0)
+        await Bridge(config, store).once()  # the Traces CLI's database, if any: fill it in
+        return report
     finally:
         await store.close()
 

@@ -34,6 +34,15 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TracesCliConfig:
+    """The real Traces CLI's database (INTERFACE 5b): filled with captured git context."""
+
+    enabled: bool = True
+    #: None: found by the CLI's own rules (tracescli.locate)
+    db_path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AgentsConfig:
     enabled: tuple[str, ...]
     #: explicit per-agent root overrides; agents not listed use their own defaults
@@ -96,6 +105,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     storage: StorageConfig
+    traces_cli: TracesCliConfig
     agents: AgentsConfig
     capture: CaptureConfig
     sync: SyncConfig
@@ -219,6 +229,7 @@ def _build(
     sync = values["sync"]
     status = values["status"]
     log = values["log"]
+    traces_cli = values["traces_cli"]
 
     api_key_file: Path | None = sync.get("api_key_file")
     api_key = env.get("TRACES_API_KEY") or None
@@ -255,6 +266,7 @@ def _build(
         )
     return Config(
         storage=StorageConfig(db_path=db_path, legacy_path=legacy),
+        traces_cli=TracesCliConfig(**traces_cli),
         agents=AgentsConfig(
             enabled=agents.get("enabled", AGENT_IDS),
             roots=MappingProxyType(agents.get("roots", {})),
@@ -326,6 +338,7 @@ def _globs(value: Any, ctx: _Ctx) -> tuple[str, ...]:
 
 _SCHEMA: dict[str, dict[str, _Validator]] = {
     "storage": {"db_path": _path},
+    "traces_cli": {"enabled": boolean, "db_path": _path},
     "agents": {"enabled": _agent_list, "roots": _agent_roots},
     "capture": {
         "exclude": _globs,

@@ -30,6 +30,7 @@ import structlog
 
 from tracesd import __version__, metrics, quarantine, snapshot, takeover
 from tracesd.adapters import Adapter, Hints, build_adapters
+from tracesd.bridge import Bridge
 from tracesd.config import Config
 from tracesd.dispatch import Dispatcher
 from tracesd.errors import StoreCorrupt, TracesdError
@@ -83,6 +84,7 @@ class Daemon:
         self.adapters: list[Adapter]
         self.sync: SyncService | None = None
         self.git: GitResolver
+        self.bridge: Bridge
         self.status: StatusServer
         self.notifier = Notifier(config.environ)
 
@@ -138,12 +140,16 @@ class Daemon:
                 " from the session files; " + quarantine.recovery_hint(self.store.moved_aside),
             )
 
+        # The Traces CLI's database: filled with our git context in the background.
+        self.bridge = Bridge(config, self.store, on_crash=self.fail)
+        self._stack.push_async_callback(self.bridge.close)
         self.git = git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
         self.ingestor = Ingestor(
             self.store,
             git,
             exclude=config.capture.exclude,
             directories=await self.store.directories(),
+            on_captured=self.bridge.captured,
         )
         self.adapters = build_adapters(config, Hints(self.ingestor.known_directories))
         self.dispatcher = Dispatcher(self.ingestor.ingest_many, on_crash=self.fail)
@@ -157,6 +163,7 @@ class Daemon:
             on_path=self.dispatcher.submit,
             on_rescan=self.request_rescan,
             retry=WATCHER_RETRY,
+            side=self.bridge.watch,
         )
         self.watcher.start()
         self._stack.callback(self.watcher.stop, WATCHER_STOP_S)
@@ -167,6 +174,7 @@ class Daemon:
         # Everything loaded so far lives as long as the daemon: moved out of the collector's
         # sight, a full collection during a big scan stalls the loop for far less.
         gc.freeze()
+        self.bridge.start()
         self.request_rescan("startup", None)
         self._every(ROOT_CHECK_INTERVAL_S, self._check_roots)
         self._every(config.capture.rescan_interval_s, self._safety_rescan)
@@ -225,6 +233,7 @@ class Daemon:
             watcher=self.watcher,
             scanner=self.scanner,
             sync=self.sync,
+            bridge=self.bridge,
         )
 
     async def status_snapshot(self) -> dict[str, Any]:
@@ -300,6 +309,7 @@ class Daemon:
 
     async def _scan(self, reason: str, roots: set[str] | None) -> None:
         await self.scanner.run(reason=reason, roots=roots)
+        self.bridge.rescanned()
         if self._rescan_next is not None and not self._stop.is_set():
             reason, roots = self._rescan_next
             self._rescan_next = None

@@ -8,6 +8,7 @@ sync off) is worth knowing but not broken.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import migrations, owner, private, quarantine, sqliteuri, takeover
+from tracesd import migrations, owner, private, quarantine, sqliteuri, takeover, tracescli
 from tracesd.adapters import SUPPORTED, build_adapters
 from tracesd.config import Config
 from tracesd.dbfile import SIDECARS
@@ -53,6 +54,7 @@ def run(config: Config) -> list[Check]:
         _git(config),
         _database(config),
         *_earlier_install(config),
+        _traces_cli(config),
         _permissions(config),
         _daemon(config),
         _inotify(config),
@@ -177,6 +179,54 @@ def _earlier_install(config: Config) -> list[Check]:
             f" {config.storage.db_path}; stop any earlier tracesd still running on it first",
         )
     ]
+
+
+def _traces_cli(config: Config) -> Check:
+    """The Traces CLI's database: where, whether tracesd can fill it, how much of ours is in
+    it and how much of that still waits for our git context. Reads only."""
+    name = "traces cli"
+    if not config.traces_cli.enabled:
+        return Check(name, OK, "off ([traces_cli] enabled = false): its database is never touched")
+    path = config.traces_cli.db_path or tracescli.locate(config.environ, config.home)
+    own = config.storage.db_path
+    if path.exists() and own.exists() and os.path.samefile(path, own):
+        detail = f"{path} is tracesd's own database: the Traces CLI would adopt it"
+        return Check(name, WARN, detail, "set [storage] db_path outside ~/.traces")
+    try:
+        with tracescli.Connection(path, query_only=True) as conn:
+            if not conn.has_git_columns():
+                detail = f"{path} has no git columns (an older Traces CLI): left alone"
+                return Check(name, WARN, detail, "update the Traces CLI")
+            ours = _git_rows(own)
+            theirs = conn.git_rows(list(ours))
+    except tracescli.Missing:
+        return Check(name, OK, f"no Traces CLI database at {path} (yet): nothing to fill")
+    except (tracescli.CliDbError, sqlite3.Error) as exc:
+        return Check(name, WARN, f"{path}: {exc}", "try again; if it persists, check the file")
+    waiting = sum(
+        1
+        for trace_id, cli in theirs.items()
+        if any(c is None and v is not None for c, v in zip(cli, ours[trace_id], strict=True))
+    )
+    detail = (
+        f"{path}: {len(theirs)} of our {len(ours)} traces with git context are in it,"
+        f" {waiting} of them still lack some of it"
+    )
+    if waiting:
+        return Check(name, WARN, detail, "start tracesd: it fills them in within seconds")
+    return Check(name, OK, detail)
+
+
+def _git_rows(db: Path) -> dict[str, tuple[object, object, object]]:
+    """Our traces that have git context, read-only."""
+    if not db.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(sqliteuri.read_only(db), uri=True, timeout=2)) as c:
+        rows = c.execute(
+            "SELECT id, git_remote_url, git_branch, git_ref FROM traces"
+            " WHERE COALESCE(git_remote_url, git_branch, git_ref) IS NOT NULL"
+        )
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
 
 def _permissions(config: Config) -> Check:

@@ -90,8 +90,11 @@ class Ingestor:
         *,
         exclude: Iterable[str] = (),
         directories: Iterable[str] = (),
+        on_captured: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._store = store
+        #: called with the ids of traces just stored or changed (the Traces CLI bridge)
+        self._on_captured = on_captured
         self._git = git
         self._excluded = Exclusions(exclude).excluded
         # Replaced, never mutated: adapters read it from worker threads.
@@ -245,6 +248,8 @@ class Ingestor:
             self._directories = self._directories | new_dirs
         if self.on_stored is not None:
             self.on_stored()
+        if self._on_captured is not None:
+            self._on_captured([t.id for t in captured] + [i for i, _ in updated])
         emit = log.debug if quiet else log.info
         for trace in captured:
             emit(

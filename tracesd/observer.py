@@ -14,6 +14,8 @@ meets watchdog's threads and the kernel's inotify limits.
   reads into events and livelock watchdog 7 at 100% CPU on trees of 5,000+ directories.
 * `Backoff`: when a failed watcher is tried again; `WatchCount`: the kernel's count of
   watches, cached.
+* `SideWatches`: a few more directories (not recursive) watched through the same observer
+  for another part of tracesd: the Traces CLI's database (bridge.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,13 +37,14 @@ from watchdog.events import (
     DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
+    FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
+from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver, ObservedWatch
 
 try:  # Linux only: elsewhere (FSEvents, kqueue) the platform's Observer is used as is
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
@@ -226,6 +229,102 @@ if InotifyObserver is not None:
             BaseObserver.__init__(
                 self, InotifyEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._inotify_fd
             )
+
+
+#: side watches also see deletions (a database removed, or a legacy file that decided a path)
+SIDE_EVENT_FILTER: list[type[FileSystemEvent]] = [*EVENT_FILTER, FileDeletedEvent]
+
+
+class _SideEvents(FileSystemEventHandler):
+    """On watchdog's thread: calls `on_event()` for an event on one of `paths`, and notes a
+    watched directory that was deleted or moved away (watchdog stopped its emitter)."""
+
+    def __init__(self, on_event: Callable[[], None]) -> None:
+        super().__init__()
+        self.paths: frozenset[str] = frozenset()
+        self.watched: frozenset[str] = frozenset()
+        self.gone: set[str] = set()
+        self._on_event = on_event
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            src, dest = os.fsdecode(event.src_path), os.fsdecode(event.dest_path)
+            gone = event.is_directory and event.event_type in ("deleted", "moved")
+            if gone and src in self.watched:  # replaced, never mutated
+                self.gone.add(src)
+            if src in self.paths or dest in self.paths:
+                self._on_event()
+        except Exception as exc:  # never kill watchdog's thread (watchdog #427)
+            log.error("watcher.handler_failed", event_type=event.event_type, exc_info=exc)
+
+
+class SideWatches:
+    """Directories watched non-recursively through the watcher's observer, for a part of
+    tracesd other than the agents' roots. `want()` (on the event loop) says which, and which
+    paths in them matter; the watcher `attach()`es each observer it runs (every root check:
+    a no-op when nothing changed) and `detach()`es one it drops. `on_event()` is called on
+    watchdog's thread: it must be thread-safe."""
+
+    def __init__(self, on_event: Callable[[], None]) -> None:
+        self._handler = _SideEvents(on_event)
+        self._on_event = on_event
+        self._wanted: frozenset[str] = frozenset()
+        self._armed: dict[str, ObservedWatch] = {}
+        self._observer: BaseObserver | None = None
+        self._failed: set[str] = set()
+
+    @property
+    def watched(self) -> list[str]:
+        return sorted(self._armed)
+
+    def want(self, directories: Iterable[str], paths: Iterable[str]) -> None:
+        """Watch these directories (each one's events on `paths` only), from now on; a
+        watched directory deleted since is watched anew (cheap when nothing changed)."""
+        self._handler.paths = frozenset(paths)
+        self._wanted = frozenset(directories)
+        self._handler.watched = self._wanted
+        self._sync()
+
+    def attach(self, observer: BaseObserver) -> None:
+        if observer is not self._observer:
+            self._armed.clear()
+            self._observer = observer
+        self._sync()
+
+    def detach(self) -> None:
+        self._observer = None
+        self._armed.clear()
+
+    def _sync(self) -> None:
+        observer = self._observer
+        if observer is None:
+            return
+        gone = self._handler.gone
+        while gone:  # its emitter stopped: unscheduled, so that it can be watched anew
+            directory = gone.pop()
+            if directory in self._armed:
+                self._unschedule(observer, directory)
+        for directory in set(self._armed) - self._wanted:
+            self._unschedule(observer, directory)
+        for directory in sorted(self._wanted - set(self._armed)):
+            try:
+                self._armed[directory] = observer.schedule(
+                    self._handler, directory, recursive=False, event_filter=SIDE_EVENT_FILTER
+                )
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:  # gone since the caller looked: it looks again
+                    self._on_event()
+                elif directory not in self._failed:  # once; retried at every root check
+                    self._failed.add(directory)
+                    log.warning("watcher.side_watch_failed", path=directory, error=exc.strerror)
+                continue
+            self._failed.discard(directory)
+
+    def _unschedule(self, observer: BaseObserver, directory: str) -> None:
+        try:
+            observer.unschedule(self._armed.pop(directory))
+        except (KeyError, OSError):
+            log.debug("watcher.unschedule_failed", root=directory)
 
 
 class WatchCount:

@@ -57,7 +57,21 @@ def status(s: dict[str, Any]) -> list[str]:
     if watcher.get("state") == "degraded":
         lines.append(f"{'':<9} {_watcher_fault(watcher)}")
     lines += _sync(s["sync"])
+    if "traces_cli" in s:
+        lines.append(f"{'cli db':<9} {_traces_cli(s['traces_cli'])}")
     return lines
+
+
+def _traces_cli(cli: dict[str, Any]) -> str:
+    """The Traces CLI's database, in one line."""
+    if not cli["enabled"]:
+        return "off ([traces_cli] enabled = false)"
+    if cli["found"] is False:
+        return f"{cli['path']}: none yet"
+    if cli["has_git_columns"] is False:
+        return f"{cli['path']}: no git columns (an older Traces CLI), left alone"
+    line = f"{cli['path']}: {cli['rows_enriched']} rows given git context"
+    return line + (f"; last error: {cli['last_error']}" if cli["last_error"] else "")
 
 
 def _watcher_fault(watcher: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tracesd import __version__
+from tracesd.bridge import Bridge
 from tracesd.config import Config
 from tracesd.gitinfo import GitResolver
 from tracesd.ingest import Ingestor
@@ -36,6 +37,7 @@ class Parts:
     watcher: Watcher
     scanner: Scanner
     sync: SyncService | None
+    bridge: Bridge
 
 
 async def build(p: Parts) -> dict[str, Any]:
@@ -117,6 +119,7 @@ async def build(p: Parts) -> dict[str, Any]:
             "last": p.scanner.last_report.as_dict() if p.scanner.last_report else None,
         },
         "sync": p.sync.status(outbox) if p.sync is not None else _sync_off(outbox.counts),
+        "traces_cli": p.bridge.status(),
     }
 
 

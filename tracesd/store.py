@@ -247,6 +247,23 @@ class Store:
     async def get_many(self, trace_ids: Iterable[str]) -> dict[str, Trace]:
         return {row["id"]: _trace(row) for row in await self._rows_in("traces", "id", trace_ids)}
 
+    async def git_rows(
+        self, trace_ids: Iterable[str]
+    ) -> list[tuple[str, str | None, str | None, str | None]]:
+        """(id, git_remote_url, git_branch, git_ref) of the traces among `trace_ids` that
+        have any git context (what the Traces CLI bridge may fill in)."""
+        rows: list[tuple[str, str | None, str | None, str | None]] = []
+        unique = list(dict.fromkeys(trace_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            sql = (
+                "SELECT id, git_remote_url, git_branch, git_ref FROM traces"
+                f" WHERE id IN ({', '.join('?' * len(chunk))}) AND"
+                " COALESCE(git_remote_url, git_branch, git_ref) IS NOT NULL"
+            )
+            rows += [(r[0], r[1], r[2], r[3]) for r in await self._rows(sql, chunk)]
+        return rows
+
     async def list_traces(
         self,
         *,

@@ -47,6 +47,7 @@ from tracesd.observer import (
     Backoff,
     OverflowHook,
     SessionEvents,
+    SideWatches,
     WatchCount,
     new_observer,
     stop_observer,
@@ -106,8 +107,11 @@ class Watcher:
         on_path: PathCallback,
         on_rescan: Callable[[str, list[str] | None], None],
         retry: Backoff | None = None,
+        side: SideWatches | None = None,
     ) -> None:
         self.roots = [Root(a, r) for a in adapters for r in a.roots()]
+        #: more directories watched through the same observer (the Traces CLI's database)
+        self._side = side or SideWatches(lambda: None)
         self._on_path = on_path
         self._on_rescan = on_rescan
         self._retry = retry or Backoff()
@@ -140,6 +144,7 @@ class Watcher:
     def stop(self, timeout_s: float = 3.0) -> None:
         logging.getLogger(OVERFLOW_LOGGER).removeHandler(self._overflow_hook)
         observer, self._observer = self._observer, None
+        self._side.detach()
         if observer is not None and not stop_observer(observer, timeout_s):
             log.warning("watcher.stop_timeout", timeout_s=timeout_s)
         self._liveness.uninstall()
@@ -181,6 +186,7 @@ class Watcher:
                 self._watch(root)
         if self._observer is not None:
             self._liveness.attach(self._observer)  # after the roots (see liveness.py)
+            self._side.attach(self._observer)
         self._refresh()
 
     def _start_observer(self) -> bool:
@@ -326,6 +332,7 @@ class Watcher:
             return
         self._observer = None
         self._liveness.detach()
+        self._side.detach()
         for root in self.roots:
             root.watch = None
         stop_observer_later(observer, TEARDOWN_S)
