@@ -179,9 +179,9 @@ async def test_disabled_never_touches_the_file(
 async def test_tracesd_own_database_is_never_taken_for_the_cli_one(
     make_config: Callable[..., Config], home: Path
 ) -> None:
-    """Until tracesd's own file moves out of ~/.traces (the CLI's legacy path), the CLI's
-    rules point at it: the bridge leaves it alone and says so."""
-    config = make_config()
+    """`[storage] db_path` set to where the CLI's rules point (its default file): the
+    bridge leaves tracesd's own file alone and says so."""
+    config = make_config(storage__db_path=str(home / ".local" / "share" / "traces" / "traces.db"))
     store = await _store(config, [_trace("t1", (None, None, None))])
     try:
         bridge = Bridge(config, store)

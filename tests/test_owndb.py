@@ -284,8 +284,11 @@ def test_rows_the_cli_pruned_or_reinserted_are_restored_and_its_own_rows_stay_it
     assert kept_row == next(t for t in ours["traces"] if t["id"] == kept)
     assert mine["tracesd_sync_state"] == ours["tracesd_sync_state"]
     assert user_version(db_path(home)) == migrations.SCHEMA_VERSION
-    # The CLI's file: its rows and schema as they were, nothing of ours.
-    assert query(legacy, "SELECT * FROM traces ORDER BY id") == cli_rows
+    # The CLI's file: its rows and schema as they were, nothing of ours; only the git
+    # columns the CLI left NULL in a row we captured are filled (the bridge, INTERFACE 5b).
+    filled = {reinserted: {"git_branch": "feat/x", "git_ref": head}}
+    expected = [{**row, **filled.get(row["id"], {})} for row in cli_rows]
+    assert query(legacy, "SELECT * FROM traces ORDER BY id") == expected
     assert (
         query(
             legacy,
