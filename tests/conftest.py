@@ -26,7 +26,9 @@ def make_config(home: Path) -> Callable[..., Config]:
     """Config for an isolated HOME; keyword arguments are dotted-key overrides."""
 
     def make(environ: dict[str, str] | None = None, **overrides: Any) -> Config:
-        env = isolated_env(home, **(environ or {}))
+        extra = environ or {}
+        # A HOME of its own brings the XDG directories along (every path points into it).
+        env = isolated_env(Path(extra["HOME"]) if "HOME" in extra else home, **extra)
         dotted = {k.replace("__", "."): v for k, v in overrides.items()}
         return load_config(environ=env, overrides=dotted)
 

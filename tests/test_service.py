@@ -216,6 +216,19 @@ def test_agent_variables_are_passed_on_and_secrets_never() -> None:
         assert "EDITOR" not in text
 
 
+def test_the_traces_cli_database_variables_are_passed_on() -> None:
+    """The service finds the Traces CLI's database where the user's `traces` does."""
+    cli_env = {"TRACES_EVENTSTORE": "/srv/alice/t.db", "TRACES_HTTP_URL": "http://10.0.0.2:8787"}
+    unit = service.systemd_service(
+        program=PROGRAM,
+        config_path=None,
+        home=Path("/home/alice"),
+        environ={"HOME": "/home/alice", **SHELL_ENV, **cli_env},
+    ).content
+    for name, value in cli_env.items():
+        assert f"Environment={name}={value}\n" in unit
+
+
 def test_an_api_key_in_the_environment_brings_a_note_about_api_key_file(home: Path) -> None:
     config = load_config(environ=isolated_env(home, TRACES_API_KEY="sk-very-secret"))
     notes = service.service_for(config, platform="linux", program=PROGRAM).notes

@@ -190,8 +190,8 @@ def _traces_cli(config: Config) -> Check:
     path = config.traces_cli.db_path or tracescli.locate(config.environ, config.home)
     own = config.storage.db_path
     if path.exists() and own.exists() and os.path.samefile(path, own):
-        detail = f"{path} is tracesd's own database: the Traces CLI would adopt it"
-        return Check(name, WARN, detail, "set [storage] db_path outside ~/.traces")
+        detail = f"{path} is tracesd's own database, where the Traces CLI keeps its own"
+        return Check(name, WARN, detail, "leave [storage] db_path empty, or point it elsewhere")
     try:
         with tracescli.Connection(path, query_only=True) as conn:
             if not conn.has_git_columns():

@@ -48,6 +48,9 @@ PASSTHROUGH = (
     "XDG_DATA_HOME",
     "XDG_STATE_HOME",
     "TRACESD_CONFIG",
+    # where the Traces CLI keeps its database (tracesd fills it: INTERFACE 5b)
+    "TRACES_EVENTSTORE",
+    "TRACES_HTTP_URL",
 )
 #: launchd starts jobs without XDG_RUNTIME_DIR (systemd sets it to the same /run/user/<uid>
 #: a login shell has); without it the daemon's socket would not be where `tracesd status`
