@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench import harness
+from bench import clidb, harness
 from bench.corpus import claude_project, claude_session
 from bench.harness import Daemon, Options, Repo, Workspace
 from bench.report import Result, Row, at_most, distribution, fmt
@@ -82,7 +82,7 @@ def run(options: Options) -> Result:
         harness.say(f"capture: floor ({SESSIONS} x 3 git + 1 SQLite commit)")
         floor_ms = _floor(ws, plan)
         root = str(ws.home / ".claude" / "projects")
-        cli = _cli_db(ws.root / "cli" / "traces.db")
+        cli = clidb.create(ws.root / "cli" / "traces.db")
         env = {**ws.env, "TRACES_EVENTSTORE": str(cli)}
         with Daemon(env, ws.root / "daemon.log") as daemon:
             daemon.wait_for("watcher.watching", lambda e: e.get("root") == root)
@@ -132,32 +132,12 @@ def _write_sessions(ws: Workspace, plan: list[Step], rng: random.Random, cli: Pa
     return samples
 
 
-def _cli_db(path: Path) -> Path:
-    """The Traces CLI's database, as the CLI 0.6.31 lays out its `traces` table."""
-    path.parent.mkdir(mode=0o700)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(
-            "CREATE TABLE traces (id TEXT PRIMARY KEY, agent_id TEXT, title TEXT,"
-            " timestamp INTEGER, directory TEXT, git_remote_url TEXT, git_branch TEXT,"
-            " git_ref TEXT, created_at INTEGER NOT NULL)"
-        )
-        conn.execute("PRAGMA user_version = 16")
-    finally:
-        conn.close()
-    return path
-
-
 def _cli_insert(path: Path, session_id: str) -> None:
     """The CLI lists the session first: its row, without git context."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=15)
     try:
         conn.execute("PRAGMA synchronous = NORMAL")  # as the CLI runs
-        conn.execute(
-            "INSERT INTO traces (id, agent_id, created_at) VALUES (?, 'claude-code', ?)",
-            (session_id, int(time.time() * 1000)),
-        )
+        clidb.insert(conn, [session_id])
     finally:
         conn.close()
 
@@ -166,12 +146,7 @@ def _cli_filled(path: Path, expected: int, timeout_s: float = 30.0) -> int:
     """How many of the CLI's rows have branch and commit (waiting for the last passes)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        conn = sqlite3.connect(path, timeout=15)
-        try:
-            sql = "SELECT COUNT(*) FROM traces WHERE git_branch IS NOT NULL AND git_ref IS NOT NULL"
-            filled: int = conn.execute(sql).fetchone()[0]
-        finally:
-            conn.close()
+        filled = clidb.filled(path)
         if filled >= expected or time.monotonic() >= deadline:
             return filled
         time.sleep(0.1)

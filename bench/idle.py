@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import harness, measure
+from bench import clidb, harness, measure
 from bench.corpus import Spec, agent_roots, build
 from bench.harness import Daemon, Options, Workspace
 from bench.report import Result, Row, at_most, fmt, percentile, spread
@@ -66,6 +66,10 @@ def run(options: Options) -> Result:
         _, corpus = build(ws, "idle", REPOS, Spec(SESSIONS, options.seed))
         directories = measure.count_directories(agent_roots(ws.home))
         floor_argv = [sys.executable, "-c", _FLOOR_CODE]
+        # The Traces CLI's database at its default path, holding every session without git
+        # context: the bridge fills it at start, then watches it (and must stay idle).
+        cli_path = ws.home / ".local" / "share" / "traces" / "traces.db"
+        cli = clidb.create(cli_path, corpus.expected_rows())
         with (
             Daemon(ws.env, ws.root / "daemon.log") as daemon,
             subprocess.Popen(floor_argv, env=ws.env, stdin=subprocess.PIPE) as floor,
@@ -85,9 +89,13 @@ def run(options: Options) -> Result:
             if floor.poll() is not None:
                 raise measure.BenchError(f"the floor process exited ({floor.returncode})")
             watches = measure.inotify_watches(daemon.pid)
+            cli_filled = _cli_filled(cli, SESSIONS)
+            cli_settle_s = _settled(cli)
             harness.say(f"idle: measuring for {options.idle_window_s:g}s")
             before = len(daemon.events())
+            cli_before = _db_files(cli)
             window = _observe(daemon.pid, floor.pid, ws.db, options.idle_window_s)
+            cli_after = _db_files(cli)
             window.log_events = Counter(e["event"] for e in daemon.events()[before:])
             hwm_mb = measure.status_mb(daemon.pid, "VmHWM")
         wrong = harness.wrong_rows(ws.db, corpus.expected_rows())
@@ -141,6 +149,19 @@ def run(options: Options) -> Result:
                 "none",
                 passed=not window.db_written,
             ),
+            Row(
+                "Traces CLI rows given git context (bridge on, before the window)",
+                f"{cli_filled:,}/{SESSIONS:,}",
+                f"{SESSIONS:,}/{SESSIONS:,}",
+                passed=cli_filled == SESSIONS,
+            ),
+            Row(
+                "Traces CLI database writes in window",
+                f"written: {cli_before} -> {cli_after}" if cli_after != cli_before else "none",
+                "none",
+                f"the bridge's start passes settled {cli_settle_s:.1f} s before",
+                passed=cli_after == cli_before,
+            ),
             Row("log events in window", _events(window.log_events)),
         ]
         result.raw.update(
@@ -185,6 +206,27 @@ def _observe(pid: int, floor_pid: int, db: Path, seconds: float) -> Window:
     finally:
         reader.close()
     return window
+
+
+def _cli_filled(path: Path, expected: int, timeout_s: float = 60.0) -> int:
+    """The CLI's rows with branch and commit, once the bridge's start passes are done."""
+    deadline = time.monotonic() + timeout_s
+    while (count := clidb.filled(path)) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return count
+
+
+def _settled(path: Path, quiet_s: float = 3.0, timeout_s: float = 60.0) -> float:
+    """Seconds until the CLI's database and WAL stayed unchanged for `quiet_s` (the bridge's
+    last pass closes its connection, and SQLite checkpoints the WAL, after its commit)."""
+    started = last_change = time.monotonic()
+    seen = _db_files(path)
+    while time.monotonic() - last_change < quiet_s and time.monotonic() - started < timeout_s:
+        time.sleep(0.1)
+        now = _db_files(path)
+        if now != seen:
+            seen, last_change = now, time.monotonic()
+    return last_change - started
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

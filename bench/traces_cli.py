@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from bench import harness
+from bench import clidb, harness
 from bench.harness import Daemon, Options, Workspace
 from bench.report import Result, Row, at_most, fmt
 from tracesd.models import Trace
@@ -32,15 +32,6 @@ from tracesd.store import Store
 ROWS = 10_000
 TOTAL_TARGET_MS = 1000.0
 HOLD_TARGET_MS = 50.0
-#: the CLI's `traces` table (docs/traces-cli-0.6.31.md (b), the columns that matter here)
-_CLI_TRACES = """
-CREATE TABLE traces (
-    id TEXT PRIMARY KEY, agent_id TEXT, title TEXT, preview TEXT, timestamp INTEGER,
-    directory TEXT, source_path TEXT, remote_id TEXT, remote_url TEXT,
-    git_remote_url TEXT, git_branch TEXT, git_ref TEXT, identity_scheme TEXT,
-    created_at INTEGER NOT NULL
-)
-"""
 
 
 def run(options: Options) -> Result:
@@ -54,7 +45,7 @@ def run(options: Options) -> Result:
         harness.say(f"traces_cli: {ROWS} traces in tracesd's database and the CLI's")
         asyncio.run(_own_db(own, ids))
         cli = ws.home / ".local" / "share" / "traces" / "traces.db"
-        _cli_db(cli, ids)
+        clidb.create(cli, ids)
         floor_ms = _floor(cli)
         with Daemon(ws.env, ws.root / "daemon.log") as daemon:
             daemon.wait_for("scan.finished", lambda e: e.get("reason") == "startup")
@@ -130,29 +121,6 @@ async def _own_db(path: Path, ids: list[str]) -> None:
         await store.close()
 
 
-def _cli_db(path: Path, ids: list[str]) -> None:
-    path.parent.mkdir(parents=True, mode=0o700)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(_CLI_TRACES)
-        conn.execute("PRAGMA user_version = 16")
-        _insert(conn, ids)
-    finally:
-        conn.close()
-
-
-def _insert(conn: sqlite3.Connection, ids: list[str]) -> None:
-    conn.executemany(
-        "INSERT INTO traces (id, agent_id, title, timestamp, directory, identity_scheme,"
-        " created_at) VALUES (?, 'claude-code', 'A bench session', ?, ?, 'v2', ?)",
-        [
-            (trace_id, 1_796_000_000_000 + i, f"/src/repo{i % 100}", 1)
-            for i, trace_id in enumerate(ids)
-        ],
-    )
-
-
 def _floor(path: Path) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -174,7 +142,7 @@ def _reindex(path: Path, ids: list[str]) -> float:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("DELETE FROM traces")
-        _insert(conn, ids)
+        clidb.insert(conn, ids)
         conn.execute("COMMIT")
         return time.time()
     finally:
