@@ -599,3 +599,17 @@ def test_rows_merged_into_a_database_already_in_place_get_the_canonical_url(
     assert event["mode"] == "finished"
     rows = query(db_path(home), "SELECT id, git_remote_url FROM traces ORDER BY id")
     assert rows == [{"id": i, "git_remote_url": "https://github.com/Org/X"} for i in sorted(ids)]
+
+
+def test_sidecars_left_beside_a_database_that_is_gone_are_removed_with_dot_traces(
+    home: Path,
+) -> None:
+    """A second tracesd that looked at the earlier file while the first moved it away
+    leaves a `-wal` and `-shm` of a database that no longer exists: the next start (or that
+    tracesd itself) removes them, and then the emptied ~/.traces."""
+    legacy = home / ".traces" / "traces.db"
+    legacy.parent.mkdir()
+    for end in ("-wal", "-shm"):
+        legacy.with_name(legacy.name + end).write_bytes(b"")
+    assert takeover.take_over(legacy, db_path(home)) is None
+    assert not legacy.parent.exists()

@@ -233,6 +233,9 @@ def _owner(path: Path, busy_timeout_s: float) -> owner.Owner:
         return owner.Owner.FOREIGN  # not a database, or locked: not ours to touch now
     finally:
         conn.close()
+        # Another tracesd may have moved the file away while we looked: the `-wal` and
+        # `-shm` our look made beside a file that is gone are ours, and orphans.
+        _remove_orphan_sidecars(path)
 
 
 def _link(temp: Path, db: Path) -> None:
@@ -265,7 +268,7 @@ def _remove_leftovers(legacy: Path, *, took_over: bool = False) -> None:
     one holds, a socket no one answers; then the directory, if that left it empty."""
     if os.path.lexists(legacy):
         return
-    removed = took_over
+    removed = _remove_orphan_sidecars(legacy) or took_over
     if os.path.lexists(lock_path(legacy)):
         with contextlib.suppress(TracesdError):
             InstanceLock.acquire(legacy).release()  # released: removed
@@ -278,6 +281,19 @@ def _remove_leftovers(legacy: Path, *, took_over: bool = False) -> None:
     if removed:
         with contextlib.suppress(OSError):
             legacy.parent.rmdir()  # only when empty: anything else there is not ours
+
+
+def _remove_orphan_sidecars(path: Path) -> bool:
+    """`-wal`, `-shm` and `-journal` beside a database that is gone (the Traces CLI never
+    creates a file at the legacy path, so nobody is about to): removed. True if any was."""
+    if os.path.lexists(path):
+        return False
+    removed = False
+    for end in _SIDECARS:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path.with_name(path.name + end))
+            removed = True
+    return removed
 
 
 def _answers(sock: Path) -> bool:
