@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +59,13 @@ async def test_new_session_is_stored_with_git_context(rig: Rig, home: Path, tmp_
 async def test_unchanged_file_causes_no_database_write(
     rig: Rig, home: Path, tmp_path: Path
 ) -> None:
-    """Reading the same file again commits nothing (an idle daemon writes nothing)."""
+    """Reading the same file again commits nothing (an idle daemon writes nothing). The file
+    was written a minute ago: a read within models.RACY_FINE_NS of its mtime is recorded
+    again by the next one, which a slow machine would make the second read here."""
     repo = make_repo(tmp_path / "repo")
     _, path = claude_session(home, repo)
+    minute_ago = time.time() - 60
+    os.utime(path, (minute_ago, minute_ago))
     await rig.ingest(path)
     wal = rig.store.path.with_name(rig.store.path.name + "-wal")
     before = wal.stat().st_size, wal.stat().st_mtime_ns
