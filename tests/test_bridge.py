@@ -47,6 +47,17 @@ async def _store(config: Config, traces: list[Trace]) -> Store:
     return store
 
 
+async def _one_pass(config: Config, traces: list[Trace]) -> Bridge:
+    """A bridge over our database holding `traces`, after one pass (the store closed)."""
+    store = await _store(config, traces)
+    try:
+        bridge = Bridge(config, store)
+        await bridge.once()
+    finally:
+        await store.close()
+    return bridge
+
+
 def _trace(trace_id: str, git: tuple[str | None, str | None, str | None] = OURS) -> Trace:
     return Trace(
         id=trace_id,
@@ -73,15 +84,10 @@ async def test_fills_only_the_null_git_columns_of_rows_we_captured(
     )
     before = facts(cli_path)
     config = own_config()
-    store = await _store(
+    bridge = await _one_pass(
         config,
         [_trace("all-null"), _trace("cli-remote"), _trace("ours-no-git", (None, None, None))],
     )
-    try:
-        bridge = Bridge(config, store)
-        await bridge.once()
-    finally:
-        await store.close()
     assert git_of(cli_path) == {
         "all-null": OURS,
         "cli-remote": ("https://github.com/Org/X", OURS[1], OURS[2]),
@@ -127,12 +133,7 @@ def test_a_value_the_cli_writes_meanwhile_is_kept(cli_path: Path) -> None:
 
 async def test_never_creates_the_file(own_config: Callable[..., Config], cli_path: Path) -> None:
     config = own_config()
-    store = await _store(config, [_trace("t1")])
-    try:
-        bridge = Bridge(config, store)
-        await bridge.once()
-    finally:
-        await store.close()
+    bridge = await _one_pass(config, [_trace("t1")])
     assert not cli_path.parent.exists()
     assert bridge.found is False
     with pytest.raises(Exception, match="does not exist"):
@@ -146,12 +147,7 @@ async def test_a_file_without_git_columns_is_left_byte_identical(
     make_cli_db(cli_path, [{"id": "t1"}], git_columns=False)
     before = fingerprint(cli_path)
     config = own_config()
-    store = await _store(config, [_trace("t1")])
-    try:
-        bridge = Bridge(config, store)
-        await bridge.once()
-    finally:
-        await store.close()
+    bridge = await _one_pass(config, [_trace("t1")])
     assert fingerprint(cli_path) == before
     assert (bridge.found, bridge.has_git_columns, bridge.rows_enriched) == (True, False, 0)
 

@@ -88,16 +88,25 @@ def test_rows_the_cli_inserts_later_are_filled_soon(
     assert _status(home)["passes"] == passes
 
 
-def test_a_cli_file_created_after_start_is_filled(
+def _captured_with_no_cli_file(
     home: Path, repo: Path, daemons: Callable[..., Daemon]
-) -> None:
+) -> tuple[Daemon, str, dict[str, Any]]:
+    """A running daemon that captured one session and looked for the CLI's file (none):
+    the daemon, the trace id, and our row of it."""
     own = own_db(home)
     trace_id, _ = claude_session(home, repo)
     daemon = daemons(home)
     daemon.wait_ready()
     row = _captured(own, trace_id, daemon)
-    assert not (home / ".local" / "share").exists()  # not even the data directory
     wait_until(lambda: _status(home)["found"] is False, daemon, "the CLI file looked for")
+    return daemon, trace_id, row
+
+
+def test_a_cli_file_created_after_start_is_filled(
+    home: Path, repo: Path, daemons: Callable[..., Daemon]
+) -> None:
+    daemon, trace_id, row = _captured_with_no_cli_file(home, repo, daemons)
+    assert not (home / ".local" / "share").exists()  # not even the data directory
     cli = make_cli_db(_cli_path(home), [{"id": trace_id}])
     wait_until(_filled(cli, trace_id, row), daemon, "enrichment of a new CLI file")
 
@@ -106,12 +115,7 @@ def test_a_legacy_file_that_appears_becomes_the_cli_file(
     home: Path, repo: Path, daemons: Callable[..., Daemon]
 ) -> None:
     """`~/.traces/traces.db` appearing moves the CLI to it (its legacy rule)."""
-    own = own_db(home)
-    trace_id, _ = claude_session(home, repo)
-    daemon = daemons(home)
-    daemon.wait_ready()
-    row = _captured(own, trace_id, daemon)
-    wait_until(lambda: _status(home)["found"] is False, daemon, "the CLI file looked for")
+    daemon, trace_id, row = _captured_with_no_cli_file(home, repo, daemons)
     legacy = make_cli_db(home / ".traces" / "traces.db", [{"id": trace_id}])
     wait_until(_filled(legacy, trace_id, row), daemon, "enrichment of the legacy file")
     assert daemon.events("traces_cli.located")

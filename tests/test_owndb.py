@@ -6,6 +6,7 @@ real Traces CLI where it is installed (`make traces-cli`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -465,14 +467,11 @@ conn.execute("COMMIT")
 """
 
 
-def test_the_cli_holding_its_write_lock_leaves_the_cleanup_to_the_next_start(
-    home: Path, tmp_path: Path
-) -> None:
-    ids, _ = sessions_in_a_repo(home, tmp_path)
-    legacy = build_legacy(home)
-    adopt_by_hand(legacy)
+@contextlib.contextmanager
+def holding_write_lock(db: Path) -> Iterator[None]:
+    """Another process (the Traces CLI, say) holds `db`'s write lock for the block."""
     with subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(legacy)],
+        [sys.executable, "-c", LOCKER, str(db)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -480,6 +479,19 @@ def test_the_cli_holding_its_write_lock_leaves_the_cleanup_to_the_next_start(
         assert locker.stdout is not None
         assert locker.stdin is not None
         assert locker.stdout.readline().strip() == "locked"
+        yield
+        locker.stdin.write("\n")
+        locker.stdin.flush()
+        assert locker.wait(30) == 0
+
+
+def test_the_cli_holding_its_write_lock_leaves_the_cleanup_to_the_next_start(
+    home: Path, tmp_path: Path
+) -> None:
+    ids, _ = sessions_in_a_repo(home, tmp_path)
+    legacy = build_legacy(home)
+    adopt_by_hand(legacy)
+    with holding_write_lock(legacy):
         counts, found = scan(home)
         assert named(found, "store.takeover") == []
         [deferred] = named(found, "store.takeover_deferred")
@@ -490,9 +502,6 @@ def test_the_cli_holding_its_write_lock_leaves_the_cleanup_to_the_next_start(
         [check] = [c for c in report["checks"] if c["name"] == "earlier database"]
         assert check["status"] == "warn"
         assert "Traces CLI has adopted it" in check["detail"]
-        locker.stdin.write("\n")
-        locker.stdin.flush()
-        assert locker.wait(30) == 0
     _, found = scan(home)
     [event] = named(found, "store.takeover")
     assert event["mode"] == "finished"
@@ -510,22 +519,11 @@ def test_a_daemon_finishes_a_takeover_the_cli_delayed_once_the_lock_is_free(
     sessions_in_a_repo(home, tmp_path)
     legacy = build_legacy(home)
     adopt_by_hand(legacy)
-    with subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(legacy)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as locker:
-        assert locker.stdout is not None
-        assert locker.stdin is not None
-        assert locker.stdout.readline().strip() == "locked"
+    with holding_write_lock(legacy):
         daemon = daemons(home)
         daemon.wait_ready()
         daemon.wait_for_event("store.takeover_deferred", timeout=30)
         assert daemon.events("store.takeover") == []
-        locker.stdin.write("\n")
-        locker.stdin.flush()
-        assert locker.wait(30) == 0
     event = daemon.wait_for_event("store.takeover", timeout=60)
     assert event["mode"] == "finished"
     assert tracesd_objects(legacy) == []

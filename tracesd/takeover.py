@@ -46,13 +46,13 @@ import structlog
 from tracesd import owner, sqliteuri, takeovercopy
 from tracesd.errors import AlreadyRunning, StoreError, TracesdError
 from tracesd.instance import InstanceLock, lock_path
+from tracesd.safeopen import STORE_SIDE_FILES
 from tracesd.takeovercopy import Busy, fsync
 
 log = structlog.get_logger("tracesd.takeover")
 
 #: the temporary name of a database being built, beside ours
 TEMP_SUFFIX = ".takeover"
-_SIDECARS = ("-wal", "-shm", "-journal")
 #: how long the cleanup waits for the Traces CLI's write lock (its writes take well under
 #: a second) before leaving it to the next start
 _CLEAN_WAIT_S = 2.0
@@ -253,7 +253,7 @@ def _link(temp: Path, db: Path) -> None:
 def _unlink_all(path: Path, *, db_last: bool = False) -> None:
     """A database and the files beside it; the database last, so a crash between leaves
     a file that is still whole (its WAL was copied with it)."""
-    names = [path.with_name(path.name + end) for end in _SIDECARS]
+    names = [path.with_name(path.name + end) for end in STORE_SIDE_FILES]
     removed = False
     for name in (*names, path) if db_last else (path, *names):
         with contextlib.suppress(FileNotFoundError):
@@ -289,7 +289,7 @@ def _remove_orphan_sidecars(path: Path) -> bool:
     if os.path.lexists(path):
         return False
     removed = False
-    for end in _SIDECARS:
+    for end in STORE_SIDE_FILES:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path.with_name(path.name + end))
             removed = True
