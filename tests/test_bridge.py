@@ -4,6 +4,7 @@ and nothing else (INTERFACE 5b). The daemon's timing is in test_bridge_daemon.py
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -312,3 +313,23 @@ def _status_doc(cli: dict[str, Any]) -> dict[str, Any]:
         "sync": {"enabled": False, "pending": 0},
         "traces_cli": cli,
     }
+
+
+@pytest.mark.parametrize("where", ["database", "-wal"])
+async def test_a_fifo_at_the_cli_path_is_refused_without_blocking_and_said(
+    own_config: Callable[..., Config], cli_path: Path, where: str
+) -> None:
+    """A FIFO as the CLI's database (or its `-wal`) would block SQLite's open until a writer
+    came: refused unread, the pass ends at once, status says why; nothing is created."""
+    if where == "database":
+        cli_path.parent.mkdir(parents=True)
+        os.mkfifo(cli_path)
+    else:
+        make_cli_db(cli_path, [{"id": "t1"}])
+        os.mkfifo(cli_path.with_name(cli_path.name + "-wal"))
+    bridge = await asyncio.wait_for(_one_pass(own_config(), [_trace("t1")]), timeout=30)
+    assert bridge.rows_enriched == 0
+    assert "fifo" in (bridge.last_error or "").lower()
+    assert sorted(p.name for p in cli_path.parent.iterdir()) == sorted(
+        [cli_path.name] + ([] if where == "database" else [cli_path.name + "-wal"])
+    )
