@@ -104,7 +104,9 @@ def test_fixture_thread_is_read_exactly(
     assert meta.trace_id == case["session_id"]
     assert meta.directory == case["cwd"]
     assert meta.title == case["title"]
-    assert meta.created == to_ms(case["created"])
+    # the first message's time, as the Traces CLI sends it (`sourceCreatedAt`), not the
+    # thread's `created` 1.25 s before
+    assert meta.created == to_ms("2026-11-20T09:35:01.250Z")
     assert meta.timestamp == to_ms(case["updated"])
     assert meta.preview == "Pagination added with an opaque next_cursor token."
     want = case["agent_git"]
@@ -262,7 +264,7 @@ def test_last_activity_is_the_newest_message_stamp(amp: Amp, home: Path) -> None
     )
     [meta] = amp.parse(str(path))
     assert meta.timestamp == to_ms("2026-11-20T09:50:00.000Z")
-    assert meta.created == CREATED
+    assert meta.created == CREATED + 1_000  # the earliest message, as the Traces CLI sends
 
 
 def test_last_activity_without_stamps_is_the_file_mtime(amp: Amp, home: Path) -> None:

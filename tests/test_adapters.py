@@ -43,6 +43,27 @@ def relative(adapter: Adapter, path: Path) -> str | None:
     return None
 
 
+#: `created` is what the Traces CLI sends as `sourceCreatedAt` (measured with the real CLI
+#: 0.6.31, docs/traces-cli-0.6.31.md (f)), which for these is not expected.json's session start:
+#: Codex, the first record's time (5 ms after the session_meta payload's own); Amp, the first
+#: message's (the thread's `created` is 1.25 s earlier).
+CLI_CREATED = {"codex": "2026-11-20T09:14:05.517Z", "amp": "2026-11-20T09:35:01.250Z"}
+#: sessions whose model the Traces CLI does not send although expected.json names one: Cline
+#: (the CLI reads only a message's own model field; these keep it in task metadata)
+NO_CLI_MODEL = frozenset({"cline/classic", "cline/sdk"})
+#: not read yet (see the report of issue 12): Gemini CLI (no adapter in the CLI 0.6.31) and
+#: Cursor's stores
+MODEL_NOT_READ = frozenset(
+    {
+        "gemini-cli/jsonl",
+        "gemini-cli/legacy-json",
+        "cursor/agent-transcript",
+        "cursor/ide-sqlite",
+        "cursor/cli-store",
+    }
+)
+
+
 @pytest.mark.parametrize("case", EXPECTED, ids=[s["id"] for s in EXPECTED])
 def test_fixture_sessions_match_expected(
     case: dict[str, Any], fixture_home: Path, make_config: Callable[..., Config]
@@ -70,9 +91,12 @@ def test_fixture_sessions_match_expected(
     assert meta.title == case["title"]
     # null in expected.json: the file does not say (the adapter's own tests pin what
     # stands in: the file's mtime, or the agent's other store)
-    for got, want in ((meta.created, case["created"]), (meta.timestamp, case.get("updated"))):
+    created = CLI_CREATED.get(case["id"], case["created"])
+    for got, want in ((meta.created, created), (meta.timestamp, case.get("updated"))):
         assert got == to_ms(want) if want is not None else got is not None
     assert meta.source_path == str(path)
+    if case["id"] not in MODEL_NOT_READ:
+        assert meta.model == (None if case["id"] in NO_CLI_MODEL else case.get("model"))
 
 
 def test_codex_fixture_carries_the_agents_own_git_record(

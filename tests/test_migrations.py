@@ -48,7 +48,7 @@ def test_fresh_database_gets_the_current_schema(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     result = migrations.apply(db)
     assert (result.from_version, result.to_version) == (0, migrations.SCHEMA_VERSION)
-    assert user_version(db) == migrations.SCHEMA_VERSION == 5
+    assert user_version(db) == migrations.SCHEMA_VERSION == 6
     assert list(TRACE_COLUMNS) == sorted(columns(db), key=list(TRACE_COLUMNS).index)
     assert set(columns(db)) == set(TRACE_COLUMNS)
     assert "path" in columns(db, "tracesd_files")
@@ -60,7 +60,7 @@ def test_applying_twice_changes_nothing(tmp_path: Path) -> None:
     migrations.apply(db)
     result = migrations.apply(db)
     assert result.applied == ()
-    assert result.from_version == result.to_version == 5
+    assert result.from_version == result.to_version == 6
 
 
 @pytest.mark.parametrize(("version", "name", "step"), migrations.SHARED)
@@ -81,18 +81,22 @@ def test_a_step_rerun_after_a_lost_version_bump_is_harmless(tmp_path: Path) -> N
     migrations.apply(db)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 3")
-    assert migrations.apply(db).applied == ("traces_git_context", "traces_canonical_remote")
-    assert user_version(db) == 5
+    assert migrations.apply(db).applied == (
+        "traces_git_context",
+        "traces_canonical_remote",
+        "traces_model",
+    )
+    assert user_version(db) == 6
 
 
 def test_traces_cli_v3_database_upgrades_in_place_keeping_rows(tmp_path: Path) -> None:
-    """v3 -> 5 adds the git columns and keeps every row and value."""
+    """v3 -> 6 adds the git columns and the model, and keeps every row and value."""
     db = tmp_path / "t.db"
     traces_cli_v3(db, rows=5)
 
     result = migrations.apply(db)
 
-    assert (result.from_version, result.to_version) == (3, 5)
+    assert (result.from_version, result.to_version) == (3, 6)
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
         rows = [dict(r) for r in conn.execute("SELECT * FROM traces ORDER BY id")]
@@ -100,6 +104,7 @@ def test_traces_cli_v3_database_upgrades_in_place_keeping_rows(tmp_path: Path) -
     assert rows[2]["title"] == "title 2"
     assert rows[2]["shared_url"] == "https://t/x"
     assert {r["git_remote_url"] for r in rows} == {None}
+    assert {r["model"] for r in rows} == {None}
     assert rows[2]["created_at"] == rows[2]["timestamp"] == 1_700_000_000_002
 
 
@@ -149,12 +154,27 @@ def test_failing_step_leaves_no_trace(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "half_done" not in columns(db)
 
 
+#: the outbox's synced columns before schema 6 (issue 12)
+SYNCED_BEFORE_6 = (
+    "agent_id",
+    "title",
+    "preview",
+    "timestamp",
+    "directory",
+    "shared_visibility",
+    "git_remote_url",
+    "git_branch",
+    "git_ref",
+)
+
+
 def tracesd_v4(db: Path, remotes: dict[str, str | None], monkeypatch: pytest.MonkeyPatch) -> None:
     """A database as tracesd with schema 4 left it (its migrations, outbox triggers
     included), one trace per remote, every trace acknowledged by the server."""
     with monkeypatch.context() as m:
         m.setattr(migrations, "SCHEMA_VERSION", 4)
         m.setattr(migrations, "SHARED", migrations.SHARED[:2])
+        m.setattr(migrations, "SYNCED_COLUMNS", SYNCED_BEFORE_6)
         migrations.apply(db)
     with sqlite3.connect(db) as conn:
         conn.executemany(
@@ -186,7 +206,11 @@ def test_a_v4_database_gets_every_repository_url_in_canonical_form(
     tracesd_v4(db, raw, monkeypatch)
     before = {r["id"]: r for r in rows(db)}
 
-    result = migrations.apply(db)
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "SCHEMA_VERSION", 5)
+        m.setattr(migrations, "SHARED", migrations.SHARED[:3])
+        m.setattr(migrations, "SYNCED_COLUMNS", SYNCED_BEFORE_6)
+        result = migrations.apply(db)
 
     assert (result.from_version, result.to_version) == (4, 5)
     assert result.applied == ("traces_canonical_remote",)
@@ -211,14 +235,104 @@ def test_a_v4_database_gets_every_repository_url_in_canonical_form(
         }
     assert pending == {"scp", "ssh", "https", "port"}
 
-    assert migrations.apply(db).applied == ()
-    step = migrations.SHARED[-1][2]
+    assert migrations.apply(db).applied == ("traces_model",)
+    step = migrations.SHARED[2][2]
     with sqlite3.connect(db) as conn:
         step(conn)  # idempotent on its own: a crash before the version bump re-runs it
-    assert {r["id"]: r for r in rows(db)} == after
+    assert {r["id"]: {**r, "model": None} for r in rows(db)} == {
+        i: {**r, "model": None} for i, r in after.items()
+    }
 
 
 def rows(db: Path) -> list[dict[str, object]]:
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute("SELECT * FROM traces ORDER BY id")]
+
+
+V5_DUMP = Path(__file__).parent / "fixtures" / "tracesd-v5.sql"
+
+
+def tracesd_v5(db: Path) -> None:
+    """tracesd's database at schema 5, as that code made it (tests/fixtures/tracesd-v5.sql):
+    two traces, both acknowledged by the server."""
+    with sqlite3.connect(db) as conn:
+        conn.executescript(V5_DUMP.read_text())
+        conn.execute("PRAGMA user_version = 5")
+
+
+def pending(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        found = conn.execute("SELECT trace_id FROM tracesd_outbox WHERE version > sent_version")
+        return {r[0] for r in found}
+
+
+def test_a_v5_database_gains_the_model_and_syncs_what_the_client_sends(tmp_path: Path) -> None:
+    """5 -> 6 on a real schema-5 file: a `model` column (NULL in every existing row), every
+    row and value kept, nothing made pending; the outbox trigger now fires on the fields the
+    client sends (the Traces CLI's PUT set: title, directory, model, created_at, git, and
+    shared_url) and no longer on preview, timestamp or visibility."""
+    db = tmp_path / "t.db"
+    tracesd_v5(db)
+    before = {r["id"]: r for r in rows(db)}
+
+    result = migrations.apply(db)
+
+    assert (result.from_version, result.to_version) == (5, 6)
+    assert result.applied == ("traces_model",)
+    after = {r["id"]: r for r in rows(db)}
+    assert {i: r.pop("model") for i, r in after.items()} == dict.fromkeys(before)
+    assert after == before
+    assert pending(db) == set()
+
+    claude, codex = "0f8b6d1e-4c2a-4e7b-9a51-3d2c1b0a9e87", "019aa1b2-3c4d-7e5f-8a9b-0c1d2e3f4a5b"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE traces SET preview = 'newer', timestamp = timestamp + 1,"
+            " shared_visibility = 'private', source_path = '/moved', updated_at = 1"
+        )
+    assert pending(db) == set()
+    for column, value in (
+        ("model", "'claude-sonnet-4-5'"),
+        ("shared_url", "'https://traces.example/s/new'"),
+        ("created_at", "created_at + 1"),
+        ("title", "'another'"),
+        ("directory", "'/elsewhere'"),
+        ("git_branch", "'other'"),
+    ):
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE tracesd_outbox SET sent_version = version")
+            conn.execute(f"UPDATE traces SET {column} = {value} WHERE id = ?", (claude,))
+        assert pending(db) == {claude}, column
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE tracesd_outbox SET sent_version = version")
+        conn.execute("UPDATE traces SET model = model WHERE id = ?", (codex,))
+    assert pending(db) == set()
+
+    assert migrations.apply(db).applied == ()
+    step = migrations.SHARED[-1][2]
+    with sqlite3.connect(db) as conn:
+        step(conn)  # idempotent on its own: a crash before the version bump re-runs it
+        step(conn)
+        triggers = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'tracesd_outbox_update'"
+        ).fetchone()[0]
+    assert triggers == 1
+
+
+def test_a_new_database_syncs_the_same_columns_as_a_migrated_one(tmp_path: Path) -> None:
+    """The outbox trigger of a new file and of a file migrated from 5 are the same."""
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    migrations.apply(new)
+    tracesd_v5(old)
+    migrations.apply(old)
+
+    def trigger(db: Path) -> str:
+        with sqlite3.connect(db) as conn:
+            sql = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE name = 'tracesd_outbox_update'"
+            ).fetchone()[0]
+        return " ".join(str(sql).replace("IF NOT EXISTS ", "").split())
+
+    assert trigger(new) == trigger(old)
+    assert "OF agent_id, title, directory, model, created_at, shared_url," in trigger(new)

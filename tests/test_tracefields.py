@@ -55,3 +55,24 @@ def test_changes_capture_git_when_the_directory_becomes_known() -> None:
 def test_unstorable_id_makes_the_session_unreadable() -> None:
     with pytest.raises(ParseError, match="not valid Unicode"):
         storable(TraceMeta("codex", "bad\udc80", "/s", None, None, None, None, None))
+
+
+def test_a_model_named_later_is_filled_in_and_never_replaced() -> None:
+    """The Traces CLI sends a session's first model on every share: a trace captured before
+    its session named one gets it once it does, and keeps it when the session switches."""
+    meta = TraceMeta("claude-code", "t", "/s", "/w", "t", "p", 2, 1, model="claude-sonnet-4-5")
+    stored = Trace(
+        id="t",
+        agent_id="claude-code",
+        title="t",
+        preview="p",
+        timestamp=2,
+        directory="/w",
+        source_path="/s",
+    )
+    assert changes(stored, meta, None) == {"model": "claude-sonnet-4-5"}
+    switched = TraceMeta("claude-code", "t", "/s", "/w", "t", "p", 2, 1, model="claude-opus-4")
+    assert (
+        changes(Trace(**{**stored.as_dict(), "model": "claude-sonnet-4-5"}), switched, None) == {}
+    )
+    assert changes(stored, TraceMeta("claude-code", "t", "/s", "/w", "t", "p", 2, 1), None) == {}

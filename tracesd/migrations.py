@@ -27,7 +27,7 @@ from tracesd import owner, quarantine, sqliteuri
 from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
 from tracesd.repourl import canonical_or_none
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 Step = Callable[[sqlite3.Connection], None]
 
@@ -111,6 +111,20 @@ def _traces_v5_canonical_remote(conn: sqlite3.Connection) -> None:
             )
 
 
+def _traces_v6_model(conn: sqlite3.Connection) -> None:
+    # The session's model (the Traces CLI sends it). Existing rows keep NULL until their
+    # session file is read again (see README: `tracesd scan --full`). The outbox's synced
+    # columns change with it: what the client sends now (the CLI's PUT field set).
+    _add_missing(conn, "traces", (("model", "TEXT"),))
+    if "tracesd_outbox" in _tables(conn):
+        conn.execute("DROP TRIGGER IF EXISTS tracesd_outbox_update")
+        conn.execute(_update_trigger())
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def _files(conn: sqlite3.Connection) -> None:
     # What the last read of each session file saw, so a scan can skip unchanged files.
     conn.execute(
@@ -128,14 +142,16 @@ def _files(conn: sqlite3.Connection) -> None:
     )
 
 
-#: the columns of `traces` whose changes are sent to the Traces API
+#: the columns of `traces` whose changes are sent to the Traces API: what the client sends
+#: (the Traces CLI's PUT field set), and `shared_url`, so a trace that becomes shared is sent.
+#: Never `preview` or `timestamp` (the CLI sends neither) nor the visibility (the user's).
 SYNCED_COLUMNS = (
     "agent_id",
     "title",
-    "preview",
-    "timestamp",
     "directory",
-    "shared_visibility",
+    "model",
+    "created_at",
+    "shared_url",
     "git_remote_url",
     "git_branch",
     "git_ref",
@@ -145,6 +161,16 @@ _BUMP = f"""
     INSERT INTO tracesd_outbox (trace_id, version, changed_at) VALUES (NEW.id, 1, {_NOW_MS})
     ON CONFLICT (trace_id) DO UPDATE SET version = version + 1, changed_at = excluded.changed_at;
 """
+
+
+def _update_trigger(*, if_not_exists: bool = False) -> str:
+    """The trigger that bumps a trace's outbox version when a synced column changes."""
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in SYNCED_COLUMNS)
+    guard = " IF NOT EXISTS" if if_not_exists else ""
+    return (
+        f"CREATE TRIGGER{guard} tracesd_outbox_update AFTER UPDATE OF"
+        f" {', '.join(SYNCED_COLUMNS)} ON traces WHEN {changed} BEGIN {_BUMP} END"
+    )
 
 
 def _outbox(conn: sqlite3.Connection) -> None:
@@ -172,11 +198,7 @@ def _outbox(conn: sqlite3.Connection) -> None:
         "CREATE TRIGGER IF NOT EXISTS tracesd_outbox_insert AFTER INSERT ON traces"
         f" BEGIN {_BUMP} END"
     )
-    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in SYNCED_COLUMNS)
-    conn.execute(
-        f"CREATE TRIGGER IF NOT EXISTS tracesd_outbox_update AFTER UPDATE OF"
-        f" {', '.join(SYNCED_COLUMNS)} ON traces WHEN {changed} BEGIN {_BUMP} END"
-    )
+    conn.execute(_update_trigger(if_not_exists=True))
     # Traces stored before sync existed are pending too.
     conn.execute(
         f"INSERT OR IGNORE INTO tracesd_outbox (trace_id, version, changed_at)"
@@ -191,6 +213,7 @@ SHARED: tuple[tuple[int, str, Step], ...] = (
     (3, "traces_v3_layout", _traces_v3),
     (4, "traces_git_context", _traces_v4_git),
     (5, "traces_canonical_remote", _traces_v5_canonical_remote),
+    (6, "traces_model", _traces_v6_model),
 )
 
 

@@ -48,11 +48,14 @@ class TraceMeta:
     preview: str | None
     #: last activity, ms since epoch
     timestamp: int | None
-    #: session start, ms since epoch
+    #: session start, ms since epoch: what the Traces CLI sends as `sourceCreatedAt`
     created: int | None
     #: git context the agent recorded itself (Codex does); used only when the
     #: directory is no longer a repository we can ask.
     agent_git: GitInfo | None = None
+    #: the session's model as the Traces CLI names it (its first: see the adapters);
+    #: None when the session names none
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class Trace:
     git_ref: str | None = None
     created_at: int | None = None
     updated_at: int | None = None
+    model: str | None = None
 
     @property
     def git(self) -> GitInfo:

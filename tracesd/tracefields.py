@@ -26,13 +26,18 @@ def new_trace(meta: TraceMeta, git: GitInfo | None) -> Trace:
         git_branch=git.branch,
         git_ref=git.ref,
         created_at=meta.created or now_ms(),
+        model=meta.model,
     )
 
 
 def changes(stored: Trace, meta: TraceMeta, git: GitInfo | None) -> dict[str, Any]:
     """Fields the file now says differently. Never the git context, unless the working
-    directory was unknown until now (capture is the moment of truth)."""
+    directory was unknown until now (capture is the moment of truth). The model is filled
+    in once the session names one, never replaced: the Traces CLI sends a session's first
+    model on every share, whatever the session switched to later."""
     out: dict[str, Any] = {}
+    if stored.model is None and meta.model is not None:
+        out["model"] = meta.model
     for name in ("title", "preview", "timestamp", "source_path"):
         value = getattr(meta, name)
         if value is not None and value != getattr(stored, name):

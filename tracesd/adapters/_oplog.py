@@ -53,6 +53,7 @@ class Session:
     last: str | None = None  # preview of the last request
     last_ts: int | None = None  # the latest request start or end ever seen
     reply: str | None = None  # preview of the last reply (from the tail)
+    model: str | None = None  # the first request's `modelId` (what the Traces CLI sends)
     offset: int = 0
     mark: bytes = b""  # the bytes just before `offset`, to recognise a rewritten file
     snapshot: bool = False
@@ -73,13 +74,14 @@ class Session:
         self.reset(value.get("requests"))
 
     def reset(self, requests: Any) -> None:
-        self.count, self.first, self.last = 0, None, None
+        self.count, self.first, self.last, self.model = 0, None, None, None
         self.push(requests if isinstance(requests, list) else [], None)
 
     def push(self, items: Any, start: Any) -> None:
         if isinstance(start, int) and 0 <= start < self.count:
             self.count = start
             self.first = self.first if start else None
+            self.model = self.model if start else None
             self.last = None  # the new last request is not known (until the next push)
         for item in items if isinstance(items, list) else []:
             self.put(self.count, item)
@@ -88,6 +90,8 @@ class Session:
         if index > self.count or not isinstance(request, dict):
             return
         self.count = max(self.count, index + 1)
+        if index == 0:
+            self.set_model(request.get("modelId"))
         self.text(index, request.get("message"))
         self.stamp(request.get("timestamp"), request.get("modelState"))
 
@@ -95,6 +99,9 @@ class Session:
         """A request's start, and the end of its response (`modelState.completedAt`)."""
         ended = state.get("completedAt") if isinstance(state, dict) else None
         self.last_ts = latest(self.last_ts, to_ms(started), to_ms(ended))
+
+    def set_model(self, value: Any) -> None:
+        self.model = value if isinstance(value, str) and value.strip() else None
 
     def text(self, index: int, message: Any) -> None:
         text = _message_text(message)
@@ -125,6 +132,8 @@ class Session:
         elif len(k) >= 3 and kind == 1 and 0 <= n < self.count:
             if k[2] in ("timestamp", "modelState"):
                 self.stamp(v if k[2] == "timestamp" else None, v)
+            elif tuple(k[2:]) == ("modelId",) and n == 0:
+                self.set_model(v)
             elif tuple(k[2:]) == ("message",):
                 self.text(n, v)
             elif tuple(k[2:]) == ("message", "text"):
@@ -143,7 +152,7 @@ def _relevant(kind: int, k: Any, long: bool) -> bool:
     if k[0] != "requests":
         return False
     return len(k) <= 2 or (
-        kind == 1 and not long and k[2] in ("timestamp", "modelState", "message")
+        kind == 1 and not long and k[2] in ("timestamp", "modelState", "message", "modelId")
     )
 
 

@@ -89,6 +89,7 @@ def session_meta(
     created: int | None,
     last_activity: int | None,
     agent_git: GitInfo | None = None,
+    model: str | None = None,
 ) -> TraceMeta:
     """A session's TraceMeta from what its files say: the first prompt is the title, the
     latest message (else the prompt) the preview, and activity is never before the start.
@@ -103,4 +104,5 @@ def session_meta(
         timestamp=latest(last_activity, created),
         created=created,
         agent_git=agent_git,
+        model=model if isinstance(model, str) and model.strip() else None,
     )

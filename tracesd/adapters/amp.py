@@ -51,6 +51,10 @@ class _Thread(NamedTuple):
     prompt: str | None
     last_text: str | None
     stamps: list[int | None]
+    #: the first message's time, as the Traces CLI sends it (`sourceCreatedAt`)
+    first: int | None = None
+    #: the first assistant message's model
+    model: str | None = None
 
 
 class Amp:
@@ -84,7 +88,7 @@ class Amp:
         trace_id = stem.group(1) if stem else thread.id
         if not isinstance(trace_id, str) or not trace_id:
             raise ParseError("malformed", f"Amp thread without an id: {path!r}")
-        created = to_ms(thread.created) or mtime_ms
+        created = thread.first or to_ms(thread.created) or mtime_ms
         cwd, git = _environment(thread.env)
         return [
             session_meta(
@@ -97,6 +101,7 @@ class Amp:
                 created=created,
                 last_activity=latest(*thread.stamps) or mtime_ms,
                 agent_git=git,
+                model=thread.model,
             )
         ]
 
@@ -116,6 +121,8 @@ def _whole(doc: Document) -> _Thread | None:
         prompt=next((t for m in messages if (t := _prompt(m)) is not None), None),
         last_text=next((t for m in reversed(messages) if (t := _text(m))), None),
         stamps=[_stamp(m) for m in messages],
+        first=_first(messages),
+        model=_model(messages),
     )
 
 
@@ -136,6 +143,8 @@ def _partial(doc: Document) -> _Thread:
         prompt=next((t for m in messages if (t := _prompt(m)) is not None), None),
         last_text=texts[-1] if texts else None,
         stamps=stamps,
+        first=_first(messages),
+        model=_model(messages),
     )
 
 
@@ -159,6 +168,34 @@ def _stamp(message: dict[str, Any]) -> int | None:
         to_ms(meta.get("sentAt")) if isinstance(meta, dict) else None,
         to_ms(usage.get("timestamp")) if isinstance(usage, dict) else None,
     )
+
+
+def _sent(message: Any) -> int | None:
+    """A message's time as the Traces CLI reads it: `usage.timestamp`, else `meta.sentAt`."""
+    if not isinstance(message, dict):
+        return None
+    usage, meta = message.get("usage"), message.get("meta")
+    stamp = to_ms(usage.get("timestamp")) if isinstance(usage, dict) else None
+    if stamp is None and isinstance(meta, dict) and isinstance(meta.get("sentAt"), int | float):
+        stamp = to_ms(meta["sentAt"])
+    return stamp
+
+
+def _first(messages: list[Any]) -> int | None:
+    """The earliest message time (the Traces CLI's `sourceCreatedAt`), None without any."""
+    stamps = [s for m in messages if (s := _sent(m)) is not None and s > 0]
+    return min(stamps) if stamps else None
+
+
+def _model(messages: list[Any]) -> str | None:
+    """The first assistant message's `usage.model` (what the Traces CLI sends)."""
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            usage = message.get("usage")
+            model = usage.get("model") if isinstance(usage, dict) else None
+            if isinstance(model, str) and model.strip():
+                return model
+    return None
 
 
 def _environment(env: Any) -> tuple[str | None, GitInfo | None]:

@@ -38,6 +38,9 @@ _WRAPPERS = re.compile(
     r"<(ide_opened_file|ide_selection|ide_diagnostics|system-reminder)>.*?</\1>", re.DOTALL
 )
 
+#: what Claude Code writes as the model of messages no model wrote (`<synthetic>`)
+_STAND_IN = re.compile(r"^<.*>$", re.DOTALL)
+
 
 class ClaudeCode:
     agent_id = AGENT_ID
@@ -103,6 +106,7 @@ class ClaudeCode:
                 timestamp=latest(last_ts, head.created) or mtime_ms,
                 created=head.created or mtime_ms,
                 agent_git=GitInfo(branch=head.branch) if head.branch else None,
+                model=head.model,
             )
         ]
 
@@ -115,13 +119,19 @@ class _Head:
         self.prompt: str | None = None
         self.created: int | None = None
         self.branch: str | None = None
+        #: the first assistant message's model, as the Traces CLI sends it (`<synthetic>`
+        #: and the like, Claude Code's own stand-ins, are not models)
+        self.model: str | None = None
         self.messages = 0
         self.sidechain = False
 
     @property
     def done(self) -> bool:
         return self.sidechain or (
-            self.cwd is not None and self.prompt is not None and self.created is not None
+            self.cwd is not None
+            and self.prompt is not None
+            and self.created is not None
+            and self.model is not None
         )
 
     def feed(self, record: dict[str, Any]) -> None:
@@ -142,6 +152,8 @@ class _Head:
             self.branch = branch
         if self.prompt is None and kind == "user":
             self.prompt = _prompt(record)
+        if self.model is None and kind == "assistant":
+            self.model = _model(record)
 
 
 def _prompt(record: dict[str, Any]) -> str | None:
@@ -163,6 +175,14 @@ def _prompt(record: dict[str, Any]) -> str | None:
     if not text or text.startswith(_NOT_A_PROMPT):
         return None
     return text
+
+
+def _model(record: dict[str, Any]) -> str | None:
+    message = record.get("message")
+    model = message.get("model") if isinstance(message, dict) else None
+    if not isinstance(model, str) or not model.strip() or _STAND_IN.match(model.strip()):
+        return None
+    return model
 
 
 def _message_text(record: dict[str, Any]) -> str | None:

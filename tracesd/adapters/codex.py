@@ -51,6 +51,7 @@ class Codex:
             meta: dict[str, Any] | None = None
             meta_ts: int | None = None
             prompt: str | None = None
+            model: str | None = None
             records = Records(f)
             for record in records:
                 payload = record.get("payload")
@@ -64,7 +65,11 @@ class Codex:
                         return []
                 elif kind == "event_msg" and prompt is None:
                     prompt = _prompt(payload)
-                if meta is not None and prompt is not None:
+                elif kind == "turn_context" and model is None:
+                    # the first turn's model: the one the Traces CLI sends
+                    found = payload.get("model")
+                    model = found if isinstance(found, str) else None
+                if meta is not None and prompt is not None and model is not None:
                     break
             if meta is None:
                 records.explain_none()
@@ -83,7 +88,9 @@ class Codex:
         session_id = meta.get("id")
         if not isinstance(session_id, str) or not session_id:
             raise ParseError("malformed", f"session_meta without an id in {path!r}")
-        created = to_ms(meta.get("timestamp")) or meta_ts or mtime_ms
+        # The first record's time, as the Traces CLI sends it (`sourceCreatedAt`): the
+        # session_meta line is written a few ms after the time it records.
+        created = meta_ts or to_ms(meta.get("timestamp")) or mtime_ms
         return [
             session_meta(
                 AGENT_ID,
@@ -95,6 +102,7 @@ class Codex:
                 created=created,
                 last_activity=last_ts,
                 agent_git=_git(meta.get("git")),
+                model=model,
             )
         ]
 

@@ -82,6 +82,7 @@ class Copilot:
                 timestamp=latest(found.last_ts, created),
                 created=created,
                 agent_git=found.repo,
+                model=found.model,
             )
         ]
 

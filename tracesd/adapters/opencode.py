@@ -173,6 +173,15 @@ _LATEST_TEXTS = f"""
         FROM message m WHERE m.session_id = j.value AND found IS NOT NULL
         ORDER BY m.time_created DESC, m.id DESC LIMIT 1)
     FROM json_each(?) j"""
+#: each session's first message model (what the Traces CLI sends), summaries passed over
+_FIRST_MODELS = f"""
+    SELECT j.value, (
+        SELECT json_extract({_J.format("m")}, '$.modelID') AS model FROM message m
+        WHERE m.session_id = j.value AND model IS NOT NULL AND NOT (
+            json_extract({_J.format("m")}, '$.role') = 'assistant'
+            AND coalesce(json_extract({_J.format("m")}, '$.summary'), 0) = 1)
+        ORDER BY m.time_created, m.id LIMIT 1)
+    FROM json_each(?) j"""
 
 
 def _read_rows(
@@ -181,7 +190,13 @@ def _read_rows(
     """The sessions whose ids are in `batch` (a JSON array), in one snapshot of the store."""
     prompts: dict[str, list[str]] = {}
     latest_texts: dict[str, str] = {}
+    models: dict[str, str] = {}
     if has_parts:
+        models = {
+            sid: model
+            for sid, model in conn.execute(_FIRST_MODELS, (batch,))
+            if isinstance(model, str) and model.strip()
+        }
         for sid, text in conn.execute(_FIRST_PROMPTS, (batch,)):
             if isinstance(text, str):
                 prompts.setdefault(sid, []).append(text)
@@ -210,6 +225,7 @@ def _read_rows(
             last_text=latest_texts.get(sid),
             created=to_ms(created_at),
             updated=to_ms(updated_at),
+            model=models.get(sid),
         )
     return found
 
@@ -223,6 +239,7 @@ def _meta(
     last_text: str | None,
     created: int | None,
     updated: int | None,
+    model: str | None = None,
 ) -> TraceMeta:
     return session_meta(
         AGENT_ID,
@@ -233,6 +250,7 @@ def _meta(
         last_text=last_text,
         created=created,
         last_activity=updated,
+        model=model,
     )
 
 
@@ -275,7 +293,7 @@ def _parse_session_file(path: str) -> list[TraceMeta]:
         directory = _legacy_worktree(storage, info.get("projectID"))
     times = info.get("time")
     times = times if isinstance(times, dict) else {}
-    prompt, last_text = _legacy_texts(storage, sid, _Budget(_BUDGET_BYTES))
+    prompt, last_text, model = _legacy_texts(storage, sid, _Budget(_BUDGET_BYTES))
     created = to_ms(times.get("created")) or mtime_ms
     return [
         _meta(
@@ -286,29 +304,47 @@ def _parse_session_file(path: str) -> list[TraceMeta]:
             last_text=last_text,
             created=created,
             updated=to_ms(times.get("updated")),
+            model=model,
         )
     ]
 
 
-def _legacy_texts(storage: str, sid: str, budget: _Budget) -> tuple[str | None, str | None]:
-    """The first user message's text and the latest text part, from the message and part
-    files (ids sort in creation order). Files caught half-written are passed over: the
+def _legacy_texts(
+    storage: str, sid: str, budget: _Budget
+) -> tuple[str | None, str | None, str | None]:
+    """The first user message's text, the latest text part and the first message's model
+    (`modelID`, what the Traces CLI sends), from the message and part files (ids sort in
+    creation order). Files caught half-written are passed over: the
     session file is rewritten again when the turn ends."""
     messages = _listing(os.path.join(storage, "message", sid), "msg_")
     prompt: str | None = None
+    model: str | None = None
     for name in messages[:_MAX_MESSAGES]:
         message = _read_item(os.path.join(storage, "message", sid, name), budget)
-        if message is not None and message.get("role") == "user":
+        if message is None:
+            continue
+        if model is None and not _summary(message):
+            model = _text_value(message.get("modelID"))
+        if prompt is None and message.get("role") == "user":
             texts = list(_texts(storage, name.removesuffix(".json"), budget))
             if texts:
                 prompt = "\n".join(texts)
-                break
+        if prompt is not None and model is not None:
+            break
     last_text: str | None = None
     for name in reversed(messages[-_MAX_MESSAGES:]):
         last_text = next(_texts(storage, name.removesuffix(".json"), budget, newest=True), None)
         if last_text is not None or budget.spent:
             break
-    return prompt, last_text
+    return prompt, last_text, model
+
+
+def _summary(message: dict[str, Any]) -> bool:
+    return message.get("role") == "assistant" and message.get("summary") is True
+
+
+def _text_value(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _texts(storage: str, message_id: str, budget: _Budget, newest: bool = False) -> Iterator[str]:

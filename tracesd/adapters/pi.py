@@ -67,6 +67,7 @@ class Pi:
             fork = False
             entries = 0
             prompt: str | None = None
+            models = _Models()
             for record in records:
                 if header is None:
                     if record.get("type") != "session":
@@ -76,10 +77,10 @@ class Pi:
                     fork = bool(record.get("parentSession") or record.get("branchedFrom"))
                     continue
                 entries += 1
-                if fork and not _after(record, created):
-                    continue  # copied from the parent session
-                prompt = _prompt(record)
-                if prompt is not None:
+                models.feed(record)
+                if prompt is None and not (fork and not _after(record, created)):
+                    prompt = _prompt(record)  # (entries of a fork copied from the parent: not)
+                if prompt is not None and models.model is not None:
                     break
             if header is None:
                 records.explain_none()
@@ -109,8 +110,37 @@ class Pi:
                 last_text=last_text,
                 created=created or mtime_ms,
                 last_activity=last_ts,
+                model=models.model,
             )
         ]
+
+
+class _Models:
+    """The session's model as the Traces CLI sends it: the one in effect when the first
+    user message was sent (the last `model_change`, or message model, before it), else the
+    first one named after it."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self.model: str | None = None
+        self.prompted = False
+
+    def feed(self, record: dict[str, Any]) -> None:
+        if self.model is not None:
+            return
+        named: Any = None
+        if record.get("type") == "model_change":
+            named = record.get("modelId") or record.get("model")
+        elif (message := _message(record)) is not None:
+            named = message.get("model") or message.get("modelId")
+        if isinstance(named, str) and named.strip():
+            self.current = named
+            if self.prompted:
+                self.model = named
+        message = _message(record)
+        if not self.prompted and message is not None and message.get("role") == "user":
+            self.prompted = True
+            self.model = self.current
 
 
 def _session_id(header: dict[str, Any], path: str) -> str:
