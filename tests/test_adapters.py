@@ -51,17 +51,9 @@ CLI_CREATED = {"codex": "2026-11-20T09:14:05.517Z", "amp": "2026-11-20T09:35:01.
 #: sessions whose model the Traces CLI does not send although expected.json names one: Cline
 #: (the CLI reads only a message's own model field; these keep it in task metadata)
 NO_CLI_MODEL = frozenset({"cline/classic", "cline/sdk"})
-#: not read yet (see the report of issue 12): Gemini CLI (no adapter in the CLI 0.6.31) and
-#: Cursor's stores
-MODEL_NOT_READ = frozenset(
-    {
-        "gemini-cli/jsonl",
-        "gemini-cli/legacy-json",
-        "cursor/agent-transcript",
-        "cursor/ide-sqlite",
-        "cursor/cli-store",
-    }
-)
+#: expected.json reads the agent transcript alone; the adapter, like the Traces CLI, takes
+#: the composer of the same id from Cursor's global store, which names the model
+CLI_MODEL = {"cursor/agent-transcript": "claude-4.5-sonnet"}
 
 
 @pytest.mark.parametrize("case", EXPECTED, ids=[s["id"] for s in EXPECTED])
@@ -95,8 +87,8 @@ def test_fixture_sessions_match_expected(
     for got, want in ((meta.created, created), (meta.timestamp, case.get("updated"))):
         assert got == to_ms(want) if want is not None else got is not None
     assert meta.source_path == str(path)
-    if case["id"] not in MODEL_NOT_READ:
-        assert meta.model == (None if case["id"] in NO_CLI_MODEL else case.get("model"))
+    want_model = None if case["id"] in NO_CLI_MODEL else case.get("model")
+    assert meta.model == CLI_MODEL.get(case["id"], want_model)
 
 
 def test_codex_fixture_carries_the_agents_own_git_record(

@@ -35,9 +35,8 @@ DIFFERENCES = {
     ("1795168200000", "created_at"),
     ("1795168500000_k3v9q", "created_at"),
     # The CLI reads this session from Cursor's global store, which names no folder; ours
-    # comes from the workspace the composer belongs to. Its model is not read yet.
+    # comes from the workspace the composer belongs to.
     ("8e2f4a6c-1b3d-4e5f-a7b9-c0d1e2f3a4b5", "directory"),
-    ("8e2f4a6c-1b3d-4e5f-a7b9-c0d1e2f3a4b5", "model"),
 }
 
 

@@ -46,7 +46,7 @@ _MAX_BLOB = 1024 * 1024
 _COMPOSERS = """SELECT substr(key, 14), length(v), json_extract(v, '$.createdAt',
   '$.lastUpdatedAt', '$.workspaceIdentifier.uri.fsPath', '$.workspaceIdentifier.uri.scheme',
   '$.workspaceIdentifier.id', '$.isDraft', '$.subagentInfo', '$.parentComposerId',
-  '$.isBestOfNSubcomposer')
+  '$.isBestOfNSubcomposer', '$.modelConfig.modelName')
 FROM (SELECT key, CAST(value AS TEXT) AS v FROM cursorDiskKV WHERE {}) WHERE json_valid(v)"""
 _ALL = "key >= 'composerData:' AND key < 'composerData;'"  # the key index, not a LIKE scan
 _MESSAGES = """SELECT json_extract(m.value, '$.type'), json_extract(m.value, '$.bubbleId'),
@@ -71,17 +71,28 @@ Times = tuple[int | None, int | None]  # (created, last activity), ms
 
 
 # one row of _COMPOSERS
-_Composer = namedtuple("_Composer", "id created updated size fs_path scheme workspace draft sub")
+_Composer = namedtuple(
+    "_Composer", "id created updated size fs_path scheme workspace draft sub model"
+)
 
 
 def _composer_row(row: tuple[Any, int, str]) -> _Composer:
     cid, size, extracted = row
-    created, updated, fs_path, scheme, workspace, draft, sub, parent, best_of = json.loads(
+    created, updated, fs_path, scheme, workspace, draft, sub, parent, best_of, model = json.loads(
         extracted
     )
     is_sub = sub is not None or parent is not None or bool(best_of)
     return _Composer(
-        cid, created, updated or created, size, fs_path, scheme, workspace, draft or 0, is_sub
+        cid,
+        created,
+        updated or created,
+        size,
+        fs_path,
+        scheme,
+        workspace,
+        draft or 0,
+        is_sub,
+        _model(model),
     )
 
 
@@ -211,7 +222,8 @@ def _chat(
     last = first_text(_blob_text(r[0], user_only=False) for r in newest)
     mtime = max(_mtime_ns(database), _mtime_ns(database + "-wal")) // 1_000_000
     created = to_ms(head.get("createdAt")) or mtime
-    return trace_meta(chat, database, cwd, (prompt, last), (created, latest(mtime, created)))
+    times = (created, latest(mtime, created))
+    return trace_meta(chat, database, cwd, (prompt, last), times, _model(head.get("lastUsedModel")))
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -254,7 +266,7 @@ def _composer(
     last = first_text(text(*m) for m in reversed(messages[-8:]))
     created = to_ms(c.created) or to_ms(c.updated)
     times = (created, latest(to_ms(c.updated), created))
-    return trace_meta(c.id, database, directory, (prompt, last), times)
+    return trace_meta(c.id, database, directory, (prompt, last), times, c.model)
 
 
 def _first_folder(uris: Any) -> str | None:
@@ -318,11 +330,22 @@ def user_text(text: str) -> str | None:
 
 
 def trace_meta(
-    trace_id: str, source: str, cwd: str | None, texts: Texts, times: Times
+    trace_id: str,
+    source: str,
+    cwd: str | None,
+    texts: Texts,
+    times: Times,
+    model: str | None = None,
 ) -> TraceMeta:
     (prompt, last), (created, updated) = texts, times
     heading = title(prompt), preview(last or prompt)
-    return TraceMeta(AGENT_ID, trace_id, source, cwd, *heading, updated, created)
+    return TraceMeta(AGENT_ID, trace_id, source, cwd, *heading, updated, created, model=model)
+
+
+def _model(value: Any) -> str | None:
+    """A composer's `modelConfig.modelName` (what the Traces CLI sends) or a CLI chat's
+    `lastUsedModel`."""
+    return value if isinstance(value, str) and value else None
 
 
 def first_text(values: Iterable[str | None]) -> str | None:

@@ -80,6 +80,7 @@ class GeminiCli:
                 last_text=session["last_text"],
                 created=created,
                 last_activity=session["last_ts"],
+                model=session["model"],
             )
         ]
 
@@ -102,6 +103,7 @@ def _parse_jsonl(f: SessionFile) -> dict[str, Any] | None:
     meta: dict[str, Any] | None = None
     prompts: list[tuple[Any, str]] = []  # (message id, text) of user prompts, in order
     seen_ids: list[Any] = []
+    model: str | None = None
     records = Records(f)
     for record in records:
         if meta is None:
@@ -122,8 +124,9 @@ def _parse_jsonl(f: SessionFile) -> dict[str, Any] | None:
             text = _user_text(record)
             if text is not None:
                 prompts.append((record["id"], text))
-        # Once the title is known, only a rewind to it (or before it) can change it.
-        records.only_containing = b'"$rewindTo"' if prompts else None
+            model = model or _model(record)
+        # Once the title (and the model) are known, only a rewind can change the title.
+        records.only_containing = b'"$rewindTo"' if prompts and model else None
     if meta is None:
         records.explain_none()
         return None
@@ -150,6 +153,7 @@ def _parse_jsonl(f: SessionFile) -> dict[str, Any] | None:
         "prompt": prompts[0][1] if prompts else None,
         "last_ts": last_ts,
         "last_text": last_text,
+        "model": model,
     }
 
 
@@ -187,6 +191,7 @@ def _parse_json(f: SessionFile) -> dict[str, Any] | None:
         "prompt": prompt,
         "last_ts": to_ms(top.get("lastUpdated")),
         "last_text": last_text,
+        "model": next((m for m in map(_model, messages) if m), None),
     }
 
 
@@ -216,6 +221,14 @@ def _partial_document(data: bytes) -> tuple[dict[str, Any], list[Any]]:
 
 def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def _model(message: Any) -> str | None:
+    """The model of a `gemini` message (the first one names the session's model)."""
+    if not isinstance(message, dict) or message.get("type") != "gemini":
+        return None
+    model = message.get("model")
+    return model if isinstance(model, str) and model else None
 
 
 def _user_text(message: Any) -> str | None:
