@@ -23,11 +23,15 @@ def fault() -> Iterator[ThreadedFaultServer]:
     server.close()
 
 
-def sync_config(home: Path, url: str, *, max_backoff_s: float = 0.5) -> dict[str, str]:
+def sync_config(
+    home: Path, url: str, *, max_backoff_s: float = 0.5, scope: str = "all", extra: str = ""
+) -> dict[str, str]:
+    """Sync to `url`; scope "all" unless told (these tests are about every trace syncing)."""
     config = home / ".config" / "tracesd" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(
-        f'[sync]\napi_url = "{url}"\ninterval_s = 0.5\nmax_backoff_s = {max_backoff_s}\n'
+        f'[sync]\napi_url = "{url}"\nscope = "{scope}"\ninterval_s = 0.5\n'
+        f"max_backoff_s = {max_backoff_s}\n{extra}"
     )
     return isolated_env(home, TRACES_API_KEY="sk-e2e-KEY-9876")
 
