@@ -172,9 +172,9 @@ class FaultServer:
 
     async def _batch(self, request: web.Request) -> web.StreamResponse:
         if self.plan.hosted:  # the hosted API has no such route
-            response = _error(404, "NOT_FOUND", message="Not found", envelope=True)
-            self._record(request, 0, response.status)
-            return response
+            missing = _error(404, "NOT_FOUND", message="Not found", envelope=True)
+            self._record(request, 0, missing.status)
+            return missing
         body = await request.json()
         items = body["traces"]
         response = self._refusal(request)
