@@ -3,6 +3,11 @@
 It stores what it accepts like the reference server, records every request with its time,
 and obeys a plan: a 503 outage until a deadline, 429 with Retry-After, 401, a 413 above N
 items, per-item statuses, no batch endpoint, a malformed answer, a held or hanging request.
+
+`Plan.hosted` makes it answer as the hosted Traces API does (docs/traces-cli-0.6.31.md (f)):
+every answer in the envelope (`{"ok": true, "data": ...}`, errors `{"ok": false, "error":
+...}`), a 429 with `error.details.retryAt` (epoch ms, no Retry-After unless told), and no
+`/v1/traces/batch` (404): a client must PUT each trace.
 """
 
 from __future__ import annotations
@@ -82,6 +87,12 @@ class Plan:
     error_text: str | None = None
     #: a batch is answered 200 with this JSON text as every item's status ("1e400", say)
     status_text: str | None = None
+    #: answer as the hosted Traces API: the envelope, no batch endpoint
+    hosted: bool = False
+    #: the envelope alone (a `tracesd server` of issue 12: it keeps the batch endpoint)
+    envelope: bool = False
+    #: a refusal (fail_status) carries error.details.retryAt, this many ms from now
+    retry_at_in_ms: int | None = None
 
 
 class FaultServer:
@@ -134,7 +145,17 @@ class FaultServer:
         if time.monotonic() < plan.fail_until or plan.fail_next > 0:
             plan.fail_next = max(0, plan.fail_next - 1)
             headers = {"Retry-After": plan.retry_after} if plan.retry_after else {}
-            return _error(plan.fail_status, "unavailable", headers, plan.error_text)
+            details = None
+            if plan.retry_at_in_ms is not None:
+                details = {"retryAt": int(time.time() * 1000) + plan.retry_at_in_ms}
+            return _error(
+                plan.fail_status,
+                "unavailable",
+                headers,
+                plan.error_text,
+                details=details,
+                envelope=plan.hosted or plan.envelope,
+            )
         return None
 
     def _record(self, request: web.Request, items: int, status: int) -> None:
@@ -150,6 +171,10 @@ class FaultServer:
         )
 
     async def _batch(self, request: web.Request) -> web.StreamResponse:
+        if self.plan.hosted:  # the hosted API has no such route
+            missing = _error(404, "NOT_FOUND", message="Not found", envelope=True)
+            self._record(request, 0, missing.status)
+            return missing
         body = await request.json()
         items = body["traces"]
         response = self._refusal(request)
@@ -201,7 +226,11 @@ class FaultServer:
                     results.append(
                         {"externalId": item["externalId"], "status": status, "error": error}
                     )
-            response = web.json_response({"results": results})
+            response = web.json_response(
+                {"ok": True, "data": {"results": results}}
+                if self.plan.envelope
+                else {"results": results}
+            )
             if self.plan.delay_s:
                 await asyncio.sleep(self.plan.delay_s)
         self._record(request, len(items), response.status)
@@ -215,9 +244,16 @@ class FaultServer:
             status = self.plan.item_status.get(external_id, 200)
             if status == 200:
                 self._store(external_id, body)
-                response = web.json_response({"externalId": external_id, **body})
+                trace = {"id": f"srv-{external_id}", "externalId": external_id, **body}
+                response = web.json_response(
+                    {"ok": True, "data": {"trace": trace}}
+                    if self.plan.hosted or self.plan.envelope
+                    else {"externalId": external_id, **body}
+                )
             else:
-                response = _error(status, "invalid")
+                response = _error(
+                    status, "invalid", envelope=self.plan.hosted or self.plan.envelope
+                )
         self._record(request, 1, response.status)
         return response
 
@@ -225,7 +261,10 @@ class FaultServer:
         response = self._refusal(request)
         if response is None:
             traces = [{"externalId": k, **v} for k, v in self.stored.items()]
-            response = web.json_response({"traces": traces, "nextCursor": None})
+            listed = {"traces": traces, "nextCursor": None}
+            response = web.json_response(
+                {"ok": True, "data": listed} if self.plan.hosted or self.plan.envelope else listed
+            )
         self._record(request, 0, response.status)
         return response
 
@@ -278,10 +317,19 @@ class FaultServer:
 
 
 def _error(
-    status: int, code: str, headers: dict[str, str] | None = None, message: str | None = None
+    status: int,
+    code: str,
+    headers: dict[str, str] | None = None,
+    message: str | None = None,
+    *,
+    details: dict[str, Any] | None = None,
+    envelope: bool = False,
 ) -> web.Response:
     text = code.replace("_", " ") if message is None else message
-    body = json.dumps({"error": {"code": code, "message": text}})
+    error: dict[str, Any] = {"code": code, "message": text}
+    if details is not None:
+        error["details"] = details
+    body = json.dumps({"ok": False, "error": error} if envelope else {"error": error})
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 

@@ -33,7 +33,9 @@ def running(daemons: StartDaemon, home: Path, env: dict[str, str] | None = None)
 def with_sync(home: Path, url: str, key: str = "sk-good") -> dict[str, str]:
     config = home / ".config" / "tracesd" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(f'[sync]\napi_url = "{url}"\ninterval_s = 60\nmax_backoff_s = 1\n')
+    config.write_text(
+        f'[sync]\napi_url = "{url}"\nscope = "all"\ninterval_s = 60\nmax_backoff_s = 1\n'
+    )
     return isolated_env(home, TRACES_API_KEY=key)
 
 

@@ -98,8 +98,13 @@ def _batch_body(draw: st.DrawFn) -> bytes:
         ]
         results.append("{" + ",".join(kept) + "}")
     if honest:
-        return f'{{"results":[{",".join(results)}]}}'.encode("utf-8", "surrogatepass")
-    shape = draw(st.sampled_from(["as is", "drop", "repeat", "extra", "reverse", "bare"]))
+        text = f'{{"results":[{",".join(results)}]}}'
+        if draw(st.booleans()):  # the envelope (issue 12), or the bare shape of before
+            text = f'{{"ok":{draw(_ANY_TEXT)},"data":{text}}}'
+        return text.encode("utf-8", "surrogatepass")
+    shape = draw(
+        st.sampled_from(["as is", "drop", "repeat", "extra", "reverse", "bare", "envelope"])
+    )
     if shape == "drop":
         results.pop(draw(st.integers(0, len(results) - 1)))
     elif shape == "repeat":
@@ -110,6 +115,10 @@ def _batch_body(draw: st.DrawFn) -> bytes:
         results.reverse()
     listed = "[" + ",".join(results) + "]"
     text = listed if shape == "bare" else f'{{"results":{listed}}}'
+    if shape == "envelope":  # data of any shape, beside or instead of the results
+        text = (
+            f'{{"ok":true,"data":{draw(st.one_of(_ANY_TEXT, st.just(text)))},"results":{listed}}}'
+        )
     return text.encode("utf-8", "surrogatepass")
 
 
@@ -117,6 +126,15 @@ _BODIES = st.one_of(
     _batch_body(),
     st.binary(max_size=300),
     st.builds(lambda e: f'{{"error":{e}}}'.encode("utf-8", "surrogatepass"), _ERROR_TEXT),
+    # the hosted API's error, with a retryAt of any kind (issue 12)
+    st.builds(
+        lambda c, m, r: (
+            f'{{"ok":false,"error":{{"code":{c},"message":{m},"details":{{"retryAt":{r}}}}}}}'
+        ).encode("utf-8", "surrogatepass"),
+        _ANY_TEXT,
+        _ANY_TEXT,
+        _NUMBER_TEXT,
+    ),
     st.sampled_from(
         [
             b"",

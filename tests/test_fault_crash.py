@@ -29,6 +29,8 @@ import pytest
 
 from tests.faultserver import Plan, Received, ThreadedFaultServer
 from tests.helpers import Daemon, db_path, git, isolated_env, make_repo, tracesd
+from tracesd.delivery import payload
+from tracesd.models import TRACE_COLUMNS, Trace
 
 StartDaemon = Callable[..., Daemon]
 
@@ -353,19 +355,10 @@ def fault() -> Iterator[ThreadedFaultServer]:
 
 
 def expected_item(row: dict[str, Any]) -> dict[str, Any]:
-    """What the server must hold for a local trace (openapi.json's field names)."""
-    item = {
-        "agentId": row["agent_id"],
-        "title": row["title"],
-        "preview": row["preview"],
-        "timestamp": row["timestamp"],
-        "projectPath": row["directory"],
-        "visibility": row["shared_visibility"],
-        "gitRemoteUrl": row["git_remote_url"],
-        "gitBranch": row["git_branch"],
-        "gitRef": row["git_ref"],
-    }
-    return {k: v for k, v in item.items() if v is not None}
+    """What the server must hold for a local trace: the latest payload the client builds
+    for its row (the real CLI's field set; delivery.payload, checked in test_sync.py)."""
+    item = payload(Trace(**{c: row[c] for c in TRACE_COLUMNS if c in row}), send_titles=True)
+    return {k: v for k, v in item.items() if k != "externalId"}
 
 
 @pytest.mark.timeout(240)
@@ -399,7 +392,7 @@ def test_kill_9_while_shipping_5000_traces_leaves_nothing_missing_and_only_idemp
 
     fault.call(slow, fault.server.plan)
     config = (
-        f'[sync]\napi_url = "{fault.url}"\ninterval_s = 0.2\nmax_backoff_s = 0.5\n'
+        f'[sync]\napi_url = "{fault.url}"\nscope = "all"\ninterval_s = 0.2\nmax_backoff_s = 0.5\n'
         f"batch_size = {SYNC_BATCH}\n"
     )
     write_config(home, "config.toml", config)

@@ -816,7 +816,7 @@ def test_remote_credentials_never_reach_any_artifact(
     }
     env = configured(
         home,
-        f'[sync]\napi_url = "{fault.url}"\ninterval_s = 0.5\nmax_backoff_s = 0.5\n',
+        f'[sync]\napi_url = "{fault.url}"\nscope = "all"\ninterval_s = 0.5\nmax_backoff_s = 0.5\n',
         TRACES_API_KEY="sk-row13",
     )
     daemon = started(daemons, home, env)

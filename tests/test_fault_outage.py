@@ -218,7 +218,8 @@ def write_config(
     path = home / ".config" / "tracesd" / "config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f'[sync]\napi_url = "{url}"\ninterval_s = {interval_s}\nmax_backoff_s = {max_backoff_s}\n'
+        f'[sync]\napi_url = "{url}"\nscope = "all"\ninterval_s = {interval_s}\n'
+        f"max_backoff_s = {max_backoff_s}\n"
     )
     return isolated_env(home, TRACES_API_KEY=KEY)
 
@@ -336,7 +337,7 @@ async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterat
     """SyncService against a FaultServer, with the production timeouts scaled by 1/15."""
     server = await FaultServer().start()
     store = await Store.open(tmp_path / "traces.db")
-    outbox = Outbox(store)
+    outbox = Outbox(store, scope="all")
     t = backend.TIMEOUT
     scaled = aiohttp.ClientTimeout(
         total=t.total / SCALE if t.total else None,
@@ -347,7 +348,12 @@ async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterat
     services: list[SyncService] = []
 
     def make(**overrides: Any) -> SyncService:
-        settings = {"sync__interval_s": 60, "sync__max_backoff_s": 1, **overrides}
+        settings = {
+            "sync__interval_s": 60,
+            "sync__max_backoff_s": 1,
+            "sync__scope": "all",
+            **overrides,
+        }
         config = make_config(sync__api_url=server.url, **settings)
         service = SyncService(
             outbox,

@@ -68,7 +68,9 @@ def test_status_has_the_documented_shape(daemons: StartDaemon, home: Path, tmp_p
     assert status["capture"]["captured_total"] == 1
     assert status["capture"]["last_capture_at"].endswith("Z")
     assert status["sync"]["enabled"] is False
-    assert status["sync"]["pending"] == 1
+    # scope "shared" (the default): a trace the Traces CLI has not shared is not waiting
+    assert status["sync"]["scope"] == "shared"
+    assert status["sync"]["pending"] == 0
     for key in ("roots_watched", "watches", "overflows", "rescans", "degraded"):
         assert key in status["watcher"]
     assert status["watcher"]["watches"] >= 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import time
@@ -15,11 +16,12 @@ import aiohttp
 import pytest
 import structlog
 
+import tracesd.server
 from tests.faultserver import FaultServer
 from tracesd.backend import BackendClient, open_session
 from tracesd.backoff import Backoff
 from tracesd.config import Config
-from tracesd.delivery import payload
+from tracesd.delivery import cli_title, payload, project_name
 from tracesd.models import Trace
 from tracesd.outbox import Outbox, SyncState
 from tracesd.server.schema import validate
@@ -62,7 +64,7 @@ class Rig:
 async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterator[Rig]:
     server = await FaultServer().start()
     store = await Store.open(tmp_path / "traces.db")
-    outbox = Outbox(store)
+    outbox = Outbox(store, scope="all")
     session = open_session(timeout=aiohttp.ClientTimeout(total=2))
     services: list[SyncService] = []
 
@@ -71,6 +73,7 @@ async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterat
             "sync__api_url": server.url,
             "sync__interval_s": 60,
             "sync__max_backoff_s": 0.4,
+            "sync__scope": "all",
             **overrides,
         }
         config = make_config(**{k: v for k, v in settings.items() if k.startswith("sync__")})
@@ -98,6 +101,44 @@ async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterat
 # --------------------------------------------------------------------------- payloads
 
 
+#: docs/traces-cli-0.6.31.md (f): every field the real CLI's trace PUT may carry, its type
+CLI_PUT_FIELDS: dict[str, type] = {
+    "agentId": str,
+    "title": str,
+    "projectPath": str,
+    "projectName": str,
+    "model": str,
+    "tokenUsage": dict,
+    "visibility": str,
+    "gitRemoteUrl": str,
+    "gitBranch": str,
+    "gitRef": str,
+    "relatedTo": str,
+    "relationshipType": str,
+    "sourceCreatedAt": int,
+    "targetNamespaceId": str,
+}
+#: what only the user decides, in the CLI
+NEVER_SENT = {"visibility", "targetNamespaceId", "preview", "timestamp"}
+
+
+def check_against_the_api(item: dict[str, Any]) -> None:
+    """A BatchItem is the CLI's PUT field set plus externalId: each value of the CLI's type
+    (never null), never a field only the user decides; and it validates against
+    openapi.json. (The document is being rewritten to list the CLI's fields (issue 12):
+    until it does, the fields it does not know yet are checked by the list above only.)"""
+    put = {k: v for k, v in item.items() if k != "externalId"}
+    assert isinstance(item["externalId"], str)
+    assert set(put) <= set(CLI_PUT_FIELDS), set(put) - set(CLI_PUT_FIELDS)
+    assert not set(put) & NEVER_SENT
+    for key, value in put.items():
+        assert type(value) is CLI_PUT_FIELDS[key], (key, value)
+    schema = json.loads((Path(tracesd.server.__file__).parent / "openapi.json").read_text())
+    known = set(schema["components"]["schemas"]["TraceUpsertRequest"]["properties"])
+    validate("BatchItem", {k: v for k, v in item.items() if k in known | {"externalId"}})
+    validate("TraceUpsertRequest", {k: v for k, v in put.items() if k in known})
+
+
 @pytest.mark.parametrize(
     "shape",
     [
@@ -106,28 +147,56 @@ async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterat
         {"git_remote_url": None, "git_branch": None, "git_ref": None, "timestamp": None},
         {"shared_visibility": "public", "agent_id": "gemini-cli"},
         {"title": "x" * 200, "preview": "y" * 500, "directory": "/" + "d" * 4000},
+        {"shared_url": "https://www.traces.com/s/abc", "shared_visibility": "public"},
+        {"created_at": None, "directory": "/"},
     ],
 )
-def test_every_payload_the_client_builds_matches_the_api_document(shape: dict[str, Any]) -> None:
-    """Batch items and PUT bodies validate against openapi.json."""
+def test_every_payload_the_client_builds_is_the_cli_field_set_and_matches_the_api_document(
+    shape: dict[str, Any],
+) -> None:
+    """Batch items and PUT bodies: the real CLI's fields, validated against openapi.json."""
     for send_titles in (True, False):
-        item = payload(trace("t-1", **shape), send_titles=send_titles)
-        validate("BatchItem", item)
-        validate("TraceUpsertRequest", {k: v for k, v in item.items() if k != "externalId"})
+        check_against_the_api(payload(trace("t-1", **shape), send_titles=send_titles))
 
 
-def test_payload_carries_git_context_and_leaves_unknown_fields_out() -> None:
-    item = payload(trace("t-1", git_branch=None, shared_visibility=None), send_titles=True)
+def test_an_unshared_trace_is_sent_with_the_fields_the_cli_sends_for_it() -> None:
+    """scope "all": what the real CLI's PUT carries, camelCase, absent when unknown; the
+    remote canonical; never preview, timestamp or visibility."""
+    item = payload(
+        trace(
+            "t-1",
+            git_branch=None,
+            shared_visibility="public",
+            directory="/work/app/",
+            git_remote_url="git@github.com:acme/app.git",
+            created_at=1_794_000_000_000,
+        ),
+        send_titles=True,
+    )
     assert item == {
         "externalId": "t-1",
         "agentId": "claude-code",
         "title": "title of t-1",
-        "preview": "the latest message",
-        "timestamp": 1_795_000_000_000,
-        "projectPath": "/work/app",
-        "gitRemoteUrl": "https://github.com/acme/app.git",
+        "projectPath": "/work/app/",
+        "projectName": "app",
+        "sourceCreatedAt": 1_794_000_000_000,
+        "gitRemoteUrl": "https://github.com/acme/app",
         "gitRef": SHA,
     }
+
+
+def test_a_trace_the_cli_shared_is_sent_with_its_git_context_only() -> None:
+    """The CLI set title, model, project and start when it shared the trace; the server
+    keeps fields left out, so we send only what the CLI never sends from `share`."""
+    shared = trace("t-1", shared_url="https://www.traces.com/s/j9", shared_visibility="public")
+    for send_titles in (True, False):
+        assert payload(shared, send_titles=send_titles) == {
+            "externalId": "t-1",
+            "agentId": "claude-code",
+            "gitRemoteUrl": "https://github.com/acme/app",
+            "gitBranch": "main",
+            "gitRef": SHA,
+        }
 
 
 def test_send_titles_false_keeps_prompt_text_on_this_machine() -> None:
@@ -135,6 +204,57 @@ def test_send_titles_false_keeps_prompt_text_on_this_machine() -> None:
     assert "title" not in item
     assert "preview" not in item
     assert item["gitRef"] == SHA
+    assert item["projectName"] == "app"
+
+
+def test_no_payload_ever_carries_a_visibility() -> None:
+    for shared_url in (None, "https://www.traces.com/s/x"):
+        for visibility in ("public", "private", "direct"):
+            for send_titles in (True, False):
+                row = trace("t", shared_url=shared_url, shared_visibility=visibility)
+                item = payload(row, send_titles=send_titles)
+                assert "visibility" not in item
+                assert "targetNamespaceId" not in item
+
+
+@pytest.mark.parametrize(
+    ("title", "sent"),
+    [
+        ("x" * 100, "x" * 100),
+        ("x" * 101, "x" * 97 + "..."),
+        ("y" * 198 + "\u2026", "y" * 97 + "..."),  # our stored 200-cut, cut again
+        ("\u00e9" * 150, "\u00e9" * 97 + "..."),  # one UTF-16 unit each
+        ("a" * 50 + "\U0001f600" * 26, "a" * 50 + "\U0001f600" * 23 + "..."),  # 2 units each
+        ("a" * 96 + "\U0001f600" * 3, "a" * 96 + "..."),  # a pair the cut splits: dropped
+        ("a" * 98 + "\U0001f600", "a" * 98 + "\U0001f600"),  # exactly 100 units: whole
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_title_is_cut_as_the_traces_cli_cuts_one(title: str | None, sent: str | None) -> None:
+    """The CLI 0.6.31's rule (`PB` in its binary): `e.length <= 100 ? e :
+    e.substring(0, 97) + "..."`, with JavaScript's length (UTF-16 code units)."""
+    assert cli_title(title) == sent
+    assert payload(trace("t", title=title), send_titles=True).get("title") == sent
+
+
+@pytest.mark.parametrize(
+    ("directory", "name"),
+    [
+        ("/work/app", "app"),
+        ("/work/app///", "app"),
+        ("C:\\Users\\me\\proj\\", "proj"),
+        ("relative", "relative"),
+        ("/", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_project_name_is_the_directory_last_component_as_the_cli_computes_it(
+    directory: str | None, name: str | None
+) -> None:
+    assert project_name(directory) == name
+    assert payload(trace("t", directory=directory), send_titles=True).get("projectName") == name
 
 
 # ----------------------------------------------------------------------------- outbox
@@ -475,7 +595,7 @@ async def test_a_bug_in_the_client_costs_a_backoff_not_the_daemon(
     """Should an answer get past the parser and trip the client, the run backs off and says
     so; the crash hook (which stops the daemon) is not called, and the next run delivers."""
     crashed: list[BaseException] = []
-    config = make_config(sync__api_url=rig.server.url, sync__max_backoff_s=0.2)
+    config = make_config(sync__api_url=rig.server.url, sync__max_backoff_s=0.2, sync__scope="all")
     sync = SyncService(
         rig.outbox,
         _BuggyOnce(rig.session, rig.server.url, KEY),

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
-from tests.helpers import Daemon, claude_session, db_path, git, isolated_env, make_repo
+from tests.helpers import (
+    Daemon,
+    claude_session,
+    db_path,
+    git,
+    isolated_env,
+    make_repo,
+    query,
+    tracesd,
+)
 
 StartDaemon = Callable[..., Daemon]
 
@@ -23,11 +34,15 @@ def fault() -> Iterator[ThreadedFaultServer]:
     server.close()
 
 
-def sync_config(home: Path, url: str, *, max_backoff_s: float = 0.5) -> dict[str, str]:
+def sync_config(
+    home: Path, url: str, *, max_backoff_s: float = 0.5, scope: str = "all", extra: str = ""
+) -> dict[str, str]:
+    """Sync to `url`; scope "all" unless told (these tests are about every trace syncing)."""
     config = home / ".config" / "tracesd" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(
-        f'[sync]\napi_url = "{url}"\ninterval_s = 0.5\nmax_backoff_s = {max_backoff_s}\n'
+        f'[sync]\napi_url = "{url}"\nscope = "{scope}"\ninterval_s = 0.5\n'
+        f"max_backoff_s = {max_backoff_s}\n{extra}"
     )
     return isolated_env(home, TRACES_API_KEY="sk-e2e-KEY-9876")
 
@@ -142,7 +157,9 @@ def test_daemon_and_reference_server_end_to_end(
                 headers={"Authorization": "Bearer tok-e2e"},
             )
             with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read())["traces"]  # type: ignore[no-any-return]
+                document = json.loads(response.read())
+                # the envelope of issue 12's server, or the bare shape of the one before
+                return document.get("data", document)["traces"]  # type: ignore[no-any-return]
 
         wait_for(lambda: len(listed("https://github.com/acme/app.git")) == 3)
         traces = listed("https://github.com/acme/app.git")
@@ -154,3 +171,128 @@ def test_daemon_and_reference_server_end_to_end(
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(10) == 0
+
+
+def daemon_status(home: Path) -> dict[str, Any]:
+    result = tracesd(home, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def _hosted_daemon(
+    daemons: StartDaemon, home: Path, tmp_path: Path, fault: ThreadedFaultServer, scope: str
+) -> tuple[Daemon, Path, Path, Path]:
+    """A real `tracesd run` syncing to a server that behaves like the hosted API (envelope,
+    no batch endpoint), with a Traces CLI database beside it; its own database outside
+    ~/.traces. Returns the daemon, our database, the CLI's, and a repository."""
+    from tests.clidb import make_cli_db
+
+    def hosted(plan: Plan) -> None:
+        plan.hosted = True
+
+    fault.call(hosted, fault.server.plan)
+    own = home / "own" / "traces.db"
+    env = sync_config(home, fault.url, scope=scope, extra=f'[storage]\ndb_path = "{own}"\n')
+    repo = make_repo(tmp_path / "repo", remote="git@github.com:Acme/App.git")
+    (home / ".claude" / "projects").mkdir(parents=True)
+    cli = make_cli_db(home / ".local" / "share" / "traces" / "traces.db")
+    daemon = daemons(home, env=env)
+    daemon.wait_ready()
+    return daemon, own, cli, repo
+
+
+def _share(cli: Path, trace_id: str, url: str | None) -> None:
+    """What `traces share` leaves in the CLI's file: the row, with its share URL."""
+    conn = sqlite3.connect(cli, isolation_level=None)
+    try:
+        conn.execute(
+            "INSERT INTO traces (id, agent_id, created_at, remote_url)"
+            " VALUES (?, 'claude-code', 1, ?)"
+            " ON CONFLICT (id) DO UPDATE SET remote_url = excluded.remote_url",
+            (trace_id, url),
+        )
+    finally:
+        conn.close()
+
+
+def _row(own: Path, trace_id: str) -> dict[str, object]:
+    rows = query(own, "SELECT * FROM traces WHERE id = ?", trace_id)
+    return rows[0] if rows else {}
+
+
+def test_scope_all_puts_each_trace_to_a_hosted_like_server_with_the_cli_field_set(
+    daemons: StartDaemon, home: Path, tmp_path: Path, fault: ThreadedFaultServer
+) -> None:
+    """scope "all" against a server like the hosted API: the batch request is answered 404,
+    so every trace is PUT; a trace the CLI shared carries its git context only, another
+    exactly what the CLI would send for it; never a visibility, preview or timestamp."""
+
+    def down(plan: Plan) -> None:  # until the share state is known: the final bodies only
+        plan.fail_until = float("inf")
+
+    fault.call(down, fault.server.plan)
+    daemon, own, cli, repo = _hosted_daemon(daemons, home, tmp_path, fault, "all")
+    shared, _ = claude_session(home, repo, "Shared with the CLI")
+    local, _ = claude_session(home, repo, "x" * 150)
+    _share(cli, shared, "https://www.traces.com/s/j9")
+    wait_for(lambda: _row(own, shared).get("shared_url") == "https://www.traces.com/s/j9")
+    wait_for(lambda: bool(_row(own, local)))
+
+    def up(plan: Plan) -> None:
+        plan.fail_until = 0.0
+
+    fault.call(up, fault.server.plan)
+    wait_for(lambda: {shared, local} <= set(fault.server.stored))
+    head = git(repo, "rev-parse", "HEAD")
+    git_context = {
+        "gitRemoteUrl": "https://github.com/Acme/App",
+        "gitBranch": "main",
+        "gitRef": head,
+    }
+    received = fault.call(lambda: list(fault.server.received))
+    assert {r.external_id: r.fields for r in received} == {
+        shared: {"agentId": "claude-code", **git_context},
+        local: {
+            "agentId": "claude-code",
+            "title": "x" * 97 + "...",
+            "projectPath": str(repo),
+            "projectName": "repo",
+            "sourceCreatedAt": _row(own, local)["created_at"],
+            **git_context,
+        },
+    }
+    seen = fault.call(lambda: [(s.method, s.path, s.status) for s in fault.server.seen])
+    assert ("POST", "/v1/traces/batch", 404) in seen
+    assert {p for m, p, s in seen if m == "PUT" and s == 200} == {
+        f"/v1/traces/{shared}",
+        f"/v1/traces/{local}",
+    }
+    status = daemon_status(home)
+    assert (status["sync"]["scope"], status["sync"]["mode"]) == ("all", "put")
+    assert daemon.stop() == 0
+
+
+def test_scope_shared_sends_only_what_the_cli_shared_once_it_is_shared(
+    daemons: StartDaemon, home: Path, tmp_path: Path, fault: ThreadedFaultServer
+) -> None:
+    """scope "shared" (the default): captured traces wait unsent and uncounted; the one the
+    CLI shares reaches the server within seconds, with its git context only."""
+    daemon, own, cli, repo = _hosted_daemon(daemons, home, tmp_path, fault, "shared")
+    shared, _ = claude_session(home, repo, "Shared later")
+    local, _ = claude_session(home, repo, "Never shared")
+    wait_for(lambda: bool(_row(own, shared)) and bool(_row(own, local)))
+    assert daemon_status(home)["sync"]["pending"] == 0
+    _share(cli, shared, "https://www.traces.com/s/k1")
+    wait_for(lambda: shared in fault.server.stored)
+    assert set(fault.call(lambda: dict(fault.server.stored))) == {shared}
+    assert fault.server.stored[shared] == {
+        "agentId": "claude-code",
+        "gitRemoteUrl": "https://github.com/Acme/App",
+        "gitBranch": "main",
+        "gitRef": git(repo, "rev-parse", "HEAD"),
+    }
+    status = daemon_status(home)["sync"]
+    assert (status["scope"], status["pending"], status["failed"]) == ("shared", 0, 0)
+    assert local not in fault.server.stored
+    assert daemon.stop() == 0

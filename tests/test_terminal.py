@@ -90,7 +90,9 @@ def test_escape_sequences_reach_no_terminal_through_list_status_doctor_or_the_lo
     fault.call(plan, fault.server.plan)
     config = home / ".config" / "tracesd" / "config.toml"
     config.parent.mkdir(parents=True)
-    config.write_text(f'[sync]\napi_url = "{fault.url}"\ninterval_s = 0.3\nmax_backoff_s = 0.5\n')
+    config.write_text(
+        f'[sync]\napi_url = "{fault.url}"\nscope = "all"\ninterval_s = 0.3\nmax_backoff_s = 0.5\n'
+    )
     env = isolated_env(home, TRACES_API_KEY="sk-terminal")
     (home / ".claude" / "projects").mkdir(parents=True)
     remote = f"https://host.example/r{EVIL}.git"

@@ -8,11 +8,18 @@ BackendUnavailable: sync backs off and retries), and never anything else:
 * Retry-After: delta-seconds (ASCII digits; a decimal fraction is tolerated) or an HTTP
   date. Anything else (other scripts' digits, a negative number, a date out of range, a
   zone beyond 24 hours) is no hint: None. A hint is finite, in [0, RETRY_AFTER_MAX_S].
-* a batch answer: a JSON object whose "results" hold exactly one object per trace sent, in
+* the envelope: a success is `{"ok": true, "data": {...}}` (`ok` is not checked on a 2xx, as
+  the real CLI does not), an error `{"ok": false, "error": {"code", "message", "details"?}}`.
+  A tracesd server from before the envelope answered the bare shape (`{"results": ...}`):
+  a document without "data" is read as its own data, so mixed versions keep working.
+* a batch answer: data whose "results" hold exactly one object per trace sent, in
   the order sent, each with the trace's "externalId" (a string) and an integer "status" in
   [100, 599] (not a bool, not a float); "error", when it is an object, may hold a string
   "message". Another shape, a missing key, an id we did not send, a duplicate, a wrong
   count, NaN/Infinity or a nesting too deep to decode: MalformedAnswer.
+* a 429's `error.details.retryAt` (epoch ms, the hosted API's hint; the real CLI reads it
+  and never Retry-After): an integer or finite number, as seconds from now in
+  [0, RETRY_AFTER_MAX_S]; anything else is no hint.
 * text shown to the user (an error message, a server's error body): control and format
   characters replaced, at most MAX_TEXT characters.
 
@@ -112,8 +119,8 @@ def _http_date(value: str) -> float | None:
 
 def batch_results(sent: list[str], body: bytes) -> list[ItemResult]:
     """One result per trace sent (their external ids, in order), or MalformedAnswer."""
-    document = _decode(body)
-    results = document.get("results") if isinstance(document, dict) else None
+    data = _data(_decode(body))
+    results = data.get("results") if data is not None else None
     if not isinstance(results, list):
         raise MalformedAnswer("malformed answer to the batch request: no list of results")
     if len(results) != len(sent):
@@ -122,6 +129,34 @@ def batch_results(sent: list[str], body: bytes) -> list[ItemResult]:
         )
     parsed = [_item(result, expected) for result, expected in zip(results, sent, strict=True)]
     return parsed
+
+
+def _data(document: Any) -> dict[str, Any] | None:
+    """The answer's data: `data` of the envelope, else the bare (legacy) document itself;
+    None when it is not an object."""
+    if isinstance(document, dict) and "data" in document:
+        document = document["data"]
+    return document if isinstance(document, dict) else None
+
+
+def retry_at(body: bytes, *, now: float | None = None) -> float | None:
+    """`error.details.retryAt` (epoch ms) of an error answer as seconds from now, or None
+    when the body holds no usable one."""
+    try:
+        document = _decode(body)
+    except MalformedAnswer:
+        return None
+    error = document.get("error") if isinstance(document, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    value = details.get("retryAt") if isinstance(details, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if abs(value) > 1e15:  # year ~33,700: no moment, and int -> float would overflow
+        return None
+    left = value / 1000 - (time.time() if now is None else now)
+    return min(max(0.0, left), RETRY_AFTER_MAX_S)
 
 
 def _item(result: Any, expected: str) -> ItemResult:
@@ -142,7 +177,8 @@ def _item(result: Any, expected: str) -> ItemResult:
 
 def error_message(body: bytes, status: int) -> str:
     """The server's error text for a failed request, fit to show: `code: message` of an
-    ErrorResponse, else the start of the body, else `HTTP <status>`."""
+    ErrorResponse (with its `details`, as the real CLI shows them), else the start of the
+    body, else `HTTP <status>`."""
     try:
         document = _decode(body)
     except MalformedAnswer:
@@ -150,10 +186,11 @@ def error_message(body: bytes, status: int) -> str:
     error = document.get("error") if isinstance(document, dict) else None
     if isinstance(error, dict):
         code, message = error.get("code"), error.get("message")
+        details = f" \u2014 {_shown(error['details'], MAX_TEXT)}" if "details" in error else ""
         if isinstance(code, str) and isinstance(message, str):
-            return printable(f"{code}: {message}")
+            return printable(f"{code}: {message}{details}")
         if isinstance(message, str):
-            return printable(message)
+            return printable(message + details)
     text = printable(body[: MAX_TEXT * 4].decode("utf-8", "replace")).strip()
     return text or f"HTTP {status}"
 
@@ -188,7 +225,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, limit: int = 40) -> str:
     """A JSON value in a message, short and printable."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -196,4 +233,4 @@ def _shown(value: Any) -> str:
         text = json.dumps(value)
     except (ValueError, TypeError, RecursionError):
         text = type(value).__name__
-    return printable(text, 40)
+    return printable(text, limit)

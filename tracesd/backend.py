@@ -8,7 +8,8 @@ another host), and reads a bounded body. What comes back is translated once:
   BatchUnsupported;
 * network errors, timeouts, 408, 425, 429, 5xx, any status outside 2xx and 4xx (1xx, 3xx,
   600 and up) and answers that do not parse: BackendUnavailable (MalformedAnswer for the
-  latter), with the server's Retry-After (seconds or an HTTP date);
+  latter), with the server's hint: Retry-After (seconds or an HTTP date) or the body's
+  `error.details.retryAt` (epoch ms, what the hosted API sends with a 429), the later;
 * another 4xx: BackendRejected for a whole batch, a failed ItemResult for one trace.
 
 Nothing read from an answer is used before answers.py has parsed it, so no answer, however
@@ -27,7 +28,15 @@ from urllib.parse import quote
 
 import aiohttp
 
-from tracesd.answers import AUTH, RETRYABLE, ItemResult, batch_results, error_message, printable
+from tracesd.answers import (
+    AUTH,
+    RETRYABLE,
+    ItemResult,
+    batch_results,
+    error_message,
+    printable,
+    retry_at,
+)
 from tracesd.answers import retry_after as parse_retry_after
 from tracesd.errors import (
     BackendAuthError,
@@ -111,7 +120,7 @@ class BackendClient:
                 method, self._base + path, data=data, headers=self._headers, allow_redirects=False
             ) as response:
                 body = await _read(response.content)
-                hint = parse_retry_after(response.headers.get("Retry-After"))
+                hint = _hint(response.status, response.headers.get("Retry-After"), body)
                 return _Answer(response.status, body, hint)
         except TimeoutError:
             raise BackendUnavailable(f"{where}: timed out") from None
@@ -143,6 +152,14 @@ class _Answer:
         if 400 <= status < 500 and status not in RETRYABLE:
             raise BackendRejected(status, message)
         raise BackendUnavailable(message, retry_after=self.retry_after)
+
+
+def _hint(status: int, header: str | None, body: bytes) -> float | None:
+    """The server's "not before", in seconds: the later of the usable hints, or None."""
+    if 200 <= status < 300:
+        return None
+    hints = [h for h in (parse_retry_after(header), retry_at(body)) if h is not None]
+    return max(hints) if hints else None
 
 
 async def _read(stream: aiohttp.StreamReader) -> bytes:

@@ -3,8 +3,9 @@ tracesd captured (tracescli.py says where the file is and how it is written), an
 status and the log say about it (INTERFACE 5b).
 
 A pass reads the ids of the CLI's rows that lack a git column, looks them up in our
-database, and fills what is NULL (never more). Passes run in the background, one at a time,
-never on the capture path:
+database, and fills what is NULL (never more); it also reads which rows the CLI shared and
+copies that into our database (shares.py; `on_shared` is called when it changed). Passes
+run in the background, one at a time, never on the capture path:
 
 * at start, and after every scan of the daemon (startup, periodic, overflow, ...);
 * after tracesd stores traces: their ids are collected, and one pass for all of them runs
@@ -41,6 +42,7 @@ import structlog
 
 from tracesd.config import Config
 from tracesd.errors import StoreCorrupt, StoreError
+from tracesd.shares import Copied, copy_shares
 from tracesd.store import Store
 from tracesd.tracescli import (
     Busy,
@@ -104,6 +106,10 @@ class Bridge:
         self.found: bool | None = None
         self.has_git_columns: bool | None = None
         self.rows_enriched = 0
+        #: our traces whose share state was copied from the CLI's file (set or cleared)
+        self.shares_copied = 0
+        #: called after a pass changed which traces are shared (sync runs soon)
+        self.on_shared: Callable[[], None] | None = None
         #: passes that opened the file (status: at idle, this stays put)
         self.passes = 0
         self.last_error: str | None = None
@@ -215,6 +221,7 @@ class Bridge:
             "found": self.found,
             "has_git_columns": self.has_git_columns,
             "rows_enriched": self.rows_enriched,
+            "shares_copied": self.shares_copied,
             "passes": self.passes,
             "last_error": self.last_error,
             "busy": self._busy_since is not None,
@@ -270,16 +277,18 @@ class Bridge:
         self.found = True
         self.passes += 1
         started = time.monotonic()
+        only = None if work.full or work.event else work.ids
         try:
             self.has_git_columns = await _in_thread(conn.has_git_columns)
             filled = Filled(0, 0, 0.0)
             if self.has_git_columns:
-                only = None if work.full or work.event else work.ids
                 lacking = await _in_thread(conn.lacking, only)
                 ours = await self._store.git_rows(lacking) if lacking else []
                 filled = await _in_thread(conn.fill, ours)
+            theirs = await _in_thread(conn.shares, only)
         finally:
             await _in_thread(conn.close)
+        copied = await copy_shares(self._store, theirs) if theirs else Copied()
         after = await _in_thread(signature, path)
         self._seen = after
         self._cleared()
@@ -293,7 +302,15 @@ class Bridge:
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
                 max_hold_ms=round(filled.max_hold_s * 1000, 2),
             )
+        if copied.changed:
+            self._shares_changed(copied)
         return after != before
+
+    def _shares_changed(self, copied: Copied) -> None:
+        self.shares_copied += copied.changed
+        log.info("traces_cli.shares_copied", shared=copied.shared, unshared=copied.unshared)
+        if self.on_shared is not None:
+            self.on_shared()
 
     def _absent(self, seen: tuple[object, ...]) -> None:
         self.found, self.has_git_columns, self._seen = False, None, seen

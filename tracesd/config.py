@@ -22,6 +22,8 @@ from tracesd.models import AGENT_IDS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "console", "json")
+#: `[sync] scope`: "shared", only traces shared with the Traces CLI; "all", every trace
+SYNC_SCOPES = ("shared", "all")
 MAX_BATCH_SIZE = 500
 
 
@@ -66,6 +68,7 @@ class SyncConfig:
     batch_size: int = 100
     max_backoff_s: float = 60.0
     send_titles: bool = True
+    scope: str = "shared"
 
     @property
     def enabled(self) -> bool:
@@ -76,7 +79,8 @@ class SyncConfig:
         return (
             f"SyncConfig(api_url={self.api_url!r}, api_key_file={self.api_key_file!r}, "
             f"api_key={key}, interval_s={self.interval_s}, batch_size={self.batch_size}, "
-            f"max_backoff_s={self.max_backoff_s}, send_titles={self.send_titles})"
+            f"max_backoff_s={self.max_backoff_s}, send_titles={self.send_titles}, "
+            f"scope={self.scope!r})"
         )
 
 
@@ -352,6 +356,7 @@ _SCHEMA: dict[str, dict[str, _Validator]] = {
         "batch_size": Number(1, MAX_BATCH_SIZE, integer=True),
         "max_backoff_s": Number(0.05, 86400),
         "send_titles": boolean,
+        "scope": choice(SYNC_SCOPES),
     },
     "status": {"socket_path": _path},
     "log": {"level": choice(LOG_LEVELS), "format": choice(LOG_FORMATS)},

@@ -205,6 +205,12 @@ class Daemon:
         from tracesd.sync import SyncService
 
         config = self.config
+        if config.sync.scope == "shared" and not config.traces_cli.enabled:
+            log.warning(
+                "sync.scope_shared_without_cli",
+                hint="[sync] scope = 'shared' sends the traces shared with the Traces CLI,"
+                " known from its database: set [traces_cli] enabled = true, or scope = 'all'",
+            )
         if not config.sync.api_key:
             log.warning(
                 "sync.no_api_key",
@@ -213,7 +219,7 @@ class Daemon:
         session = open_session()
         self._stack.push_async_callback(aclose, session)
         self.sync = SyncService(
-            Outbox(self.store),
+            Outbox(self.store, scope=config.sync.scope),
             BackendClient(session, config.sync.api_url, config.sync.api_key),
             config.sync,
             exclude=config.capture.exclude,
@@ -222,6 +228,7 @@ class Daemon:
         await self.sync.start()
         self._stack.push_async_callback(self.sync.close, SYNC_GRACE_S)
         self.ingestor.on_stored = self.sync.nudge
+        self.bridge.on_shared = self.sync.nudge
 
     def _parts(self) -> snapshot.Parts:
         return snapshot.Parts(

@@ -1,6 +1,7 @@
 """Delivery: how a batch of traces reaches the server, however the server can take it.
 
-A trace becomes a BatchItem (openapi.json), encoded once. A batch goes to the batch
+A trace becomes a BatchItem (openapi.json): the fields the real Traces CLI sends for it
+(`payload`), encoded once. A batch goes to the batch
 endpoint; when the server says it is too large (413) or refuses it as a whole (another
 4xx), it is halved until the culprit stands alone; a server without a batch endpoint
 (404/405) gets one PUT per trace, a few at a time, from then on. Whatever happens, the
@@ -10,6 +11,7 @@ caller gets one result per trace, in order, or an exception that concerns them a
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import structlog
@@ -25,6 +27,7 @@ from tracesd.errors import (
 )
 from tracesd.models import Trace
 from tracesd.outbox import Pending
+from tracesd.repourl import canonical_or_none
 
 log = structlog.get_logger("tracesd.delivery")
 
@@ -33,27 +36,69 @@ MAX_BATCH_BYTES = 1024 * 1024
 #: concurrent PUTs when the server has no batch endpoint
 PUT_CONCURRENCY = 8
 
-_FIELDS = (
-    ("title", "title"),
-    ("preview", "preview"),
-    ("timestamp", "timestamp"),
-    ("directory", "projectPath"),
-    ("shared_visibility", "visibility"),
-    ("git_remote_url", "gitRemoteUrl"),
-    ("git_branch", "gitBranch"),
-    ("git_ref", "gitRef"),
-)
+#: the real Traces CLI's title rule (0.6.31, `PB`): at most this many UTF-16 code units...
+TITLE_CUT = 100
+#: ...the longer ones cut to TITLE_CUT - 3 and this appended
+TITLE_ELLIPSIS = "..."
 
 
 def payload(trace: Trace, *, send_titles: bool) -> dict[str, Any]:
-    """A BatchItem (openapi.json) for a trace; fields without a value are left out, so the
-    server keeps what it has. Without `send_titles`, prompt text stays on this machine."""
+    """The BatchItem (openapi.json) for a trace: the real Traces CLI's PUT field set
+    (docs/traces-cli-0.6.31.md (f)), camelCase, a field without a value left out (never
+    null), so the server keeps what it has. Never `visibility` nor `targetNamespaceId`
+    (sharing is the user's decision, taken in the CLI); never `preview` nor `timestamp`
+    (the CLI sends neither: less text leaves the machine).
+
+    A trace the CLI has shared (`shared_url` set) gets its git context only: the CLI set
+    title, model, project and start itself when it shared it, and the server keeps the
+    fields left out, so we never overwrite the CLI's values with ours. Any other trace
+    (`[sync] scope = "all"`) gets what the CLI would send for it; its title only with
+    `send_titles`, cut as the CLI cuts."""
     item: dict[str, Any] = {"externalId": trace.id, "agentId": trace.agent_id}
-    for column, key in _FIELDS:
-        value = getattr(trace, column)
-        if value is not None and (send_titles or column not in ("title", "preview")):
-            item[key] = value
+    if trace.shared_url is None:
+        title = cli_title(trace.title) if send_titles else None
+        directory = trace.directory or None
+        fields: dict[str, Any] = {
+            "title": title,
+            "projectPath": directory,
+            "projectName": project_name(directory),
+            # TODO(model): "model": trace.model,  (the `model` helper's Trace.model; merge)
+            "sourceCreatedAt": trace.created_at,
+        }
+        item.update((key, value) for key, value in fields.items() if value is not None)
+    git = {
+        "gitRemoteUrl": canonical_or_none(trace.git_remote_url),
+        "gitBranch": trace.git_branch,
+        "gitRef": trace.git_ref,
+    }
+    item.update((key, value) for key, value in git.items() if value is not None)
     return item
+
+
+def cli_title(title: str | None) -> str | None:
+    """A title as the real CLI cuts one: whole when at most TITLE_CUT UTF-16 code units
+    (JavaScript's `length`), else its first TITLE_CUT - 3 units and "..." (a surrogate pair
+    the cut would split is dropped whole: a lone half is not text)."""
+    if not title:
+        return None
+    units = title.encode("utf-16-le", "surrogatepass")
+    if len(units) <= 2 * TITLE_CUT:
+        return title
+    kept = units[: 2 * (TITLE_CUT - len(TITLE_ELLIPSIS))]
+    if 0xD800 <= int.from_bytes(kept[-2:], "little") <= 0xDBFF:
+        kept = kept[:-2]
+    return kept.decode("utf-16-le", "surrogatepass") + TITLE_ELLIPSIS
+
+
+def project_name(directory: str | None) -> str | None:
+    """The last component of a directory, as the real CLI computes `projectName` (`fht`):
+    trailing separators dropped, `/` and `\\` both separators; None when nothing is left."""
+    if not directory:
+        return None
+    trimmed = directory.rstrip("/\\")
+    if not trimmed:
+        return None
+    return re.split(r"[/\\]+", trimmed)[-1] or None
 
 
 def cut(pending: list[Pending], *, send_titles: bool) -> list[tuple[Pending, Outgoing]]:

@@ -7,6 +7,11 @@ while a batch is in flight bumps the version again, so the trace stays pending a
 next time. A version the server refused for good is remembered as failed, with the reason,
 until the trace changes again; it never blocks other traces.
 
+The scope (`[sync] scope`) decides which pending traces are claimed and counted: "shared",
+only those the Traces CLI shared (`shared_url` set, copied from its database by the bridge);
+"all", every one. A trace out of scope stays in the outbox, pending, and is claimed the
+moment it comes into scope (it is never counted as pending meanwhile: it is not waiting).
+
 Sync's own durable state (backoff, last success, last error) is kept here too, so a restart
 (or kill -9) resumes where the daemon left off.
 """
@@ -25,17 +30,32 @@ from tracesd.store import Store
 _PENDING = (
     "o.version > o.sent_version AND (o.failed_version IS NULL OR o.failed_version < o.version)"
 )
-
 _FAILED = "o.failed_version >= o.version"
-_COUNTS = (
-    f"(SELECT COUNT(*) FROM tracesd_outbox o WHERE {_PENDING}),"
-    f" (SELECT COUNT(*) FROM tracesd_outbox o WHERE {_FAILED}),"
-    " (SELECT COUNT(*) FROM tracesd_outbox o WHERE o.sent_version > 0)"
-)
-_FAILURES = (
-    f"SELECT o.trace_id, o.error, o.changed_at FROM tracesd_outbox o WHERE {_FAILED}"
-    " ORDER BY o.changed_at DESC LIMIT ?"
-)
+#: what a scope adds to a query of the outbox `o` (its trace's row is `t`)
+_IN_SCOPE = {"all": "", "shared": " AND t.shared_url IS NOT NULL"}
+
+
+def _from(scope: str) -> str:
+    """The outbox rows in `scope`, joined to their trace when the scope needs it."""
+    if not _IN_SCOPE[scope]:
+        return "tracesd_outbox o"
+    return "tracesd_outbox o JOIN traces t ON t.id = o.trace_id"
+
+
+def _counts_sql(scope: str) -> str:
+    rows, where = _from(scope), _IN_SCOPE[scope]
+    return (
+        f"(SELECT COUNT(*) FROM {rows} WHERE {_PENDING}{where}),"
+        f" (SELECT COUNT(*) FROM {rows} WHERE {_FAILED}{where}),"
+        " (SELECT COUNT(*) FROM tracesd_outbox o WHERE o.sent_version > 0)"
+    )
+
+
+def _failures_sql(scope: str) -> str:
+    return (
+        f"SELECT o.trace_id, o.error, o.changed_at FROM {_from(scope)}"
+        f" WHERE {_FAILED}{_IN_SCOPE[scope]} ORDER BY o.changed_at DESC LIMIT ?"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +83,22 @@ class Overview:
 
 
 class Outbox:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, scope: str = "all") -> None:
+        if scope not in _IN_SCOPE:
+            raise ValueError(f"unknown sync scope {scope!r}")
         self._store = store
+        self.scope = scope
+        self._counts = _counts_sql(scope)
+        self._failures = _failures_sql(scope)
 
     async def claim(self, limit: int, *, skip: Collection[str] = ()) -> list[Pending]:
-        """Up to `limit` pending traces, oldest change first, except those in `skip` (in
-        flight: their answer has not been recorded yet)."""
+        """Up to `limit` pending traces in scope, oldest change first, except those in
+        `skip` (in flight: their answer has not been recorded yet)."""
         columns = ", ".join(f"t.{c}" for c in TRACE_COLUMNS)
         not_in = f" AND o.trace_id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         rows = await self._store.query(
             f"SELECT {columns}, o.version AS outbox_version FROM tracesd_outbox o"
-            f" JOIN traces t ON t.id = o.trace_id WHERE {_PENDING}{not_in}"
+            f" JOIN traces t ON t.id = o.trace_id WHERE {_PENDING}{_IN_SCOPE[self.scope]}{not_in}"
             " ORDER BY o.changed_at, o.trace_id LIMIT ?",
             (*skip, limit),
         )
@@ -105,25 +130,26 @@ class Outbox:
             )
 
     async def counts(self) -> Counts:
-        """Three cheap counts (the pending one from its partial index)."""
-        rows = await self._store.query(f"SELECT {_COUNTS}")
+        """Three cheap counts (the pending one from its partial index), in scope (the
+        synced count is every trace the server ever acknowledged)."""
+        rows = await self._store.query(f"SELECT {self._counts}")
         return _counts(rows[0])
 
     async def failures(self, limit: int = 20) -> list[tuple[str, str]]:
         """Traces that are failed until they change, with the server's reason."""
-        rows = await self._store.query(_FAILURES, (limit,))
+        rows = await self._store.query(self._failures, (limit,))
         return [(row[0], row[1] or "") for row in rows]
 
     async def overview(self, limit: int = 20) -> Overview:
         """What `tracesd status` reads from the database, in one statement: a single trip
         to the reader's thread, so status stays fast while a scan keeps threads busy."""
         rows = await self._store.query(
-            f"SELECT {_COUNTS},"
+            f"SELECT {self._counts},"
             " (SELECT json_group_object(agent_id, n) FROM"
             "  (SELECT agent_id, COUNT(*) AS n FROM traces GROUP BY agent_id ORDER BY agent_id)),"
             # an aggregate keeps no order: changed_at comes along to sort by
             " (SELECT json_group_array(json_array(trace_id, error, changed_at))"
-            f"  FROM ({_FAILURES}))",
+            f"  FROM ({self._failures}))",
             (limit,),
         )
         row = rows[0]

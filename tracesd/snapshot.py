@@ -41,7 +41,7 @@ class Parts:
 
 
 async def build(p: Parts) -> dict[str, Any]:
-    outbox = await Outbox(p.store).overview()
+    outbox = await Outbox(p.store, scope=p.config.sync.scope).overview()
     by_agent = outbox.by_agent
     stats = p.ingestor.stats
     watcher = p.watcher.stats
@@ -118,16 +118,19 @@ async def build(p: Parts) -> dict[str, Any]:
             "running": p.scanner.running,
             "last": p.scanner.last_report.as_dict() if p.scanner.last_report else None,
         },
-        "sync": p.sync.status(outbox) if p.sync is not None else _sync_off(outbox.counts),
+        "sync": p.sync.status(outbox)
+        if p.sync is not None
+        else _sync_off(outbox.counts, p.config.sync.scope),
         "traces_cli": p.bridge.status(),
     }
 
 
-def _sync_off(counts: Counts) -> dict[str, Any]:
+def _sync_off(counts: Counts, scope: str) -> dict[str, Any]:
     # Without sync, traces still pile up in the outbox; show how many would be sent.
     return {
         "enabled": False,
         "api_url": None,
+        "scope": scope,
         "pending": counts.pending,
         "failed": counts.failed,
         "synced_total": counts.synced,

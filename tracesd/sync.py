@@ -113,6 +113,7 @@ class SyncService:
         return {
             "enabled": True,
             "api_url": self._config.api_url,
+            "scope": self._config.scope,
             "pending": counts.pending,
             "failed": counts.failed,
             "synced_total": counts.synced,

@@ -8,6 +8,9 @@ if one exists, else `<data dir>/traces/traces.db`; for another `$TRACES_HTTP_URL
 trailing `/` removed, nothing else), `traces-staging.db` or `traces.<sha256[:12]>.db` in the
 data directory, never the legacy path.
 
+The CLI's share state is read from it too (`shares`): a row is shared when its
+`remote_url` (the share URL; `shared_url` in layouts from before the CLI renamed it) is set.
+
 The rest is what may be done to the file, in a worker thread, one short connection per
 pass (`Connection`): it is opened `mode=rw` (a missing file is never created), a special
 file is refused before SQLite opens it (a FIFO would block the thread), nothing is changed
@@ -39,6 +42,8 @@ PRODUCTION = "https://actions.traces.com"
 STAGING = "https://greedy-caterpillar-947.convex.site"
 #: the git columns we fill, in this order everywhere
 GIT_COLUMNS = ("git_remote_url", "git_branch", "git_ref")
+#: the column holding a row's share URL, newest layout first (the first one present counts)
+SHARE_COLUMNS = ("remote_url", "shared_url")
 #: rows per UPDATE transaction (the write lock is held for one such batch)
 BATCH = 250
 #: ids per IN (...) of a read
@@ -170,11 +175,37 @@ class Connection:
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
 
-    def has_git_columns(self) -> bool:
-        """Its `traces` table has all three git columns (the columns, never the version)."""
+    def columns(self) -> set[str]:
+        """The columns of its `traces` table (none when it has no such table)."""
         with _translated(self.path):
             rows = self._conn.execute("PRAGMA table_info(traces)").fetchall()
-        return set(GIT_COLUMNS) <= {row[1] for row in rows}
+        return {row[1] for row in rows}
+
+    def has_git_columns(self) -> bool:
+        """Its `traces` table has all three git columns (the columns, never the version)."""
+        return set(GIT_COLUMNS) <= self.columns()
+
+    def shares(self, ids: Iterable[str] | None = None) -> dict[str, str | None] | None:
+        """Each row's share URL (None: not shared), for the rows among `ids` (all when
+        None); None when the table has no share column. A value that is not a non-empty
+        string is no URL."""
+        column = next((c for c in SHARE_COLUMNS if c in self.columns()), None)
+        if column is None:
+            return None
+        sql = f"SELECT id, {column} FROM traces"
+        with _translated(self.path):
+            if ids is None:
+                rows = self._conn.execute(sql).fetchall()
+            else:
+                rows = []
+                for chunk in _chunks(list(dict.fromkeys(ids)), READ_CHUNK):
+                    marks = ", ".join("?" * len(chunk))
+                    rows += self._conn.execute(f"{sql} WHERE id IN ({marks})", chunk).fetchall()
+        return {
+            row[0]: row[1] if isinstance(row[1], str) and row[1] else None
+            for row in rows
+            if isinstance(row[0], str)
+        }
 
     def lacking(self, ids: Iterable[str] | None = None) -> list[str]:
         """Ids of rows with some NULL git column (only among `ids` when given)."""
