@@ -62,7 +62,7 @@ def payload(trace: Trace, *, send_titles: bool) -> dict[str, Any]:
             "title": title,
             "projectPath": directory,
             "projectName": project_name(directory),
-            # TODO(model): "model": trace.model,  (the `model` helper's Trace.model; merge)
+            "model": trace.model,
             "sourceCreatedAt": trace.created_at,
         }
         item.update((key, value) for key, value in fields.items() if value is not None)
