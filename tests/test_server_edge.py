@@ -418,9 +418,9 @@ def test_garbage_bodies_never_get_a_5xx_or_a_traceback(start_server: StartServer
         status = int(answer.split(b" ", 2)[1])
         assert status < 500, answer[:500]
         if status >= 400:
-            body = json.loads(answer.partition(b"\r\n\r\n")[2])
-            assert set(body["error"]) == {"code", "message"}
-            assert body["ok"] is False
+            error = json.loads(answer.partition(b"\r\n\r\n")[2])
+            assert set(error["error"]) == {"code", "message"}
+            assert error["ok"] is False
 
     check()
     assert server.get() == 200

@@ -27,7 +27,7 @@ PARENT = "0f8b6d1e-4c2a-4e7b-9a51-3d2c1b0a9e87"
 SUBAGENT = "5ef8a3ec-9d79-57db-bbb4-f4e043d5098d"
 
 #: what `traces share` PUTs (docs (f) "Trace PUT body"), a subagent's relation included
-CLI_TRACE = {
+CLI_TRACE: dict[str, Any] = {
     "agentId": "claude-code",
     "title": "Dry-run flag for sync command",
     "projectPath": "/tmp/tracesd-demo/claude-code",
@@ -48,7 +48,7 @@ USAGE = {
     "cacheReadTokenCount": 0,
     "cacheWriteTokenCount": 2048,
 }
-TOOL_CALL = {
+TOOL_CALL: dict[str, Any] = {
     "externalId": "ad235f93-0000-4000-8000-000000000001",
     "sourceKey": "tool_use:toolu_01SyntheticRead0001",
     "type": "tool_call",
@@ -68,7 +68,7 @@ TEXT = {
 SPLIT = "a21da334-0000-4000-8000-000000000003"
 #: the CLI's first batch of a Claude session (docs (f) "Message batch body"): one API
 #: message split in two entries with the same externalId, different orders and parts
-CLI_BATCH = {
+CLI_BATCH: dict[str, Any] = {
     "idScheme": "v2",
     "messages": [
         {
@@ -242,7 +242,7 @@ async def test_session_and_namespaces_name_the_callers_own_namespace(api: Api) -
     the token; `whoami`/`share` read activeNamespace.{id,slug,type,displayName}."""
     session = (await api.call("GET", "/v1/session", "SessionAnswer")).body
     namespace = {"id": ME.namespace_id, "slug": ME.slug, "type": "individual",
-                 "displayName": ME.display_name}  # fmt: skip
+                 "displayName": ME.display_name, "role": "owner"}  # fmt: skip
     assert session == {
         "user": {"id": ME.id, "slug": ME.slug, "displayName": ME.display_name},
         "activeNamespace": namespace,
@@ -285,7 +285,7 @@ async def test_two_tokens_never_see_change_or_delete_each_others_traces(api: Api
     await api.put("t1", trace(title="mine"))
     await post_messages(api, "t1", CLI_BATCH)
     mine = (await api.get("t1")).body
-    them = {"token": OTHER_TOKEN}
+    them: dict[str, Any] = {"token": OTHER_TOKEN}
     assert (await api.listing(token=OTHER_TOKEN)).body["traces"] == []
     assert (await api.get("t1", **them)).status == 404
     assert (await api.call("HEAD", "/v1/traces/t1", "", **them)).status == 404
