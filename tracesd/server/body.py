@@ -3,9 +3,10 @@
 Strict where Python's `json` is lenient, so that nothing it lets through can fail later
 as a 500: UTF-8 only (no UTF-16/32 guessing, no BOM); no `NaN`/`Infinity` literals; every
 number finite and within a signed 64-bit integer; no duplicate key in an object (which
-value wins differs between parsers); nesting at most `MAX_DEPTH` deep (the API needs 3;
-deeper input would otherwise end in a RecursionError, here or in the validator). Every
-failure is a `BodyError` whose message names the problem but quotes no input.
+value wins differs between parsers); nesting at most `MAX_DEPTH` deep (a message batch
+is 6 deep before a tool call's own arguments; deeper input would otherwise end in a
+RecursionError, here or in the validator). Every failure is a `BodyError` whose message
+names the problem but quotes no input.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import json
 import math
 from typing import Any
 
-#: deepest nesting of arrays and objects accepted (a batch is 3 deep)
-MAX_DEPTH = 32
+#: deepest nesting of arrays and objects accepted (room for a tool call's arguments)
+MAX_DEPTH = 64
 _INT_LIMIT = 2**63
 
 

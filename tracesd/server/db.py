@@ -1,22 +1,27 @@
-"""The reference server's database: traces keyed by externalId, in their own SQLite file.
+"""The reference server's database: traces keyed by externalId, each owned by a namespace.
 
 Rows are kept in API terms at this module's edge: an upsert takes validated request
-objects (camelCase, externalId included) and returns TraceDetail objects, so the handlers
-never see a column name.
+objects (camelCase, externalId included) and returns stored details (TraceDetail fields
+plus the internal `namespaceId`), so the handlers never see a column name. The layout and
+its migrations are in `layout`; messages in `messages`.
+
+Ownership: an externalId belongs to the namespace that first stored it. Every read, write
+and delete names the caller's namespace, and a trace of another namespace is treated as
+absent (a write to it changes nothing and answers None).
 
 A repository URL is stored in canonical form (tracesd.repourl, INTERFACE section 5), and
 the `gitRemoteUrl` filter compares canonical forms: any form of a repository's URL finds
 its traces, whichever form each client sent.
 
-Upsert rule: fields left out keep their stored value; createdAt is set once; updatedAt
-moves (strictly forward) only when some field value actually changes, so re-sending the
-same body is a no-op that answers the same TraceDetail. A batch is one transaction: its
-stored rows are read in one query, merged here, and the changed ones written with one
-executemany.
+Upsert rule: fields left out keep their stored value; createdAt and the server's `id` are
+set once; updatedAt moves (strictly forward) only when some field value actually changes,
+so re-sending the same body is a no-op that answers the same detail. A batch is one
+transaction: its stored rows are read in one query, merged here, and the changed ones
+written with one executemany.
 
-Each row also has an insertion sequence (`seq`, the rowid), assigned once when the
-externalId is first stored. Listings run newest first by `seq` and page with "seq below
-N", so a page boundary never moves when traces are added or updated between two pages.
+Each row also has an insertion sequence (`seq`), assigned once when the externalId is
+first stored. Listings run newest first by `seq` and page with "seq below N", so a page
+boundary never moves when traces are added or updated between two pages.
 
 One write connection (BEGIN IMMEDIATE, serialised by a lock) and one read connection:
 WAL lets a listing read committed data while a batch is being written.
@@ -26,26 +31,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from tracesd.dbfile import create_private
 from tracesd.errors import StoreClosed, StoreError
 from tracesd.repourl import canonical
+from tracesd.server import messages
+from tracesd.server.auth import ANONYMOUS
+from tracesd.server.layout import SCHEMA_VERSION, prepare, translated
 
-#: 1: the first layout; 2: every stored gitRemoteUrl canonical
-SCHEMA_VERSION = 2
+__all__ = ["SCHEMA_VERSION", "Detail", "Page", "TraceDB", "merge"]
+
 BUSY_TIMEOUT_S = 10.0
 #: items one group-commit transaction carries (a larger single batch still goes alone)
 MAX_GROUP = 1000
 
-#: (API field, column) of every stored field but createdAt/updatedAt
+#: (API field, column) of every field a client sends
 FIELDS: tuple[tuple[str, str], ...] = (
     ("externalId", "external_id"),
     ("agentId", "agent_id"),
@@ -53,37 +62,42 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("preview", "preview"),
     ("timestamp", "timestamp"),
     ("projectPath", "project_path"),
+    ("projectName", "project_name"),
+    ("model", "model"),
+    ("tokenUsage", "token_usage"),
     ("visibility", "visibility"),
     ("gitRemoteUrl", "git_remote_url"),
     ("gitBranch", "git_branch"),
     ("gitRef", "git_ref"),
+    ("relatedTo", "related_to"),
+    ("relationshipType", "relationship_type"),
+    ("sourceCreatedAt", "source_created_at"),
 )
-_NAMES = (*(name for name, _ in FIELDS), "createdAt", "updatedAt")
-_COLUMNS = (*(column for _, column in FIELDS), "created_at", "updated_at")
-
-_SCHEMA = (
-    # seq is the rowid: insertion order, never reused (rows are never deleted)
-    "CREATE TABLE traces ("
-    " seq INTEGER PRIMARY KEY, external_id TEXT NOT NULL UNIQUE, agent_id TEXT NOT NULL,"
-    " title TEXT, preview TEXT, timestamp INTEGER, project_path TEXT, visibility TEXT,"
-    " git_remote_url TEXT, git_branch TEXT, git_ref TEXT,"
-    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
-    # Each index ends in the rowid: "filter = ? AND seq < ? ORDER BY seq DESC" is a range.
-    "CREATE INDEX traces_remote ON traces (git_remote_url)",
-    "CREATE INDEX traces_remote_branch ON traces (git_remote_url, git_branch)",
-    "CREATE INDEX traces_agent ON traces (agent_id)",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
+SENT = frozenset(name for name, _ in FIELDS)
+_JSON_FIELDS = frozenset({"tokenUsage"})
+#: what a stored detail holds, in order: the server's fields around the client's
+_WRITTEN = ("id", "namespaceId", *(name for name, _ in FIELDS), "createdAt", "updatedAt")
+_NAMES = (*_WRITTEN, "messageCount")
+_COLUMNS = (
+    "id",
+    "namespace_id",
+    *(column for _, column in FIELDS),
+    "created_at",
+    "updated_at",
 )
+_KEEP = ("id", "namespace_id", "external_id", "created_at")
 
-_SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM traces"
+_SELECT = f"SELECT seq, {', '.join(_COLUMNS)}, message_count FROM traces"
 _UPSERT = (
     f"INSERT INTO traces ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
     " ON CONFLICT (external_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("external_id", "created_at"))
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _KEEP)
 )
 
 Detail = dict[str, Any]
-"""A TraceDetail: API field names, fields without a value left out."""
+"""A stored trace: API field names (and `namespaceId`), fields without a value left out."""
+Item = tuple[str, Mapping[str, Any]]
+"""(namespace id, validated request object with externalId)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +118,25 @@ class TraceDB:
         self.path = path
         self._writer: aiosqlite.Connection | None = writer
         self._reader: aiosqlite.Connection | None = reader
+        self._lock = asyncio.Lock()
         #: upserts waiting for the next transaction, with the futures their callers await
-        self._pending: list[tuple[Sequence[Mapping[str, Any]], asyncio.Future[list[Detail]]]] = []
+        self._pending: list[tuple[Sequence[Item], asyncio.Future[list[Detail | None]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> TraceDB:
+    async def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        legacy_namespace: str = ANONYMOUS.namespace_id,
+    ) -> TraceDB:
         """Create the directory (0700), the file (0600) and the schema if needed; connect.
 
-        A write waits up to `busy_timeout_s` for another writer, then fails as busy.
+        Traces of an earlier layout, which had no owner, go to `legacy_namespace`. A write
+        waits up to `busy_timeout_s` for another writer, then fails as busy.
         """
-        await asyncio.to_thread(_prepare, path, busy_timeout_s)
+        await asyncio.to_thread(prepare, path, busy_timeout_s, legacy_namespace)
         connections: list[aiosqlite.Connection] = []
         try:
             for _ in range(2):
@@ -138,8 +160,11 @@ class TraceDB:
 
     # ------------------------------------------------------------------------ writes
 
-    async def upsert_many(self, items: Sequence[Mapping[str, Any]]) -> list[Detail]:
-        """Store validated BatchItems; the TraceDetail after each item, in order.
+    async def upsert_many(
+        self, items: Sequence[Mapping[str, Any]], namespace: str = ANONYMOUS.namespace_id
+    ) -> list[Detail | None]:
+        """Store validated BatchItems in `namespace`; the detail after each item, in order
+        (None: the externalId belongs to another namespace, nothing changed).
 
         Items are applied in order, so the same externalId twice ends as if sent one after
         the other. Group commit: upserts that arrive while a transaction is being written
@@ -147,8 +172,8 @@ class TraceDB:
         StoreError (busy: worth retrying) when the database cannot be written; then none
         of these items is stored.
         """
-        future: asyncio.Future[list[Detail]] = asyncio.get_running_loop().create_future()
-        self._pending.append((items, future))
+        future: asyncio.Future[list[Detail | None]] = asyncio.get_running_loop().create_future()
+        self._pending.append(([(namespace, item) for item in items], future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="server-db-flush")
         return await future
@@ -175,22 +200,13 @@ class TraceDB:
                     future.set_result(details[offset : offset + len(items)])
                 offset += len(items)
 
-    async def _commit(self, items: Sequence[Mapping[str, Any]]) -> list[Detail]:
+    async def _commit(self, items: Sequence[Item]) -> list[Detail | None]:
         """One transaction: read the stored rows of `items`, merge, write what changed."""
-        db = _open(self._writer)
-        with _translated(self.path):
-            await db.execute("BEGIN IMMEDIATE")
-        try:
-            with _translated(self.path):
-                stored = await self._stored(db, {item["externalId"] for item in items})
-                details, changed = merge(stored, items, now_ms())
-                if changed:
-                    await db.executemany(_UPSERT, [_row(d) for d in changed])
-                await db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await db.execute("ROLLBACK")
-            raise
+        async with self._transaction() as db:
+            stored = await self._stored(db, {item["externalId"] for _, item in items})
+            details, changed = merge(stored, items, now_ms())
+            if changed:
+                await db.executemany(_UPSERT, [_row(d) for d in changed])
         return details
 
     @staticmethod
@@ -198,16 +214,79 @@ class TraceDB:
         # At most MAX_GROUP ids, or one batch (500): far below SQLite's 32766 parameters.
         sql = f"{_SELECT} WHERE external_id IN ({', '.join('?' * len(ids))})"
         rows = await db.execute_fetchall(sql, list(ids))
-        return {row[1]: _detail(row) for row in rows}
+        return {detail["externalId"]: detail for detail in map(_detail, rows)}
+
+    async def delete(self, external_id: str, namespace: str) -> bool:
+        """Delete a trace of `namespace` with its messages; False when there is none."""
+        async with self._transaction() as db:
+            seq = await _seq(db, external_id, namespace)
+            if seq is None:
+                return False
+            await messages.delete_all(db, seq)
+            await db.execute("DELETE FROM traces WHERE seq = ?", (seq,))
+        return True
+
+    async def upsert_messages(
+        self, external_id: str, namespace: str, entries: Sequence[Mapping[str, Any]]
+    ) -> int | None:
+        """Merge validated message entries into a trace of `namespace` (`messages.store`);
+        how many distinct messages they name, or None when there is no such trace."""
+        async with self._transaction() as db:
+            seq = await _seq(db, external_id, namespace)
+            if seq is None:
+                return None
+            return await messages.store(db, seq, entries)
+
+    async def put_message(
+        self, external_id: str, namespace: str, entry: Mapping[str, Any]
+    ) -> messages.Message | None:
+        """Merge one validated entry; the message as stored (with its parts), or None
+        when there is no such trace."""
+        async with self._transaction() as db:
+            seq = await _seq(db, external_id, namespace)
+            if seq is None:
+                return None
+            await messages.store(db, seq, [entry])
+            (stored,) = await messages.read(db, seq, parts=True, ids=[entry["externalId"]])
+            return stored
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), one at a time."""
+        async with self._lock:
+            db = _open(self._writer)
+            with translated(self.path):
+                await db.execute("BEGIN IMMEDIATE")
+            try:
+                with translated(self.path):
+                    yield db
+                    await db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+                raise
 
     # ------------------------------------------------------------------------- reads
 
-    async def get(self, external_id: str) -> Detail | None:
-        rows = await self._rows(f"{_SELECT} WHERE external_id = ?", [external_id])
+    async def get(self, external_id: str, namespace: str = ANONYMOUS.namespace_id) -> Detail | None:
+        rows = await self._rows(
+            f"{_SELECT} WHERE external_id = ? AND namespace_id = ?", [external_id, namespace]
+        )
         return _detail(rows[0]) if rows else None
+
+    async def read_messages(
+        self, external_id: str, namespace: str, *, parts: bool
+    ) -> list[messages.Message] | None:
+        """A trace's messages in order (with their parts when `parts`); None: no trace."""
+        async with self._read() as db:
+            seq = await _seq(db, external_id, namespace)
+            if seq is None:
+                return None
+            return await messages.read(db, seq, parts=parts)
 
     async def list_traces(
         self,
+        namespace: str = ANONYMOUS.namespace_id,
         *,
         git_remote_url: str | None = None,
         git_branch: str | None = None,
@@ -215,9 +294,10 @@ class TraceDB:
         limit: int = 100,
         before: int | None = None,
     ) -> Page:
-        """Newest first (by insertion), exact-match filters, `before`: a previous next_before."""
-        where: list[str] = []
-        args: list[Any] = []
+        """A namespace's traces, newest first (by insertion), exact-match filters,
+        `before`: a previous next_before."""
+        where: list[str] = ["namespace_id = ?"]
+        args: list[Any] = [namespace]
         for column, value in (
             ("git_remote_url", git_remote_url),
             ("git_branch", git_branch),
@@ -229,29 +309,42 @@ class TraceDB:
         if before is not None:
             where.append("seq < ?")
             args.append(before)
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        rows = await self._rows(f"{sql} ORDER BY seq DESC LIMIT ?", [*args, limit + 1])
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+        rows = await self._rows(sql, [*args, limit + 1])
         more = len(rows) > limit
         rows = rows[:limit]
         return Page([_detail(r) for r in rows], rows[-1][0] if more else None)
 
     async def _rows(self, sql: str, args: Sequence[Any]) -> list[Any]:
-        with _translated(self.path):
-            return list(await _open(self._reader).execute_fetchall(sql, args))
+        async with self._read() as db:
+            return list(await db.execute_fetchall(sql, args))
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The read connection (each statement sees the last commit before it)."""
+        db = _open(self._reader)
+        with translated(self.path):
+            yield db
 
 
 def merge(
-    stored: Mapping[str, Detail], items: Sequence[Mapping[str, Any]], now: int
-) -> tuple[list[Detail], list[Detail]]:
-    """Apply items to stored details: (the detail after each item, the details to write)."""
+    stored: Mapping[str, Detail], items: Sequence[Item], now: int
+) -> tuple[list[Detail | None], list[Detail]]:
+    """Apply items to stored details: (the detail after each item, None where another
+    namespace owns it; the details to write)."""
     current = dict(stored)
     changed: dict[str, Detail] = {}
-    details: list[Detail] = []
-    for item in map(_canonical, items):
+    details: list[Detail | None] = []
+    for namespace, raw in items:
+        item = _canonical(raw)
         external_id = item["externalId"]
         old = current.get(external_id)
         if old is None:
-            new = _ordered({**item, "createdAt": now, "updatedAt": now})
+            new = {**item, "id": uuid.uuid4().hex, "namespaceId": namespace}
+            new = _ordered({**new, "createdAt": now, "updatedAt": now, "messageCount": 0})
+        elif old["namespaceId"] != namespace:
+            details.append(None)
+            continue
         elif any(old.get(name) != value for name, value in item.items()):
             new = _ordered({**old, **item, "updatedAt": max(now, old["updatedAt"] + 1)})
         else:
@@ -279,72 +372,40 @@ def _group_size(sizes: Sequence[int]) -> int:
 
 
 def _detail(row: Sequence[Any]) -> Detail:
-    """A row of `_SELECT` (seq first) as a TraceDetail."""
-    return {name: value for name, value in zip(_NAMES, row[1:], strict=True) if value is not None}
+    """A row of `_SELECT` (seq first) as a stored detail."""
+    detail: Detail = {}
+    for name, value in zip(_NAMES, row[1:], strict=True):
+        if value is not None:
+            detail[name] = json.loads(value) if name in _JSON_FIELDS else value
+    return detail
 
 
 def _ordered(values: Mapping[str, Any]) -> Detail:
-    """A TraceDetail with its fields in the document's order, as a stored row reads back."""
+    """A detail with its fields in the stored order, as a stored row reads back."""
     return {name: values[name] for name in _NAMES if name in values}
 
 
 def _row(detail: Detail) -> list[Any]:
-    return [detail.get(name) for name in _NAMES]
+    return [
+        _json(detail.get(name)) if name in _JSON_FIELDS else detail.get(name) for name in _WRITTEN
+    ]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+async def _seq(db: aiosqlite.Connection, external_id: str, namespace: str) -> int | None:
+    rows = list(
+        await db.execute_fetchall(
+            "SELECT seq FROM traces WHERE external_id = ? AND namespace_id = ?",
+            (external_id, namespace),
+        )
+    )
+    return int(rows[0][0]) if rows else None
 
 
 def _open(conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
     if conn is None:
         raise StoreClosed("the server database is closed")
     return conn
-
-
-def _prepare(path: Path, busy_timeout_s: float) -> None:
-    """Create the directory (0700), the file (0600), WAL mode and the schema if needed."""
-    create_private(path)
-    try:
-        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open database {path}: {exc}") from None
-    try:
-        with _translated(path):
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")  # a second server starting at once waits here
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{path} has server schema version {version}, newer than the "
-                    f"{SCHEMA_VERSION} this tracesd supports; upgrade tracesd"
-                )
-            if version == 0:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-            elif version < 2:
-                _canonical_remotes(conn)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def _canonical_remotes(conn: sqlite3.Connection) -> None:
-    """1 -> 2: each stored gitRemoteUrl in canonical form, per distinct value; updatedAt
-    stays (the repository is the same, only its spelling changed)."""
-    found = conn.execute(
-        "SELECT DISTINCT git_remote_url FROM traces WHERE git_remote_url IS NOT NULL"
-    )
-    for (stored,) in found.fetchall():
-        wanted = canonical(stored)
-        if wanted != stored:
-            conn.execute(
-                "UPDATE traces SET git_remote_url = ? WHERE git_remote_url = ?", (wanted, stored)
-            )
-
-
-@contextlib.contextmanager
-def _translated(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        message = str(exc)
-        busy = "locked" in message or "busy" in message
-        raise StoreError(f"database {path}: {message}", busy=busy) from exc

@@ -297,7 +297,9 @@ class Connection(web.RequestHandler):
             code, text = "bad_request", f"malformed HTTP request ({error})"
         if request.writer.output_size > 0:
             raise ConnectionError("an answer was already sent")
-        response = web.json_response({"error": {"code": code, "message": text}}, status=status)
+        response = web.json_response(
+            {"ok": False, "error": {"code": code, "message": text}}, status=status
+        )
         response.force_close()
         return response
 

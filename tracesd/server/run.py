@@ -21,6 +21,7 @@ from aiohttp import web
 
 from tracesd.errors import ConfigError, ListenError
 from tracesd.server.app import make_app
+from tracesd.server.auth import ANONYMOUS, users_for
 from tracesd.server.db import TraceDB
 from tracesd.server.edge import Edge, EdgeSite, Limits
 from tracesd.server.secrecy import masking
@@ -71,7 +72,9 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
             stack.callback(loop.remove_signal_handler, sig)
-        db = await TraceDB.open(db_path)
+        # traces stored before namespaces existed go to the first token's user
+        owner = ANONYMOUS if no_auth else users_for(tokens)[0]
+        db = await TraceDB.open(db_path, legacy_namespace=owner.namespace_id)
         stack.push_async_callback(db.close)
         app = make_app(db, tokens=None if no_auth else tokens, body_timeout_s=limits.body_s)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
