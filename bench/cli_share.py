@@ -74,7 +74,7 @@ def run(options: Options) -> Result:
                         runs = measured.setdefault((label, name), Runs())
                         _share(ws, f"{name}-{turns}-{i}", servers[name], turns, runs)
             checks = {
-                label: _check(api.url, measured[(label, "tracesd")], turns)
+                label: _check(api.url, label, measured[(label, "tracesd")], turns)
                 for label, turns in SESSIONS
             }
         ws.keep = not all(r.passed for r in checks.values())
@@ -130,7 +130,7 @@ def _share(ws: Workspace, name: str, base: str, turns: int, runs: Runs) -> None:
         runs.shared.append((session, url))
 
 
-def _check(base: str, runs: Runs, turns: int) -> Row:
+def _check(base: str, label: str, runs: Runs, turns: int) -> Row:
     """Every share exited 0 with `<base>/s/<id>` and the server holds all its parts."""
     right = 0
     wrong = list(runs.failures)
@@ -143,7 +143,7 @@ def _check(base: str, runs: Runs, turns: int) -> Row:
         else:
             wrong.append(f"{session}: url {url}, id {trace.get('id')}, {parts} parts")
     return Row(
-        "tracesd server: shares exit 0 with their URL, every part stored",
+        f"traces share, {label}: exit 0 with the server's URL, every part stored",
         f"{right}/{REPETITIONS}" + (f" ({'; '.join(wrong[:3])})" if wrong else ""),
         f"{REPETITIONS}/{REPETITIONS}",
         passed=right == REPETITIONS,
