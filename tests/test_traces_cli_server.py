@@ -241,14 +241,17 @@ def test_share_follow_puts_each_new_message_on_the_server_as_the_session_grows(
 ) -> None:
     session = str(uuid.uuid4())
     cli = new_home(binary, tmp_path / "home", server.base, session)
+    follower = cli.start("share", "--trace-id", session, "--follow", "--json", "--key", KEY)
 
     def parts(at_least: int) -> list[tuple[Any, ...]] | None:
         """The server's parts of the trace once it holds `at_least` of them."""
+        if follower.poll() is not None:
+            out, err = follower.communicate()
+            raise AssertionError(f"share --follow exited {follower.returncode}:\n{out}{err}")
         answer = server.call("GET", f"/v1/traces/{session}/messages?includeParts=true", KEY)
         found = flat_parts(answer.body["data"]["messages"]) if answer.status == 200 else []
         return found if len(found) >= at_least else None
 
-    follower = cli.start("share", "--trace-id", session, "--follow", "--json", "--key", KEY)
     try:
         shared = wait_for("the share uploaded the session", lambda: parts(1))
         claude_continue(cli.home, SESSION_CWD, session, "Follow this prompt")
