@@ -17,6 +17,7 @@ API with the key), and each share must print `<base>/s/<the server's id>`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -125,7 +126,8 @@ def _share(ws: Workspace, name: str, base: str, turns: int, runs: Runs) -> None:
     except (ValueError, KeyError, TypeError):
         url = None
     if child.returncode != 0 or not isinstance(url, str):
-        runs.failures.append(f"{name}: exit {child.returncode}, {child.stdout.strip()[:200]}")
+        said = (child.stdout + (ws.root / f"cli-{name}.log").read_text(errors="replace")).strip()
+        runs.failures.append(f"{name}: exit {child.returncode}, {said[:200]}")
     else:
         runs.shared.append((session, url))
 
@@ -163,15 +165,18 @@ def _rows(result: Result, label: str, turns: int, ours: Runs, floor: Runs) -> No
     floor_text = (
         f"do-nothing server: median {fmt(least['p50'], 'ms')}, p90 {fmt(least['p90'], 'ms')}"
     )
+    ratio = at_most(
+        f"traces share, {label}: tracesd server vs floor (median)",
+        mine["p50"] / least["p50"],
+        RATIO_TARGET,
+        "x",
+        floor=floor_text,
+        digits=2,
+    )
+    if ours.failures or floor.failures:  # a failed share is no time to compare
+        ratio = dataclasses.replace(ratio, value=f"{ratio.value} (shares failed)", passed=False)
     result.rows += [
-        at_most(
-            f"traces share, {label}: tracesd server vs floor (median)",
-            mine["p50"] / least["p50"],
-            RATIO_TARGET,
-            "x",
-            floor=floor_text,
-            digits=2,
-        ),
+        ratio,
         Row(
             f"traces share, {label}: wall time against tracesd server",
             f"median {fmt(mine['p50'], 'ms')}, p90 {fmt(mine['p90'], 'ms')} "
