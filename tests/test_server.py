@@ -24,7 +24,8 @@ from aiohttp import web
 
 from tests.helpers import isolated_env
 from tracesd.server.app import MAX_BATCH, MAX_BODY, make_app
-from tracesd.server.db import TraceDB
+from tracesd.server.auth import user_for
+from tracesd.server.db import SCHEMA_VERSION, TraceDB
 from tracesd.server.schema import validate
 
 TOKEN = "token-one"
@@ -36,12 +37,16 @@ REMOTE = "https://github.com/acme/app"  # canonical (INTERFACE section 5)
 @dataclass
 class Answer:
     status: int
+    #: a success's `data` (or the one object under `key` in it); an error's whole body
     body: Any
     headers: dict[str, str]
+    #: the whole body as sent (None for HEAD)
+    raw: Any = None
 
 
 class Api:
-    """A client of one running server; every answer's body is checked against openapi.json."""
+    """A client of one running server; every answer's body is checked against openapi.json
+    (its envelope included)."""
 
     def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
         self.session = session
@@ -53,6 +58,7 @@ class Api:
         path: str,
         schema: str,
         *,
+        key: str | None = None,
         token: str | None = TOKEN,
         json_body: Any = None,
         data: bytes | None = None,
@@ -69,25 +75,32 @@ class Api:
             data=io.BytesIO(data) if data is not None else None,
             params=params,
         ) as response:
-            body = await response.json(content_type=None)
-            validate(schema if response.status < 400 else "Error", body)
-            return Answer(response.status, body, dict(response.headers))
+            if method == "HEAD":
+                assert await response.read() == b""
+                return Answer(response.status, None, dict(response.headers))
+            raw = await response.json(content_type=None)
+            validate(schema if response.status < 400 else "Error", raw)
+            body = raw if response.status >= 400 else raw["data"]
+            if key is not None and response.status < 400:
+                body = body[key]
+            return Answer(response.status, body, dict(response.headers), raw)
 
     async def put(self, external_id: str, body: Any, **kw: Any) -> Answer:
         return await self.call(
-            "PUT", f"/v1/traces/{external_id}", "TraceDetail", json_body=body, **kw
+            "PUT", f"/v1/traces/{external_id}", "TraceAnswer", key="trace", json_body=body, **kw
         )
 
     async def get(self, external_id: str, **kw: Any) -> Answer:
-        return await self.call("GET", f"/v1/traces/{external_id}", "TraceDetail", **kw)
+        path = f"/v1/traces/{external_id}"
+        return await self.call("GET", path, "TraceAnswer", key="trace", **kw)
 
     async def batch(self, traces: list[Any], **kw: Any) -> Answer:
         return await self.call(
-            "POST", "/v1/traces/batch", "BatchResponse", json_body={"traces": traces}, **kw
+            "POST", "/v1/traces/batch", "BatchAnswer", json_body={"traces": traces}, **kw
         )
 
-    async def listing(self, **params: str) -> Answer:
-        return await self.call("GET", "/v1/traces", "TraceList", params=params)
+    async def listing(self, token: str = TOKEN, **params: str) -> Answer:
+        return await self.call("GET", "/v1/traces", "TraceListAnswer", params=params, token=token)
 
     async def every_trace(self, **params: str) -> list[dict[str, Any]]:
         """Every page of a listing, following nextCursor."""
@@ -180,10 +193,11 @@ async def test_a_wrong_token_or_another_scheme_is_refused(api: Api) -> None:
 
 
 async def test_every_configured_token_is_accepted(start_server: StartServer) -> None:
-    """With several tokens configured, each one works."""
+    """With several tokens configured, each one works (each on its own traces)."""
     api = await start_server((TOKEN, OTHER_TOKEN))
     assert (await api.put("t1", trace(), token=TOKEN)).status == 200
-    assert (await api.get("t1", token=OTHER_TOKEN)).status == 200
+    assert (await api.put("t2", trace(), token=OTHER_TOKEN)).status == 200
+    assert (await api.get("t2", token=OTHER_TOKEN)).status == 200
     assert (await api.get("t1", token="token-three")).status == 401
 
 
@@ -220,19 +234,25 @@ async def test_tokens_and_the_authorization_header_are_never_logged(api: Api) ->
         ({"timestamp": "1764000000000"}, "timestamp"),
         ({"timestamp": True}, "timestamp"),
         ({"timestamp": -1}, "timestamp"),
-        ({"title": "x" * 1001}, "title"),
+        ({"title": "x" * 65537}, "title"),
         ({"preview": "x" * 2001}, "preview"),
         ({"gitBranch": "b" * 256}, "gitBranch"),
         ({"gitRef": "HEAD"}, "gitRef"),
         ({"gitRef": REF.upper()}, "gitRef"),
         ({"gitBranch": None}, "gitBranch"),
-        ({"sessionId": "x"}, "sessionId"),
+        ({"projectName": 7}, "projectName"),
+        ({"model": "m" * 257}, "model"),
+        ({"tokenUsage": {"inputTokenCount": "12"}}, "tokenUsage"),
+        ({"tokenUsage": 12}, "tokenUsage"),
+        ({"relatedTo": "a/b"}, "relatedTo"),
+        ({"sourceCreatedAt": -1}, "sourceCreatedAt"),
+        ({"targetNamespaceId": 5}, "targetNamespaceId"),
     ],
 )
 async def test_a_schema_violation_is_422_naming_the_field(
     api: Api, body: dict[str, Any], field: str
 ) -> None:
-    """Wrong type, too long, bad pattern, null, unknown field: 422 and the field's name."""
+    """Wrong type, too long, bad pattern, null: 422 and the field's name."""
     answer = await api.put("t1", trace(**body))
     assert (answer.status, answer.body["error"]["code"]) == (422, "invalid")
     assert field in answer.body["error"]["message"]
@@ -258,7 +278,7 @@ async def test_a_bad_external_id_in_the_path_is_422(api: Api, external_id: str) 
 async def test_a_lone_surrogate_is_422_not_a_database_error(api: Api) -> None:
     """JSON may escape a lone surrogate; it cannot be stored as UTF-8, so it is invalid."""
     answer = await api.call(
-        "PUT", "/v1/traces/t1", "TraceDetail", data=b'{"agentId": "codex", "title": "\\ud800"}'
+        "PUT", "/v1/traces/t1", "TraceAnswer", data=b'{"agentId": "codex", "title": "\\ud800"}'
     )
     assert answer.status == 422
     assert "title" in answer.body["error"]["message"]
@@ -266,7 +286,7 @@ async def test_a_lone_surrogate_is_422_not_a_database_error(api: Api) -> None:
 
 async def test_malformed_json_is_400(api: Api) -> None:
     """A body that is not JSON (or not UTF-8) is 400 on both write endpoints."""
-    for path, schema in (("/v1/traces/t1", "TraceDetail"), ("/v1/traces/batch", "BatchResponse")):
+    for path, schema in (("/v1/traces/t1", "TraceAnswer"), ("/v1/traces/batch", "BatchAnswer")):
         method = "PUT" if path.endswith("t1") else "POST"
         for data in (b'{"agentId": ', b"\xff\xfe\x00", b""):
             answer = await api.call(method, path, schema, data=data)
@@ -277,7 +297,7 @@ async def test_malformed_json_is_400(api: Api) -> None:
     "data",
     [
         b"[" * 100_000 + b"]" * 100_000,  # deeper than the interpreter's recursion limit
-        b'{"agentId": "codex", "title": ' + b"[" * 40 + b"]" * 40 + b"}",
+        b'{"agentId": "codex", "title": ' + b"[" * 70 + b"]" * 70 + b"}",
         b'{"agentId": "codex", "timestamp": 1e400}',
         b'{"agentId": "codex", "timestamp": ' + b"9" * 400 + b"}",
         b'{"agentId": "codex", "timestamp": NaN}',
@@ -295,8 +315,8 @@ async def test_a_body_that_does_not_parse_is_400_and_logs_no_traceback(
     400 `bad_json` on both write endpoints, nothing stored, no internal error logged."""
     with structlog.testing.capture_logs() as logs:
         for method, path, schema in (
-            ("PUT", "/v1/traces/t1", "TraceDetail"),
-            ("POST", "/v1/traces/batch", "BatchResponse"),
+            ("PUT", "/v1/traces/t1", "TraceAnswer"),
+            ("POST", "/v1/traces/batch", "BatchAnswer"),
         ):
             answer = await api.call(method, path, schema, data=data)
             assert (answer.status, answer.body["error"]["code"]) == (400, "bad_json")
@@ -307,7 +327,7 @@ async def test_a_body_that_does_not_parse_is_400_and_logs_no_traceback(
 async def test_a_body_over_the_limit_is_413(api: Api) -> None:
     """A body larger than MAX_BODY is refused with 413 before it is parsed."""
     data = b'{"agentId": "codex", "title": "' + b"x" * MAX_BODY + b'"}'
-    answer = await api.call("PUT", "/v1/traces/t1", "TraceDetail", data=data)
+    answer = await api.call("PUT", "/v1/traces/t1", "TraceAnswer", data=data)
     assert (answer.status, answer.body["error"]["code"]) == (413, "too_large")
 
 
@@ -326,7 +346,7 @@ async def test_a_batch_of_more_than_500_items_is_413_and_of_500_is_stored(api: A
 @pytest.mark.parametrize("body", [{"traces": []}, {"items": [item("t1")]}, {"traces": {}}, []])
 async def test_a_body_that_is_not_a_batch_is_400(api: Api, body: Any) -> None:
     """No traces, an empty list, the wrong envelope: 400 `not_a_batch`."""
-    answer = await api.call("POST", "/v1/traces/batch", "BatchResponse", json_body=body)
+    answer = await api.call("POST", "/v1/traces/batch", "BatchAnswer", json_body=body)
     assert (answer.status, answer.body["error"]["code"]) == (400, "not_a_batch")
 
 
@@ -381,7 +401,7 @@ async def test_unknown_routes_and_methods_answer_the_error_body(api: Api) -> Non
     """aiohttp's own 404 and 405 come with the API's error body (and Allow)."""
     answer = await api.call("GET", "/v2/nothing", "Error")
     assert (answer.status, answer.body["error"]["code"]) == (404, "not_found")
-    answer = await api.call("DELETE", "/v1/traces/t1", "Error")
+    answer = await api.call("PATCH", "/v1/traces/t1", "Error")
     assert (answer.status, answer.body["error"]["code"]) == (405, "method_not_allowed")
     assert "PUT" in answer.headers["Allow"]
 
@@ -598,25 +618,42 @@ async def test_resending_another_form_of_the_stored_remote_changes_nothing(api: 
     assert again == first
 
 
+#: the layout of schema versions 1 and 2 (tracesd.server.db before schema 3)
+V2_SCHEMA = (
+    "CREATE TABLE traces ("
+    " seq INTEGER PRIMARY KEY, external_id TEXT NOT NULL UNIQUE, agent_id TEXT NOT NULL,"
+    " title TEXT, preview TEXT, timestamp INTEGER, project_path TEXT, visibility TEXT,"
+    " git_remote_url TEXT, git_branch TEXT, git_ref TEXT,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+    "CREATE INDEX traces_remote ON traces (git_remote_url)",
+    "CREATE INDEX traces_remote_branch ON traces (git_remote_url, git_branch)",
+    "CREATE INDEX traces_agent ON traces (agent_id)",
+)
+
+
+def old_database(path: Path, version: int, rows: list[tuple[Any, ...]], columns: str) -> None:
+    """A server database of schema `version` (1 or 2) holding `rows`."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        for statement in V2_SCHEMA:
+            conn.execute(statement)
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(f"INSERT INTO traces ({columns}) VALUES ({marks})", rows)
+        conn.execute(f"PRAGMA user_version = {version}")
+
+
 async def test_a_version_1_database_gets_its_stored_remotes_canonical(
     tmp_path: Path, start_server: StartServer
 ) -> None:
     """A server database of schema 1 (URLs stored as sent) is migrated at open: every
     stored URL canonical, nothing else changed, and the filter finds the traces."""
     path = tmp_path / "v1.db"
-    await (await TraceDB.open(path)).close()  # the layout is the same in 1 and 2
     raw = {"scp": "git@github.com:acme/app.git", "https": "https://GitHub.com/acme/app.git/",
            "local": "/srv/git/app.git", "lib": "https://github.com/acme/lib"}  # fmt: skip
-    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        conn.executemany(
-            "INSERT INTO traces (external_id, agent_id, git_remote_url, created_at, updated_at)"
-            " VALUES (?, 'codex', ?, 1, 2)",
-            list(raw.items()),
-        )
-        conn.execute("PRAGMA user_version = 1")
+    columns = "external_id, agent_id, git_remote_url, created_at, updated_at"
+    old_database(path, 1, [(k, "codex", v, 1, 2) for k, v in raw.items()], columns)
     before = server_rows(path)
 
-    db = await TraceDB.open(path)
+    db = await TraceDB.open(path, legacy_namespace=user_for(TOKEN).namespace_id)
     try:
         api = await start_server(on=db)
         found = await api.every_trace(gitRemoteUrl="ssh://git@github.com/acme/app")
@@ -632,9 +669,82 @@ async def test_a_version_1_database_gets_its_stored_remotes_canonical(
         "lib": "https://github.com/acme/lib",
     }
     for key, row in after.items():
-        assert {**row, "git_remote_url": None} == {**before[key], "git_remote_url": None}, key
+        kept = {name: row[name] for name in before[key]}
+        assert {**kept, "git_remote_url": None} == {**before[key], "git_remote_url": None}, key
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_a_version_2_database_keeps_every_trace_for_the_first_token_and_gains_messages(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """Schema 2 -> 3: every row kept (its seq, so listings keep their order, and every
+    field), owned by the namespace named at open (`tracesd server`: the first token's), each
+    with its own server id; another token sees none of them; messages can be stored."""
+    path = tmp_path / "v2.db"
+    columns = (
+        "seq, external_id, agent_id, title, preview, timestamp, project_path, visibility,"
+        " git_remote_url, git_branch, git_ref, created_at, updated_at"
+    )
+    rows = [
+        (7, "old-a", "codex", "A", "pa", 5, "/p", "direct", REMOTE, "main", REF, 1, 2),
+        (9, "old-b", "pi", None, None, None, None, None, None, None, None, 3, 4),
+    ]
+    old_database(path, 2, rows, columns)
+    before = server_rows(path)
+
+    db = await TraceDB.open(path, legacy_namespace=user_for(TOKEN).namespace_id)
+    try:
+        api = await start_server((TOKEN, OTHER_TOKEN), on=db)
+        listed = await api.every_trace()
+        assert [t["externalId"] for t in listed] == ["old-b", "old-a"]
+        a = (await api.get("old-a")).body
+        assert a == {
+            "externalId": "old-a", "agentId": "codex", "title": "A", "preview": "pa",
+            "timestamp": 5, "projectPath": "/p", "visibility": "direct", "gitRemoteUrl": REMOTE,
+            "gitBranch": "main", "gitRef": REF, **_stamps(a),
+        }  # fmt: skip
+        assert (a["createdAt"], a["updatedAt"], a["messageCount"]) == (1, 2, 0)
+        assert a["namespace"]["id"] == user_for(TOKEN).namespace_id
+        assert len({a["id"], (await api.get("old-b")).body["id"]}) == 2
+        assert (await api.listing(token=OTHER_TOKEN)).body["traces"] == []
+        assert (await api.get("old-a", token=OTHER_TOKEN)).status == 404
+        answer = await api.call(
+            "POST",
+            "/v1/traces/old-a/messages/batch",
+            "MessageBatchAnswer",
+            json_body={"idScheme": "v2", "messages": [message("m1", 1)]},
+        )
+        assert answer.body == {"messages": 1}
+        assert (await api.get("old-a")).body["messageCount"] == 1
+    finally:
+        await db.close()
+    after = server_rows(path)
+    for key, row in before.items():
+        assert {name: after[key][name] for name in row} == row
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def message(external_id: str, order: int, **fields: Any) -> dict[str, Any]:
+    """A message batch entry as the Traces CLI sends it, with one text part."""
+    return {
+        "externalId": external_id,
+        "sourceKey": f"user:{external_id}",
+        "role": "user",
+        "textContent": f"text of {external_id}",
+        "order": order,
+        "timestamp": 1_795_165_800_000 + order,
+        "parts": [
+            {
+                "externalId": f"{external_id}-p0",
+                "sourceKey": "text:0",
+                "type": "text",
+                "content": {"text": f"text of {external_id}"},
+            }
+        ],
+        **fields,
+    }
 
 
 def server_rows(path: Path) -> dict[str, dict[str, Any]]:
@@ -738,13 +848,20 @@ def test_the_server_with_tokens_answers_and_stops_on_sigterm(
     async def talk() -> list[int]:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
             statuses = []
-            for token in (TOKEN, OTHER_TOKEN, "wrong"):
+            for token, external_id in (
+                (TOKEN, "t1"),
+                (OTHER_TOKEN, "t2"),
+                (OTHER_TOKEN, "t1"),  # the first token's trace: not the second's to change
+                ("wrong", "t1"),
+            ):
                 headers = {"Authorization": f"Bearer {token}"}
-                async with session.put("/v1/traces/t1", json=trace(), headers=headers) as r:
+                path = f"/v1/traces/{external_id}"
+                async with session.put(path, json=trace(), headers=headers) as r:
                     statuses.append(r.status)
+                    assert (await r.json())["ok"] is (r.status == 200)
             return statuses
 
-    assert asyncio.run(talk()) == [200, 200, 401]
+    assert asyncio.run(talk()) == [200, 200, 404, 401]
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(10) == 0
     assert server.events("server.stopped")
@@ -774,8 +891,22 @@ def test_no_auth_serves_loopback_without_a_token_from_the_default_database(
     assert (home / ".local" / "share" / "tracesd" / "server.db").is_file()
 
 
+#: what the server adds to the fields it was sent
+SERVER_FIELDS = (
+    "id",
+    "namespace",
+    "createdBy",
+    "userSlug",
+    "agentCreator",
+    "messageCount",
+    "createdAt",
+    "updatedAt",
+)
+
+
 def _stamps(detail: dict[str, Any]) -> dict[str, Any]:
-    return {"createdAt": detail["createdAt"], "updatedAt": detail["updatedAt"]}
+    """The fields of `detail` the server set (its id, owner, count and times)."""
+    return {name: detail[name] for name in SERVER_FIELDS}
 
 
 def _json_or_none(line: str) -> dict[str, Any] | None:

@@ -201,7 +201,8 @@ def test_a_body_that_stops_arriving_is_answered_408_and_closed_at_the_body_bound
     answer = server.request(head.encode(), timeout=30)
     assert time.monotonic() - started < 20
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "timeout"
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert (body["ok"], body["error"]["code"]) == (False, "timeout")
     assert server.get("/v1/traces/t1") == 404  # nothing stored
 
 
@@ -350,6 +351,7 @@ def test_no_malformed_request_puts_a_credential_into_the_log(start_server: Start
             if status >= 400:
                 body = json.loads(answer.partition(b"\r\n\r\n")[2])
                 assert set(body["error"]) == {"code", "message"}
+                assert body["ok"] is False
             assert _T not in answer.partition(b"\r\n\r\n")[2]
     assert server.get() == 200
     server.stop()
@@ -365,6 +367,8 @@ _ENDPOINTS = [
     ("GET", "/v1/traces/t1"),
     ("POST", "/v1/traces/batch"),
     ("GET", "/v1/traces"),
+    ("POST", "/v1/traces/t1/messages/batch"),
+    ("PUT", "/v1/traces/t1/messages/m1"),
 ]
 _JSON_TEXT = st.recursive(
     st.sampled_from(
@@ -414,10 +418,9 @@ def test_garbage_bodies_never_get_a_5xx_or_a_traceback(start_server: StartServer
         status = int(answer.split(b" ", 2)[1])
         assert status < 500, answer[:500]
         if status >= 400:
-            assert set(json.loads(answer.partition(b"\r\n\r\n")[2])["error"]) == {
-                "code",
-                "message",
-            }
+            error = json.loads(answer.partition(b"\r\n\r\n")[2])
+            assert set(error["error"]) == {"code", "message"}
+            assert error["ok"] is False
 
     check()
     assert server.get() == 200

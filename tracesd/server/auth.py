@@ -41,6 +41,7 @@ class User:
             "slug": self.slug,
             "type": "individual",
             "displayName": self.display_name,
+            "role": "owner",
         }
 
     def session(self) -> dict[str, Any]:

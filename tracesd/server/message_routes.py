@@ -88,11 +88,11 @@ def _valid(schema: str, body: Any) -> None:
     try:
         validate(schema, body)
     except SchemaError as exc:
-        raise ApiError(422, "invalid", str(exc), details={"field": exc.path}) from None
+        raise ApiError(422, "invalid", str(exc)) from None
     where = protocol.encodable(body)
     if where is not None:
         message = f"{where} must be valid Unicode (it has a lone surrogate)"
-        raise ApiError(422, "invalid", message, details={"field": where})
+        raise ApiError(422, "invalid", message)
 
 
 def _not_found(external_id: str) -> ApiError:

@@ -102,7 +102,7 @@ async def put_trace(request: web.Request) -> web.Response:
         # BatchItem is TraceUpsertRequest plus externalId: this checks the path's id.
         item = _item({**body, "externalId": request.match_info["externalId"]}, user)
     except SchemaError as exc:
-        raise ApiError(422, "invalid", str(exc), details={"field": exc.path}) from None
+        raise ApiError(422, "invalid", str(exc)) from None
     except _Forbidden as exc:
         raise ApiError(403, "forbidden", str(exc)) from None
     (stored,) = await request.app[DB].upsert_many([item], user.namespace_id)
