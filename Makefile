@@ -76,7 +76,7 @@ fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff format tracesd tests bench
 	$(BIN)/ruff check --fix tracesd tests bench
 
-bench: $(VENV)/.installed-dev  ## benchmarks; numbers go to the README table
+bench: $(VENV)/.installed-dev traces-cli-if-npm  ## benchmarks; numbers go to the README table
 	$(BIN)/python -m bench $(ARGS)
 
 # The real Traces CLI, pinned, for the compatibility tests against it (tests/tracescli.py

@@ -3,18 +3,27 @@ views of its database (the rows it holds; when each row first became visible).""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from bench.harness import TRACESD, GitRow, Stops, read_only
 from bench.measure import BenchError, stop_process
+from tracesd.config import SyncConfig
 
 #: the server's token variable (tracesd.server.run.TOKENS_ENV)
 TOKENS_ENV = "TRACESD_SERVER_TOKENS"
+#: the client's `[sync]` settings for a team server: every captured trace is sent (`scope =
+#: "all"`; the default, "shared", sends only traces shared with the Traces CLI, and the
+#: benchmarks' traces are not). Empty for a tracesd without `scope`, which sends them all.
+TEAM_SYNC: dict[str, Any] = (
+    {"scope": "all"} if "scope" in {f.name for f in dataclasses.fields(SyncConfig)} else {}
+)
 
 
 class ApiServer(Stops):

@@ -2,10 +2,10 @@
 database's outbox into a Traces API the way the daemon does, and print one JSON line.
 
 The sync is tracesd's own: Store, Outbox, BackendClient and SyncService with the default
-SyncConfig but for `api_url` (batch_size 100, ...). `--mode put` starts SyncService on the
-per-trace PUT path (`use_batch=False`, 8 concurrent PUTs). `sync_once(force=True)` is
-called until nothing is pending, or until a run stores nothing (the server refuses or is
-down; the line then shows what is left).
+SyncConfig but for `api_url` and, as for a team server, `scope = "all"` (batch_size 100,
+...). `--mode put` starts SyncService on the per-trace PUT path (`use_batch=False`, 8
+concurrent PUTs). `sync_once(force=True)` is called until nothing is pending, or until a
+run stores nothing (the server refuses or is down; the line then shows what is left).
 
 The line says what was sent and how long the sync took (`sync_s`: the `sync_once` calls
 only, not interpreter start or opening the store), and how much of that went to the
@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.apiserver import TEAM_SYNC
 from tracesd import logs
 from tracesd.backend import BackendClient, aclose, open_session
 from tracesd.config import SyncConfig
@@ -77,7 +78,7 @@ async def drain(db: Path, url: str, mode: str) -> dict[str, Any]:
         try:
             client = BackendClient(session, url, None)
             service = SyncService(
-                outbox, client, SyncConfig(api_url=url), use_batch=mode == "batch"
+                outbox, client, SyncConfig(api_url=url, **TEAM_SYNC), use_batch=mode == "batch"
             )
             totals, sync_s = await _until_done(service)
             requests = service.requests

@@ -1,8 +1,9 @@
 """sync latency: a session file is written -> its trace is visible on the server, defaults.
 
 A real `tracesd run` (bench.harness.Daemon) whose config file sets nothing but
-`[sync] api_url` -- so sync runs every 30 s, and a capture pulls the next run forward to
-0.5 s later (tracesd.sync.NUDGE_DELAY_S) -- syncs to a `tracesd server` with auth on
+`[sync] api_url` (and `scope = "all"`, as for a team server: bench.apiserver.TEAM_SYNC)
+-- so sync runs every 30 s, and a capture pulls the next run forward to 0.5 s later
+(tracesd.sync.NUDGE_DELAY_S) -- syncs to a `tracesd server` with auth on
 (TRACESD_SERVER_TOKENS for the server, TRACES_API_KEY for the daemon). 40 Claude Code
 sessions are written about 1 s apart in real git repositories; a thread polls the server's
 SQLite read-only every 5 ms (bench.apiserver.Arrivals). Latency is the first poll that
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bench import harness
-from bench.apiserver import ApiServer, Arrivals, server_rows
+from bench.apiserver import TEAM_SYNC, ApiServer, Arrivals, server_rows
 from bench.corpus import claude_project, claude_session
 from bench.harness import Daemon, Event, Options, Repo, Workspace
 from bench.report import Result, Row, distribution, fmt, percentile
@@ -73,7 +74,8 @@ def run(ws: Workspace, options: Options, result: Result) -> bool:
     with ApiServer(ws.env, ws.root / "server-latency.db", server_log, token=TOKEN) as server:
         config = ws.home / ".config" / "tracesd" / "config.toml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(f'[sync]\napi_url = "{server.url}"\n', encoding="utf-8")
+        team = "".join(f'{key} = "{value}"\n' for key, value in TEAM_SYNC.items())
+        config.write_text(f'[sync]\napi_url = "{server.url}"\n{team}', encoding="utf-8")
         root = str(ws.home / ".claude" / "projects")
         env = {**ws.env, "TRACES_API_KEY": TOKEN}
         with Daemon(env, ws.root / "daemon.log") as daemon, Arrivals(server.db) as arrivals:

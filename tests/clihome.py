@@ -23,7 +23,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,29 +71,47 @@ def _no_network_prefix() -> tuple[str, ...]:
 
 
 class TracesCli:
-    """The real Traces CLI in one HOME."""
+    """The real Traces CLI in one HOME; offline, or pointed at the Traces API at `api`
+    (TRACES_HTTP_URL, TRACES_API_URL and TRACES_URL; the CLI then keeps its database in a
+    file named after that URL, docs/traces-cli-0.6.31.md (f))."""
 
-    def __init__(self, binary: Path, home: Path) -> None:
-        self.binary, self.home = binary, home
+    def __init__(self, binary: Path, home: Path, *, api: str | None = None) -> None:
+        self.binary, self.home, self.api = binary, home, api
 
     def run(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        environ = {"PATH": CLI_PATH, "HOME": str(self.home), "TERM": "dumb", **(env or {})}
         return subprocess.run(
-            [
-                *_no_network_prefix(),
-                "env",
-                "-i",
-                *(f"{k}={v}" for k, v in environ.items()),
-                str(self.binary),
-                *args,
-            ],
+            self._argv(args, env),
             cwd=self.home,
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT_S,
         )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """The CLI running in the background (`share --follow`), its output piped."""
+        return subprocess.Popen(
+            self._argv(args, None),
+            cwd=self.home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def _argv(self, args: Sequence[str], env: dict[str, str] | None) -> list[str]:
+        environ = {"PATH": CLI_PATH, "HOME": str(self.home), "TERM": "dumb"}
+        if self.api is not None:
+            environ.update(TRACES_HTTP_URL=self.api, TRACES_API_URL=self.api, TRACES_URL=self.api)
+        environ.update(env or {})
+        return [
+            *(_no_network_prefix() if self.api is None else ()),
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in environ.items()),
+            str(self.binary),
+            *args,
+        ]
 
     def json(self, *args: str, env: dict[str, str] | None = None) -> Any:
         done = self.run(*args, "--json", env=env)
