@@ -62,6 +62,7 @@ COMPARED = (
     "git_branch",
     "git_ref",
     "created_at",
+    "model",
 )
 
 
@@ -512,14 +513,21 @@ def test_kill_9_while_shipping_5000_traces_leaves_nothing_missing_and_only_idemp
 
 
 def append_reply(path: Path, text: str) -> str:
-    """The session goes on: one more assistant message, the trace's new preview."""
+    """The session goes on: one more assistant message, the trace's new preview. Its model
+    is the first the session names, so a synced field changes too (the preview alone is no
+    longer sent): the trace is pending again."""
     first = json.loads(path.read_text().splitlines()[0])
+    message = {
+        "role": "assistant",
+        "model": "claude-test-1",
+        "content": [{"type": "text", "text": text}],
+    }
     record = {
         "cwd": first["cwd"],
         "sessionId": first["sessionId"],
         "isSidechain": False,
         "type": "assistant",
-        "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+        "message": message,
         "uuid": str(uuid.uuid4()),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
     }

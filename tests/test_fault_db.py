@@ -26,6 +26,7 @@ import pytest
 from tests.faultserver import ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, query, tracesd
 from tracesd.errors import StoreCorrupt, StoreError
+from tracesd.migrations import SCHEMA_VERSION
 from tracesd.store import Store
 
 StartDaemon = Callable[..., Daemon]
@@ -278,7 +279,8 @@ def test_the_daemon_refuses_a_newer_schema_and_leaves_the_file_untouched(home: P
     digest = sha256(db)
     result = run_once(home)
     assert result.returncode == 1
-    assert "schema version 9, newer than the 5 this tracesd supports" in result.stderr
+    newer = f"schema version 9, newer than the {SCHEMA_VERSION} this tracesd supports"
+    assert newer in result.stderr
     assert "tracesd's own numbering" in result.stderr
     assert "upgrade tracesd" in result.stderr
     assert sha256(db) == digest

@@ -125,8 +125,7 @@ NEVER_SENT = {"visibility", "targetNamespaceId", "preview", "timestamp"}
 def check_against_the_api(item: dict[str, Any]) -> None:
     """A BatchItem is the CLI's PUT field set plus externalId: each value of the CLI's type
     (never null), never a field only the user decides; and it validates against
-    openapi.json. (The document is being rewritten to list the CLI's fields (issue 12):
-    until it does, the fields it does not know yet are checked by the list above only.)"""
+    openapi.json, which lists every one of them."""
     put = {k: v for k, v in item.items() if k != "externalId"}
     assert isinstance(item["externalId"], str)
     assert set(put) <= set(CLI_PUT_FIELDS), set(put) - set(CLI_PUT_FIELDS)
@@ -134,9 +133,11 @@ def check_against_the_api(item: dict[str, Any]) -> None:
     for key, value in put.items():
         assert type(value) is CLI_PUT_FIELDS[key], (key, value)
     schema = json.loads((Path(tracesd.server.__file__).parent / "openapi.json").read_text())
-    known = set(schema["components"]["schemas"]["TraceUpsertRequest"]["properties"])
-    validate("BatchItem", {k: v for k, v in item.items() if k in known | {"externalId"}})
-    validate("TraceUpsertRequest", {k: v for k, v in put.items() if k in known})
+    assert set(CLI_PUT_FIELDS) <= set(
+        schema["components"]["schemas"]["TraceUpsertRequest"]["properties"]
+    )
+    validate("BatchItem", item)
+    validate("TraceUpsertRequest", put)
 
 
 @pytest.mark.parametrize(
