@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sqlite3
 import time
@@ -357,7 +358,12 @@ def merge(
 
 def _canonical(item: Mapping[str, Any]) -> Mapping[str, Any]:
     url = item.get("gitRemoteUrl")
-    return {**item, "gitRemoteUrl": canonical(url)} if isinstance(url, str) else item
+    return {**item, "gitRemoteUrl": _canonical_url(url)} if isinstance(url, str) else item
+
+
+#: a server sees few repositories and each many times: their canonical forms, remembered
+#: (clients send canonical URLs, so the keys rarely hold anything canonical() would strip)
+_canonical_url = functools.lru_cache(maxsize=1024)(canonical)
 
 
 def _group_size(sizes: Sequence[int]) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import re
 import time
 from collections.abc import Mapping
@@ -139,7 +140,16 @@ def before(text: str | None, max_length: int) -> int | None:
 
 def encodable(value: Any) -> str | None:
     """Where `value` holds a string that cannot be UTF-8 (a lone surrogate JSON may
-    escape), as a dotted path; None when it has none. No recursion."""
+    escape), as a dotted path; None when it has none. No recursion.
+
+    One encoding of the whole value answers the common case (valid) in C; only a value
+    that fails it is walked to name the place."""
+    try:
+        json.dumps(value, ensure_ascii=False, check_circular=False).encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return None
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, node = stack.pop()
