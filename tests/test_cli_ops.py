@@ -133,7 +133,9 @@ def test_doctor_on_a_healthy_setup(
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
     assert any(line.startswith("ok    daemon") for line in lines)
-    assert any(line.startswith("ok    database") and f"schema {SCHEMA_VERSION}" in line for line in lines)
+    assert any(
+        line.startswith("ok    database") and f"schema {SCHEMA_VERSION}" in line for line in lines
+    )
     assert any(line.startswith("ok    git") for line in lines)
     assert any(line.startswith("ok    agent claude-code") for line in lines)
     assert any(line.startswith("ok    api key") for line in lines)
