@@ -112,9 +112,10 @@ def _traces_v5_canonical_remote(conn: sqlite3.Connection) -> None:
 
 
 def _traces_v6_model(conn: sqlite3.Connection) -> None:
-    # The session's model (the Traces CLI sends it). Existing rows keep NULL until their
-    # session file is read again (see README: `tracesd scan --full`). The outbox's synced
-    # columns change with it: what the client sends now (the CLI's PUT field set).
+    # The session's model (the Traces CLI sends it). An existing row keeps NULL until its
+    # session file changes and is read again (a trace without a model sends none). The
+    # outbox's synced columns change with it: what the client sends now (the CLI's PUT
+    # field set).
     _add_missing(conn, "traces", (("model", "TEXT"),))
     if "tracesd_outbox" in _tables(conn):
         conn.execute("DROP TRIGGER IF EXISTS tracesd_outbox_update")
@@ -222,10 +223,20 @@ def _status_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS tracesd_traces_agent ON traces (agent_id)")
 
 
+def _shared_index(conn: sqlite3.Connection) -> None:
+    # `[sync] scope = "shared"` claims and counts only shared traces: status and sync start
+    # from these few rows instead of joining every pending trace to its row.
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS tracesd_traces_shared ON traces (id)"
+        " WHERE shared_url IS NOT NULL"
+    )
+
+
 PRIVATE: tuple[tuple[str, Step], ...] = (
     ("0001_files", _files),
     ("0002_outbox", _outbox),
     ("0003_status_indexes", _status_indexes),
+    ("0004_shared_index", _shared_index),
 )
 
 
