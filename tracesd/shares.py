@@ -35,20 +35,28 @@ class Copied:
 
 async def copy_shares(store: Store, theirs: Mapping[str, str | None]) -> Copied:
     """Give each of our traces among `theirs` (CLI row id -> share URL or None) the CLI's
-    share URL; one short transaction, only for rows whose value differs."""
-    ids = list(theirs)
-    ours: dict[str, str | None] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    share URL; one short transaction, only for rows whose value differs.
+
+    Work in our database is in proportion to the shared traces, not to the CLI's rows (a
+    pass may hand thousands): our shared ones come from their partial index, and only the
+    ids the CLI shares that we do not have as such are looked up."""
+    rows = await store.query("SELECT id, shared_url FROM traces WHERE shared_url IS NOT NULL")
+    ours: dict[str, str] = {row[0]: row[1] for row in rows}
+    unshared = [(None, i) for i in ours if i in theirs and theirs[i] is None]
+    wanted = [i for i, url in theirs.items() if url is not None and ours.get(i) != url]
+    have: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
         marks = ", ".join("?" * len(chunk))
-        rows = await store.query(f"SELECT id, shared_url FROM traces WHERE id IN ({marks})", chunk)
-        ours.update((row[0], row[1]) for row in rows)
-    changes = [(theirs[i], i) for i, url in ours.items() if theirs[i] != url]
+        have.update(
+            row[0]
+            for row in await store.query(f"SELECT id FROM traces WHERE id IN ({marks})", chunk)
+        )
+    changes = unshared + [(theirs[i], i) for i in wanted if i in have]
     if not changes:
         return Copied()
     await store.execute_many(
         "UPDATE traces SET shared_url = ? WHERE id = ? AND shared_url IS NOT ?",
         [(url, trace_id, url) for url, trace_id in changes],
     )
-    shared = sum(url is not None for url, _ in changes)
-    return Copied(shared=shared, unshared=len(changes) - shared)
+    return Copied(shared=len(changes) - len(unshared), unshared=len(unshared))
