@@ -244,6 +244,14 @@ class _Generator:
         d.lines.add({"timestamp": ts, "type": "session_meta", "payload": meta}, instructions)
         context = f"<environment_context>\n  <cwd>{d.cwd}</cwd>\n</environment_context>"
         self._codex_item(d, "user", json.dumps(context).encode())
+        turn = {
+            "turn_id": d.clock.uuid(),
+            "cwd": str(d.cwd),
+            "approval_policy": "on-request",
+            "model": "gpt-5.1-codex",
+            "effort": "medium",
+        }
+        self._codex_record(d, "turn_context", turn)  # each turn's; the first names the model
         prompt = self._rng.choice(self._pool.prompts)
         self._codex_record(d, "event_msg", {"type": "user_message", "message": prompt})
         while d.room > 0:

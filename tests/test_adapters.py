@@ -327,6 +327,39 @@ def test_claude_sidechain_transcript_is_not_a_trace(config: Config, tmp_path: Pa
     assert claude(config).parse(str(path)) == []
 
 
+def assistant(model: str | None, **extra: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}
+    if model is not None:
+        message["model"] = model
+    return {"type": "assistant", "cwd": "/w", "message": message, **extra}
+
+
+def test_claude_model_is_the_first_assistant_model_and_a_later_sidechain_is_not_the_session(
+    config: Config, tmp_path: Path
+) -> None:
+    """The model is the first real assistant message's (`<synthetic>` is Claude Code's own
+    stand-in); reading on to find it, a sidechain record interleaved after the prompt (older
+    Claude Code wrote subagent turns into the session) neither hides the session nor names
+    its model."""
+    path = write_lines(
+        tmp_path / "p" / "s.jsonl",
+        [
+            user("main prompt"),
+            assistant("<synthetic>"),
+            user("sub prompt", isSidechain=True),
+            assistant("claude-haiku-4-5", isSidechain=True),
+            *[user(f"filler {i}") for i in range(50)],
+            assistant("claude-sonnet-4-5"),
+            assistant("claude-opus-4-5"),
+        ],
+    )
+    [meta] = claude(config).parse(str(path))
+    assert (meta.title, meta.model) == ("main prompt", "claude-sonnet-4-5")
+    no_model = write_lines(tmp_path / "q" / "s.jsonl", [user("hi"), assistant(None)])
+    [meta] = claude(config).parse(str(no_model))
+    assert (meta.title, meta.model) == ("hi", None)
+
+
 def test_claude_id_is_the_file_name_and_cwd_comes_from_content(config: Config, home: Path) -> None:
     session_id, path = claude_session(home, "/a/b-c/d.e", "hi")
     [meta] = claude(config).parse(str(path))

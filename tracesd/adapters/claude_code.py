@@ -80,6 +80,8 @@ class ClaudeCode:
                 head.feed(record)
                 if head.done:
                     break
+                if head.only_model_missing:
+                    records.only_containing = b'"model"'  # the rest is passed over undecoded
             if head.sidechain:
                 return []
             if not head.messages:
@@ -134,12 +136,23 @@ class _Head:
             and self.model is not None
         )
 
+    @property
+    def only_model_missing(self) -> bool:
+        return (
+            self.model is None
+            and self.cwd is not None
+            and self.prompt is not None
+            and self.created is not None
+        )
+
     def feed(self, record: dict[str, Any]) -> None:
         kind = record.get("type")
         if kind not in ("user", "assistant"):
             return
         if record.get("isSidechain") is True:
-            self.sidechain = True
+            # a file that starts as a sidechain is a subagent's; a sidechain record later in
+            # a session (older Claude Code interleaved them) is not the session's own
+            self.sidechain = self.sidechain or not self.messages
             return
         self.messages += 1
         if self.created is None:

@@ -71,6 +71,8 @@ class Codex:
                     model = found if isinstance(found, str) else None
                 if meta is not None and prompt is not None and model is not None:
                     break
+                if meta is not None and prompt is not None:
+                    records.only_containing = b'"turn_context"'  # only the model is missing
             if meta is None:
                 records.explain_none()
                 return []  # the session_meta line has not landed yet
