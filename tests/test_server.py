@@ -284,6 +284,21 @@ async def test_a_lone_surrogate_is_422_not_a_database_error(api: Api) -> None:
     assert "title" in answer.body["error"]["message"]
 
 
+async def test_a_lone_surrogate_in_one_batch_item_fails_that_item_only(api: Api) -> None:
+    """The whole batch is checked at once; a broken string sends its item alone to 422,
+    naming the field, and the items beside it are stored."""
+    data = (
+        b'{"traces": [{"externalId": "a", "agentId": "codex"},'
+        b' {"externalId": "b", "agentId": "codex", "projectPath": "/w/\\udc80"},'
+        b' {"externalId": "c", "agentId": "codex"}]}'
+    )
+    answer = await api.call("POST", "/v1/traces/batch", "BatchAnswer", data=data)
+    assert answer.status == 200
+    results = answer.body["results"]
+    assert [r["status"] for r in results] == [200, 422, 200]
+    assert "projectPath" in results[1]["error"]["message"]
+
+
 async def test_malformed_json_is_400(api: Api) -> None:
     """A body that is not JSON (or not UTF-8) is 400 on both write endpoints."""
     for path, schema in (("/v1/traces/t1", "TraceAnswer"), ("/v1/traces/batch", "BatchAnswer")):

@@ -127,11 +127,13 @@ async def post_batch(request: web.Request) -> web.Response:
 
     results: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
+    # one check of the whole body answers for every item unless some string is broken
+    unicode_ok = protocol.encodable(body) is None
     for index, raw in enumerate(body["traces"]):
         external_id = raw.get("externalId")
         external_id = external_id if isinstance(external_id, str) else ""
         try:
-            items.append(_item(raw, user))
+            items.append(_item(raw, user, unicode_checked=unicode_ok))
         except SchemaError as exc:
             error = {"code": "invalid", "message": f"traces.{index}: {exc}"}
             results.append({"externalId": external_id, "status": 422, "error": error})
@@ -199,14 +201,15 @@ class _Forbidden(Exception):
     """The request names a namespace that is not the caller's."""
 
 
-def _item(value: Any, user: User) -> dict[str, Any]:
+def _item(value: Any, user: User, *, unicode_checked: bool = False) -> dict[str, Any]:
     """A validated BatchItem with only the fields the server stores; SchemaError names
-    the offending field, _Forbidden a targetNamespaceId that is not the caller's."""
+    the offending field, _Forbidden a targetNamespaceId that is not the caller's.
+    `unicode_checked`: the caller found no lone surrogate anywhere in `value`."""
     validate("BatchItem", value)
     target = value.get("targetNamespaceId")
     if target is not None and target != user.namespace_id:
         raise _Forbidden("targetNamespaceId is not a namespace of this caller")
-    where = protocol.encodable(value)
+    where = None if unicode_checked else protocol.encodable(value)
     if where is not None:
         raise SchemaError(where, f"{where} must be valid Unicode (it has a lone surrogate)")
     item: dict[str, Any] = {name: field for name, field in value.items() if name in SENT}
