@@ -279,7 +279,7 @@ def test_a_v5_database_gains_the_model_and_syncs_what_the_client_sends(tmp_path:
     result = migrations.apply(db)
 
     assert (result.from_version, result.to_version) == (5, 6)
-    assert result.applied == ("traces_model", "0004_shared_index")
+    assert result.applied == ("traces_model", "0004_shared_index", "0005_outbox_claim_order")
     after = {r["id"]: r for r in rows(db)}
     assert {i: r.pop("model") for i, r in after.items()} == dict.fromkeys(before)
     assert after == before

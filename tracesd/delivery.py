@@ -11,6 +11,7 @@ caller gets one result per trace, in order, or an exception that concerns them a
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from typing import Any
 
@@ -67,7 +68,7 @@ def payload(trace: Trace, *, send_titles: bool) -> dict[str, Any]:
         }
         item.update((key, value) for key, value in fields.items() if value is not None)
     git = {
-        "gitRemoteUrl": canonical_or_none(trace.git_remote_url),
+        "gitRemoteUrl": _canonical(trace.git_remote_url),
         "gitBranch": trace.git_branch,
         "gitRef": trace.git_ref,
     }
@@ -88,6 +89,11 @@ def cli_title(title: str | None) -> str | None:
     if 0xD800 <= int.from_bytes(kept[-2:], "little") <= 0xDBFF:
         kept = kept[:-2]
     return kept.decode("utf-16-le", "surrogatepass") + TITLE_ELLIPSIS
+
+
+#: stored URLs are canonical already (capture and migration 5 make them so); this is the
+#: guarantee for any other, and a sync sends the same few repositories many times
+_canonical = functools.lru_cache(maxsize=1024)(canonical_or_none)
 
 
 def project_name(directory: str | None) -> str | None:

@@ -174,6 +174,10 @@ def _update_trigger(*, if_not_exists: bool = False) -> str:
     )
 
 
+#: a pending outbox row (outbox.py's rule, without the table alias)
+PENDING_SQL = "version > sent_version AND (failed_version IS NULL OR failed_version < version)"
+
+
 def _outbox(conn: sqlite3.Connection) -> None:
     # One row per trace: `version` counts changes to synced fields, `sent_version` is the
     # last version the server acknowledged, `failed_version` one it refused for good.
@@ -193,7 +197,7 @@ def _outbox(conn: sqlite3.Connection) -> None:
     )
     conn.execute(
         "CREATE INDEX IF NOT EXISTS tracesd_outbox_pending ON tracesd_outbox (changed_at)"
-        " WHERE version > sent_version AND (failed_version IS NULL OR failed_version < version)"
+        f" WHERE {PENDING_SQL}"
     )
     conn.execute(
         "CREATE TRIGGER IF NOT EXISTS tracesd_outbox_insert AFTER INSERT ON traces"
@@ -232,11 +236,23 @@ def _shared_index(conn: sqlite3.Connection) -> None:
     )
 
 
+def _outbox_claim_order(conn: sqlite3.Connection) -> None:
+    # A claim takes pending traces in (changed_at, trace_id) order; traces written in one
+    # transaction share changed_at, so an index on changed_at alone left every claim to
+    # sort all pending rows. This one serves the claim's order, and the pending count.
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS tracesd_outbox_pending_order"
+        f" ON tracesd_outbox (changed_at, trace_id) WHERE {PENDING_SQL}"
+    )
+    conn.execute("DROP INDEX IF EXISTS tracesd_outbox_pending")
+
+
 PRIVATE: tuple[tuple[str, Step], ...] = (
     ("0001_files", _files),
     ("0002_outbox", _outbox),
     ("0003_status_indexes", _status_indexes),
     ("0004_shared_index", _shared_index),
+    ("0005_outbox_claim_order", _outbox_claim_order),
 )
 
 

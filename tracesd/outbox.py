@@ -24,12 +24,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from tracesd.migrations import PENDING_SQL
 from tracesd.models import TRACE_COLUMNS, Trace
 from tracesd.store import Store
 
-_PENDING = (
-    "o.version > o.sent_version AND (o.failed_version IS NULL OR o.failed_version < o.version)"
-)
+_PENDING = PENDING_SQL  # the rule its partial indexes are made with (migrations.py)
 _FAILED = "o.failed_version >= o.version"
 #: what a scope adds to a query of the outbox `o` (its trace's row is `t`)
 _IN_SCOPE = {"all": "", "shared": " AND t.shared_url IS NOT NULL"}
