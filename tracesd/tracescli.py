@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tracesd import sqliteuri
 from tracesd.safeopen import NotRegular, check_store
@@ -192,15 +192,7 @@ class Connection:
         column = next((c for c in SHARE_COLUMNS if c in self.columns()), None)
         if column is None:
             return None
-        sql = f"SELECT id, {column} FROM traces"
-        with _translated(self.path):
-            if ids is None:
-                rows = self._conn.execute(sql).fetchall()
-            else:
-                rows = []
-                for chunk in _chunks(list(dict.fromkeys(ids)), READ_CHUNK):
-                    marks = ", ".join("?" * len(chunk))
-                    rows += self._conn.execute(f"{sql} WHERE id IN ({marks})", chunk).fetchall()
+        rows = self._rows(f"SELECT id, {column} FROM traces", "TRUE", ids)
         return {
             row[0]: row[1] if isinstance(row[1], str) and row[1] else None
             for row in rows
@@ -210,16 +202,21 @@ class Connection:
     def lacking(self, ids: Iterable[str] | None = None) -> list[str]:
         """Ids of rows with some NULL git column (only among `ids` when given)."""
         where = " OR ".join(f"{c} IS NULL" for c in GIT_COLUMNS)
-        sql = f"SELECT id FROM traces WHERE ({where})"
+        rows = self._rows("SELECT id FROM traces", f"({where})", ids)
+        return [row[0] for row in rows if isinstance(row[0], str)]
+
+    def _rows(self, select: str, where: str, ids: Iterable[str] | None) -> list[Any]:
+        """`select ... WHERE where`, over every row or only those among `ids` (read in
+        chunks of READ_CHUNK ids)."""
         with _translated(self.path):
             if ids is None:
-                rows = self._conn.execute(sql).fetchall()
-            else:
-                rows = []
-                for chunk in _chunks(list(dict.fromkeys(ids)), READ_CHUNK):
-                    marks = ", ".join("?" * len(chunk))
-                    rows += self._conn.execute(f"{sql} AND id IN ({marks})", chunk).fetchall()
-        return [row[0] for row in rows if isinstance(row[0], str)]
+                return self._conn.execute(f"{select} WHERE {where}").fetchall()
+            rows: list[Any] = []
+            for chunk in _chunks(list(dict.fromkeys(ids)), READ_CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                sql = f"{select} WHERE {where} AND id IN ({marks})"
+                rows += self._conn.execute(sql, chunk).fetchall()
+            return rows
 
     def git_rows(self, ids: Sequence[str]) -> dict[str, tuple[object, object, object]]:
         """The git columns of those of `ids` the file has."""
