@@ -27,7 +27,7 @@ from bench.corpus import Spec, generate
 from bench.harness import TRACESD, GitRow, Options, Repo, Workspace
 from bench.measure import Child
 from bench.report import Result, Row, at_least, fmt
-from tracesd.adapters import build_adapters
+from tracesd.capture.adapters import build_adapters
 from tracesd.config import load_config
 
 PER_AGENT = 1_000

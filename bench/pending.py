@@ -22,8 +22,8 @@ from bench.corpus import AGENT_MIX, claude_project
 from bench.harness import GitRow
 from bench.measure import BenchError
 from tracesd.models import PREVIEW_MAX, TITLE_MAX, Capture, Trace
-from tracesd.outbox import Outbox
-from tracesd.store import Store
+from tracesd.store.database import Store
+from tracesd.store.outbox import Outbox
 
 SPREAD_MS = 180 * 86_400_000
 _NOW_MS = 1_795_000_000_000  # 2026-11-18: fixed, so a seed gives the same traces

@@ -33,8 +33,8 @@ from bench.apiserver import ApiServer, server_rows
 from bench.harness import GitRow, Options, Workspace
 from bench.measure import BenchError, Child
 from bench.report import Result, Row, at_least, fmt
-from tracesd.delivery import PUT_CONCURRENCY, payload
 from tracesd.models import Trace
+from tracesd.sync.delivery import PUT_CONCURRENCY, payload
 
 TRACES = 10_000
 REPOS = 100

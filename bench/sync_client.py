@@ -27,11 +27,11 @@ from typing import Any, TypeVar
 
 from bench.apiserver import TEAM_SYNC
 from tracesd import logs
-from tracesd.backend import BackendClient, aclose, open_session
 from tracesd.config import SyncConfig
-from tracesd.outbox import Counts, Outbox, Pending
-from tracesd.store import Store
-from tracesd.sync import SyncService
+from tracesd.store.database import Store
+from tracesd.store.outbox import Counts, Outbox, Pending
+from tracesd.sync.client import BackendClient, aclose, open_session
+from tracesd.sync.job import SyncService
 
 T = TypeVar("T")
 

@@ -31,7 +31,7 @@ from bench.apiserver import TEAM_SYNC, ApiServer, Arrivals, server_rows
 from bench.corpus import claude_project, claude_session
 from bench.harness import Daemon, Event, Options, Repo, Workspace
 from bench.report import Result, Row, distribution, fmt, percentile
-from tracesd.sync import NUDGE_DELAY_S
+from tracesd.sync.job import NUDGE_DELAY_S
 
 SESSIONS = 40
 REPOS = 4

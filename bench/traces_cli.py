@@ -27,7 +27,7 @@ from bench import clidb, harness
 from bench.harness import Daemon, Options, Workspace
 from bench.report import Result, Row, at_most, fmt
 from tracesd.models import Trace
-from tracesd.store import Store
+from tracesd.store.database import Store
 
 ROWS = 10_000
 TOTAL_TARGET_MS = 1000.0

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import AGENT_ENV_PREFIXES, Daemon, isolated_env, runtime_dir
 from tracesd.config import Config, load_config
-from tracesd.store import Store
+from tracesd.store.database import Store
 
 
 @pytest.fixture

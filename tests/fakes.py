@@ -6,8 +6,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from tracesd.adapters import Adapter
-from tracesd.ingest import Result
+from tracesd.capture.adapters import Adapter
+from tracesd.capture.ingest import Result
 
 
 class ControlledIngest:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from tests.helpers import FIXTURES, Daemon, git, make_repo, write_atomic
-from tracesd.adapters import _roots
-from tracesd.adapters._files import MAX_DOCUMENT
-from tracesd.adapters._text import to_ms
-from tracesd.adapters.amp import Amp
+from tracesd.capture.adapters import _roots
+from tracesd.capture.adapters._files import MAX_DOCUMENT
+from tracesd.capture.adapters._text import to_ms
+from tracesd.capture.adapters.amp import Amp
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import GitInfo

@@ -13,10 +13,10 @@ from urllib.parse import quote
 import pytest
 
 from tests.helpers import FIXTURES, Daemon, git, isolated_env, make_repo, write_atomic
-from tracesd.adapters import _roots
-from tracesd.adapters._files import MAX_LINE
-from tracesd.adapters._text import to_ms
-from tracesd.adapters.copilot import Copilot
+from tracesd.capture.adapters import _roots
+from tracesd.capture.adapters._files import MAX_LINE
+from tracesd.capture.adapters._text import to_ms
+from tracesd.capture.adapters.copilot import Copilot
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import GitInfo, TraceMeta

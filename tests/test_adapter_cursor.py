@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import FIXTURES, git, make_repo, write_atomic
-from tracesd.adapters import Hints, _roots, _sqlite
-from tracesd.adapters._text import to_ms
-from tracesd.adapters.cursor import Cursor
+from tracesd.capture.adapters import Hints, _roots, _sqlite
+from tracesd.capture.adapters._text import to_ms
+from tracesd.capture.adapters.cursor import Cursor
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta

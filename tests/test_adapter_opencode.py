@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import FIXTURES, Daemon, git, make_repo, query, write_atomic
-from tracesd.adapters import _roots
-from tracesd.adapters._text import to_ms
-from tracesd.adapters.opencode import OpenCode
+from tracesd.capture.adapters import _roots
+from tracesd.capture.adapters._text import to_ms
+from tracesd.capture.adapters.opencode import OpenCode
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import FIXTURES, Daemon, git, make_repo
-from tracesd.adapters import _roots
-from tracesd.adapters._text import to_ms
-from tracesd.adapters.pi import Pi
+from tracesd.capture.adapters import _roots
+from tracesd.capture.adapters._text import to_ms
+from tracesd.capture.adapters.pi import Pi
 from tracesd.config import Config
 from tracesd.errors import ParseError
 

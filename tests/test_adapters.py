@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import FIXTURES, claude_session, fixture_home, write_atomic
-from tracesd.adapters import SUPPORTED, Adapter, Hints, build_adapters
-from tracesd.adapters._files import MAX_LINE, SessionFile
-from tracesd.adapters._text import to_ms
+from tracesd.capture.adapters import SUPPORTED, Adapter, Hints, build_adapters
+from tracesd.capture.adapters._files import MAX_LINE, SessionFile
+from tracesd.capture.adapters._text import to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TITLE_MAX, GitInfo

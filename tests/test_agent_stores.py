@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tracesd.adapters import _sqlite
-from tracesd.adapters._docs import Document
-from tracesd.adapters._files import SessionFile
+from tracesd.capture.adapters import _sqlite
+from tracesd.capture.adapters._docs import Document
+from tracesd.capture.adapters._files import SessionFile
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
 

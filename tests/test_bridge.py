@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from tests.clidb import facts, fingerprint, git_of, make_cli_db
-from tracesd import doctor, render
-from tracesd.bridge import Bridge
+from tracesd import doctor
 from tracesd.config import Config
 from tracesd.models import Trace
-from tracesd.store import Store
-from tracesd.tracescli import Busy, Connection
+from tracesd.status import text as render
+from tracesd.store.database import Store
+from tracesd.tracescli.bridge import Bridge
+from tracesd.tracescli.database import Busy, Connection
 
 OURS = ("https://github.com/example/project", "feature/x", "a" * 40)
 

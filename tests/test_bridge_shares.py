@@ -14,10 +14,10 @@ import pytest
 
 from tests.clidb import make_cli_db, own_db, wait_until
 from tests.helpers import Daemon, claude_session, isolated_env, query
-from tracesd.bridge import Bridge
 from tracesd.config import Config
 from tracesd.models import Trace
-from tracesd.store import Store
+from tracesd.store.database import Store
+from tracesd.tracescli.bridge import Bridge
 
 URL = "https://www.traces.com/s/jx7abc"
 StartDaemon = Callable[..., Daemon]

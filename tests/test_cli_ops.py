@@ -11,7 +11,7 @@ import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, tracesd
-from tracesd.migrations import SCHEMA_VERSION
+from tracesd.store.migrations import SCHEMA_VERSION
 
 StartDaemon = Callable[..., Daemon]
 

@@ -8,10 +8,10 @@ from typing import cast
 import pytest
 
 from tests.fakes import ControlledIngest
-from tracesd.adapters import Adapter
-from tracesd.dispatch import BATCH, Dispatcher
+from tracesd.capture.adapters import Adapter
+from tracesd.capture.debounce import BATCH, Dispatcher
+from tracesd.capture.ingest import Result
 from tracesd.errors import StoreError
-from tracesd.ingest import Result
 
 ADAPTER = cast(Adapter, object())
 
@@ -101,7 +101,7 @@ async def test_a_burst_is_ingested_in_batches() -> None:
 
 async def test_a_locked_database_is_retried_until_it_frees(monkeypatch: pytest.MonkeyPatch) -> None:
     """StoreError(busy) is not a failure: the path is retried later, nothing is dropped."""
-    monkeypatch.setattr("tracesd.dispatch.BUSY_RETRY_MAX_S", 0.05)
+    monkeypatch.setattr("tracesd.capture.debounce.BUSY_RETRY_MAX_S", 0.05)
     ingest = ControlledIngest()
     ingest.fail_with = lambda path: (
         StoreError("locked", busy=True) if ingest.calls[path] < 3 else None
@@ -118,7 +118,7 @@ async def test_a_store_its_agent_holds_locked_is_read_again_without_holding_a_sc
 ) -> None:
     """An agent's own store that is locked is retried with backoff until it reads; idle()
     (what a scan waits for) does not wait for those retries."""
-    monkeypatch.setattr("tracesd.dispatch.BUSY_RETRY_MAX_S", 0.05)
+    monkeypatch.setattr("tracesd.capture.debounce.BUSY_RETRY_MAX_S", 0.05)
     ingest = ControlledIngest()
     ingest.result_for = lambda path: (
         Result(error="locked") if ingest.calls[path] < 3 else Result(captured=1)

@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 from tests.faultserver import Plan, ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, tracesd
 from tests.test_sync_daemon import sync_config, wait_for
-from tracesd.answers import batch_results, error_message, printable, retry_after
-from tracesd.backend import BackendClient, ItemResult, Outgoing, open_session
-from tracesd.backoff import RETRY_AFTER_MAX_S
 from tracesd.errors import BackendUnavailable, SyncError
+from tracesd.sync.answers import batch_results, error_message, printable, retry_after
+from tracesd.sync.backoff import RETRY_AFTER_MAX_S
+from tracesd.sync.client import BackendClient, ItemResult, Outgoing, open_session
 
 SENT = ["t-1", "t-2", "t-3"]
 ITEMS = [Outgoing.of({"externalId": i, "agentId": "claude-code"}) for i in SENT]

@@ -26,8 +26,8 @@ import pytest
 from tests.faultserver import ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, query, tracesd
 from tracesd.errors import StoreCorrupt, StoreError
-from tracesd.migrations import SCHEMA_VERSION
-from tracesd.store import Store
+from tracesd.store.database import Store
+from tracesd.store.migrations import SCHEMA_VERSION
 
 StartDaemon = Callable[..., Daemon]
 

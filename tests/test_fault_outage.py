@@ -37,12 +37,14 @@ import pytest
 from tests.faultserver import FaultServer, Plan, ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, isolated_env, make_repo, query, tracesd
 from tests.test_sync import KEY, trace
-from tracesd import backend, backoff, sync
-from tracesd.backend import BackendClient, open_session
 from tracesd.config import Config
-from tracesd.outbox import Outbox
-from tracesd.store import Store
-from tracesd.sync import SyncService
+from tracesd.store.database import Store
+from tracesd.store.outbox import Outbox
+from tracesd.sync import backoff
+from tracesd.sync import client as backend
+from tracesd.sync import job as sync
+from tracesd.sync.client import BackendClient, open_session
+from tracesd.sync.job import SyncService
 
 StartDaemon = Callable[..., Daemon]
 

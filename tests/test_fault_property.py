@@ -54,13 +54,13 @@ from hypothesis.stateful import (
 )
 
 from tests.helpers import commit, git, isolated_env, make_repo
-from tracesd.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.debounce import Dispatcher
+from tracesd.capture.ingest import Ingestor
+from tracesd.capture.scan import Scanner
 from tracesd.config import load_config
-from tracesd.dispatch import Dispatcher
-from tracesd.gitinfo import GitResolver
-from tracesd.ingest import Ingestor
-from tracesd.scan import Scanner
-from tracesd.store import Store
+from tracesd.git.context import GitResolver
+from tracesd.store.database import Store
 
 AGENTS = ["claude-code", "codex", "gemini-cli"]
 SLOTS = ("claude", "codex", "gemini")

@@ -41,10 +41,10 @@ from tests.helpers import (
     query,
     tracesd,
 )
-from tracesd.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.adapters import Adapter, Hints, build_adapters
 from tracesd.config import Config
 from tracesd.errors import ParseError
-from tracesd.gitinfo import GitResolver
+from tracesd.git.context import GitResolver
 from tracesd.models import GitInfo
 
 StartDaemon = Callable[..., Daemon]

@@ -174,19 +174,19 @@ time-scales the daemon and, with TRACESD_TEST_FAULT, makes one watchdog thread d
 import os
 
 import tracesd.daemon
-from tracesd.observer import Backoff
+from tracesd.capture.watch_observer import Backoff
 
 first, cap = (float(x) for x in os.environ["TRACESD_TEST_RETRY"].split(","))
 tracesd.daemon.ROOT_CHECK_INTERVAL_S = {root_check}
 tracesd.daemon.DEGRADED_POLL_INTERVAL_S = {poll}
 tracesd.daemon.WATCHER_RETRY = Backoff(first_s=first, max_s=cap)
 try:
-    import tracesd.liveness
+    import tracesd.capture.watch_liveness
 except ImportError:  # the code before the liveness canary
     pass
 else:
-    tracesd.liveness.CANARY_EVERY = {canary_every}
-    tracesd.liveness.CANARY_DEADLINE = {canary_deadline}
+    tracesd.capture.watch_liveness.CANARY_EVERY = {canary_every}
+    tracesd.capture.watch_liveness.CANARY_DEADLINE = {canary_deadline}
 
 FAULT = os.environ.get("TRACESD_TEST_FAULT", "")
 TRIGGER = "die-now"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import commit, git, make_repo, processes_with
-from tracesd.gitinfo import GitResolver
+from tracesd.git.context import GitResolver
+from tracesd.git.redact import scrub_url
 from tracesd.models import GitInfo
-from tracesd.redact import scrub_url
 
 
 def resolver(timeout_s: float = 5.0, path: str | None = None) -> GitResolver:

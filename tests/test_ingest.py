@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FIXTURES, claude_session, codex_session, commit, git, make_repo
-from tracesd.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.ingest import Ingestor, Result
 from tracesd.config import Config
 from tracesd.errors import ParseError
-from tracesd.gitinfo import GitResolver
-from tracesd.ingest import Ingestor, Result
+from tracesd.git.context import GitResolver
 from tracesd.models import TraceMeta
-from tracesd.store import Store
+from tracesd.store.database import Store
 
 
 @dataclass

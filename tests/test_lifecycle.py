@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import Daemon, claude_session, db_path, isolated_env, runtime_dir, tracesd
-from tracesd.status import request
+from tracesd.status.socket import request
 
 StartDaemon = Callable[..., Daemon]
 NOBODY = 65534

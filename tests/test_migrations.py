@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tracesd import migrations
 from tracesd.errors import SchemaTooNew, StoreError
 from tracesd.models import TRACE_COLUMNS
+from tracesd.store import migrations
 
 
 def columns(db: Path, table: str = "traces") -> list[str]:

@@ -24,7 +24,7 @@ from tests.helpers import (
     query,
     tracesd,
 )
-from tracesd.migrations import SCHEMA_VERSION
+from tracesd.store.migrations import SCHEMA_VERSION
 
 #: directory names that a naive `file:{path}` URI misreads
 ODD_NAMES = {

@@ -37,9 +37,9 @@ from tests.helpers import (
     tracesd,
 )
 from tests.tracescli import require_traces_cli
-from tracesd import migrations, takeover
 from tracesd.cli import scan_once
 from tracesd.config import StorageConfig, load_config
+from tracesd.store import migrations, takeover
 
 #: what tracesd keeps of its own besides `traces`
 OURS = ("tracesd_files", "tracesd_outbox", "tracesd_sync_state")
@@ -407,7 +407,7 @@ def test_a_takeover_stopped_at_any_step_is_finished_by_the_next_start(
 KILLER = """
 import sys
 from pathlib import Path
-from tracesd import takeover
+from tracesd.store import takeover
 takeover.take_over(Path(sys.argv[1]), Path(sys.argv[2]))
 """
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracesd.redact import scrub_url
+from tracesd.git.redact import scrub_url
 
 #: how a separator may be spelled: ASCII, and forms whose NFKC is that separator
 AT = st.sampled_from(["@", "@", "＠", "﹫"])

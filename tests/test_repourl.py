@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_redact import _visible, scp_urls, secrets, urls
-from tracesd.repourl import canonical, canonical_or_none
+from tracesd.git.remote_url import canonical, canonical_or_none
 
 
 @pytest.mark.parametrize(

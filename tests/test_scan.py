@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FIXTURE_TRACES, claude_session, fixture_home, make_repo
-from tracesd import scan
-from tracesd.adapters import Adapter, Hints, build_adapters
+from tracesd.capture import scan
+from tracesd.capture.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.debounce import Dispatcher
+from tracesd.capture.ingest import Ingestor
+from tracesd.capture.scan import Scanner, discover
 from tracesd.config import Config
-from tracesd.dispatch import Dispatcher
-from tracesd.gitinfo import GitResolver
-from tracesd.ingest import Ingestor
-from tracesd.scan import Scanner, discover
-from tracesd.store import Store
+from tracesd.git.context import GitResolver
+from tracesd.store.database import Store
 
 
 @dataclass

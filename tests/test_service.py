@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import isolated_env, tracesd
-from tracesd import service
 from tracesd.config import load_config
 from tracesd.errors import ServiceError
+from tracesd.service import install as service
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).parent.parent
@@ -280,8 +280,8 @@ def test_systemd_analyze_verify_accepts_the_rendered_unit(tmp_path: Path) -> Non
 def test_the_repo_paths_are_the_package_templates_and_parse() -> None:
     """systemd/ and launchd/ hold links to the one copy shipped in the package."""
     for link, target in (
-        ("systemd/tracesd.service", "tracesd/units/tracesd.service"),
-        ("launchd/dev.tracesd.plist", "tracesd/units/dev.tracesd.plist"),
+        ("systemd/tracesd.service", "tracesd/service/units/tracesd.service"),
+        ("launchd/dev.tracesd.plist", "tracesd/service/units/dev.tracesd.plist"),
     ):
         assert (REPO / link).is_symlink()
         assert (REPO / link).resolve() == (REPO / target).resolve()

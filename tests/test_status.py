@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, runtime_dir
 from tracesd.errors import NotRunning
-from tracesd.notify import Notifier
-from tracesd.status import request
+from tracesd.service.notify import Notifier
+from tracesd.status.socket import request
 
 StartDaemon = Callable[..., Daemon]
 

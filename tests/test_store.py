@@ -12,7 +12,7 @@ import pytest
 
 from tracesd.errors import RowRejected, StoreClosed, StoreError
 from tracesd.models import Capture, FileStamp, FileState, Trace
-from tracesd.store import Store
+from tracesd.store.database import Store
 
 
 def trace(id: str = "t1", **fields: object) -> Trace:

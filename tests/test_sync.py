@@ -18,15 +18,15 @@ import structlog
 
 import tracesd.server
 from tests.faultserver import FaultServer
-from tracesd.backend import BackendClient, open_session
-from tracesd.backoff import Backoff
 from tracesd.config import Config
-from tracesd.delivery import cli_title, payload, project_name
 from tracesd.models import Trace
-from tracesd.outbox import Outbox, SyncState
 from tracesd.server.schema import validate
-from tracesd.store import Store
-from tracesd.sync import SyncService
+from tracesd.store.database import Store
+from tracesd.store.outbox import Outbox, SyncState
+from tracesd.sync.backoff import Backoff
+from tracesd.sync.client import BackendClient, open_session
+from tracesd.sync.delivery import cli_title, payload, project_name
+from tracesd.sync.job import SyncService
 
 SHA = "a" * 40
 KEY = "sk-test-SECRET-4242"

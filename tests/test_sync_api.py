@@ -16,13 +16,13 @@ import pytest
 
 from tests.faultserver import FaultServer
 from tests.test_sync import SHA, check_against_the_api, trace
-from tracesd.answers import batch_results, error_message, retry_at
-from tracesd.backend import BackendClient, Outgoing, open_session
 from tracesd.config import Config
 from tracesd.errors import BackendUnavailable, MalformedAnswer
-from tracesd.outbox import Outbox
-from tracesd.store import Store
-from tracesd.sync import SyncService
+from tracesd.store.database import Store
+from tracesd.store.outbox import Outbox
+from tracesd.sync.answers import batch_results, error_message, retry_at
+from tracesd.sync.client import BackendClient, Outgoing, open_session
+from tracesd.sync.job import SyncService
 
 SENT = ["t-1", "t-2"]
 RESULTS = [{"externalId": "t-1", "status": 200}, {"externalId": "t-2", "status": 422}]

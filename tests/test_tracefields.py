@@ -6,7 +6,7 @@ import pytest
 
 from tracesd.errors import ParseError
 from tracesd.models import GitInfo, Trace, TraceMeta
-from tracesd.tracefields import changes, glob, storable
+from tracesd.store.rows import changes, glob, storable
 
 META = TraceMeta("codex", "t1", "/s.jsonl", "/w", "title", "preview", 2000, 1000)
 

@@ -20,10 +20,10 @@ from aiohttp import web
 
 from tests.helpers import fixture_home
 from tests.tracescli import require_traces_cli
-from tracesd import tracefields
-from tracesd.adapters import Hints, build_adapters
+from tracesd.capture.adapters import Hints, build_adapters
 from tracesd.config import Config
 from tracesd.models import Trace
+from tracesd.store import rows as tracefields
 
 pytestmark = pytest.mark.traces_cli
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.tracescli import require_traces_cli
 from tracesd.config import load_config
-from tracesd.tracescli import locate, watched_files
+from tracesd.tracescli.database import locate, watched_files
 
 #: (what is set up, environment, files made under HOME, expected path; "H" is HOME)
 ROWS: list[tuple[str, dict[str, str], list[str], str]] = [

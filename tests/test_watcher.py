@@ -13,10 +13,10 @@ from typing import cast
 import pytest
 
 from tests.helpers import claude_session
-from tracesd.adapters import Adapter, build_adapters
+from tracesd.capture.adapters import Adapter, build_adapters
+from tracesd.capture.watch import Watcher
 from tracesd.config import Config
 from tracesd.models import TraceMeta
-from tracesd.watcher import Watcher
 
 
 @dataclass

@@ -16,17 +16,19 @@ from typing import Any
 
 import structlog
 
-from tracesd import __version__, doctor, logs, private, render, takeover, terminal
-from tracesd.adapters import Hints, build_adapters
-from tracesd.bridge import Bridge
+from tracesd import __version__, doctor, logs, private, terminal
+from tracesd.capture.adapters import Hints, build_adapters
+from tracesd.capture.debounce import Dispatcher
+from tracesd.capture.ingest import Ingestor
+from tracesd.capture.scan import Report, Scanner
 from tracesd.config import Config, load_config
-from tracesd.dispatch import Dispatcher
 from tracesd.errors import ConfigError, ListenError, NotRunning, ServiceError, TracesdError
-from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
-from tracesd.ingest import Ingestor
+from tracesd.git.context import GitResolver, use_pidfd_child_watcher
 from tracesd.models import AGENT_IDS, Trace
-from tracesd.scan import Report, Scanner
-from tracesd.store import Store
+from tracesd.status import text as render
+from tracesd.store import takeover
+from tracesd.store.database import Store
+from tracesd.tracescli.bridge import Bridge
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -217,7 +219,7 @@ def _server(config: Config, args: argparse.Namespace) -> int:
 
 
 def _service(config: Config, args: argparse.Namespace) -> int:
-    from tracesd import service as svc
+    from tracesd.service import install as svc
 
     try:
         service = svc.service_for(config)
@@ -311,7 +313,7 @@ async def _query(config: Config, args: argparse.Namespace, directory: str | None
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:
-    from tracesd.status import request  # aiohttp: not loaded by `scan` and `list`
+    from tracesd.status.socket import request  # aiohttp: not loaded by `scan` and `list`
 
     answer = asyncio.run(request(config.status.socket_path, "GET", "/status"))
     if args.json:
@@ -325,7 +327,7 @@ def _sync(config: Config, args: argparse.Namespace) -> int:
     if not config.sync.enabled and not args.json:
         terminal.show("tracesd: sync is off: set [sync] api_url in the config", file=sys.stderr)
         return EXIT_USAGE
-    from tracesd.status import request
+    from tracesd.status.socket import request
 
     answer = asyncio.run(request(config.status.socket_path, "POST", "/sync", timeout_s=600))
     if args.json:

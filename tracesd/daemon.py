@@ -28,24 +28,27 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from tracesd import __version__, metrics, quarantine, snapshot, takeover
-from tracesd.adapters import Adapter, Hints, build_adapters
-from tracesd.bridge import Bridge
+from tracesd import __version__
+from tracesd.capture.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.debounce import Dispatcher
+from tracesd.capture.ingest import Ingestor
+from tracesd.capture.scan import Scanner
+from tracesd.capture.watch import Watcher
+from tracesd.capture.watch_observer import Backoff
 from tracesd.config import Config
-from tracesd.dispatch import Dispatcher
 from tracesd.errors import StoreCorrupt, TracesdError
-from tracesd.gitinfo import GitResolver, use_pidfd_child_watcher
-from tracesd.ingest import Ingestor
-from tracesd.instance import InstanceLock
-from tracesd.notify import Notifier
-from tracesd.observer import Backoff
-from tracesd.scan import Scanner
-from tracesd.status import StatusServer
-from tracesd.store import Store
-from tracesd.watcher import Watcher
+from tracesd.git.context import GitResolver, use_pidfd_child_watcher
+from tracesd.service.notify import Notifier
+from tracesd.status import document as snapshot
+from tracesd.status import metrics
+from tracesd.status.socket import StatusServer
+from tracesd.store import quarantine, takeover
+from tracesd.store.database import Store
+from tracesd.store.lock import InstanceLock
+from tracesd.tracescli.bridge import Bridge
 
 if TYPE_CHECKING:
-    from tracesd.sync import SyncService
+    from tracesd.sync.job import SyncService
 
 log = structlog.get_logger("tracesd.daemon")
 
@@ -200,9 +203,9 @@ class Daemon:
 
     async def _start_sync(self) -> None:
         # aiohttp and APScheduler are loaded only when sync is on (~13 MB of RSS otherwise).
-        from tracesd.backend import BackendClient, aclose, open_session
-        from tracesd.outbox import Outbox
-        from tracesd.sync import SyncService
+        from tracesd.store.outbox import Outbox
+        from tracesd.sync.client import BackendClient, aclose, open_session
+        from tracesd.sync.job import SyncService
 
         config = self.config
         if config.sync.scope == "shared" and not config.traces_cli.enabled:

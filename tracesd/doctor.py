@@ -19,13 +19,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import migrations, owner, private, quarantine, sqliteuri, takeover, tracescli
-from tracesd.adapters import SUPPORTED, build_adapters
+from tracesd import private, sqliteuri
+from tracesd.capture.adapters import SUPPORTED, build_adapters
+from tracesd.capture.scan import discover
 from tracesd.config import Config
-from tracesd.dbfile import SIDECARS
 from tracesd.errors import NotRunning, StoreCorrupt, SyncError, TracesdError
-from tracesd.instance import lock_path
-from tracesd.scan import discover
+from tracesd.store import migrations, owner, quarantine, takeover
+from tracesd.store.file import SIDECARS
+from tracesd.store.lock import lock_path
+from tracesd.tracescli import database as tracescli
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 #: stop counting directories for the inotify check past this many
@@ -251,7 +253,7 @@ def _permissions(config: Config) -> Check:
 
 
 def _daemon(config: Config) -> Check:
-    from tracesd.status import request  # aiohttp: `tracesd scan` and `list` never load it
+    from tracesd.status.socket import request  # aiohttp: `tracesd scan` and `list` never load it
 
     socket_path = config.status.socket_path
     try:
@@ -306,7 +308,7 @@ def _backend(config: Config) -> list[Check]:
     sync = config.sync
     if not sync.enabled:
         return [Check("sync", WARN, "off: traces stay on this machine", "set [sync] api_url")]
-    from tracesd.backend import BackendClient, open_session  # aiohttp only when needed
+    from tracesd.sync.client import BackendClient, open_session  # aiohttp only when needed
 
     async def probe() -> int:
         async with open_session() as session:

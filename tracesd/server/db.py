@@ -44,7 +44,7 @@ from typing import Any
 import aiosqlite
 
 from tracesd.errors import StoreClosed, StoreError
-from tracesd.repourl import canonical
+from tracesd.git.remote_url import canonical
 from tracesd.server import messages
 from tracesd.server.auth import ANONYMOUS
 from tracesd.server.layout import SCHEMA_VERSION, prepare, translated

@@ -17,9 +17,9 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from tracesd.dbfile import create_private
 from tracesd.errors import StoreError
-from tracesd.repourl import canonical
+from tracesd.git.remote_url import canonical
+from tracesd.store.file import create_private
 
 SCHEMA_VERSION = 3
 

@@ -1,0 +1,359 @@
+"""Schema migrations, applied once at open, before anything else touches the database.
+
+Two ordered lists:
+
+* `SHARED`: the `traces` table (the Traces CLI's v3 layout plus the git columns). Its
+  version is `PRAGMA user_version` in **tracesd's own numbering**, not the Traces CLI's
+  (the CLI's git columns came at its version 5, ours at 4): the file is tracesd's alone
+  (`takeover` moves an earlier install's out of the CLI's legacy location).
+* `PRIVATE`: tables of tracesd's own (`tracesd_*`), recorded by name in
+  `tracesd_migrations`. They never bump `user_version`.
+
+Every step runs in its own `BEGIN IMMEDIATE` transaction together with its bookkeeping and
+is idempotent (it checks what exists before it adds), so a crash mid-way, a re-run, or a
+second process migrating at the same time all end in the same schema. A database newer
+than `SCHEMA_VERSION` is refused untouched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracesd import sqliteuri
+from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
+from tracesd.git.remote_url import canonical_or_none
+from tracesd.store import owner, quarantine
+
+SCHEMA_VERSION = 6
+
+Step = Callable[[sqlite3.Connection], None]
+
+# The Traces CLI v3 layout.
+_V3_COLUMNS = (
+    ("agent_id", "TEXT"),
+    ("title", "TEXT"),
+    ("preview", "TEXT"),
+    ("timestamp", "INTEGER"),
+    ("directory", "TEXT"),
+    ("source_path", "TEXT"),
+    ("shared_url", "TEXT"),
+    ("shared_visibility", "TEXT"),
+)
+_V4_COLUMNS = (
+    ("git_remote_url", "TEXT"),
+    ("git_branch", "TEXT"),
+    ("git_ref", "TEXT"),
+    ("created_at", "INTEGER"),
+    ("updated_at", "INTEGER"),
+)
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _add_missing(
+    conn: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...]
+) -> None:
+    present = _columns(conn, table)
+    for name, decl in columns:
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+def _traces_v3(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS traces (
+            id TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            title TEXT,
+            preview TEXT,
+            timestamp INTEGER,
+            directory TEXT,
+            source_path TEXT,
+            shared_url TEXT,
+            shared_visibility TEXT
+        )
+        """
+    )
+    _add_missing(conn, "traces", _V3_COLUMNS)  # older layouts with fewer columns
+
+
+def _traces_v4_git(conn: sqlite3.Connection) -> None:
+    _add_missing(conn, "traces", _V4_COLUMNS)
+    now = int(time.time() * 1000)
+    conn.execute(
+        "UPDATE traces SET created_at = COALESCE(created_at, timestamp, ?),"
+        " updated_at = COALESCE(updated_at, timestamp, ?)"
+        " WHERE created_at IS NULL OR updated_at IS NULL",
+        (now, now),
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS traces_git_remote_url ON traces (git_remote_url)")
+    conn.execute("CREATE INDEX IF NOT EXISTS traces_timestamp ON traces (timestamp)")
+
+
+def _traces_v5_canonical_remote(conn: sqlite3.Connection) -> None:
+    # One repository identity (INTERFACE section 5): every stored URL in canonical form,
+    # rewritten per distinct value. The outbox trigger re-queues each trace whose URL
+    # changes: the server then gets the canonical URL too, which is what we send now.
+    found = conn.execute(
+        "SELECT DISTINCT git_remote_url FROM traces WHERE git_remote_url IS NOT NULL"
+    ).fetchall()
+    for (stored,) in found:
+        wanted = canonical_or_none(stored)
+        if wanted != stored:
+            conn.execute(
+                "UPDATE traces SET git_remote_url = ? WHERE git_remote_url = ?", (wanted, stored)
+            )
+
+
+def _traces_v6_model(conn: sqlite3.Connection) -> None:
+    # The session's model (the Traces CLI sends it). An existing row keeps NULL until its
+    # session file changes and is read again (a trace without a model sends none). The
+    # outbox's synced columns change with it: what the client sends now (the CLI's PUT
+    # field set).
+    _add_missing(conn, "traces", (("model", "TEXT"),))
+    if "tracesd_outbox" in _tables(conn):
+        conn.execute("DROP TRIGGER IF EXISTS tracesd_outbox_update")
+        conn.execute(_update_trigger())
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _files(conn: sqlite3.Connection) -> None:
+    # What the last read of each session file saw, so a scan can skip unchanged files.
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tracesd_files (
+            path TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            trace_ids TEXT,
+            error TEXT,
+            seen_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
+#: the columns of `traces` whose changes are sent to the Traces API: what the client sends
+#: (the Traces CLI's PUT field set), and `shared_url`, so a trace that becomes shared is sent.
+#: Never `preview` or `timestamp` (the CLI sends neither) nor the visibility (the user's).
+SYNCED_COLUMNS = (
+    "agent_id",
+    "title",
+    "directory",
+    "model",
+    "created_at",
+    "shared_url",
+    "git_remote_url",
+    "git_branch",
+    "git_ref",
+)
+_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+_BUMP = f"""
+    INSERT INTO tracesd_outbox (trace_id, version, changed_at) VALUES (NEW.id, 1, {_NOW_MS})
+    ON CONFLICT (trace_id) DO UPDATE SET version = version + 1, changed_at = excluded.changed_at;
+"""
+
+
+def _update_trigger(*, if_not_exists: bool = False) -> str:
+    """The trigger that bumps a trace's outbox version when a synced column changes."""
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in SYNCED_COLUMNS)
+    guard = " IF NOT EXISTS" if if_not_exists else ""
+    return (
+        f"CREATE TRIGGER{guard} tracesd_outbox_update AFTER UPDATE OF"
+        f" {', '.join(SYNCED_COLUMNS)} ON traces WHEN {changed} BEGIN {_BUMP} END"
+    )
+
+
+#: a pending outbox row (outbox.py's rule, without the table alias)
+PENDING_SQL = "version > sent_version AND (failed_version IS NULL OR failed_version < version)"
+
+
+def _outbox(conn: sqlite3.Connection) -> None:
+    # One row per trace: `version` counts changes to synced fields, `sent_version` is the
+    # last version the server acknowledged, `failed_version` one it refused for good.
+    # Triggers bump the version in the very transaction that changes the trace, whoever
+    # writes it (the Traces CLI shares this table), so no change can be missed.
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tracesd_outbox (
+            trace_id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            sent_version INTEGER NOT NULL DEFAULT 0,
+            failed_version INTEGER,
+            error TEXT,
+            changed_at INTEGER NOT NULL
+        )
+        """
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS tracesd_outbox_pending ON tracesd_outbox (changed_at)"
+        f" WHERE {PENDING_SQL}"
+    )
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS tracesd_outbox_insert AFTER INSERT ON traces"
+        f" BEGIN {_BUMP} END"
+    )
+    conn.execute(_update_trigger(if_not_exists=True))
+    # Traces stored before sync existed are pending too.
+    conn.execute(
+        f"INSERT OR IGNORE INTO tracesd_outbox (trace_id, version, changed_at)"
+        f" SELECT id, 1, COALESCE(updated_at, {_NOW_MS}) FROM traces"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS tracesd_sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    )
+
+
+SHARED: tuple[tuple[int, str, Step], ...] = (
+    (3, "traces_v3_layout", _traces_v3),
+    (4, "traces_git_context", _traces_v4_git),
+    (5, "traces_canonical_remote", _traces_v5_canonical_remote),
+    (6, "traces_model", _traces_v6_model),
+)
+
+
+def _status_indexes(conn: sqlite3.Connection) -> None:
+    # `tracesd status` counts traces per agent; a covering index keeps that cheap.
+    conn.execute("CREATE INDEX IF NOT EXISTS tracesd_traces_agent ON traces (agent_id)")
+
+
+def _shared_index(conn: sqlite3.Connection) -> None:
+    # `[sync] scope = "shared"` claims and counts only shared traces: status and sync start
+    # from these few rows instead of joining every pending trace to its row.
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS tracesd_traces_shared ON traces (id)"
+        " WHERE shared_url IS NOT NULL"
+    )
+
+
+def _outbox_claim_order(conn: sqlite3.Connection) -> None:
+    # A claim takes pending traces in (changed_at, trace_id) order; traces written in one
+    # transaction share changed_at, so an index on changed_at alone left every claim to
+    # sort all pending rows. This one serves the claim's order, and the pending count.
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS tracesd_outbox_pending_order"
+        f" ON tracesd_outbox (changed_at, trace_id) WHERE {PENDING_SQL}"
+    )
+    conn.execute("DROP INDEX IF EXISTS tracesd_outbox_pending")
+
+
+PRIVATE: tuple[tuple[str, Step], ...] = (
+    ("0001_files", _files),
+    ("0002_outbox", _outbox),
+    ("0003_status_indexes", _status_indexes),
+    ("0004_shared_index", _shared_index),
+    ("0005_outbox_claim_order", _outbox_claim_order),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    from_version: int
+    to_version: int
+    applied: tuple[str, ...]
+
+
+def apply(path: Path, *, busy_timeout_s: float = 5.0, verify: bool = False) -> Result:
+    """Bring the database at `path` to the current schema. Raises SchemaTooNew, StoreCorrupt
+    (`verify` adds `PRAGMA quick_check` before anything is written), StoreError."""
+    quarantine.check_header(path)
+    try:
+        if path.exists():
+            # Read-only first: a read-only connection never checkpoints or removes a WAL on
+            # close, so a newer or corrupt database is left byte for byte as it was found.
+            _inspect(path, busy_timeout_s, verify=verify)
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            return _apply(conn, path)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        if quarantine.is_corruption(exc):
+            raise StoreCorrupt(path, str(exc)) from None
+        busy = "locked" in str(exc) or "busy" in str(exc)
+        raise StoreError(f"cannot migrate database {path}: {exc}", busy=busy) from None
+
+
+def _inspect(path: Path, busy_timeout_s: float, *, verify: bool) -> None:
+    conn = sqlite3.connect(
+        sqliteuri.read_only(path), uri=True, timeout=busy_timeout_s, isolation_level=None
+    )
+    try:
+        found = _user_version(conn)
+        if found > SCHEMA_VERSION:
+            raise too_new(conn, path, found)
+        if verify:
+            quarantine.quick_check(conn, path)
+    finally:
+        conn.close()
+
+
+def _apply(conn: sqlite3.Connection, path: Path) -> Result:
+    start = _user_version(conn)
+    if start > SCHEMA_VERSION:
+        raise too_new(conn, path, start)
+    conn.execute("PRAGMA journal_mode=WAL")
+    applied: list[str] = []
+    for target, name, step in SHARED:
+        with _immediate(conn):
+            current = _user_version(conn)  # re-read: another process may have migrated
+            if current > SCHEMA_VERSION:
+                raise too_new(conn, path, current)
+            if current >= target:
+                continue
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {target}")
+            applied.append(name)
+    with _immediate(conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS tracesd_migrations"
+            " (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+        )
+    for name, step in PRIVATE:
+        with _immediate(conn):
+            done = conn.execute("SELECT 1 FROM tracesd_migrations WHERE name = ?", (name,))
+            if done.fetchone():
+                continue
+            step(conn)
+            conn.execute(
+                "INSERT INTO tracesd_migrations (name, applied_at) VALUES (?, ?)",
+                (name, int(time.time() * 1000)),
+            )
+            applied.append(name)
+    return Result(start, _user_version(conn), tuple(applied))
+
+
+def too_new(conn: sqlite3.Connection, path: Path, found: int) -> SchemaTooNew:
+    """The refusal of a version past ours: a newer tracesd's file, or another program's
+    (the Traces CLI's numbering is not ours: its 16 says nothing about tracesd)."""
+    ours = owner.owner(conn) in (owner.Owner.TRACESD, owner.Owner.EMPTY)
+    return SchemaTooNew(path, found, SCHEMA_VERSION, ours=ours)
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+class _immediate:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,393 @@
+"""Sync: pending traces -> the Traces API, durably, in batches, whatever the network does.
+
+A run claims pending traces from the outbox (at most `batch_size`, at most ~1 MiB of JSON),
+sends them, and records per trace what the server said: stored (the version sent is
+acknowledged), refused for good (failed until the trace changes; never blocks the others),
+or not now (stays pending). A run keeps going while there is work and stops at the first
+"not now", which starts a durable backoff: exponential with full jitter between 1 s and
+`max_backoff_s`, at least the server's Retry-After (clamped), reset by a success, and kept
+in the database so a restart does not hammer a server that is down. Retryable failures are
+retried forever; nothing is dropped by age. A refused API key pauses sync (retried at the
+cap) without failing any trace.
+
+APScheduler lives here only: one interval job (`max_instances=1`, `coalesce=True`), pulled
+forward shortly after a capture so a new trace usually reaches the server within seconds.
+A run with nothing pending makes no HTTP request and writes nothing.
+
+Clocks: the backoff runs on the monotonic clock (backoff.py). APScheduler keeps its run
+times on the wall clock: a step forward makes at most one run (coalesce; the backoff still
+holds), and a step back would delay the next run by the size of the step, so the job's next
+run is moved with every step the ClockWatch sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from apscheduler.job import Job
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from tracesd.capture.exclude import Exclusions
+from tracesd.config import SyncConfig
+from tracesd.errors import (
+    BackendAuthError,
+    BackendUnavailable,
+    StoreError,
+)
+from tracesd.models import iso
+from tracesd.store.outbox import Outbox, Overview, Pending, SyncState
+from tracesd.sync.answers import ItemResult
+from tracesd.sync.backoff import Backoff, ClockWatch
+from tracesd.sync.client import BackendClient, Outgoing
+from tracesd.sync.delivery import Delivery, cut
+
+log = structlog.get_logger("tracesd.sync")
+
+#: how long after a capture the early run starts (captures in a burst share it)
+NUDGE_DELAY_S = 0.5
+
+
+@dataclass(slots=True)
+class Report:
+    """What one sync run did (POST /sync answers with it)."""
+
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    pending: int = 0
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "pending": self.pending,
+        }
+
+
+class SyncService:
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: BackendClient,
+        config: SyncConfig,
+        *,
+        exclude: Iterable[str] = (),
+        min_backoff_s: float = 1.0,
+        rng: random.Random | None = None,
+        on_crash: Callable[[BaseException], None] | None = None,
+        use_batch: bool = True,
+    ) -> None:
+        self._outbox = outbox
+        self._config = config
+        self._excluded = Exclusions(exclude).excluded
+        self._backoff = Backoff(min_backoff_s, config.max_backoff_s, rng or random.Random())
+        self._clock = ClockWatch(self._clock_stepped)
+        self._on_crash = on_crash
+        self._lock = asyncio.Lock()
+        self._delivery = Delivery(client, use_batch=use_batch)
+        self._scheduler: AsyncIOScheduler | None = None
+        self._job: Job | None = None
+        self._running: asyncio.Task[Any] | None = None
+        self._unsaved = False
+        self.state = SyncState()
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made since start."""
+        return self._delivery.requests
+
+    def status(self, outbox: Overview) -> dict[str, Any]:
+        """The `sync` part of `tracesd status` (INTERFACE section 6), with the outbox's
+        numbers as the snapshot read them."""
+        counts = outbox.counts
+        state = self.state
+        return {
+            "enabled": True,
+            "api_url": self._config.api_url,
+            "scope": self._config.scope,
+            "pending": counts.pending,
+            "failed": counts.failed,
+            "synced_total": counts.synced,
+            "consecutive_failures": state.consecutive_failures,
+            "last_success_at": iso(state.last_success_at),
+            "last_error": state.last_error,
+            "next_attempt_at": iso(state.next_attempt_at),
+            "auth_paused": state.auth_paused,
+            "mode": self._delivery.mode,
+            "requests": self.requests,
+            "failures": [
+                {"trace_id": trace_id, "error": error} for trace_id, error in outbox.failures
+            ],
+        }
+
+    # ------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self.state = SyncState.load(await self._outbox.state())
+        self._backoff.resume(self.state.next_attempt_at)
+        loop = asyncio.get_running_loop()
+        self._scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        first = time.time() + max(NUDGE_DELAY_S, self._backoff.left())
+        self._job = self._scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=self._config.interval_s,
+            id="sync",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=_at(first),
+        )
+        self._scheduler.start()
+        self._clock.start()
+        log.info(
+            "sync.started",
+            api_url=self._config.api_url,
+            interval_s=self._config.interval_s,
+            next_attempt_at=self.state.next_attempt_at,
+        )
+
+    async def close(self, grace_s: float) -> None:
+        """Stop scheduling; give a run in flight `grace_s` to finish, then cancel it. What the
+        server did not acknowledge stays pending."""
+        self._clock.stop()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        running = self._running
+        if running is not None and not running.done():
+            done, _ = await asyncio.wait({running}, timeout=grace_s)
+            if not done:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                log.warning("sync.cancelled", grace_s=grace_s)
+
+    def nudge(self) -> None:
+        """A trace changed: run soon (not before a backoff ends, never twice for a burst)."""
+        job = self._job
+        if job is None or self._scheduler is None:
+            return
+        when = time.time() + max(NUDGE_DELAY_S, self._backoff.left())
+        if job.next_run_time is None or job.next_run_time.timestamp() > when:
+            job.modify(next_run_time=_at(when))
+
+    def _clock_stepped(self, step: float) -> None:
+        """The wall clock jumped by `step` seconds: the job's next run, kept on the wall
+        clock, moves with it, so it stays as far away in real time as it was."""
+        log.warning("sync.clock_stepped", step_s=round(step, 1))
+        if self.state.next_attempt_at is not None:
+            self.state.next_attempt_at += step
+        job = self._job
+        if job is not None and self._scheduler is not None and job.next_run_time is not None:
+            job.modify(next_run_time=job.next_run_time + timedelta(seconds=step))
+
+    async def _tick(self) -> None:
+        self._running = asyncio.current_task()
+        try:
+            await self.sync_once()
+        except StoreError as exc:
+            if not exc.retryable:
+                self._crash(exc)
+            else:
+                log.warning("sync.store_full" if exc.full else "sync.store_busy", error=str(exc))
+        except Exception as exc:
+            self._crash(exc)
+
+    def _crash(self, exc: BaseException) -> None:
+        # APScheduler would only log it; a bug must stop the daemon so it is restarted.
+        log.error("sync.crashed", exc_info=exc)
+        if self._on_crash is not None:
+            self._on_crash(exc)
+
+    # ------------------------------------------------------------------------- runs
+
+    async def sync_once(self, *, force: bool = False) -> Report:
+        """One run: send until nothing is pending or the server says "not now". At most one
+        run is in flight; `force` ignores a backoff (an explicit `tracesd sync`)."""
+        async with self._lock:
+            report = Report()
+            if not force and self._backoff.left() > 0:
+                report.skipped = True
+            else:
+                await self._drain(report)
+            if report.sent or force:
+                report.pending = (await self._outbox.counts()).pending
+            return report
+
+    async def _drain(self, report: Report) -> None:
+        try:
+            await self._send_pending(report)
+        finally:
+            if self._unsaved:  # successes are saved once per run, failures at once
+                await self._outbox.save_state(**self.state.dump())
+                self._unsaved = False
+
+    async def _send_pending(self, report: Report) -> None:
+        """Send batch after batch. While one is on the wire the next is claimed and encoded,
+        and the answer to one is recorded while the next travels: the database work of the
+        client stays off the critical path. The first "not now" ends the run (a batch
+        already sent is still awaited and recorded, so its successes are acknowledged)."""
+        batch = await self._next_batch(report, in_flight=set())
+        sending = self._start(batch, report)
+        while sending is not None:
+            in_flight = {pending.trace.id for pending, _ in batch}
+            upcoming = await self._next_batch(report, in_flight=in_flight)
+            outcome = await self._outcome(sending)
+            following = self._start(upcoming, report) if isinstance(outcome, tuple) else None
+            ok = await self._settle(batch, outcome, report)
+            if not ok:
+                if following is not None:
+                    await self._settle(upcoming, await self._outcome(following), report)
+                return
+            self._succeeded()
+            batch, sending = upcoming, following
+
+    async def _next_batch(
+        self, report: Report, *, in_flight: set[str]
+    ) -> list[tuple[Pending, Outgoing]]:
+        """The next batch to send: pending traces not in flight, excluded ones dropped."""
+        while True:
+            pending = await self._outbox.claim(self._config.batch_size, skip=in_flight)
+            if not pending:
+                return []
+            pending = await self._drop_excluded(pending, report)
+            if pending:
+                return cut(pending, send_titles=self._config.send_titles)
+
+    def _start(
+        self, batch: list[tuple[Pending, Outgoing]], report: Report
+    ) -> asyncio.Task[tuple[list[ItemResult], float]] | None:
+        if not batch:
+            return None
+        report.sent += len(batch)
+        return asyncio.create_task(self._send_timed([item for _, item in batch]))
+
+    async def _send_timed(self, items: list[Outgoing]) -> tuple[list[ItemResult], float]:
+        started = time.monotonic()
+        results = await self._delivery.send(items)
+        return results, (time.monotonic() - started) * 1000
+
+    async def _outcome(
+        self, sending: asyncio.Task[tuple[list[ItemResult], float]]
+    ) -> tuple[list[ItemResult], float] | BackendAuthError | BackendUnavailable:
+        try:
+            return await sending
+        except (BackendAuthError, BackendUnavailable) as exc:
+            return exc
+        except Exception as exc:
+            # The client translates every answer (answers.py); should a bug let one through,
+            # it costs a backoff, not the daemon: a restart would only meet the same answer.
+            log.error("sync.client_error", exc_info=exc)
+            return BackendUnavailable(f"unexpected error in the client: {type(exc).__name__}")
+
+    async def _settle(
+        self,
+        batch: list[tuple[Pending, Outgoing]],
+        outcome: tuple[list[ItemResult], float] | BackendAuthError | BackendUnavailable,
+        report: Report,
+    ) -> bool:
+        """Record what the server said about a batch; False when sync must back off."""
+        if isinstance(outcome, BackendAuthError):
+            await self._failed(str(outcome), auth=True)
+            return False
+        if isinstance(outcome, BackendUnavailable):
+            await self._failed(str(outcome), retry_after=outcome.retry_after)
+            return False
+        results, duration_ms = outcome
+        retry = await self._record(batch, results, report)
+        log.info(
+            "sync.batch",
+            sent=len(batch),
+            succeeded=sum(r.ok for r in results),
+            failed=sum(not r.ok and not r.retryable for r in results),
+            retry=len(retry),
+            duration_ms=round(duration_ms, 1),
+            mode=self._delivery.mode,
+        )
+        if retry:
+            auth = any(r.status in (401, 403) for r in retry)
+            await self._failed(f"{len(retry)} traces not stored: {retry[0].message}", auth=auth)
+            return False
+        return True
+
+    async def _drop_excluded(self, pending: list[Pending], report: Report) -> list[Pending]:
+        """Traces captured before their directory was excluded are never sent."""
+        excluded = [p for p in pending if p.trace.directory and self._excluded(p.trace.directory)]
+        if excluded:
+            await self._outbox.reject((p.trace.id, p.version, "excluded") for p in excluded)
+            report.failed += len(excluded)
+        return [p for p in pending if p not in excluded]
+
+    async def _record(
+        self,
+        batch: list[tuple[Pending, Outgoing]],
+        results: list[ItemResult],
+        report: Report,
+    ) -> list[ItemResult]:
+        stored, refused, retry = [], [], []
+        for (pending, _), result in zip(batch, results, strict=True):
+            if result.ok:
+                stored.append((pending.trace.id, pending.version))
+            elif result.retryable:
+                retry.append(result)
+            else:
+                refused.append(
+                    (pending.trace.id, pending.version, f"HTTP {result.status}: {result.message}")
+                )
+                log.warning(
+                    "sync.trace_refused",
+                    trace_id=pending.trace.id,
+                    status=result.status,
+                    error=result.message,
+                )
+        await self._outbox.ack(stored)
+        await self._outbox.reject(refused)
+        report.succeeded += len(stored)
+        report.failed += len(refused)
+        return retry
+
+    # ---------------------------------------------------------------------- backoff
+
+    async def _failed(
+        self, error: str, *, retry_after: float | None = None, auth: bool = False
+    ) -> None:
+        state = self.state
+        state.consecutive_failures += 1
+        delay = self._backoff.fail(state.consecutive_failures, retry_after=retry_after, auth=auth)
+        state.next_attempt_at = time.time() + delay
+        state.last_error = error
+        state.auth_paused = auth
+        await self._outbox.save_state(**state.dump())
+        self._unsaved = False
+        if self._job is not None and self._scheduler is not None:
+            self._job.modify(next_run_time=_at(state.next_attempt_at))
+        log.warning(
+            "sync.backoff" if not auth else "sync.paused_auth",
+            error=error,
+            failures=state.consecutive_failures,
+            retry_in_s=round(delay, 2),
+        )
+
+    def _succeeded(self) -> None:
+        state = self.state
+        if state.consecutive_failures:
+            log.info("sync.recovered", after_failures=state.consecutive_failures)
+        state.consecutive_failures = 0
+        state.next_attempt_at = None
+        self._backoff.reset()
+        state.last_error = None
+        state.auth_paused = False
+        state.last_success_at = time.time()
+        self._unsaved = True
+
+
+def _at(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
