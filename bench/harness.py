@@ -141,7 +141,7 @@ def git(cwd: Path, *args: str, env: Mapping[str, str]) -> str:
     return done.stdout.strip()
 
 
-#: what the daemon asks git about a repository (tracesd.gitinfo), for the floors
+#: what the daemon asks git about a repository (tracesd.git.context), for the floors
 GIT_QUERIES = (
     ("config", "-z", "--get-regexp", r"^(branch\..*\.remote|remote\..*\.url|url\..*\.insteadof)$"),
     ("symbolic-ref", "--quiet", "--short", "HEAD"),

@@ -3,7 +3,7 @@
 A real `tracesd run` (bench.harness.Daemon) whose config file sets nothing but
 `[sync] api_url` (and `scope = "all"`, as for a team server: bench.apiserver.TEAM_SYNC)
 -- so sync runs every 30 s, and a capture pulls the next run forward to 0.5 s later
-(tracesd.sync.NUDGE_DELAY_S) -- syncs to a `tracesd server` with auth on
+(tracesd.sync.job.NUDGE_DELAY_S) -- syncs to a `tracesd server` with auth on
 (TRACESD_SERVER_TOKENS for the server, TRACES_API_KEY for the daemon). 40 Claude Code
 sessions are written about 1 s apart in real git repositories; a thread polls the server's
 SQLite read-only every 5 ms (bench.apiserver.Arrivals). Latency is the first poll that

@@ -1,6 +1,6 @@
 """`tracesd service`: run the daemon as a systemd user service or a launchd LaunchAgent.
 
-Two halves. Rendering is pure: the templates in `tracesd/units/` plus the running tracesd,
+Two halves. Rendering is pure: the templates in `tracesd/service/units/` plus the running tracesd,
 its config file and the installing shell's variables give a `Service`, which is the file to
 write and the steps to install, uninstall and ask for status. Doing runs those steps with
 `systemctl --user` or `launchctl`, after checking that the service manager answers; a

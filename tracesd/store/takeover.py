@@ -3,7 +3,7 @@ file before it had its own. The Traces CLI adopts any file at that path (its leg
 location): it migrates it to its own schema and prunes its rows, so tracesd's must leave.
 
 Run before tracesd's database is opened (`tracesd run`, `scan`, `list`), under the earlier
-file's instance lock (`<legacy>.lock`, see `instance`), so that two tracesd processes never
+file's instance lock (`<legacy>.lock`, see `store.lock`), so that two tracesd processes never
 both do it and an earlier tracesd daemon still running on it is never robbed. Only a file
 with tracesd's tables is touched (`owner`); the Traces CLI's own file, at any version, is
 only ever opened read-only to look at its tables.
