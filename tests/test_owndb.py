@@ -453,9 +453,8 @@ def test_kill_9_at_any_moment_of_a_takeover_loses_nothing(home: Path, tmp_path: 
     assert {t.pop("model") for t in before["traces"]} == {None}
     assert mine["traces"] == before["traces"]
     assert mine["tracesd_files"] == before["tracesd_files"]
-    assert mine["tracesd_outbox"] == [
-        r for r in before["tracesd_outbox"] if r["trace_id"] in {t["id"] for t in mine["traces"]}
-    ]
+    kept = {t["id"] for t in mine["traces"]}
+    assert mine["tracesd_outbox"] == [r for r in before["tracesd_outbox"] if r["trace_id"] in kept]
     assert tracesd_objects(legacy) == []
     assert user_version(legacy) == 16
 
