@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -141,6 +142,11 @@ class Capture:
     new: tuple[Trace, ...] = ()
     updates: tuple[tuple[str, dict[str, Any]], ...] = ()
     file: FileState | None = None
+
+
+def now_ms() -> int:
+    """Now, in the unit of every stored time: ms since the epoch."""
+    return int(time.time() * 1000)
 
 
 def iso(epoch_s: float | None) -> str | None:

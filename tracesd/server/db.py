@@ -34,7 +34,6 @@ import contextlib
 import functools
 import json
 import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ import aiosqlite
 
 from tracesd.errors import StoreClosed, StoreError
 from tracesd.git.remote_url import canonical
+from tracesd.models import now_ms
 from tracesd.server import messages
 from tracesd.server.auth import ANONYMOUS
 from tracesd.server.layout import SCHEMA_VERSION, prepare, translated
@@ -106,10 +106,6 @@ class Page:
     traces: list[Detail]
     #: pass as `before` for the next page; None on the last page
     next_before: int | None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TraceDB:
