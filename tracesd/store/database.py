@@ -27,6 +27,7 @@ import structlog
 from tracesd.errors import RowRejected, StoreClosed, StoreCorrupt, StoreError
 from tracesd.git.remote_url import canonical
 from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace, racy
+from tracesd.sqliteerrors import Fault, fault
 from tracesd.store import file as dbfile
 from tracesd.store import quarantine
 from tracesd.store.groupcommit import GroupCommit
@@ -91,7 +92,7 @@ class Store:
             reader = await _connect(path, busy_timeout_s)
             await reader.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
-            if quarantine.is_corruption(exc):
+            if fault(exc) is Fault.CORRUPT:
                 raise StoreCorrupt(path, str(exc)) from None
             raise StoreError(f"cannot open database {path}: {exc}") from None
         store = cls(conn, reader, path)
@@ -347,13 +348,12 @@ def _translated(path: Path) -> Iterator[None]:
     except (UnicodeEncodeError, OverflowError) as exc:
         raise RowRejected(f"database {path} refused a value: {exc}") from exc
     except sqlite3.Error as exc:
-        if quarantine.is_corruption(exc):
+        kind = fault(exc)
+        if kind is Fault.CORRUPT:
             raise StoreCorrupt(path, str(exc)) from exc
-        message = str(exc)
-        busy = "locked" in message or "busy" in message
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-        full = code == sqlite3.SQLITE_FULL or "disk is full" in message
-        raise StoreError(f"database {path}: {message}", busy=busy, full=full) from exc
+        raise StoreError(
+            f"database {path}: {exc}", busy=kind is Fault.BUSY, full=kind is Fault.FULL
+        ) from exc
 
 
 def _trace(row: sqlite3.Row) -> Trace:
