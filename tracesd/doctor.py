@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tracesd import private, sqliteuri
-from tracesd.capture.adapters import SUPPORTED, build_adapters
+from tracesd.capture.adapters import build_adapters
 from tracesd.capture.scan import discover
 from tracesd.config import Config
 from tracesd.errors import NotRunning, StoreCorrupt, SyncError, TracesdError
@@ -87,9 +87,6 @@ def _agents(config: Config) -> list[Check]:
                     f' or [agents.roots] {adapter.agent_id} = "..."',
                 )
             )
-    unsupported = sorted(set(config.agents.enabled) - set(SUPPORTED))
-    if unsupported:
-        checks.append(Check("agents", OK, f"not read by this release: {', '.join(unsupported)}"))
     return checks
 
 

@@ -7,19 +7,6 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-#: Agent ids as the Traces CLI and API name them (INTERFACE section 5).
-AGENT_IDS: tuple[str, ...] = (
-    "claude-code",
-    "codex",
-    "gemini-cli",
-    "opencode",
-    "pi",
-    "amp",
-    "cline",
-    "cursor",
-    "copilot",
-)
-
 TITLE_MAX = 200
 PREVIEW_MAX = 500
 
