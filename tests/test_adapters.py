@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import FIXTURES, claude_session, fixture_home, write_atomic
-from tracesd.capture.adapters import SUPPORTED, Adapter, Hints, build_adapters
+from tracesd.capture.adapters import AGENT_IDS, Adapter, Hints, build_adapters
 from tracesd.capture.adapters._files import MAX_LINE, SessionFile
 from tracesd.capture.adapters._text import to_ms
 from tracesd.config import Config
@@ -22,7 +22,7 @@ from tracesd.models import TITLE_MAX, GitInfo
 EXPECTED = [
     s
     for s in json.loads((FIXTURES / "expected.json").read_text())["sessions"]
-    if s["agent"] in SUPPORTED
+    if s["agent"] in AGENT_IDS
 ]
 
 

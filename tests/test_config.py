@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import db_path, isolated_env, tracesd
+from tracesd.capture.adapters import AGENT_IDS
 from tracesd.config import KEYS, NUMBERS, Config, load_config
 from tracesd.errors import ConfigError
-from tracesd.models import AGENT_IDS
 
 
 def load(home: Path, toml: str | None = None, **env: str) -> Config:

@@ -17,14 +17,14 @@ from typing import Any
 import structlog
 
 from tracesd import __version__, doctor, logs, private, terminal
-from tracesd.capture.adapters import Hints, build_adapters
+from tracesd.capture.adapters import AGENT_IDS, Hints, build_adapters
 from tracesd.capture.debounce import Dispatcher
 from tracesd.capture.ingest import Ingestor
 from tracesd.capture.scan import Report, Scanner
 from tracesd.config import Config, load_config
 from tracesd.errors import ConfigError, ListenError, NotRunning, ServiceError, TracesdError
 from tracesd.git.context import GitResolver, use_pidfd_child_watcher
-from tracesd.models import AGENT_IDS, Trace
+from tracesd.models import Trace
 from tracesd.status import text as render
 from tracesd.store import takeover
 from tracesd.store.database import Store

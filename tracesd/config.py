@@ -16,9 +16,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from tracesd.capture.adapters import AGENT_IDS
 from tracesd.configvalues import Invalid, Number, api_url, boolean, choice, string, type_name
 from tracesd.errors import ConfigError
-from tracesd.models import AGENT_IDS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "console", "json")

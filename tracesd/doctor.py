@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from tracesd import private, sqliteuri
-from tracesd.capture.adapters import SUPPORTED, build_adapters
+from tracesd.capture.adapters import build_adapters
 from tracesd.capture.scan import discover
 from tracesd.config import Config
 from tracesd.errors import NotRunning, StoreCorrupt, SyncError, TracesdError
+from tracesd.sqliteerrors import Fault, fault
 from tracesd.store import migrations, owner, quarantine, takeover
 from tracesd.store.file import SIDECARS
 from tracesd.store.lock import lock_path
@@ -86,9 +87,6 @@ def _agents(config: Config) -> list[Check]:
                     f' or [agents.roots] {adapter.agent_id} = "..."',
                 )
             )
-    unsupported = sorted(set(config.agents.enabled) - set(SUPPORTED))
-    if unsupported:
-        checks.append(Check("agents", OK, f"not read by this release: {', '.join(unsupported)}"))
     return checks
 
 
@@ -139,7 +137,7 @@ def _database_file(path: Path) -> Check:
     except sqlite3.Error as exc:
         fix = (
             _CORRUPT_FIX
-            if quarantine.is_corruption(exc)
+            if fault(exc) is Fault.CORRUPT
             else "try again; if it persists, check the file"
         )
         return Check("database", FAIL, f"{path} cannot be read: {exc}", fix)

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
-
-#: Agent ids as the Traces CLI and API name them (INTERFACE section 5).
-AGENT_IDS: tuple[str, ...] = (
-    "claude-code",
-    "codex",
-    "gemini-cli",
-    "opencode",
-    "pi",
-    "amp",
-    "cline",
-    "cursor",
-    "copilot",
-)
 
 TITLE_MAX = 200
 PREVIEW_MAX = 500
@@ -141,6 +129,11 @@ class Capture:
     new: tuple[Trace, ...] = ()
     updates: tuple[tuple[str, dict[str, Any]], ...] = ()
     file: FileState | None = None
+
+
+def now_ms() -> int:
+    """Now, in the unit of every stored time: ms since the epoch."""
+    return int(time.time() * 1000)
 
 
 def iso(epoch_s: float | None) -> str | None:

@@ -18,8 +18,6 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from tracesd.store.rows import glob
-
 
 class Exclusions:
     """The compiled `[capture] exclude` patterns; safe to call from any thread."""
@@ -71,3 +69,26 @@ def normalised(path: str) -> str:
         return path
     normal = os.path.normpath(path)
     return "/" + normal.lstrip("/") if normal.startswith("/") else normal
+
+
+def glob(pattern: str) -> re.Pattern[str]:
+    """A path glob: `**` crosses directories, `*` and `?` do not; `dir/**` matches dir too."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    regex = "".join(out)
+    if regex.endswith("/.*"):
+        regex = regex[: -len("/.*")] + "(/.*)?"
+    return re.compile(regex)

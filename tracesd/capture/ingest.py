@@ -32,6 +32,7 @@ from tracesd.git.context import GitResolver
 from tracesd.models import Capture, FileState, GitInfo, Trace, TraceMeta, racy
 from tracesd.store import rows as tracefields
 from tracesd.store.database import Store
+from tracesd.utf8 import encodable
 
 log = structlog.get_logger("tracesd.ingest")
 
@@ -128,7 +129,7 @@ class Ingestor:
         """Read each file and store what changed. Never raises for bad input; StoreError
         (the database itself is busy or broken) is the caller's to handle."""
         files = [_File(a, p, p in self._primed) for a, p in items]
-        unprimed = [f.path for f in files if not f.scanned and tracefields.encodable(f.path)]
+        unprimed = [f.path for f in files if not f.scanned and encodable(f.path)]
         states = await self._store.file_states_for(unprimed) if unprimed else {}
         for f in files:
             f.state = self._primed.pop(f.path, None) if f.scanned else states.get(f.path)
@@ -287,7 +288,7 @@ class Ingestor:
 def _read_all(files: list[_File]) -> None:
     """Stat and parse each file (on a worker thread). Never raises for one file's sake."""
     for f in files:
-        if not tracefields.encodable(f.path):
+        if not encodable(f.path):
             f.error = ParseError("bad_path", "path is not valid UTF-8")
             continue
         f.seen_at = time.time_ns() // 1_000_000  # before the stat: racy when in doubt

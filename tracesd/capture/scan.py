@@ -24,7 +24,7 @@ from tracesd.capture.debounce import Dispatcher
 from tracesd.capture.ingest import Ingestor
 from tracesd.models import FileStamp
 from tracesd.store.database import Store
-from tracesd.store.rows import encodable
+from tracesd.utf8 import encodable
 
 log = structlog.get_logger("tracesd.scan")
 

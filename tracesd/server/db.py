@@ -34,7 +34,6 @@ import contextlib
 import functools
 import json
 import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,9 +44,11 @@ import aiosqlite
 
 from tracesd.errors import StoreClosed, StoreError
 from tracesd.git.remote_url import canonical
+from tracesd.models import now_ms
 from tracesd.server import messages
 from tracesd.server.auth import ANONYMOUS
 from tracesd.server.layout import SCHEMA_VERSION, prepare, translated
+from tracesd.store.groupcommit import GroupCommit
 
 __all__ = ["SCHEMA_VERSION", "Detail", "Page", "TraceDB", "merge"]
 
@@ -108,10 +109,6 @@ class Page:
     next_before: int | None
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class TraceDB:
     """Open with `await TraceDB.open(path)`; close with `await db.close()` (idempotent)."""
 
@@ -120,9 +117,9 @@ class TraceDB:
         self._writer: aiosqlite.Connection | None = writer
         self._reader: aiosqlite.Connection | None = reader
         self._lock = asyncio.Lock()
-        #: upserts waiting for the next transaction, with the futures their callers await
-        self._pending: list[tuple[Sequence[Item], asyncio.Future[list[Detail | None]]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group: GroupCommit[Sequence[Item], list[Detail | None]] = GroupCommit(
+            self._commit_group, max_group=MAX_GROUP, size=len, name="server-db-flush"
+        )
 
     @classmethod
     async def open(
@@ -152,8 +149,7 @@ class TraceDB:
         return cls(connections[0], connections[1], path)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await self._flusher  # upserts already accepted are committed, not dropped
+        await self._group.drain()  # upserts already accepted are committed, not dropped
         for conn in (self._writer, self._reader):
             if conn is not None:
                 await conn.close()
@@ -173,33 +169,17 @@ class TraceDB:
         StoreError (busy: worth retrying) when the database cannot be written; then none
         of these items is stored.
         """
-        future: asyncio.Future[list[Detail | None]] = asyncio.get_running_loop().create_future()
-        self._pending.append(([(namespace, item) for item in items], future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="server-db-flush")
-        return await future
+        return await self._group.submit([(namespace, item) for item in items])
 
-    async def _flush(self) -> None:
-        while self._pending:
-            size = _group_size([len(items) for items, _ in self._pending])
-            group, self._pending = self._pending[:size], self._pending[size:]
-            try:
-                details = await self._commit([item for items, _ in group for item in items])
-            except asyncio.CancelledError:
-                for _, future in group + self._pending:
-                    future.cancel()
-                self._pending = []
-                raise
-            except Exception as exc:
-                for _, future in group:
-                    if not future.done():  # done: its caller went away meanwhile
-                        future.set_exception(exc)
-                continue
-            offset = 0
-            for items, future in group:
-                if not future.done():
-                    future.set_result(details[offset : offset + len(items)])
-                offset += len(items)
+    async def _commit_group(self, requests: list[Sequence[Item]]) -> list[list[Detail | None]]:
+        """The upserts of several requests in one transaction; each request's details."""
+        details = await self._commit([item for items in requests for item in items])
+        out = []
+        offset = 0
+        for items in requests:
+            out.append(details[offset : offset + len(items)])
+            offset += len(items)
+        return out
 
     async def _commit(self, items: Sequence[Item]) -> list[Detail | None]:
         """One transaction: read the stored rows of `items`, merge, write what changed."""
@@ -364,17 +344,6 @@ def _canonical(item: Mapping[str, Any]) -> Mapping[str, Any]:
 #: a server sees few repositories and each many times: their canonical forms, remembered
 #: (clients send canonical URLs, so the keys rarely hold anything canonical() would strip)
 _canonical_url = functools.lru_cache(maxsize=1024)(canonical)
-
-
-def _group_size(sizes: Sequence[int]) -> int:
-    """How many waiting requests the next transaction takes: whole requests, at least one,
-    and no more than MAX_GROUP items unless the first alone is larger."""
-    total = 0
-    for count, size in enumerate(sizes):
-        total += size
-        if total > MAX_GROUP and count > 0:
-            return count
-    return len(sizes)
 
 
 def _detail(row: Sequence[Any]) -> Detail:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tracesd.errors import StoreError
 from tracesd.git.remote_url import canonical
+from tracesd.sqliteerrors import Fault, fault
 from tracesd.store.file import create_private
 
 SCHEMA_VERSION = 3
@@ -133,6 +134,4 @@ def translated(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        message = str(exc)
-        busy = "locked" in message or "busy" in message
-        raise StoreError(f"database {path}: {message}", busy=busy) from exc
+        raise StoreError(f"database {path}: {exc}", busy=fault(exc) is Fault.BUSY) from exc

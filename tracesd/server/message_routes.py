@@ -89,7 +89,7 @@ def _valid(schema: str, body: Any) -> None:
         validate(schema, body)
     except SchemaError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    where = protocol.encodable(body)
+    where = protocol.unencodable_field(body)
     if where is not None:
         message = f"{where} must be valid Unicode (it has a lone surrogate)"
         raise ApiError(422, "invalid", message)

@@ -14,14 +14,15 @@ import base64
 import binascii
 import json
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiohttp import hdrs, web
 
+from tracesd.models import now_ms
 from tracesd.server import body
+from tracesd.utf8 import encodable
 
 log = structlog.get_logger("tracesd.server")
 
@@ -65,7 +66,7 @@ def error(
     extra = dict(details or {})
     retry = (headers or {}).get(hdrs.RETRY_AFTER)
     if retry is not None and retry.isdigit():
-        extra["retryAt"] = int(time.time() * 1000) + int(retry) * 1000
+        extra["retryAt"] = now_ms() + int(retry) * 1000
     if extra:
         detail["details"] = extra
     return web.json_response({"ok": False, "error": detail}, status=status, headers=headers)
@@ -138,7 +139,7 @@ def before(text: str | None, max_length: int) -> int | None:
     return int(match.group(1))
 
 
-def encodable(value: Any) -> str | None:
+def unencodable_field(value: Any) -> str | None:
     """Where `value` holds a string that cannot be UTF-8 (a lone surrogate JSON may
     escape), as a dotted path; None when it has none. No recursion.
 
@@ -154,21 +155,13 @@ def encodable(value: Any) -> str | None:
     while stack:
         path, node = stack.pop()
         if isinstance(node, str):
-            if not _utf8(node):
+            if not encodable(node):
                 return path.lstrip(".") or "body"
         elif isinstance(node, dict):
             for key, child in node.items():
-                if not _utf8(key):
+                if not encodable(key):
                     return path.lstrip(".") or "body"
                 stack.append((f"{path}.{key}", child))
         elif isinstance(node, list):
             stack.extend((f"{path}.{index}", child) for index, child in enumerate(node))
     return None
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -128,7 +128,7 @@ async def post_batch(request: web.Request) -> web.Response:
     results: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     # one check of the whole body answers for every item unless some string is broken
-    unicode_ok = protocol.encodable(body) is None
+    unicode_ok = protocol.unencodable_field(body) is None
     for index, raw in enumerate(body["traces"]):
         external_id = raw.get("externalId")
         external_id = external_id if isinstance(external_id, str) else ""
@@ -209,7 +209,7 @@ def _item(value: Any, user: User, *, unicode_checked: bool = False) -> dict[str,
     target = value.get("targetNamespaceId")
     if target is not None and target != user.namespace_id:
         raise _Forbidden("targetNamespaceId is not a namespace of this caller")
-    where = None if unicode_checked else protocol.encodable(value)
+    where = None if unicode_checked else protocol.unencodable_field(value)
     if where is not None:
         raise SchemaError(where, f"{where} must be valid Unicode (it has a lone surrogate)")
     item: dict[str, Any] = {name: field for name, field in value.items() if name in SENT}

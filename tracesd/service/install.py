@@ -23,35 +23,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tracesd.capture.adapters import ENV_VARS
 from tracesd.config import Config
 from tracesd.errors import ServiceError
 from tracesd.service.unitfiles import LAUNCHD_LABEL, render_plist, render_unit
 
 UNIT_NAME = "tracesd.service"
 
+#: tracesd's own variables: where its config, database and socket are
+OWN_ENV = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "TRACESD_CONFIG")
+#: where the Traces CLI keeps its database (tracesd fills it: INTERFACE 5b)
+TRACES_CLI_ENV = ("TRACES_EVENTSTORE", "TRACES_HTTP_URL")
 #: Variables handed to the service as they were when installing, so it sees the same agent
-#: roots and config as the user's shell. Never TRACES_API_KEY or another secret.
-PASSTHROUGH = (
-    "CLAUDE_CONFIG_DIR",
-    "CODEX_HOME",
-    "GEMINI_CLI_HOME",
-    "PI_CODING_AGENT_DIR",
-    "OPENCODE_DB",
-    "CLINE_DIR",
-    "CLINE_DATA_DIR",
-    "CLINE_SESSION_DATA_DIR",
-    "CLINE_DB_DATA_DIR",
-    "CURSOR_CONFIG_DIR",
-    "VSCODE_PORTABLE",
-    "VSCODE_APPDATA",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-    "XDG_STATE_HOME",
-    "TRACESD_CONFIG",
-    # where the Traces CLI keeps its database (tracesd fills it: INTERFACE 5b)
-    "TRACES_EVENTSTORE",
-    "TRACES_HTTP_URL",
-)
+#: roots and config as the user's shell: every one an adapter declares, then tracesd's and
+#: the Traces CLI's. Never TRACES_API_KEY or another secret.
+PASSTHROUGH: tuple[str, ...] = tuple(dict.fromkeys((*ENV_VARS, *OWN_ENV, *TRACES_CLI_ENV)))
 #: launchd starts jobs without XDG_RUNTIME_DIR (systemd sets it to the same /run/user/<uid>
 #: a login shell has); without it the daemon's socket would not be where `tracesd status`
 #: from that shell looks.

@@ -27,6 +27,7 @@ import structlog
 from tracesd.errors import RowRejected, StoreClosed, StoreCorrupt, StoreError
 from tracesd.git.remote_url import canonical
 from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace, racy
+from tracesd.sqliteerrors import Fault, fault
 from tracesd.store import file as dbfile
 from tracesd.store import quarantine
 from tracesd.store.groupcommit import GroupCommit
@@ -37,6 +38,8 @@ log = structlog.get_logger("tracesd.store")
 BUSY_TIMEOUT_S = 10.0
 #: a write waiting this long for another program's lock is logged and shown in status
 BUSY_WARN_S = 1.0
+#: most captures one group-commit transaction carries
+MAX_GROUP = 500
 
 
 class Store:
@@ -51,7 +54,9 @@ class Store:
         self._reader: aiosqlite.Connection | None = reader
         self.path = path
         self._write_lock = asyncio.Lock()
-        self._group = GroupCommit(self._commit)
+        self._group = GroupCommit(
+            self._commit, max_group=MAX_GROUP, alone=(RowRejected,), name="store-flush"
+        )
         #: since when (wall time) writes have been waiting for another program's lock
         self.busy_since: float | None = None
         #: how many times writes had to wait longer than BUSY_WARN_S
@@ -91,7 +96,7 @@ class Store:
             reader = await _connect(path, busy_timeout_s)
             await reader.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
-            if quarantine.is_corruption(exc):
+            if fault(exc) is Fault.CORRUPT:
                 raise StoreCorrupt(path, str(exc)) from None
             raise StoreError(f"cannot open database {path}: {exc}") from None
         store = cls(conn, reader, path)
@@ -189,9 +194,11 @@ class Store:
         Raises StoreError (busy or full: retry later) or RowRejected, which only ever
         concerns this capture: a batch the database refuses is retried one at a time.
         """
-        return await self._group.write(capture)
+        return await self._group.submit(capture)
 
-    async def _commit(self, captures: list[Capture]) -> set[str]:
+    async def _commit(self, captures: list[Capture]) -> list[frozenset[str]]:
+        """One transaction; for each capture, the ids of its `new` that it inserted (an id
+        two captures both brought is inserted once, by the first)."""
         async with self.atomic() as tx:
             new = [trace for capture in captures for trace in capture.new]
             inserted = await tx.upsert_many(new) if new else set()
@@ -201,7 +208,13 @@ class Store:
             files = [capture.file for capture in captures if capture.file is not None]
             if files:
                 await tx.set_files(files)
-        return inserted
+        unclaimed = set(inserted)
+        claimed = []
+        for capture in captures:
+            mine = frozenset(t.id for t in capture.new if t.id in unclaimed)
+            unclaimed -= mine
+            claimed.append(mine)
+        return claimed
 
     # ----------------------------------------------------------------- single writes
 
@@ -347,13 +360,12 @@ def _translated(path: Path) -> Iterator[None]:
     except (UnicodeEncodeError, OverflowError) as exc:
         raise RowRejected(f"database {path} refused a value: {exc}") from exc
     except sqlite3.Error as exc:
-        if quarantine.is_corruption(exc):
+        kind = fault(exc)
+        if kind is Fault.CORRUPT:
             raise StoreCorrupt(path, str(exc)) from exc
-        message = str(exc)
-        busy = "locked" in message or "busy" in message
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-        full = code == sqlite3.SQLITE_FULL or "disk is full" in message
-        raise StoreError(f"database {path}: {message}", busy=busy, full=full) from exc
+        raise StoreError(
+            f"database {path}: {exc}", busy=kind is Fault.BUSY, full=kind is Fault.FULL
+        ) from exc
 
 
 def _trace(row: sqlite3.Row) -> Trace:

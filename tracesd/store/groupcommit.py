@@ -1,99 +1,101 @@
 """Group commit: concurrent writers share one transaction.
 
-An ingest arriving while a transaction is in flight joins the next one, so a scan commits
-hundreds of captures per transaction while a lone new session still commits at once. A
-group the database refuses (RowRejected) is retried one capture at a time, so a bad row
-only ever fails its own caller.
+A request arriving while a transaction is in flight joins the next one, so many concurrent
+writers cost one transaction while a lone writer still commits at once. Used by the store
+(an ingest's capture per request: a scan commits hundreds per transaction) and by the
+server's database (a PUT's or batch's items per request).
+
+`commit(requests)` writes a group in one transaction and returns one result per request,
+in order. A group the database refuses with one of the `alone` errors is committed again
+one request at a time, so a bad request only ever fails its own caller; any other error
+fails the whole group (none of it was written).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
-from tracesd.errors import RowRejected
-from tracesd.models import Capture
-
-#: most captures one transaction carries
-MAX_GROUP = 500
-
-Commit = Callable[[list[Capture]], Awaitable[set[str]]]
-_Waiting = list[tuple[Capture, asyncio.Future[frozenset[str]]]]
+Request = TypeVar("Request")
+Result = TypeVar("Result")
 
 
-class GroupCommit:
-    """`commit(captures)` writes them in one transaction and returns the ids it inserted."""
-
-    def __init__(self, commit: Commit) -> None:
-        self._commit_many = commit
-        self._pending: _Waiting = []
+class GroupCommit(Generic[Request, Result]):
+    def __init__(
+        self,
+        commit: Callable[[list[Request]], Awaitable[list[Result]]],
+        *,
+        max_group: int,
+        size: Callable[[Request], int] | None = None,
+        alone: tuple[type[Exception], ...] = (),
+        name: str = "group-commit",
+    ) -> None:
+        """`max_group`: most units one transaction carries, whole requests only, and at
+        least one request however large. `size`: a request's units (default: 1 each)."""
+        self._commit = commit
+        self._max_group = max_group
+        self._size = size
+        self._alone = alone
+        self._name = name
+        self._pending: list[tuple[Request, asyncio.Future[Result]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def write(self, capture: Capture) -> frozenset[str]:
-        """Commit `capture` with whatever else is waiting; the ids of `capture.new` that
-        this commit inserted."""
-        future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
-        self._pending.append((capture, future))
+    async def submit(self, request: Request) -> Result:
+        """Commit `request` with whatever else is waiting; its result."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="store-flush")
+            self._flusher = asyncio.create_task(self._flush(), name=self._name)
         return await future
 
     async def drain(self) -> None:
-        """Wait for the transactions in flight (at close)."""
+        """Wait for the transactions in flight (at close): accepted requests are
+        committed, not dropped."""
         if self._flusher is not None and not self._flusher.done():
             await asyncio.gather(self._flusher, return_exceptions=True)
 
     async def _flush(self) -> None:
         while self._pending:
-            group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            count = self._group_size()
+            group, self._pending = self._pending[:count], self._pending[count:]
             try:
-                inserted = await self._commit_many([capture for capture, _ in group])
-            except RowRejected as exc:
-                if len(group) > 1:
-                    for capture, future in group:  # find the culprit, keep the rest
-                        await _settle(future, capture, self._commit_many([capture]))
-                else:
-                    _resolve(group, exc)
+                results = await self._commit([request for request, _ in group])
             except asyncio.CancelledError:
-                _resolve(group, None, cancel=True)
-                _resolve(self._pending, None, cancel=True)
+                for _, future in (*group, *self._pending):
+                    future.cancel()
+                self._pending = []
                 raise
             except Exception as exc:
-                _resolve(group, exc)
+                if len(group) > 1 and isinstance(exc, self._alone):
+                    for request, future in group:  # find the culprit, keep the rest
+                        await self._commit_alone(request, future)
+                else:
+                    for _, future in group:
+                        if not future.done():  # done: its caller went away meanwhile
+                            future.set_exception(exc)
             else:
-                _resolve(group, None, inserted=inserted)
+                for (_, future), result in zip(group, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
 
-
-async def _settle(
-    future: asyncio.Future[frozenset[str]], capture: Capture, work: Awaitable[set[str]]
-) -> None:
-    try:
-        inserted = await work
-    except Exception as exc:
-        if not future.done():
-            future.set_exception(exc)
-    else:
-        if not future.done():
-            future.set_result(frozenset(t.id for t in capture.new if t.id in inserted))
-
-
-def _resolve(
-    group: _Waiting,
-    exc: BaseException | None,
-    *,
-    cancel: bool = False,
-    inserted: set[str] | None = None,
-) -> None:
-    unclaimed = set(inserted or ())
-    for capture, future in group:
-        if future.done():
-            continue  # its caller was cancelled meanwhile
-        if cancel:
-            future.cancel()
-        elif exc is not None:
-            future.set_exception(exc)
+    async def _commit_alone(self, request: Request, future: asyncio.Future[Result]) -> None:
+        try:
+            [result] = await self._commit([request])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
         else:
-            # an id two captures of one group both brought is inserted once, by the first
-            mine = frozenset(t.id for t in capture.new if t.id in unclaimed)
-            unclaimed -= mine
-            future.set_result(mine)
+            if not future.done():
+                future.set_result(result)
+
+    def _group_size(self) -> int:
+        """How many waiting requests the next transaction takes."""
+        if self._size is None:
+            return self._max_group
+        total = 0
+        for count, (request, _) in enumerate(self._pending):
+            total += self._size(request)
+            if total > self._max_group and count > 0:
+                return count
+        return len(self._pending)

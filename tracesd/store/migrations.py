@@ -26,6 +26,7 @@ from pathlib import Path
 from tracesd import sqliteuri
 from tracesd.errors import SchemaTooNew, StoreCorrupt, StoreError
 from tracesd.git.remote_url import canonical_or_none
+from tracesd.sqliteerrors import Fault, fault
 from tracesd.store import owner, quarantine
 
 SCHEMA_VERSION = 6
@@ -279,10 +280,12 @@ def apply(path: Path, *, busy_timeout_s: float = 5.0, verify: bool = False) -> R
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        if quarantine.is_corruption(exc):
+        kind = fault(exc)
+        if kind is Fault.CORRUPT:
             raise StoreCorrupt(path, str(exc)) from None
-        busy = "locked" in str(exc) or "busy" in str(exc)
-        raise StoreError(f"cannot migrate database {path}: {exc}", busy=busy) from None
+        raise StoreError(
+            f"cannot migrate database {path}: {exc}", busy=kind is Fault.BUSY
+        ) from None
 
 
 def _inspect(path: Path, busy_timeout_s: float, *, verify: bool) -> None:

@@ -1,9 +1,9 @@
 """A corrupt database: recognised cheaply, moved aside whole, never overwritten.
 
-SQLite says so itself: SQLITE_CORRUPT ("database disk image is malformed") or
-SQLITE_NOTADB ("file is not a database"). A database that is locked or busy (the Traces
-CLI shares the file) is never corrupt: those are other codes, and nothing here treats them
-as corruption. At open the daemon checks the header (16 bytes) and runs
+SQLite says so itself (`sqliteerrors.Fault.CORRUPT`): SQLITE_CORRUPT ("database disk image
+is malformed") or SQLITE_NOTADB ("file is not a database"). A database that is locked or
+busy (the Traces CLI shares the file) is never corrupt: those are other codes, and nothing
+here treats them as corruption. At open the daemon checks the header (16 bytes) and runs
 `PRAGMA quick_check(1)`, which reads every page once (0.24 to 0.38 s for 100,000 traces,
 a 152 MB file, on this project's 2-core machine; `integrity_check` took 1.0 s) and catches
 a zeroed page that plain queries, answered from intact indexes, do not notice.
@@ -24,18 +24,7 @@ from tracesd.errors import StoreCorrupt
 from tracesd.safeopen import NotRegular, read_head
 
 HEADER = b"SQLite format 3\x00"
-#: SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
-_CORRUPTION = frozenset({11, 26})
 _SIDECARS = ("-wal", "-shm", "-journal")
-
-
-def is_corruption(exc: sqlite3.Error) -> bool:
-    """True when SQLite reports the file corrupt or not a database (never for busy)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in _CORRUPTION
-    message = str(exc)
-    return "malformed" in message or "not a database" in message
 
 
 def check_header(path: Path) -> None:

@@ -1,15 +1,14 @@
-"""Pure rules for what a trace row holds: new rows, later changes, storable text, exclusions."""
+"""Pure rules for what a trace row holds: new rows, later changes, storable text."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
 from tracesd.errors import ParseError
 from tracesd.git.remote_url import canonical_or_none
-from tracesd.models import GitInfo, Trace, TraceMeta
-from tracesd.store.transaction import now_ms
+from tracesd.models import GitInfo, Trace, TraceMeta, now_ms
+from tracesd.utf8 import encodable
 
 
 def new_trace(meta: TraceMeta, git: GitInfo | None) -> Trace:
@@ -54,15 +53,6 @@ def scrubbed(git: GitInfo) -> GitInfo:
     return GitInfo(remote_url=canonical_or_none(git.remote_url), branch=git.branch, ref=git.ref)
 
 
-def encodable(text: str) -> bool:
-    """Whether SQLite can store it: no lone surrogates (legal in JSON and in Linux paths)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def storable(meta: TraceMeta) -> TraceMeta:
     """A title or preview with lone surrogates gets them replaced; an id or a directory that
     is not valid Unicode makes the session unreadable (changing it would change identity)."""
@@ -81,26 +71,3 @@ def _text(value: str | None) -> str | None:
     if value is None or encodable(value):
         return value
     return value.encode("utf-8", "replace").decode("utf-8")
-
-
-def glob(pattern: str) -> re.Pattern[str]:
-    """A path glob: `**` crosses directories, `*` and `?` do not; `dir/**` matches dir too."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    regex = "".join(out)
-    if regex.endswith("/.*"):
-        regex = regex[: -len("/.*")] + "(/.*)?"
-    return re.compile(regex)

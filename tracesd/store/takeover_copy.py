@@ -17,6 +17,7 @@ from pathlib import Path
 from tracesd import sqliteuri
 from tracesd.errors import TracesdError
 from tracesd.git import remote_url as repourl
+from tracesd.sqliteerrors import Fault, fault
 from tracesd.store import migrations, owner
 
 #: the schema (tracesd's numbering) of every tracesd that kept its database at ~/.traces
@@ -79,7 +80,7 @@ def merge(legacy: Path, db: Path, busy_timeout_s: float, *, everything: bool) ->
         )
         conn.execute("COMMIT")
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if fault(exc) is Fault.BUSY:
             raise Busy(f"{db} stayed locked: {exc}") from None
         raise
     finally:

@@ -9,22 +9,17 @@ Only valid inside `Store.atomic()`, which owns the transaction; see store.py.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import aiosqlite
 
 from tracesd.git.remote_url import canonical_or_none
-from tracesd.models import TRACE_COLUMNS, FileState, Trace
+from tracesd.models import TRACE_COLUMNS, FileState, Trace, now_ms
 
 #: fields an upsert merges with COALESCE(new, old); the others are set as given
 _MERGED = tuple(c for c in TRACE_COLUMNS if c not in ("id", "agent_id", "created_at", "updated_at"))
 _UPDATABLE = frozenset(TRACE_COLUMNS) - {"id"}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Transaction:

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from tracesd import sqliteuri
 from tracesd.safeopen import NotRegular, check_store
+from tracesd.sqliteerrors import Fault, fault
 
 PRODUCTION = "https://actions.traces.com"
 STAGING = "https://greedy-caterpillar-947.convex.site"
@@ -286,8 +287,6 @@ def _translated(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        message = str(exc)
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in message:
-            raise Busy(f"{path}: {message}") from None
-        raise CliDbError(f"{path}: {message}") from None
+        if fault(exc) is Fault.BUSY:
+            raise Busy(f"{path}: {exc}") from None
+        raise CliDbError(f"{path}: {exc}") from None

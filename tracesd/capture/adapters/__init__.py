@@ -4,15 +4,21 @@ An adapter only reads files. It knows where its agent keeps sessions (`roots`), 
 paths below a root are sessions (`matches`, pure and cheap: it runs on the watcher thread
 for every event), and how to read one (`parse`). No database, no network, no git.
 
-Adding an agent: a new module with a class like the ones below, plus one line in
-`_REGISTRY`.
+An agent is one module here: its class declares the agent's id (`agent_id`, as the Traces
+CLI and API name it), the environment variables it reads to find its roots (`env_vars`),
+and the roots themselves (`roots()`, which `[agents.roots] <id>` overrides). Everything
+else that names agents derives from `ADAPTERS`: the ids config accepts, the agents built
+and their order (status, doctor, `tracesd list --agent`), the variables the service passes
+through. Adding an agent: its module, one line in `ADAPTERS`, its fixture sessions in
+tests/fixtures/agents (expected.json) and its tests; tests/test_agent_registry.py checks
+the fixture and the declarations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tracesd.capture.adapters.amp import Amp
 from tracesd.capture.adapters.claude_code import ClaudeCode
@@ -23,8 +29,10 @@ from tracesd.capture.adapters.cursor import Cursor
 from tracesd.capture.adapters.gemini_cli import GeminiCli
 from tracesd.capture.adapters.opencode import OpenCode
 from tracesd.capture.adapters.pi import Pi
-from tracesd.config import Config
 from tracesd.models import TraceMeta
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +63,41 @@ class Adapter(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Callable[[Config, Hints], Adapter]] = {
-    "claude-code": ClaudeCode,
-    "codex": Codex,
-    "gemini-cli": GeminiCli,
-    "opencode": OpenCode,
-    "pi": Pi,
-    "amp": Amp,
-    "cline": Cline,
-    "cursor": Cursor,
-    "copilot": Copilot,
-}
+class AdapterClass(Protocol):
+    """An adapter's class: what it declares before any config is read, and its constructor."""
 
-SUPPORTED: tuple[str, ...] = tuple(_REGISTRY)
+    agent_id: str
+
+    @property
+    def env_vars(self) -> tuple[str, ...]:
+        """The environment variables it reads to find its roots (the service passes them
+        on to the daemon it installs)."""
+        ...
+
+    def __call__(self, config: Config, hints: Hints) -> Adapter: ...
+
+
+#: every agent tracesd reads, in the order status, doctor and the docs list them
+ADAPTERS: tuple[AdapterClass, ...] = (
+    ClaudeCode,
+    Codex,
+    GeminiCli,
+    OpenCode,
+    Pi,
+    Amp,
+    Cline,
+    Cursor,
+    Copilot,
+)
+
+#: agent ids as the Traces CLI and API name them (INTERFACE section 5)
+AGENT_IDS: tuple[str, ...] = tuple(adapter.agent_id for adapter in ADAPTERS)
+#: every environment variable some adapter reads, in registry order
+ENV_VARS: tuple[str, ...] = tuple(dict.fromkeys(v for a in ADAPTERS for v in a.env_vars))
 
 
 def build_adapters(config: Config, hints: Hints | None = None) -> list[Adapter]:
     """One adapter per enabled agent that tracesd can read, in registry order."""
     hints = hints or Hints()
     enabled = set(config.agents.enabled)
-    return [make(config, hints) for agent, make in _REGISTRY.items() if agent in enabled]
+    return [make(config, hints) for make in ADAPTERS if make.agent_id in enabled]

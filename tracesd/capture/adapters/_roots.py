@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tracesd.config import Config
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 PLATFORM = sys.platform
 

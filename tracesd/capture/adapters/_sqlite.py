@@ -22,6 +22,7 @@ from tracesd import sqliteuri
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
 from tracesd.safeopen import NotRegular, check_store
+from tracesd.sqliteerrors import Fault, fault
 
 #: how long a read waits for an agent that holds its store locked
 BUSY_TIMEOUT_S = 0.2
@@ -174,7 +175,7 @@ def _translated(database: str) -> Iterator[None]:
 
 def _parse_error(exc: sqlite3.Error, database: str) -> ParseError:
     message = str(exc)
-    if "locked" in message or "busy" in message:
+    if fault(exc) is Fault.BUSY:
         return ParseError("locked", f"{database!r} is locked by its agent: {message}")
     if isinstance(exc, sqlite3.DatabaseError) and (
         "not a database" in message or "malformed" in message or "no such" in message

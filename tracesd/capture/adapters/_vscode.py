@@ -13,12 +13,17 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from tracesd.capture.adapters import _roots
-from tracesd.config import Config
 from tracesd.safeopen import read_head
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
+
+#: the environment variables `user_dirs` reads: an adapter that calls it declares them too
+ENV_VARS = ("VSCODE_PORTABLE", "VSCODE_APPDATA", "XDG_CONFIG_HOME")
 
 _JSONC_COMMENT = re.compile(r'("(?:[^"\\]|\\.)*")|//[^\n]*|/\*.*?\*/', re.DOTALL)
 _JSONC_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(?=\s*[}\]])')

@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracesd.capture.adapters import _roots, _vscode
 from tracesd.capture.adapters._docs import Document
 from tracesd.capture.adapters._files import SessionFile
 from tracesd.capture.adapters._text import latest, session_meta, text_of, to_ms
-from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import GitInfo, TraceMeta
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 AGENT_ID = "amp"
 
@@ -59,6 +61,7 @@ class _Thread(NamedTuple):
 
 class Amp:
     agent_id = AGENT_ID
+    env_vars = ("XDG_DATA_HOME", *_vscode.ENV_VARS)
 
     def __init__(self, config: Config, hints: object = None) -> None:
         central = _roots.xdg_data_home(config) / "amp" / "threads"

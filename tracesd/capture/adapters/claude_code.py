@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import latest, preview, text_of, title, to_ms
-from tracesd.config import Config
 from tracesd.models import GitInfo, TraceMeta
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 AGENT_ID = "claude-code"
 
@@ -44,6 +46,7 @@ _STAND_IN = re.compile(r"^<.*>$", re.DOTALL)
 
 class ClaudeCode:
     agent_id = AGENT_ID
+    env_vars = ("CLAUDE_CONFIG_DIR",)
 
     def __init__(self, config: Config, hints: object = None) -> None:
         configured = config.environ.get("CLAUDE_CONFIG_DIR", "")

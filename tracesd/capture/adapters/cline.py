@@ -27,16 +27,18 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracesd.capture.adapters import _roots, _sqlite, _vscode
 from tracesd.capture.adapters._cline_messages import Chat, loads, objects, read_messages, ui_text
 from tracesd.capture.adapters._docs import Document
 from tracesd.capture.adapters._files import SessionFile
 from tracesd.capture.adapters._text import latest, session_meta, title, to_ms
-from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 AGENT_ID = "cline"
 
@@ -68,6 +70,13 @@ class _Entry(NamedTuple):  # one taskHistory.json item
 
 class Cline:
     agent_id = AGENT_ID
+    env_vars = (
+        "CLINE_DIR",
+        "CLINE_DATA_DIR",
+        "CLINE_SESSION_DATA_DIR",
+        "CLINE_DB_DATA_DIR",
+        *_vscode.ENV_VARS,
+    )
 
     def __init__(self, config: Config, hints: object = None) -> None:
         override = _roots.resolve(config, AGENT_ID, [])

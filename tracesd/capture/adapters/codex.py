@@ -9,14 +9,16 @@ Subagent rollouts are skipped; compressed `.jsonl.zst` rollouts are not read.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import session_meta, to_ms
-from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import GitInfo, TraceMeta
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 AGENT_ID = "codex"
 
@@ -30,6 +32,7 @@ _REQUEST_MARKER = "## My request for Codex:"
 
 class Codex:
     agent_id = AGENT_ID
+    env_vars = ("CODEX_HOME",)
 
     def __init__(self, config: Config, hints: object = None) -> None:
         base = config.env_path("CODEX_HOME") or config.home / ".codex"

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from tracesd.capture.adapters import _roots, _vscode
 from tracesd.capture.adapters._docs import Document, decode_at
 from tracesd.capture.adapters._files import SessionFile
 from tracesd.capture.adapters._oplog import OperationLogs, Session, reply_text
 from tracesd.capture.adapters._text import latest, preview, title, to_ms
-from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 AGENT_ID = "copilot"
 APPS = ("Code", "Code - Insiders", "VSCodium")
@@ -38,6 +41,7 @@ _MESSAGE_TEXT = re.compile(r'"message"\s*:\s*\{\s*"text"\s*:')
 
 class Copilot:
     agent_id = AGENT_ID
+    env_vars = _vscode.ENV_VARS
 
     def __init__(self, config: Config, hints: object = None) -> None:
         roots: list[str] = []

@@ -30,6 +30,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from tracesd.capture.adapters import _roots, _sqlite, _vscode
 from tracesd.capture.adapters._cursor_stores import (
@@ -45,9 +46,11 @@ from tracesd.capture.adapters._cursor_stores import (
     user_text,
 )
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
-from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 _TRANSCRIPTS = "agent-transcripts"
 _NOT_SLUG = re.compile(r"[^0-9A-Za-z]+")
@@ -58,6 +61,7 @@ _RETRY_S = 30.0  # how long a failed directory lookup stands before it is tried 
 
 class Cursor:
     agent_id = AGENT_ID
+    env_vars = (*_vscode.ENV_VARS, "CURSOR_CONFIG_DIR")
 
     def __init__(self, config: Config, hints: object = None) -> None:
         users = _vscode.user_dirs(config, ["Cursor"])

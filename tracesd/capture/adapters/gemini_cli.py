@@ -15,15 +15,17 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import latest, session_meta, text_of, to_ms
-from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
 from tracesd.safeopen import read_head
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 AGENT_ID = "gemini-cli"
 
@@ -37,6 +39,7 @@ _HASH_MAP_TTL_S = 30.0
 
 class GeminiCli:
     agent_id = AGENT_ID
+    env_vars = ("GEMINI_CLI_HOME",)
 
     def __init__(self, config: Config, hints: Any = None) -> None:
         base = config.env_path("GEMINI_CLI_HOME") or config.home

@@ -25,16 +25,18 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracesd.capture.adapters import _roots, _sqlite
 from tracesd.capture.adapters._docs import Document
 from tracesd.capture.adapters._files import SessionFile
 from tracesd.capture.adapters._text import session_meta, to_ms
-from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
 from tracesd.safeopen import NotRegular, check_store
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 AGENT_ID = "opencode"
 
@@ -54,6 +56,7 @@ _BUDGET_BYTES = 8 * 1024 * 1024
 
 class OpenCode:
     agent_id = AGENT_ID
+    env_vars = ("XDG_DATA_HOME", "OPENCODE_DB")
 
     def __init__(self, config: Config, hints: object = None) -> None:
         default = _roots.xdg_data_home(config) / "opencode"

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import session_meta, text_of, to_ms
-from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.models import TraceMeta
+
+if TYPE_CHECKING:  # config validates agent ids against this package
+    from tracesd.config import Config
 
 AGENT_ID = "pi"
 
@@ -40,6 +42,7 @@ _SKILL = re.compile(r'^<skill name="([^"]*)"[^>]*>.*?</skill>\s*', re.DOTALL)
 
 class Pi:
     agent_id = AGENT_ID
+    env_vars = ("PI_CODING_AGENT_DIR",)
 
     def __init__(self, config: Config, hints: object = None) -> None:
         base = config.env_path("PI_CODING_AGENT_DIR") or config.home / ".pi" / "agent"
