@@ -25,8 +25,8 @@ from tracesd.store.database import Store
 from tracesd.store.outbox import Outbox, SyncState
 from tracesd.sync.backoff import Backoff
 from tracesd.sync.client import BackendClient, open_session
-from tracesd.sync.delivery import cli_title, payload, project_name
 from tracesd.sync.job import SyncService
+from tracesd.sync.wire import cli_title, payload, project_name
 
 SHA = "a" * 40
 KEY = "sk-test-SECRET-4242"
