@@ -1,14 +1,14 @@
 """Sync: pending traces -> the Traces API, durably, in batches, whatever the network does.
 
 A run claims pending traces from the outbox (at most `batch_size`, at most ~1 MiB of JSON),
-sends them, and records per trace what the server said: stored (the version sent is
-acknowledged), refused for good (failed until the trace changes; never blocks the others),
-or not now (stays pending). A run keeps going while there is work and stops at the first
-"not now", which starts a durable backoff: exponential with full jitter between 1 s and
-`max_backoff_s`, at least the server's Retry-After (clamped), reset by a success, and kept
-in the database so a restart does not hammer a server that is down. Retryable failures are
-retried forever; nothing is dropped by age. A refused API key pauses sync (retried at the
-cap) without failing any trace.
+sends them, and records per trace what the server said (wire.py's outcomes): Stored (the
+version sent is acknowledged), Refused for good (failed until the trace changes; never
+blocks the others), or NotNow (stays pending). A run keeps going while there is work and
+stops at the first "not now", which starts a durable backoff: exponential with full jitter
+between 1 s and `max_backoff_s`, at least the server's Retry-After (clamped), reset by a
+success, and kept in the database so a restart does not hammer a server that is down.
+Retryable failures are retried forever; nothing is dropped by age. A refused API key
+(KeyRefused) pauses sync (retried at the cap) without failing any trace.
 
 APScheduler lives here only: one interval job (`max_instances=1`, `coalesce=True`), pulled
 forward shortly after a capture so a new trace usually reaches the server within seconds.
