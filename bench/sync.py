@@ -34,7 +34,8 @@ from bench.harness import GitRow, Options, Workspace
 from bench.measure import BenchError, Child
 from bench.report import Result, Row, at_least, fmt
 from tracesd.models import Trace
-from tracesd.sync.delivery import PUT_CONCURRENCY, payload
+from tracesd.sync.delivery import PUT_CONCURRENCY
+from tracesd.sync.wire import payload
 
 TRACES = 10_000
 REPOS = 100

@@ -1,5 +1,5 @@
 """Hostile answers from the Traces API (issue 10, 2.2): whatever a server answers, the client
-returns results or one of its own errors (never anything else), a Retry-After hint is finite
+returns typed outcomes (`check` its own errors; never anything else), a Retry-After hint is finite
 and bounded, server text is printable; the daemon stays up, says what went wrong, and
 delivers everything once the server answers well again.
 
@@ -29,9 +29,18 @@ from tests.faultserver import Plan, ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, tracesd
 from tests.test_sync_daemon import sync_config, wait_for
 from tracesd.errors import BackendUnavailable, SyncError
-from tracesd.sync.answers import batch_results, error_message, printable, retry_after
+from tracesd.sync.answers import ItemResult, batch_results, error_message, printable, retry_after
 from tracesd.sync.backoff import RETRY_AFTER_MAX_S
-from tracesd.sync.client import BackendClient, ItemResult, Outgoing, open_session
+from tracesd.sync.client import BackendClient, open_session
+from tracesd.sync.wire import (
+    KeyRefused,
+    NoBatchEndpoint,
+    NotNow,
+    Outgoing,
+    Refused,
+    Stored,
+    TooLarge,
+)
 
 SENT = ["t-1", "t-2", "t-3"]
 ITEMS = [Outgoing.of({"externalId": i, "agentId": "claude-code"}) for i in SENT]
@@ -351,9 +360,11 @@ def _is_printable(text: str) -> bool:
 
 
 def _check_outcome(outcome: object) -> None:
-    """What the client may return or raise for any answer."""
+    """What the client (or the parser) may return or raise for any answer."""
+    if isinstance(outcome, list) and all(isinstance(r, ItemResult) for r in outcome):
+        assert [r.external_id for r in outcome] == SENT  # the parser: one result per id
     if isinstance(outcome, list):
-        assert [r.external_id for r in outcome] == SENT
+        assert len(outcome) == len(SENT)  # one per trace sent, in order
         for result in outcome:
             _check_outcome(result)
     elif isinstance(outcome, ItemResult):
@@ -361,29 +372,40 @@ def _check_outcome(outcome: object) -> None:
         assert type(outcome.status) is int
         assert 100 <= outcome.status <= 999
         assert _is_printable(outcome.message)
+    elif isinstance(outcome, Refused):
+        assert type(outcome.status) is int
+        assert 100 <= outcome.status <= 999
+        assert _is_printable(outcome.message)
+    elif isinstance(outcome, NotNow):
+        assert _is_printable(outcome.message), outcome.message
+        _check_hint(outcome.retry_after)
+    elif isinstance(outcome, KeyRefused | TooLarge):
+        assert _is_printable(outcome.message), outcome.message
     elif isinstance(outcome, SyncError):
         assert _is_printable(str(outcome)), str(outcome)
-        if isinstance(outcome, BackendUnavailable) and outcome.retry_after is not None:
-            assert math.isfinite(outcome.retry_after)
-            assert 0 <= outcome.retry_after <= RETRY_AFTER_MAX_S
+        if isinstance(outcome, BackendUnavailable):
+            _check_hint(outcome.retry_after)
     else:
-        assert type(outcome) is int, outcome  # check(): the status
+        assert isinstance(outcome, Stored | NoBatchEndpoint) or type(outcome) is int, outcome
+
+
+def _check_hint(retry_after: float | None) -> None:
+    if retry_after is not None:
+        assert math.isfinite(retry_after)
+        assert 0 <= retry_after <= RETRY_AFTER_MAX_S
 
 
 async def _ask(client: BackendClient) -> list[object]:
-    """Each request the client makes, against the same answer; a foreign exception fails."""
-    outcomes: list[object] = []
-    calls: list[Callable[[], Coroutine[Any, Any, object]]] = [
-        lambda: client.send_batch(ITEMS),
-        lambda: client.put(ITEMS[0]),
-        client.check,
-    ]
-    for call in calls:
-        try:
-            outcomes.append(await call())
-        except SyncError as exc:
-            outcomes.append(exc)
-        event(type(outcomes[-1]).__name__)  # --hypothesis-show-statistics: what was met
+    """Each request the client makes, against the same answer: the sends return an outcome
+    and raise nothing; `check` (doctor's) returns the status or raises a SyncError. Any
+    other exception fails."""
+    outcomes: list[object] = [await client.send_batch(ITEMS), await client.put(ITEMS[0])]
+    try:
+        outcomes.append(await client.check())
+    except SyncError as exc:
+        outcomes.append(exc)
+    for outcome in outcomes:
+        event(type(outcome).__name__)  # --hypothesis-show-statistics: what was met
     return outcomes
 
 

@@ -30,7 +30,7 @@ import pytest
 from tests.faultserver import Plan, Received, ThreadedFaultServer
 from tests.helpers import Daemon, db_path, git, isolated_env, make_repo, tracesd
 from tracesd.models import TRACE_COLUMNS, Trace
-from tracesd.sync.delivery import payload
+from tracesd.sync.wire import payload
 
 StartDaemon = Callable[..., Daemon]
 

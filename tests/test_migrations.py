@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 from tracesd.errors import SchemaTooNew, StoreError
 from tracesd.models import TRACE_COLUMNS
 from tracesd.store import migrations
+from tracesd.store.outbox import PENDING_SQL
+from tracesd.sync.wire import SYNCED_FIELDS
 
 
 def columns(db: Path, table: str = "traces") -> list[str]:
@@ -174,7 +177,7 @@ def tracesd_v4(db: Path, remotes: dict[str, str | None], monkeypatch: pytest.Mon
     with monkeypatch.context() as m:
         m.setattr(migrations, "SCHEMA_VERSION", 4)
         m.setattr(migrations, "SHARED", migrations.SHARED[:2])
-        m.setattr(migrations, "SYNCED_COLUMNS", SYNCED_BEFORE_6)
+        m.setattr(migrations, "_OUTBOX_SYNCED", SYNCED_BEFORE_6)
         migrations.apply(db)
     with sqlite3.connect(db) as conn:
         conn.executemany(
@@ -209,7 +212,7 @@ def test_a_v4_database_gets_every_repository_url_in_canonical_form(
     with monkeypatch.context() as m:
         m.setattr(migrations, "SCHEMA_VERSION", 5)
         m.setattr(migrations, "SHARED", migrations.SHARED[:3])
-        m.setattr(migrations, "SYNCED_COLUMNS", SYNCED_BEFORE_6)
+        m.setattr(migrations, "_OUTBOX_SYNCED", SYNCED_BEFORE_6)
         result = migrations.apply(db)
 
     assert (result.from_version, result.to_version) == (4, 5)
@@ -259,6 +262,17 @@ def tracesd_v5(db: Path) -> None:
     with sqlite3.connect(db) as conn:
         conn.executescript(V5_DUMP.read_text())
         conn.execute("PRAGMA user_version = 5")
+
+
+V6_DUMP = Path(__file__).parent / "fixtures" / "tracesd-v6.sql"
+
+
+def tracesd_v6(db: Path) -> None:
+    """tracesd's database at schema 6, as that code made it (tests/fixtures/tracesd-v6.sql):
+    two traces, both acknowledged by the server."""
+    with sqlite3.connect(db) as conn:
+        conn.executescript(V6_DUMP.read_text())
+        conn.execute("PRAGMA user_version = 6")
 
 
 def pending(db: Path) -> set[str]:
@@ -336,3 +350,37 @@ def test_a_new_database_syncs_the_same_columns_as_a_migrated_one(tmp_path: Path)
 
     assert trigger(new) == trigger(old)
     assert "OF agent_id, title, directory, model, created_at, shared_url," in trigger(new)
+
+
+def _schema_sql(db: Path, name: str) -> str:
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    assert row is not None, name
+    return " ".join(str(row[0]).split())
+
+
+@pytest.mark.parametrize("made", ["new", "schema 5", "schema 6"])
+def test_the_outbox_watches_what_sync_sends_and_indexes_what_it_claims(
+    tmp_path: Path, made: str
+) -> None:
+    """Each migration froze its own copy of the synced columns and of the pending rule; once
+    migrated, a new file and files made by earlier versions watch exactly the fields the
+    client sends (wire.SYNCED_FIELDS) and index exactly the rows the outbox claims. Editing
+    the live list without a migration, or a migration's copy alone, fails here."""
+    db = tmp_path / "t.db"
+    {"new": lambda _: None, "schema 5": tracesd_v5, "schema 6": tracesd_v6}[made](db)
+    migrations.apply(db)
+
+    trigger = _schema_sql(db, "tracesd_outbox_update")
+    found = re.fullmatch(
+        r"CREATE TRIGGER .*? AFTER UPDATE OF (.*?) ON traces WHEN (.*?) BEGIN .*", trigger
+    )
+    assert found is not None, trigger
+    watched, when = found.groups()
+    assert set(watched.split(", ")) == set(SYNCED_FIELDS)
+    compared = re.findall(r"OLD\.(\w+) IS NOT NEW\.\1", when)
+    assert when == " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in compared)
+    assert set(compared) == set(SYNCED_FIELDS)
+
+    index = _schema_sql(db, "tracesd_outbox_pending_order")
+    assert index.endswith(f" WHERE {PENDING_SQL}"), index

@@ -8,7 +8,7 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,14 @@ import structlog
 import tracesd.server
 from tests.faultserver import FaultServer
 from tracesd.config import Config
-from tracesd.models import Trace
+from tracesd.models import TRACE_COLUMNS, Trace
 from tracesd.server.schema import validate
 from tracesd.store.database import Store
 from tracesd.store.outbox import Outbox, SyncState
 from tracesd.sync.backoff import Backoff
 from tracesd.sync.client import BackendClient, open_session
-from tracesd.sync.delivery import cli_title, payload, project_name
 from tracesd.sync.job import SyncService
+from tracesd.sync.wire import SYNCED_FIELDS, cli_title, payload, project_name
 
 SHA = "a" * 40
 KEY = "sk-test-SECRET-4242"
@@ -216,6 +216,39 @@ def test_no_payload_ever_carries_a_visibility() -> None:
                 item = payload(row, send_titles=send_titles)
                 assert "visibility" not in item
                 assert "targetNamespaceId" not in item
+
+
+def test_what_is_sent_comes_from_the_synced_fields_and_from_no_other_column() -> None:
+    """SYNCED_FIELDS is what the outbox's trigger watches (tests/test_migrations.py ties
+    them): a change to any other column changes nothing that is sent, so it need not be
+    sent again; a change to each synced column changes what is sent."""
+    base = trace("t-1", model="claude-sonnet-4-5", created_at=1_794_000_000_000)
+    other_value: dict[str, Any] = {
+        "agent_id": "codex",
+        "title": "another title",
+        "preview": "another preview",
+        "timestamp": 1,
+        "directory": "/else/where",
+        "source_path": "/another/file.jsonl",
+        "shared_url": "https://www.traces.com/s/other",
+        "shared_visibility": "private",
+        "git_remote_url": "https://github.com/acme/other",
+        "git_branch": "other",
+        "git_ref": "b" * 40,
+        "created_at": 1,
+        "updated_at": 1,
+        "model": "another-model",
+    }
+    assert set(other_value) == set(TRACE_COLUMNS) - {"id"}
+    shared = replace(base, shared_url="https://www.traces.com/s/j9")
+    for column, value in other_value.items():
+        sent = [
+            (payload(row, send_titles=t), payload(replace(row, **{column: value}), send_titles=t))
+            for row in (base, shared)
+            for t in (True, False)
+        ]
+        changed = any(before != after for before, after in sent)
+        assert changed == (column in SYNCED_FIELDS), column
 
 
 @pytest.mark.parametrize(

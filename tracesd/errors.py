@@ -12,17 +12,14 @@
     │   ├── StoreCorrupt     SQLite says corrupt or not a database; the daemon moves it aside
     │   ├── RowRejected      the database refused one row's values; that trace fails alone
     │   └── StoreClosed      used after close()
-    └── SyncError            a request to the Traces API did not succeed; sync decides next
-        ├── BackendUnavailable   retry later: network, timeout, 408/425/429/5xx, 1xx/3xx
-        │   └── MalformedAnswer  retry later: an answer that is not what openapi.json says
-        ├── BackendAuthError     401/403: sync pauses until the key works, nothing is failed
-        ├── PayloadTooLarge      413: split the batch
-        ├── BatchUnsupported     404/405 on the batch endpoint: send one PUT per trace
-        └── BackendRejected      another 4xx for a whole batch: bisect to find the culprit
+    └── SyncError            a request to the Traces API did not succeed
+        └── BackendUnavailable   no answer to doctor's check (network, timeout)
+            └── MalformedAnswer  an answer that is not what openapi.json says (answers.py)
 
 Foreign exceptions (sqlite3, OSError, json) are translated once, where the foreign call is
 made, and handled where a decision is made: ingest skips and counts, the CLI prints one
-line and picks an exit code.
+line and picks an exit code. Sync's requests raise nothing: the client returns typed
+outcomes (sync/wire.py: Stored, Refused, NotNow, KeyRefused...) that the job acts on.
 """
 
 from __future__ import annotations
@@ -155,23 +152,3 @@ class BackendUnavailable(SyncError):
 
 class MalformedAnswer(BackendUnavailable):
     """The answer is not what the API document promises (answers.py): retried later."""
-
-
-class BackendAuthError(SyncError):
-    """The server refused the API key (401/403)."""
-
-
-class PayloadTooLarge(SyncError):
-    """The server refused the request body as too large (413)."""
-
-
-class BatchUnsupported(SyncError):
-    """The server has no batch endpoint (404/405 on it)."""
-
-
-class BackendRejected(SyncError):
-    """The server refused a whole request with another 4xx."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)

@@ -121,7 +121,21 @@ def _traces_v6_model(conn: sqlite3.Connection) -> None:
     _add_missing(conn, "traces", (("model", "TEXT"),))
     if "tracesd_outbox" in _tables(conn):
         conn.execute("DROP TRIGGER IF EXISTS tracesd_outbox_update")
-        conn.execute(_update_trigger())
+        conn.execute(_update_trigger(_V6_SYNCED))
+
+
+#: the synced columns as of schema 6 (frozen: a later change is a new migration)
+_V6_SYNCED = (
+    "agent_id",
+    "title",
+    "directory",
+    "model",
+    "created_at",
+    "shared_url",
+    "git_remote_url",
+    "git_branch",
+    "git_ref",
+)
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
@@ -145,10 +159,35 @@ def _files(conn: sqlite3.Connection) -> None:
     )
 
 
-#: the columns of `traces` whose changes are sent to the Traces API: what the client sends
-#: (the Traces CLI's PUT field set), and `shared_url`, so a trace that becomes shared is sent.
-#: Never `preview` or `timestamp` (the CLI sends neither) nor the visibility (the user's).
-SYNCED_COLUMNS = (
+# Migrations never read a live constant (editing one would silently diverge from the
+# databases made before): each one that builds the outbox's triggers or indexes holds its
+# own copy of what it builds. Their SQL below is frozen too: a change is a new migration.
+# The outbox's trigger watches the columns the client sends (wire.SYNCED_FIELDS), and its
+# pending indexes serve the outbox's query (outbox.PENDING_SQL); tests/test_migrations.py
+# fails while a new file or a migrated one differs from those.
+
+_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+_BUMP = f"""
+    INSERT INTO tracesd_outbox (trace_id, version, changed_at) VALUES (NEW.id, 1, {_NOW_MS})
+    ON CONFLICT (trace_id) DO UPDATE SET version = version + 1, changed_at = excluded.changed_at;
+"""
+
+
+def _update_trigger(synced: tuple[str, ...], *, if_not_exists: bool = False) -> str:
+    """The trigger that bumps a trace's outbox version when one of `synced` changes."""
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in synced)
+    guard = " IF NOT EXISTS" if if_not_exists else ""
+    return (
+        f"CREATE TRIGGER{guard} tracesd_outbox_update AFTER UPDATE OF"
+        f" {', '.join(synced)} ON traces WHEN {changed} BEGIN {_BUMP} END"
+    )
+
+
+#: the synced columns 0002 watches. PRIVATE steps run after every SHARED one, so on a new
+#: file 0002 builds the trigger as the latest SHARED step would (6 finds no outbox there):
+#: this copy is schema 6's. A later change of the synced columns is a PRIVATE step after
+#: 0002, which rebuilds the trigger on new and old files alike.
+_OUTBOX_SYNCED = (
     "agent_id",
     "title",
     "directory",
@@ -159,25 +198,8 @@ SYNCED_COLUMNS = (
     "git_branch",
     "git_ref",
 )
-_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
-_BUMP = f"""
-    INSERT INTO tracesd_outbox (trace_id, version, changed_at) VALUES (NEW.id, 1, {_NOW_MS})
-    ON CONFLICT (trace_id) DO UPDATE SET version = version + 1, changed_at = excluded.changed_at;
-"""
-
-
-def _update_trigger(*, if_not_exists: bool = False) -> str:
-    """The trigger that bumps a trace's outbox version when a synced column changes."""
-    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in SYNCED_COLUMNS)
-    guard = " IF NOT EXISTS" if if_not_exists else ""
-    return (
-        f"CREATE TRIGGER{guard} tracesd_outbox_update AFTER UPDATE OF"
-        f" {', '.join(SYNCED_COLUMNS)} ON traces WHEN {changed} BEGIN {_BUMP} END"
-    )
-
-
-#: a pending outbox row (outbox.py's rule, without the table alias)
-PENDING_SQL = "version > sent_version AND (failed_version IS NULL OR failed_version < version)"
+#: a pending outbox row, as 0002 indexes it
+_OUTBOX_PENDING = "version > sent_version AND (failed_version IS NULL OR failed_version < version)"
 
 
 def _outbox(conn: sqlite3.Connection) -> None:
@@ -199,13 +221,13 @@ def _outbox(conn: sqlite3.Connection) -> None:
     )
     conn.execute(
         "CREATE INDEX IF NOT EXISTS tracesd_outbox_pending ON tracesd_outbox (changed_at)"
-        f" WHERE {PENDING_SQL}"
+        f" WHERE {_OUTBOX_PENDING}"
     )
     conn.execute(
         "CREATE TRIGGER IF NOT EXISTS tracesd_outbox_insert AFTER INSERT ON traces"
         f" BEGIN {_BUMP} END"
     )
-    conn.execute(_update_trigger(if_not_exists=True))
+    conn.execute(_update_trigger(_OUTBOX_SYNCED, if_not_exists=True))
     # Traces stored before sync existed are pending too.
     conn.execute(
         f"INSERT OR IGNORE INTO tracesd_outbox (trace_id, version, changed_at)"
@@ -238,13 +260,19 @@ def _shared_index(conn: sqlite3.Connection) -> None:
     )
 
 
+#: a pending outbox row, as 0005 indexes it
+_CLAIM_ORDER_PENDING = (
+    "version > sent_version AND (failed_version IS NULL OR failed_version < version)"
+)
+
+
 def _outbox_claim_order(conn: sqlite3.Connection) -> None:
     # A claim takes pending traces in (changed_at, trace_id) order; traces written in one
     # transaction share changed_at, so an index on changed_at alone left every claim to
     # sort all pending rows. This one serves the claim's order, and the pending count.
     conn.execute(
         "CREATE INDEX IF NOT EXISTS tracesd_outbox_pending_order"
-        f" ON tracesd_outbox (changed_at, trace_id) WHERE {PENDING_SQL}"
+        f" ON tracesd_outbox (changed_at, trace_id) WHERE {_CLAIM_ORDER_PENDING}"
     )
     conn.execute("DROP INDEX IF EXISTS tracesd_outbox_pending")
 

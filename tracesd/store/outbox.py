@@ -1,11 +1,12 @@
 """The outbox: which traces the Traces API has not seen in their latest version.
 
 Rows of `tracesd_outbox` are kept by triggers (migrations.py): every change to a synced
-field bumps the trace's `version` in the same transaction that writes it. A sync claims
-pending traces, sends them, and acknowledges the version it *sent*; an update that lands
-while a batch is in flight bumps the version again, so the trace stays pending and is sent
-next time. A version the server refused for good is remembered as failed, with the reason,
-until the trace changes again; it never blocks other traces.
+field (sync/wire.py's SYNCED_FIELDS) bumps the trace's `version` in the same transaction
+that writes it. A sync claims pending traces, sends them, and acknowledges the version it
+*sent*; an update that lands while a batch is in flight bumps the version again, so the
+trace stays pending and is sent next time. A version the server refused for good is
+remembered as failed, with the reason, until the trace changes again; it never blocks
+other traces.
 
 The scope (`[sync] scope`) decides which pending traces are claimed and counted: "shared",
 only those the Traces CLI shared (`shared_url` set, copied from its database by the bridge);
@@ -26,9 +27,11 @@ from typing import Any
 
 from tracesd.models import TRACE_COLUMNS, Trace
 from tracesd.store.database import Store
-from tracesd.store.migrations import PENDING_SQL
 
-_PENDING = PENDING_SQL  # the rule its partial indexes are made with (migrations.py)
+#: a pending outbox row: the rule of the claim and the pending count, and of the partial
+#: index that serves them (migrations.py holds the copy it made the index with; SQLite
+#: uses the index only while they are the same, which tests/test_migrations.py checks)
+PENDING_SQL = "version > sent_version AND (failed_version IS NULL OR failed_version < version)"
 _FAILED = "o.failed_version >= o.version"
 #: what a scope adds to a query of the outbox `o` (its trace's row is `t`)
 _IN_SCOPE = {"all": "", "shared": " AND t.shared_url IS NOT NULL"}
@@ -51,7 +54,7 @@ def _from(scope: str) -> str:
 def _counts_sql(scope: str) -> str:
     rows, where = _from(scope), _IN_SCOPE[scope]
     return (
-        f"(SELECT COUNT(*) FROM {rows} WHERE {_PENDING}{where}),"
+        f"(SELECT COUNT(*) FROM {rows} WHERE {PENDING_SQL}{where}),"
         f" (SELECT COUNT(*) FROM {rows} WHERE {_FAILED}{where}),"
         " (SELECT COUNT(*) FROM tracesd_outbox o WHERE o.sent_version > 0)"
     )
@@ -104,7 +107,7 @@ class Outbox:
         not_in = f" AND o.trace_id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         rows = await self._store.query(
             f"SELECT {columns}, o.version AS outbox_version FROM {_JOINED[self.scope]}"
-            f" WHERE {_PENDING}{_IN_SCOPE[self.scope]}{not_in}"
+            f" WHERE {PENDING_SQL}{_IN_SCOPE[self.scope]}{not_in}"
             " ORDER BY o.changed_at, o.trace_id LIMIT ?",
             (*skip, limit),
         )

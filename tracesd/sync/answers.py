@@ -2,8 +2,8 @@
 
 Everything in an answer is foreign: a header may hold any text, a body any bytes, a JSON
 number may be 1e400, NaN or a bool. Every value the client reads from an answer goes
-through a function here, which returns a typed value or raises MalformedAnswer (a
-BackendUnavailable: sync backs off and retries), and never anything else:
+through a function here, which returns a typed value or raises MalformedAnswer (wire.py
+makes it "not now": sync backs off and retries), and never anything else:
 
 * Retry-After: delta-seconds (ASCII digits; a decimal fraction is tolerated) or an HTTP
   date. Anything else (other scripts' digits, a negative number, a date out of range, a
@@ -46,10 +46,6 @@ from tracesd.sync.backoff import RETRY_AFTER_MAX_S
 
 #: the longest server text kept (an error message, the start of an error body)
 MAX_TEXT = 300
-#: statuses that mean "not now" (besides 5xx): a request timeout, too early, too many
-RETRYABLE = frozenset({408, 425, 429})
-#: statuses that mean the API key was refused
-AUTH = frozenset({401, 403})
 
 _SECONDS = re.compile(r"([0-9]+)(?:\.[0-9]*)?")
 _DAY = 86400
@@ -57,25 +53,12 @@ _DAY = 86400
 
 @dataclass(frozen=True, slots=True)
 class ItemResult:
-    """What the server said about one trace."""
+    """One trace's entry in a batch answer, as the server wrote it (wire.py says what its
+    status means)."""
 
     external_id: str
     status: int
     message: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def refused(self) -> bool:
-        """Refused for good (until the trace changes): a 4xx that is not "not now" nor a
-        refused key. Any other failure, 1xx and 3xx included, is retried."""
-        return 400 <= self.status < 500 and self.status not in RETRYABLE | AUTH
-
-    @property
-    def retryable(self) -> bool:
-        return not self.ok and not self.refused
 
 
 def retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -1,19 +1,10 @@
 """The Traces API client: the only aiohttp client, and the one place its errors are translated.
 
 Every request has explicit timeouts, follows no redirect (a key must never travel to
-another host), and reads a bounded body. What comes back is translated once:
-
-* 2xx: results, one per trace;
-* 401/403: BackendAuthError; 413: PayloadTooLarge; 404/405 on the batch endpoint:
-  BatchUnsupported;
-* network errors, timeouts, 408, 425, 429, 5xx, any status outside 2xx and 4xx (1xx, 3xx,
-  600 and up) and answers that do not parse: BackendUnavailable (MalformedAnswer for the
-  latter), with the server's hint: Retry-After (seconds or an HTTP date) or the body's
-  `error.details.retryAt` (epoch ms, what the hosted API sends with a 429), the later;
-* another 4xx: BackendRejected for a whole batch, a failed ItemResult for one trace.
-
-Nothing read from an answer is used before answers.py has parsed it, so no answer, however
-malformed, raises anything but these errors.
+another host), and reads a bounded body. A network error, a timeout or an answer larger
+than MAX_BODY is NotNow, with where it happened; any answer read is handed to wire.py,
+which says what it means. So the sends return typed outcomes and raise nothing of their own,
+whatever the server does.
 
 The API key goes into one header and nowhere else: not into messages, logs or reprs.
 """
@@ -21,50 +12,29 @@ The API key goes into one header and nowhere else: not into messages, logs or re
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from tracesd.errors import (
-    BackendAuthError,
-    BackendRejected,
-    BackendUnavailable,
-    BatchUnsupported,
-    PayloadTooLarge,
+from tracesd.errors import BackendUnavailable
+from tracesd.sync.answers import printable
+from tracesd.sync.wire import (
+    Answer,
+    BatchAnswer,
+    NotNow,
+    Outcome,
+    Outgoing,
+    batch_answer,
+    batch_body,
+    put_answer,
+    put_body,
 )
-from tracesd.sync.answers import (
-    AUTH,
-    RETRYABLE,
-    ItemResult,
-    batch_results,
-    error_message,
-    printable,
-    retry_at,
-)
-from tracesd.sync.answers import retry_after as parse_retry_after
 
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=20)
 #: the largest answer we read: results of a 500-trace batch are far smaller
 MAX_BODY = 1024 * 1024
 
-__all__ = ["MAX_BODY", "TIMEOUT", "BackendClient", "ItemResult", "Outgoing", "open_session"]
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One trace to send: its BatchItem (openapi.json), and that item as JSON, encoded once
-    (sync measures batches with it and the batch request is made of it)."""
-
-    external_id: str
-    fields: dict[str, Any]
-    encoded: bytes
-
-    @classmethod
-    def of(cls, fields: dict[str, Any]) -> Outgoing:
-        return cls(str(fields["externalId"]), fields, _json(fields))
+__all__ = ["MAX_BODY", "TIMEOUT", "BackendClient", "aclose", "open_session"]
 
 
 def open_session(timeout: aiohttp.ClientTimeout = TIMEOUT) -> aiohttp.ClientSession:
@@ -85,94 +55,55 @@ class BackendClient:
     def __repr__(self) -> str:
         return f"BackendClient({self._base!r})"
 
-    async def send_batch(self, items: list[Outgoing]) -> list[ItemResult]:
-        """POST a batch; one result per item, in order."""
-        data = b'{"traces":[' + b",".join(i.encoded for i in items) + b"]}"
-        answer = await self._request("POST", "/batch", data)
-        if answer.status in (404, 405):
-            raise BatchUnsupported(f"the server has no batch endpoint (HTTP {answer.status})")
-        answer.raise_for_status()
-        return batch_results([i.external_id for i in items], answer.body)
+    async def send_batch(self, items: list[Outgoing]) -> BatchAnswer:
+        """POST a batch: one outcome per item, in order, or one for the whole request."""
+        answer = await self._exchange("POST", "/batch", batch_body(items))
+        if isinstance(answer, NotNow):
+            return answer
+        return batch_answer([i.external_id for i in items], answer)
 
-    async def put(self, item: Outgoing) -> ItemResult:
-        """PUT one trace; 404/405 mean the URL is wrong, which retrying later may fix."""
-        external_id = item.external_id
-        fields = {k: v for k, v in item.fields.items() if k != "externalId"}
-        path = "/" + quote(external_id, safe="")
-        answer = await self._request("PUT", path, _json(fields))
-        if answer.status in (404, 405):
-            raise BackendUnavailable(
-                f"the API answered {answer.status} to PUT: check [sync] api_url ({self._base})"
-            )
-        if 400 <= answer.status < 500 and answer.status not in RETRYABLE | AUTH | {413}:
-            return ItemResult(external_id, answer.status, answer.message())
-        answer.raise_for_status()
-        return ItemResult(external_id, answer.status)
+    async def put(self, item: Outgoing) -> Outcome:
+        """PUT one trace: what the server said about it."""
+        path = "/" + quote(item.external_id, safe="")
+        answer = await self._exchange("PUT", path, put_body(item))
+        if isinstance(answer, NotNow):
+            return answer
+        return put_answer(answer, url=self._base)
 
     async def check(self) -> int:
-        """GET one trace of the list: the HTTP status (200: reachable, key accepted)."""
-        return (await self._request("GET", "?limit=1", None)).status
+        """GET one trace of the list: the HTTP status (200: reachable, key accepted).
+        Raises BackendUnavailable when no answer comes (doctor shows why)."""
+        answer = await self._exchange("GET", "?limit=1", None)
+        if isinstance(answer, NotNow):
+            raise BackendUnavailable(answer.message)
+        return answer.status
 
-    async def _request(self, method: str, path: str, data: bytes | None) -> _Answer:
+    async def _exchange(self, method: str, path: str, data: bytes | None) -> Answer | NotNow:
         where = f"{method} {self._base}{path}"
         try:
             async with self._session.request(
                 method, self._base + path, data=data, headers=self._headers, allow_redirects=False
             ) as response:
                 body = await _read(response.content)
-                hint = _hint(response.status, response.headers.get("Retry-After"), body)
-                return _Answer(response.status, body, hint)
+                if body is None:
+                    return NotNow(f"answer larger than {MAX_BODY} bytes")
+                return Answer(response.status, response.headers.get("Retry-After"), body)
         except TimeoutError:
-            raise BackendUnavailable(f"{where}: timed out") from None
+            return NotNow(f"{where}: timed out")
         except aiohttp.ClientError as exc:
-            raise BackendUnavailable(f"{where}: {printable(str(exc))}") from None
+            return NotNow(f"{where}: {printable(str(exc))}")
         except OSError as exc:
-            raise BackendUnavailable(f"{where}: {exc.strerror}") from None
+            return NotNow(f"{where}: {exc.strerror}")
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    body: bytes
-    retry_after: float | None
-
-    def message(self) -> str:
-        return error_message(self.body, self.status)
-
-    def raise_for_status(self) -> None:
-        """The error an answer that is not 2xx means (any status aiohttp lets through)."""
-        status = self.status
-        if 200 <= status < 300:
-            return
-        message = f"HTTP {status}: {self.message()}"
-        if status in AUTH:
-            raise BackendAuthError(f"the API key was refused ({message})")
-        if status == 413:
-            raise PayloadTooLarge(message)
-        if 400 <= status < 500 and status not in RETRYABLE:
-            raise BackendRejected(status, message)
-        raise BackendUnavailable(message, retry_after=self.retry_after)
-
-
-def _hint(status: int, header: str | None, body: bytes) -> float | None:
-    """The server's "not before", in seconds: the later of the usable hints, or None."""
-    if 200 <= status < 300:
-        return None
-    hints = [h for h in (parse_retry_after(header), retry_at(body)) if h is not None]
-    return max(hints) if hints else None
-
-
-async def _read(stream: aiohttp.StreamReader) -> bytes:
+async def _read(stream: aiohttp.StreamReader) -> bytes | None:
+    """The body, or None once it passes MAX_BODY (the rest is not read)."""
     body = bytearray()
     while chunk := await stream.read(64 * 1024):
         body += chunk
         if len(body) > MAX_BODY:
-            raise BackendUnavailable(f"answer larger than {MAX_BODY} bytes")
+            return None
     return bytes(body)
-
-
-def _json(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 async def aclose(session: aiohttp.ClientSession) -> None:

@@ -1,14 +1,14 @@
 """Sync: pending traces -> the Traces API, durably, in batches, whatever the network does.
 
 A run claims pending traces from the outbox (at most `batch_size`, at most ~1 MiB of JSON),
-sends them, and records per trace what the server said: stored (the version sent is
-acknowledged), refused for good (failed until the trace changes; never blocks the others),
-or not now (stays pending). A run keeps going while there is work and stops at the first
-"not now", which starts a durable backoff: exponential with full jitter between 1 s and
-`max_backoff_s`, at least the server's Retry-After (clamped), reset by a success, and kept
-in the database so a restart does not hammer a server that is down. Retryable failures are
-retried forever; nothing is dropped by age. A refused API key pauses sync (retried at the
-cap) without failing any trace.
+sends them, and records per trace what the server said (wire.py's outcomes): Stored (the
+version sent is acknowledged), Refused for good (failed until the trace changes; never
+blocks the others), or NotNow (stays pending). A run keeps going while there is work and
+stops at the first "not now", which starts a durable backoff: exponential with full jitter
+between 1 s and `max_backoff_s`, at least the server's Retry-After (clamped), reset by a
+success, and kept in the database so a restart does not hammer a server that is down.
+Retryable failures are retried forever; nothing is dropped by age. A refused API key
+(KeyRefused) pauses sync (retried at the cap) without failing any trace.
 
 APScheduler lives here only: one interval job (`max_instances=1`, `coalesce=True`), pulled
 forward shortly after a capture so a new trace usually reaches the server within seconds.
@@ -36,17 +36,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tracesd.capture.exclude import Exclusions
 from tracesd.config import SyncConfig
-from tracesd.errors import (
-    BackendAuthError,
-    BackendUnavailable,
-    StoreError,
-)
+from tracesd.errors import StoreError
 from tracesd.models import iso
 from tracesd.store.outbox import Outbox, Overview, Pending, SyncState
-from tracesd.sync.answers import ItemResult
 from tracesd.sync.backoff import Backoff, ClockWatch
-from tracesd.sync.client import BackendClient, Outgoing
-from tracesd.sync.delivery import Delivery, cut
+from tracesd.sync.client import BackendClient
+from tracesd.sync.delivery import Delivered, Delivery
+from tracesd.sync.wire import Batch, KeyRefused, NotNow, Outcome, Outgoing, Refused, Stored, cut
 
 log = structlog.get_logger("tracesd.sync")
 
@@ -71,6 +67,18 @@ class Report:
             "failed": self.failed,
             "pending": self.pending,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _OnTheWire:
+    """A batch sent: what was claimed, and the answer to come (with its duration, ms)."""
+
+    batch: Batch
+    answer: asyncio.Task[tuple[Delivered, float]]
+
+    @property
+    def ids(self) -> set[str]:
+        return {pending.trace.id for pending, _ in self.batch}
 
 
 class SyncService:
@@ -231,29 +239,25 @@ class SyncService:
                 self._unsaved = False
 
     async def _send_pending(self, report: Report) -> None:
-        """Send batch after batch. While one is on the wire the next is claimed and encoded,
-        and the answer to one is recorded while the next travels: the database work of the
-        client stays off the critical path. The first "not now" ends the run (a batch
-        already sent is still awaited and recorded, so its successes are acknowledged)."""
-        batch = await self._next_batch(report, in_flight=set())
-        sending = self._start(batch, report)
-        while sending is not None:
-            in_flight = {pending.trace.id for pending, _ in batch}
-            upcoming = await self._next_batch(report, in_flight=in_flight)
-            outcome = await self._outcome(sending)
-            following = self._start(upcoming, report) if isinstance(outcome, tuple) else None
-            ok = await self._settle(batch, outcome, report)
-            if not ok:
+        """Claim, send, record, batch after batch, until nothing is pending or the server
+        says "not now". The database stays off the critical path: the next batch is claimed
+        while one is on the wire, and sent before the answer to the one before is recorded.
+        A run that stops still awaits and records the batch already sent."""
+        sent = self._send(await self._claim(report, in_flight=set()), report)
+        while sent is not None:
+            claimed = await self._claim(report, in_flight=sent.ids)
+            answer, duration_ms = await sent.answer
+            # per-trace outcomes: the server takes traces, so the next batch goes now
+            following = self._send(claimed, report) if isinstance(answer, list) else None
+            if not await self._record(sent.batch, answer, duration_ms, report):
                 if following is not None:
-                    await self._settle(upcoming, await self._outcome(following), report)
+                    await self._record(following.batch, *await following.answer, report)
                 return
             self._succeeded()
-            batch, sending = upcoming, following
+            sent = following
 
-    async def _next_batch(
-        self, report: Report, *, in_flight: set[str]
-    ) -> list[tuple[Pending, Outgoing]]:
-        """The next batch to send: pending traces not in flight, excluded ones dropped."""
+    async def _claim(self, report: Report, *, in_flight: set[str]) -> Batch:
+        """The next batch: pending traces not in flight, excluded ones failed and dropped."""
         while True:
             pending = await self._outbox.claim(self._config.batch_size, skip=in_flight)
             if not pending:
@@ -262,59 +266,77 @@ class SyncService:
             if pending:
                 return cut(pending, send_titles=self._config.send_titles)
 
-    def _start(
-        self, batch: list[tuple[Pending, Outgoing]], report: Report
-    ) -> asyncio.Task[tuple[list[ItemResult], float]] | None:
+    def _send(self, batch: Batch, report: Report) -> _OnTheWire | None:
         if not batch:
             return None
         report.sent += len(batch)
-        return asyncio.create_task(self._send_timed([item for _, item in batch]))
+        return _OnTheWire(batch, asyncio.create_task(self._deliver([o for _, o in batch])))
 
-    async def _send_timed(self, items: list[Outgoing]) -> tuple[list[ItemResult], float]:
+    async def _deliver(self, items: list[Outgoing]) -> tuple[Delivered, float]:
+        """What the server said, and how long it took (ms)."""
         started = time.monotonic()
-        results = await self._delivery.send(items)
-        return results, (time.monotonic() - started) * 1000
-
-    async def _outcome(
-        self, sending: asyncio.Task[tuple[list[ItemResult], float]]
-    ) -> tuple[list[ItemResult], float] | BackendAuthError | BackendUnavailable:
         try:
-            return await sending
-        except (BackendAuthError, BackendUnavailable) as exc:
-            return exc
+            answer = await self._delivery.send(items)
         except Exception as exc:
-            # The client translates every answer (answers.py); should a bug let one through,
-            # it costs a backoff, not the daemon: a restart would only meet the same answer.
+            # The client turns every answer into outcomes (wire.py); should a bug let an
+            # exception through, it costs a backoff, not the daemon: a restart would only
+            # meet the same answer.
             log.error("sync.client_error", exc_info=exc)
-            return BackendUnavailable(f"unexpected error in the client: {type(exc).__name__}")
+            answer = NotNow(f"unexpected error in the client: {type(exc).__name__}")
+        return answer, (time.monotonic() - started) * 1000
 
-    async def _settle(
-        self,
-        batch: list[tuple[Pending, Outgoing]],
-        outcome: tuple[list[ItemResult], float] | BackendAuthError | BackendUnavailable,
-        report: Report,
+    async def _record(
+        self, batch: Batch, answer: Delivered, duration_ms: float, report: Report
     ) -> bool:
         """Record what the server said about a batch; False when sync must back off."""
-        if isinstance(outcome, BackendAuthError):
-            await self._failed(str(outcome), auth=True)
-            return False
-        if isinstance(outcome, BackendUnavailable):
-            await self._failed(str(outcome), retry_after=outcome.retry_after)
-            return False
-        results, duration_ms = outcome
-        retry = await self._record(batch, results, report)
+        match answer:
+            case KeyRefused(message):
+                await self._failed(message, auth=True)
+                return False
+            case NotNow(message, retry_after):
+                await self._failed(message, retry_after=retry_after)
+                return False
+            case outcomes:
+                return await self._record_each(batch, outcomes, duration_ms, report)
+
+    async def _record_each(
+        self, batch: Batch, outcomes: list[Outcome], duration_ms: float, report: Report
+    ) -> bool:
+        """Stored: the version sent is acknowledged. Refused: failed until it changes.
+        Any other: pending, and sync backs off (paused, if the key was refused)."""
+        stored: list[tuple[str, int]] = []
+        refused: list[tuple[str, int, str]] = []
+        later: list[NotNow | KeyRefused] = []
+        for (pending, _), outcome in zip(batch, outcomes, strict=True):
+            match outcome:
+                case Stored():
+                    stored.append((pending.trace.id, pending.version))
+                case Refused(status, message):
+                    refused.append((pending.trace.id, pending.version, outcome.reason))
+                    log.warning(
+                        "sync.trace_refused",
+                        trace_id=pending.trace.id,
+                        status=status,
+                        error=message,
+                    )
+                case NotNow() | KeyRefused():
+                    later.append(outcome)
+        await self._outbox.ack(stored)
+        await self._outbox.reject(refused)
+        report.succeeded += len(stored)
+        report.failed += len(refused)
         log.info(
             "sync.batch",
             sent=len(batch),
-            succeeded=sum(r.ok for r in results),
-            failed=sum(not r.ok and not r.retryable for r in results),
-            retry=len(retry),
+            succeeded=len(stored),
+            failed=len(refused),
+            retry=len(later),
             duration_ms=round(duration_ms, 1),
             mode=self._delivery.mode,
         )
-        if retry:
-            auth = any(r.status in (401, 403) for r in retry)
-            await self._failed(f"{len(retry)} traces not stored: {retry[0].message}", auth=auth)
+        if later:
+            auth = any(isinstance(o, KeyRefused) for o in later)
+            await self._failed(f"{len(later)} traces not stored: {later[0].message}", auth=auth)
             return False
         return True
 
@@ -325,34 +347,6 @@ class SyncService:
             await self._outbox.reject((p.trace.id, p.version, "excluded") for p in excluded)
             report.failed += len(excluded)
         return [p for p in pending if p not in excluded]
-
-    async def _record(
-        self,
-        batch: list[tuple[Pending, Outgoing]],
-        results: list[ItemResult],
-        report: Report,
-    ) -> list[ItemResult]:
-        stored, refused, retry = [], [], []
-        for (pending, _), result in zip(batch, results, strict=True):
-            if result.ok:
-                stored.append((pending.trace.id, pending.version))
-            elif result.retryable:
-                retry.append(result)
-            else:
-                refused.append(
-                    (pending.trace.id, pending.version, f"HTTP {result.status}: {result.message}")
-                )
-                log.warning(
-                    "sync.trace_refused",
-                    trace_id=pending.trace.id,
-                    status=result.status,
-                    error=result.message,
-                )
-        await self._outbox.ack(stored)
-        await self._outbox.reject(refused)
-        report.succeeded += len(stored)
-        report.failed += len(refused)
-        return retry
 
     # ---------------------------------------------------------------------- backoff
 
