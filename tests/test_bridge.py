@@ -266,7 +266,7 @@ def test_doctor_reports_the_cli_database_and_what_still_lacks_git(
     assert "2 of our 3 traces" in check.detail
     assert "1 of them still lack" in check.detail
     assert fingerprint(cli_path) == before  # doctor never writes
-    lines = render.doctor([check])
+    lines = doctor.as_text([check])
     assert any("traces cli" in line for line in lines)
 
 

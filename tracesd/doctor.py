@@ -15,11 +15,12 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import private, sqliteuri
+from tracesd import private, sqliteuri, terminal
 from tracesd.capture.adapters import SUPPORTED, build_adapters
 from tracesd.capture.scan import discover
 from tracesd.config import Config
@@ -66,6 +67,18 @@ def run(config: Config) -> list[Check]:
 
 def as_json(checks: list[Check]) -> dict[str, Any]:
     return {"ok": all(c.status != FAIL for c in checks), "checks": [asdict(c) for c in checks]}
+
+
+def as_text(checks: Iterable[Check]) -> list[str]:
+    """One line a check (two with its fix when it is not ok), each made terminal-safe."""
+    lines = []
+    for check in map(terminal.value, checks):
+        mark = {OK: "ok  ", FAIL: "FAIL"}.get(check.status, "warn")
+        line = f"{mark}  {check.name:<20} {check.detail}"
+        if check.fix and check.status != OK:
+            line += f"\n      {'':<20} fix: {check.fix}"
+        lines.append(line)
+    return lines
 
 
 def _agents(config: Config) -> list[Check]:

@@ -1,5 +1,5 @@
-"""Human-readable text for the CLI: `status`, `doctor` and the `list` table. Pure functions
-from data to lines; `--json` prints the data itself.
+"""`tracesd status` as text: the status document in lines a person reads at a glance. Pure
+functions from data to lines; `--json` prints the data itself.
 
 Every public function first makes all the data it was given terminal-safe
 (`terminal.value`): no field, present or added later, reaches a terminal raw.
@@ -8,13 +8,10 @@ Every public function first makes all the data it was given terminal-safe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from tracesd import terminal
-from tracesd.doctor import FAIL, OK, Check
-from tracesd.models import Trace
 
 
 def status(s: dict[str, Any]) -> list[str]:
@@ -126,48 +123,6 @@ def _sync(sync: dict[str, Any]) -> list[str]:
     for failure in sync.get("failures", [])[:5]:
         lines.append(f"{'':<9} refused: {failure['trace_id']}: {failure['error']}")
     return lines
-
-
-def doctor(checks: Iterable[Check]) -> list[str]:
-    lines = []
-    for check in map(terminal.value, checks):
-        mark = {OK: "ok  ", FAIL: "FAIL"}.get(check.status, "warn")
-        line = f"{mark}  {check.name:<20} {check.detail}"
-        if check.fix and check.status != OK:
-            line += f"\n      {'':<20} fix: {check.fix}"
-        lines.append(line)
-    return lines
-
-
-def traces(rows: list[Trace]) -> list[str]:
-    table: list[tuple[str, ...]] = [("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE")]
-    table += [_row(terminal.value(t)) for t in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
-    return [
-        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
-        for row in table
-    ]
-
-
-def _row(trace: Trace) -> tuple[str, ...]:
-    when = (
-        datetime.fromtimestamp(trace.timestamp / 1000).strftime("%Y-%m-%d %H:%M")
-        if trace.timestamp
-        else "-"
-    )
-    repo = trace.git_remote_url or "-"
-    for prefix in ("https://", "http://", "ssh://", "git@"):
-        repo = repo.removeprefix(prefix)
-    title = trace.title or ""
-    return (
-        when,
-        trace.agent_id,
-        trace.id[:8],
-        trace.git_branch or "-",
-        (trace.git_ref or "-")[:12],
-        repo,
-        title[:80] + ("…" if len(title) > 80 else ""),
-    )
 
 
 def _span(seconds: float) -> str:
