@@ -345,14 +345,14 @@ async def _query(config: Config, args: argparse.Namespace, directory: str | None
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:
-    from tracesd.status import text
+    from tracesd.status import text, wire
     from tracesd.status.socket import request  # aiohttp: not loaded by `scan` and `list`
 
     answer = asyncio.run(request(config.status.socket_path, "GET", "/status"))
     if args.json:
         print(json.dumps(answer))
     else:
-        terminal.show("\n".join(text.status(answer)))
+        terminal.show("\n".join(text.status(wire.parse(answer))))
     return EXIT_OK
 
 

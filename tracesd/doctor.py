@@ -266,11 +266,12 @@ def _permissions(config: Config) -> Check:
 
 
 def _daemon(config: Config) -> Check:
+    from tracesd.status import wire
     from tracesd.status.socket import request  # aiohttp: `tracesd scan` and `list` never load it
 
     socket_path = config.status.socket_path
     try:
-        status = asyncio.run(request(socket_path, "GET", "/status", timeout_s=5))
+        status = wire.parse(asyncio.run(request(socket_path, "GET", "/status", timeout_s=5)))
     except NotRunning:
         return Check(
             "daemon",
@@ -280,10 +281,8 @@ def _daemon(config: Config) -> Check:
         )
     except TracesdError as exc:
         return Check("daemon", FAIL, f"{socket_path}: {exc}", "restart tracesd")
-    degraded = status["watcher"]["degraded"]
-    detail = (
-        f"pid {status['pid']}, up {status['uptime_s']:.0f} s, {status['traces']['total']} traces"
-    )
+    degraded = status.watcher.degraded
+    detail = f"pid {status.pid}, up {status.uptime_s:.0f} s, {status.traces.total} traces"
     if degraded:
         return Check("daemon", FAIL, f"{detail}; not watching {', '.join(degraded)}", _SYSCTL_FIX)
     return Check("daemon", OK, detail)
