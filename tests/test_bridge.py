@@ -18,7 +18,7 @@ from tests.clidb import facts, fingerprint, git_of, make_cli_db
 from tracesd import doctor
 from tracesd.config import Config
 from tracesd.models import Trace
-from tracesd.status import text as render
+from tracesd.status import text, wire
 from tracesd.store.database import Store
 from tracesd.tracescli.bridge import Bridge
 from tracesd.tracescli.database import Busy, Connection
@@ -171,7 +171,7 @@ async def test_disabled_never_touches_the_file(
     finally:
         await store.close()
     assert fingerprint(cli_path) == before
-    assert bridge.status()["enabled"] is False
+    assert bridge.status().enabled is False
 
 
 async def test_tracesd_own_database_is_never_taken_for_the_cli_one(
@@ -266,7 +266,7 @@ def test_doctor_reports_the_cli_database_and_what_still_lacks_git(
     assert "2 of our 3 traces" in check.detail
     assert "1 of them still lack" in check.detail
     assert fingerprint(cli_path) == before  # doctor never writes
-    lines = render.doctor([check])
+    lines = doctor.as_text([check])
     assert any("traces cli" in line for line in lines)
 
 
@@ -288,7 +288,9 @@ def test_status_text_has_one_line_for_the_cli_database() -> None:
         "rows_enriched": 7,
         "last_error": None,
     }
-    [line] = [line for line in render.status(_status_doc(cli)) if line.startswith("cli db")]
+    [line] = [
+        line for line in text.status(wire.parse(_status_doc(cli))) if line.startswith("cli db")
+    ]
     assert "/h/.local/share/traces/traces.db: 7 rows given git context" in line
 
 

@@ -94,14 +94,14 @@ async def test_a_row_the_cli_shared_marks_our_trace_shared_and_an_unshare_clears
         "never": None,
     }
     assert "not-ours" not in shared
-    assert bridge.status()["shares_copied"] == 4
+    assert bridge.status().shares_copied == 4
     assert calls == [1]
     assert _bytes(cli_path) == before  # read, never written: nothing of it changed
 
     # nothing changed since: a second pass changes nothing and says nothing
     shared_again, bridge, calls = await _pass(config, [])
     assert shared_again == shared
-    assert (bridge.status()["shares_copied"], calls) == (0, [])
+    assert (bridge.status().shares_copied, calls) == (0, [])
 
 
 @pytest.mark.parametrize(

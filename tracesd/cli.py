@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -25,7 +26,6 @@ from tracesd.config import Config, load_config
 from tracesd.errors import ConfigError, ListenError, NotRunning, ServiceError, TracesdError
 from tracesd.git.context import GitResolver, use_pidfd_child_watcher
 from tracesd.models import Trace
-from tracesd.status import text as render
 from tracesd.store import takeover
 from tracesd.store.database import Store
 from tracesd.tracescli.bridge import Bridge
@@ -298,8 +298,40 @@ def _list(config: Config, args: argparse.Namespace) -> int:
     if not traces:
         terminal.show("no traces", file=sys.stderr)
         return EXIT_OK
-    terminal.show("\n".join(render.traces(traces)))
+    terminal.show("\n".join(_table(traces)))
     return EXIT_OK
+
+
+def _table(rows: list[Trace]) -> list[str]:
+    """The `list` table: one line a trace, columns as wide as their widest value."""
+    table: list[tuple[str, ...]] = [("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE")]
+    table += [_row(terminal.value(t)) for t in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    return [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in table
+    ]
+
+
+def _row(trace: Trace) -> tuple[str, ...]:
+    when = (
+        datetime.fromtimestamp(trace.timestamp / 1000).strftime("%Y-%m-%d %H:%M")
+        if trace.timestamp
+        else "-"
+    )
+    repo = trace.git_remote_url or "-"
+    for prefix in ("https://", "http://", "ssh://", "git@"):
+        repo = repo.removeprefix(prefix)
+    title = trace.title or ""
+    return (
+        when,
+        trace.agent_id,
+        trace.id[:8],
+        trace.git_branch or "-",
+        (trace.git_ref or "-")[:12],
+        repo,
+        title[:80] + ("…" if len(title) > 80 else ""),
+    )
 
 
 async def _query(config: Config, args: argparse.Namespace, directory: str | None) -> list[Trace]:
@@ -313,13 +345,14 @@ async def _query(config: Config, args: argparse.Namespace, directory: str | None
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:
+    from tracesd.status import text, wire
     from tracesd.status.socket import request  # aiohttp: not loaded by `scan` and `list`
 
     answer = asyncio.run(request(config.status.socket_path, "GET", "/status"))
     if args.json:
         print(json.dumps(answer))
     else:
-        terminal.show("\n".join(render.status(answer)))
+        terminal.show("\n".join(text.status(wire.parse(answer))))
     return EXIT_OK
 
 
@@ -345,5 +378,5 @@ def _doctor(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doctor.as_json(checks)))
     else:
-        terminal.show("\n".join(render.doctor(checks)))
+        terminal.show("\n".join(doctor.as_text(checks)))
     return EXIT_OK if doctor.as_json(checks)["ok"] else EXIT_FAILURE

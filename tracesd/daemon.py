@@ -39,8 +39,8 @@ from tracesd.config import Config
 from tracesd.errors import StoreCorrupt, TracesdError
 from tracesd.git.context import GitResolver, use_pidfd_child_watcher
 from tracesd.service.notify import Notifier
-from tracesd.status import document as snapshot
-from tracesd.status import metrics
+from tracesd.status import assemble, metrics
+from tracesd.status.document import Status
 from tracesd.status.socket import StatusServer
 from tracesd.store import quarantine, takeover
 from tracesd.store.database import Store
@@ -122,7 +122,7 @@ class Daemon:
         self.status = StatusServer(
             config.status.socket_path,
             home=config.home,
-            snapshot=self.status_snapshot,
+            document=self.status_document,
             sync_now=self._sync_now if config.sync.enabled else None,
             metrics=metrics.render,
         )
@@ -187,10 +187,10 @@ class Daemon:
         # systemd: ready once the database, the socket and the watcher are up; then pings
         # from the event loop (a blocked loop stops them); STOPPING=1 first on the way out.
         parts = self._parts()
-        self.notifier.ready(snapshot.summary_line(parts))
+        self.notifier.ready(assemble.summary_line(parts))
         self._stack.callback(self.notifier.close)
         self._stack.callback(self.notifier.stopping)
-        self._spawn(self.notifier.watchdog(lambda: snapshot.summary_line(parts)), "watchdog")
+        self._spawn(self.notifier.watchdog(lambda: assemble.summary_line(parts)), "watchdog")
         log.info(
             "daemon.started",
             version=__version__,
@@ -233,8 +233,8 @@ class Daemon:
         self.ingestor.on_stored = self.sync.nudge
         self.bridge.on_shared = self.sync.nudge
 
-    def _parts(self) -> snapshot.Parts:
-        return snapshot.Parts(
+    def _parts(self) -> assemble.Parts:
+        return assemble.Parts(
             config=self.config,
             started_at=self.started_at,
             store=self.store,
@@ -246,9 +246,9 @@ class Daemon:
             bridge=self.bridge,
         )
 
-    async def status_snapshot(self) -> dict[str, Any]:
-        """GET /status."""
-        return await snapshot.build(self._parts())
+    async def status_document(self) -> Status:
+        """GET /status and /metrics."""
+        return await assemble.build(self._parts())
 
     async def _sync_now(self) -> dict[str, Any]:
         """POST /sync: one run now, backoff or not."""

@@ -15,11 +15,12 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tracesd import private, sqliteuri
+from tracesd import private, sqliteuri, terminal
 from tracesd.capture.adapters import build_adapters
 from tracesd.capture.scan import discover
 from tracesd.config import Config
@@ -67,6 +68,18 @@ def run(config: Config) -> list[Check]:
 
 def as_json(checks: list[Check]) -> dict[str, Any]:
     return {"ok": all(c.status != FAIL for c in checks), "checks": [asdict(c) for c in checks]}
+
+
+def as_text(checks: Iterable[Check]) -> list[str]:
+    """One line a check (two with its fix when it is not ok), each made terminal-safe."""
+    lines = []
+    for check in map(terminal.value, checks):
+        mark = {OK: "ok  ", FAIL: "FAIL"}.get(check.status, "warn")
+        line = f"{mark}  {check.name:<20} {check.detail}"
+        if check.fix and check.status != OK:
+            line += f"\n      {'':<20} fix: {check.fix}"
+        lines.append(line)
+    return lines
 
 
 def _agents(config: Config) -> list[Check]:
@@ -251,11 +264,12 @@ def _permissions(config: Config) -> Check:
 
 
 def _daemon(config: Config) -> Check:
+    from tracesd.status import wire
     from tracesd.status.socket import request  # aiohttp: `tracesd scan` and `list` never load it
 
     socket_path = config.status.socket_path
     try:
-        status = asyncio.run(request(socket_path, "GET", "/status", timeout_s=5))
+        status = wire.parse(asyncio.run(request(socket_path, "GET", "/status", timeout_s=5)))
     except NotRunning:
         return Check(
             "daemon",
@@ -265,10 +279,8 @@ def _daemon(config: Config) -> Check:
         )
     except TracesdError as exc:
         return Check("daemon", FAIL, f"{socket_path}: {exc}", "restart tracesd")
-    degraded = status["watcher"]["degraded"]
-    detail = (
-        f"pid {status['pid']}, up {status['uptime_s']:.0f} s, {status['traces']['total']} traces"
-    )
+    degraded = status.watcher.degraded
+    detail = f"pid {status.pid}, up {status.uptime_s:.0f} s, {status.traces.total} traces"
     if degraded:
         return Check("daemon", FAIL, f"{detail}; not watching {', '.join(degraded)}", _SYSCTL_FIX)
     return Check("daemon", OK, detail)

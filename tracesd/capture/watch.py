@@ -53,6 +53,7 @@ from tracesd.capture.watch_observer import (
     stop_observer,
     stop_observer_later,
 )
+from tracesd.status.document import AgentRoot, WatcherStatus
 
 log = structlog.get_logger("tracesd.watcher")
 
@@ -162,6 +163,42 @@ class Watcher:
     def polled(self) -> list[str]:
         """Roots that exist but are not fully watched: the daemon rescans them."""
         return [r.path for r in self.roots if r.exists and (r.watch is None or r.degraded)]
+
+    def agents(self) -> tuple[AgentRoot, ...]:
+        """Every root of every agent, as status shows it."""
+        return tuple(
+            AgentRoot(
+                id=root.adapter.agent_id,
+                root=root.path,
+                exists=root.exists,
+                watching=root.watch is not None,
+                degraded=root.degraded,
+            )
+            for root in self.roots
+        )
+
+    def status(self, *, rescans: int) -> WatcherStatus:
+        """The watcher's part of status; `rescans`: the scans it asked for (and the others)."""
+        stats = self.stats
+        return WatcherStatus(
+            state="degraded" if self.degraded else "ok",
+            fault=stats.fault,
+            error=stats.error,
+            sysctl=stats.sysctl,
+            degraded_since=stats.degraded_since,
+            retries=stats.retries,
+            next_retry_at=stats.next_retry_at,
+            failures_total=stats.failures_total,
+            polled=tuple(self.polled()),
+            roots_watched=len(self.watched),
+            watches=self.watch_count(),
+            events=stats.events,
+            overflows=stats.overflows,
+            backlogs=stats.backlogs,
+            rescans=rescans,
+            handler_errors=stats.handler_errors,
+            degraded=tuple(sorted(stats.degraded)),
+        )
 
     def check_roots(self, *, initial: bool = False) -> None:
         """Pick up roots that appeared, re-arm roots that were replaced, check that

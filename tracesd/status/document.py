@@ -1,162 +1,203 @@
-"""What `tracesd status` shows: one JSON document (INTERFACE section 6) built from the
-running components. Reads are cheap (in-memory counters and one statement of indexed
-counts on the store's reader connection), so answers stay fast during a big scan."""
+"""The status document (`tracesd status`, INTERFACE section 6) as typed values: one frozen
+dataclass per part. Each component contributes its part (the watcher `Watcher.status`, the
+Traces CLI bridge `Bridge.status`, sync `SyncStatus.of`; the counters of the store, the
+ingestor, git and the scanner are read by assemble.py, which builds the whole document
+once per request). The same fields are then rendered three ways: JSON on the socket and
+back (wire.py), the CLI's text (text.py) and Prometheus metrics (metrics.py).
+
+Times are seconds since the epoch (None: never); the JSON shows them as ISO-8601.
+"""
 
 from __future__ import annotations
 
-import os
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from tracesd import __version__
-from tracesd.capture.ingest import Ingestor
-from tracesd.capture.scan import Scanner
-from tracesd.capture.watch import Watcher
-from tracesd.config import Config
-from tracesd.git.context import GitResolver
-from tracesd.models import iso
-from tracesd.safeopen import REFUSED
-from tracesd.store.database import Store
-from tracesd.store.outbox import Counts, Outbox
-from tracesd.tracescli.bridge import Bridge
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tracesd.sync.job import SyncService
+    from tracesd.capture.scan import Report
+    from tracesd.config import SyncConfig
+    from tracesd.store.outbox import Overview, SyncState
 
 
-@dataclass(slots=True)
-class Parts:
-    """The components a snapshot reads (all built by the daemon at startup)."""
+@dataclass(frozen=True, slots=True)
+class DatabaseStatus:
+    """tracesd's own database: waiting writes (another program's lock, a full disk) and
+    corrupt files moved aside."""
 
-    config: Config
-    started_at: float
-    store: Store
-    ingestor: Ingestor
-    git: GitResolver
-    watcher: Watcher
-    scanner: Scanner
-    sync: SyncService | None
-    bridge: Bridge
-
-
-async def build(p: Parts) -> dict[str, Any]:
-    outbox = await Outbox(p.store, scope=p.config.sync.scope).overview()
-    by_agent = outbox.by_agent
-    stats = p.ingestor.stats
-    watcher = p.watcher.stats
-    degraded = ["watcher"] if p.watcher.degraded else []
-    if p.store.busy_since is not None or p.store.full_since is not None:
-        degraded.append("database")  # writes wait: captures are late, not lost
-    return {
-        "version": __version__,
-        "pid": os.getpid(),
-        "uptime_s": round(time.time() - p.started_at, 1),
-        # "degraded": running, but a part works in a fallback mode (named in "degraded")
-        "state": "degraded" if degraded else "ok",
-        "degraded": degraded,
-        "db_path": str(p.store.path),
-        "socket_path": str(p.config.status.socket_path),
-        "database": {
-            "busy": p.store.busy_since is not None,
-            "busy_since": iso(p.store.busy_since),
-            "busy_episodes": p.store.busy_episodes,
-            "full": p.store.full_since is not None,
-            "full_since": iso(p.store.full_since),
-            "full_episodes": p.store.full_episodes,
-            "quarantined": [str(q) for q in p.store.quarantined],
-        },
-        "agents": [
-            {
-                "id": root.adapter.agent_id,
-                "root": root.path,
-                "exists": root.exists,
-                "watching": root.watch is not None,
-                "degraded": root.degraded,
-            }
-            for root in p.watcher.roots
-        ],
-        "traces": {"total": sum(by_agent.values()), "by_agent": by_agent},
-        "capture": {
-            "captured_total": stats.captured_total,
-            "updated_total": stats.updated_total,
-            "errors_total": stats.errors_total,
-            "errors_by_reason": dict(stats.errors_by_reason),
-            "skipped_by_reason": dict(stats.skipped_by_reason),
-            # side files (workspace.json, .project_root, a repository's HEAD) that are a
-            # FIFO, a device, a socket or a directory: refused unread, once per path
-            "refused_by_kind": REFUSED.counts(),
-            "last_capture_at": iso(stats.last_capture_at),
-            "last_error": stats.last_error,
-        },
-        "git": {
-            "lookups": p.git.lookups,
-            "cache_hits": p.git.cache_hits,
-            "timeouts": p.git.timeouts,
-            "failures": p.git.failures,
-        },
-        "watcher": {
-            "state": "degraded" if p.watcher.degraded else "ok",
-            "fault": watcher.fault,
-            "error": watcher.error,
-            "sysctl": watcher.sysctl,
-            "degraded_since": iso(watcher.degraded_since),
-            "retries": watcher.retries,
-            "next_retry_at": iso(watcher.next_retry_at),
-            "failures_total": watcher.failures_total,
-            "polled": p.watcher.polled(),
-            "roots_watched": len(p.watcher.watched),
-            "watches": p.watcher.watch_count(),
-            "events": watcher.events,
-            "overflows": watcher.overflows,
-            "backlogs": watcher.backlogs,
-            "rescans": p.scanner.scans,
-            "handler_errors": watcher.handler_errors,
-            "degraded": sorted(watcher.degraded),
-        },
-        "scan": {
-            "running": p.scanner.running,
-            "last": p.scanner.last_report.as_dict() if p.scanner.last_report else None,
-        },
-        "sync": p.sync.status(outbox)
-        if p.sync is not None
-        else _sync_off(outbox.counts, p.config.sync.scope),
-        "traces_cli": p.bridge.status(),
-    }
+    busy: bool
+    busy_since: float | None
+    busy_episodes: int
+    full: bool
+    full_since: float | None
+    full_episodes: int
+    quarantined: tuple[str, ...]
 
 
-def _sync_off(counts: Counts, scope: str) -> dict[str, Any]:
-    # Without sync, traces still pile up in the outbox; show how many would be sent.
-    return {
-        "enabled": False,
-        "api_url": None,
-        "scope": scope,
-        "pending": counts.pending,
-        "failed": counts.failed,
-        "synced_total": counts.synced,
-        "consecutive_failures": 0,
-        "last_success_at": None,
-        "last_error": None,
-        "next_attempt_at": None,
-    }
+@dataclass(frozen=True, slots=True)
+class AgentRoot:
+    """One directory an agent writes its sessions to."""
+
+    id: str
+    root: str
+    exists: bool
+    watching: bool
+    #: why it is not (fully) watched although it exists; polled by rescans meanwhile
+    degraded: str | None
 
 
-def summary_line(p: Parts) -> str:
-    """One line for systemd's STATUS= (in-memory numbers only: no I/O)."""
-    stats = p.ingestor.stats
-    line = (
-        f"{stats.captured_total} captured, {stats.errors_total} errors, "
-        f"watching {len(p.watcher.watched)} of {len(p.watcher.roots)} roots"
-    )
-    if p.watcher.degraded:
-        line += f" (watcher degraded: {p.watcher.stats.fault}, polling)"
-    if p.sync is not None:
-        state = p.sync.state
-        line += ", sync " + (
-            "paused (API key refused)"
-            if state.auth_paused
-            else f"retrying ({state.consecutive_failures} failures)"
-            if state.consecutive_failures
-            else "ok"
+@dataclass(frozen=True, slots=True)
+class TracesStatus:
+    total: int
+    by_agent: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStatus:
+    captured_total: int
+    updated_total: int
+    errors_total: int
+    errors_by_reason: Mapping[str, int]
+    skipped_by_reason: Mapping[str, int]
+    #: side files (workspace.json, .project_root, a repository's HEAD) that are a FIFO, a
+    #: device, a socket or a directory: refused unread, once per path
+    refused_by_kind: Mapping[str, int]
+    last_capture_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GitStatus:
+    lookups: int
+    cache_hits: int
+    timeouts: int
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherStatus:
+    #: "ok", or "degraded" while a fault lasts (the roots are polled by rescans)
+    state: str
+    fault: str | None
+    error: str | None
+    sysctl: str | None
+    degraded_since: float | None
+    retries: int
+    next_retry_at: float | None
+    failures_total: int
+    polled: tuple[str, ...]
+    roots_watched: int
+    #: kernel watches held for the roots; None where unknown
+    watches: int | None
+    events: int
+    overflows: int
+    backlogs: int
+    rescans: int
+    handler_errors: int
+    degraded: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStatus:
+    running: bool
+    last: Report | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A trace the server refused for good (failed until it changes)."""
+
+    trace_id: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncActivity:
+    """What only a running sync knows (absent when sync is off)."""
+
+    auth_paused: bool
+    #: "batch", or "single" against a server without the batch endpoint
+    mode: str
+    requests: int
+    failures: tuple[Refusal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatus:
+    api_url: str | None
+    scope: str
+    pending: int
+    failed: int
+    synced_total: int
+    consecutive_failures: int
+    last_success_at: float | None
+    last_error: str | None
+    next_attempt_at: float | None
+    activity: SyncActivity | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.activity is not None
+
+    @classmethod
+    def of(
+        cls,
+        config: SyncConfig,
+        outbox: Overview,
+        state: SyncState,
+        activity: SyncActivity | None,
+    ) -> SyncStatus:
+        """Sync on (`activity` from the running service) or off (a fresh `SyncState()`, no
+        activity): traces pile up in the outbox either way; off shows how many would go."""
+        counts = outbox.counts
+        return cls(
+            api_url=config.api_url if activity is not None else None,
+            scope=config.scope,
+            pending=counts.pending,
+            failed=counts.failed,
+            synced_total=counts.synced,
+            consecutive_failures=state.consecutive_failures,
+            last_success_at=state.last_success_at,
+            last_error=state.last_error,
+            next_attempt_at=state.next_attempt_at,
+            activity=activity,
         )
-    return line
+
+
+@dataclass(frozen=True, slots=True)
+class TracesCliStatus:
+    """The Traces CLI's database (INTERFACE 5b), filled with our git context."""
+
+    enabled: bool
+    path: str
+    #: None: not looked at yet
+    found: bool | None
+    has_git_columns: bool | None
+    rows_enriched: int
+    shares_copied: int
+    passes: int
+    last_error: str | None
+    busy: bool
+    watching: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    version: str
+    pid: int
+    uptime_s: float
+    #: "ok", or "degraded": running, but a part works in a fallback mode (named in `degraded`)
+    state: str
+    degraded: tuple[str, ...]
+    db_path: str
+    socket_path: str
+    database: DatabaseStatus
+    agents: tuple[AgentRoot, ...]
+    traces: TracesStatus
+    capture: CaptureStatus
+    git: GitStatus
+    watcher: WatcherStatus
+    scan: ScanStatus
+    sync: SyncStatus
+    #: always there from this version; None when a daemon that does not say answered
+    traces_cli: TracesCliStatus | None

@@ -32,6 +32,8 @@ from aiohttp import web
 
 from tracesd.errors import AlreadyRunning, ConfigError, NotRunning, TracesdError
 from tracesd.private import private_directory
+from tracesd.status import wire
+from tracesd.status.document import Status
 
 log = structlog.get_logger("tracesd.status")
 
@@ -44,9 +46,9 @@ MAX_SOCKET_PATH = 103
 #: the setting a refused socket path is blamed on (`--socket` sets it too)
 SOCKET_KEY = "status.socket_path"
 
-Snapshot = Callable[[], Awaitable[dict[str, Any]]]
+Document = Callable[[], Awaitable[Status]]
 SyncNow = Callable[[], Awaitable[dict[str, Any]]] | None
-Metrics = Callable[[dict[str, Any]], bytes]
+Metrics = Callable[[Status], bytes]
 
 
 class StatusServer:
@@ -55,13 +57,13 @@ class StatusServer:
         socket_path: Path,
         *,
         home: Path,
-        snapshot: Snapshot,
+        document: Document,
         sync_now: SyncNow,
         metrics: Metrics,
     ) -> None:
         self.path = socket_path
         self._home = home
-        self._snapshot = snapshot
+        self._document = document
         self._sync_now = sync_now
         self._metrics = metrics
         self._runner: web.AppRunner | None = None
@@ -132,7 +134,7 @@ class StatusServer:
         self._inode = None
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._snapshot())
+        return web.json_response(wire.as_json(await self._document()))
 
     async def _sync(self, request: web.Request) -> web.Response:
         if self._sync_now is None:
@@ -140,7 +142,7 @@ class StatusServer:
         return web.json_response(await self._sync_now())
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
-        body = self._metrics(await self._snapshot())
+        body = self._metrics(await self._document())
         return web.Response(
             body=body,
             content_type="text/plain",

@@ -1,173 +1,126 @@
-"""Human-readable text for the CLI: `status`, `doctor` and the `list` table. Pure functions
-from data to lines; `--json` prints the data itself.
+"""`tracesd status` as text: the status document in lines a person reads at a glance. A pure
+function from the document to lines; `--json` prints the daemon's answer itself.
 
-Every public function first makes all the data it was given terminal-safe
-(`terminal.value`): no field, present or added later, reaches a terminal raw.
+The document is first made terminal-safe as a whole (`terminal.value`): no field, present
+or added later, reaches a terminal raw.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
 
 from tracesd import terminal
-from tracesd.doctor import FAIL, OK, Check
-from tracesd.models import Trace
+from tracesd.models import iso
+from tracesd.status.document import AgentRoot, Status, SyncStatus, TracesCliStatus, WatcherStatus
 
 
-def status(s: dict[str, Any]) -> list[str]:
+def status(s: Status) -> list[str]:
     s = terminal.value(s)
-    lines = [f"tracesd {s['version']}, pid {s['pid']}, up {_span(s['uptime_s'])}  ({s['db_path']})"]
-    database = s.get("database") or {}
-    if database.get("busy"):
-        since = database["busy_since"]
+    lines = [f"tracesd {s.version}, pid {s.pid}, up {_span(s.uptime_s)}  ({s.db_path})"]
+    database = s.database
+    if database.busy:
+        since = iso(database.busy_since)
         lines.append(f"{'database':<9} busy: another program holds a write lock (since {since})")
-    if database.get("full"):
-        since = database["full_since"]
+    if database.full:
+        since = iso(database.full_since)
         lines.append(f"{'database':<9} full: no space left for writes (since {since}); retrying")
-    for moved in database.get("quarantined") or []:
+    for moved in database.quarantined:
         lines.append(f"{'database':<9} a corrupt database was moved aside: {moved}")
-    lines += _agents(s["agents"])
-    traces = s["traces"]
-    parts = ", ".join(f"{a} {n}" for a, n in traces["by_agent"].items())
-    lines.append(f"{'traces':<9} {traces['total']}" + (f" ({parts})" if parts else ""))
-    capture = s["capture"]
-    errors = ", ".join(f"{r} {n}" for r, n in capture["errors_by_reason"].items())
+    lines += _agents(s.agents)
+    traces = s.traces
+    parts = ", ".join(f"{a} {n}" for a, n in traces.by_agent.items())
+    lines.append(f"{'traces':<9} {traces.total}" + (f" ({parts})" if parts else ""))
+    capture = s.capture
+    errors = ", ".join(f"{r} {n}" for r, n in capture.errors_by_reason.items())
     lines.append(
-        f"{'capture':<9} {capture['captured_total']} captured,"
-        f" last {_ago(capture['last_capture_at'])}; {capture['errors_total']} errors"
+        f"{'capture':<9} {capture.captured_total} captured,"
+        f" last {_ago(capture.last_capture_at)}; {capture.errors_total} errors"
         + (f" ({errors})" if errors else "")
     )
-    refused = capture.get("refused_by_kind") or {}
+    refused = capture.refused_by_kind
     if refused:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(refused.items()))
         lines.append(
             f"{'':<9} {sum(refused.values())} special files refused unread ({kinds}):"
             " see the log's files.refused"
         )
-    watcher = s["watcher"]
-    watches = f", {watcher['watches']} watches" if watcher.get("watches") is not None else ""
+    watcher = s.watcher
+    watches = f", {watcher.watches} watches" if watcher.watches is not None else ""
     lines.append(
-        f"{'watcher':<9} {watcher['roots_watched']} roots{watches}, {watcher['overflows']}"
-        f" overflows, {watcher['rescans']} scans"
-        + (f"; degraded: {', '.join(watcher['degraded'])}" if watcher["degraded"] else "")
+        f"{'watcher':<9} {watcher.roots_watched} roots{watches}, {watcher.overflows}"
+        f" overflows, {watcher.rescans} scans"
+        + (f"; degraded: {', '.join(watcher.degraded)}" if watcher.degraded else "")
     )
-    if watcher.get("state") == "degraded":
+    if watcher.state == "degraded":
         lines.append(f"{'':<9} {_watcher_fault(watcher)}")
-    lines += _sync(s["sync"])
-    if "traces_cli" in s:
-        lines.append(f"{'cli db':<9} {_traces_cli(s['traces_cli'])}")
+    lines += _sync(s.sync)
+    if s.traces_cli is not None:
+        lines.append(f"{'cli db':<9} {_traces_cli(s.traces_cli)}")
     return lines
 
 
-def _traces_cli(cli: dict[str, Any]) -> str:
+def _traces_cli(cli: TracesCliStatus) -> str:
     """The Traces CLI's database, in one line."""
-    if not cli["enabled"]:
+    if not cli.enabled:
         return "off ([traces_cli] enabled = false)"
-    if cli["found"] is False:
-        return f"{cli['path']}: none yet"
-    if cli["has_git_columns"] is False:
-        return f"{cli['path']}: no git columns (an older Traces CLI), left alone"
-    line = f"{cli['path']}: {cli['rows_enriched']} rows given git context"
-    return line + (f"; last error: {cli['last_error']}" if cli["last_error"] else "")
+    if cli.found is False:
+        return f"{cli.path}: none yet"
+    if cli.has_git_columns is False:
+        return f"{cli.path}: no git columns (an older Traces CLI), left alone"
+    line = f"{cli.path}: {cli.rows_enriched} rows given git context"
+    return line + (f"; last error: {cli.last_error}" if cli.last_error else "")
 
 
-def _watcher_fault(watcher: dict[str, Any]) -> str:
+def _watcher_fault(watcher: WatcherStatus) -> str:
     """DEGRADED, why, what to do, and when watching is tried again."""
     what = {
         "watch_limit": "the inotify watch limit is reached",
         "instance_limit": "the inotify instance limit is reached",
-        "watcher_died": f"the watcher died ({watcher.get('error')})",
-    }.get(watcher.get("fault") or "", f"watching failed ({watcher.get('error')})")
-    fix = f"; raise {watcher['sysctl']}" if watcher.get("sysctl") else ""
-    retry = f"; retried {_when(watcher['next_retry_at'])}" if watcher.get("next_retry_at") else ""
+        "watcher_died": f"the watcher died ({watcher.error})",
+    }.get(watcher.fault or "", f"watching failed ({watcher.error})")
+    fix = f"; raise {watcher.sysctl}" if watcher.sysctl else ""
+    retry = f"; retried {_when(watcher.next_retry_at)}" if watcher.next_retry_at else ""
     return f"DEGRADED: {what}{fix}; polling by rescans{retry}"
 
 
-def _agents(roots: list[dict[str, Any]]) -> list[str]:
+def _agents(roots: tuple[AgentRoot, ...]) -> list[str]:
     """Each root that exists, with its state; agents none of whose roots exist, in one line
     (most people use two or three of the nine)."""
     lines: list[str] = []
-    present = {r["id"] for r in roots if r["exists"]}
-    for root in (r for r in roots if r["exists"]):
+    present = {r.id for r in roots if r.exists}
+    for root in (r for r in roots if r.exists):
         state = (
             "watching"
-            if root["watching"]
-            else f"degraded ({root['degraded']}): polled by rescans"
-            if root.get("degraded")
+            if root.watching
+            else f"degraded ({root.degraded}): polled by rescans"
+            if root.degraded
             else "waiting for it to appear"
         )
         label = "agents" if not lines else ""
-        lines.append(f"{label:<9} {root['id']:<12} {root['root']}  {state}")
-    absent = [a for a in dict.fromkeys(r["id"] for r in roots) if a not in present]
+        lines.append(f"{label:<9} {root.id:<12} {root.root}  {state}")
+    absent = [a for a in dict.fromkeys(r.id for r in roots) if a not in present]
     if absent:
         label = "agents" if not lines else ""
         lines.append(f"{label:<9} not found: {', '.join(absent)} (picked up when they appear)")
     return lines
 
 
-def _sync(sync: dict[str, Any]) -> list[str]:
-    if not sync["enabled"]:
-        return [f"{'sync':<9} off ({sync['pending']} traces would be sent; set [sync] api_url)"]
+def _sync(sync: SyncStatus) -> list[str]:
+    if sync.activity is None:
+        return [f"{'sync':<9} off ({sync.pending} traces would be sent; set [sync] api_url)"]
     head = (
-        f"{'sync':<9} {sync['api_url']}: {sync['pending']} pending, {sync['failed']} failed,"
-        f" {sync['synced_total']} synced; last success {_ago(sync['last_success_at'])}"
+        f"{'sync':<9} {sync.api_url}: {sync.pending} pending, {sync.failed} failed,"
+        f" {sync.synced_total} synced; last success {_ago(sync.last_success_at)}"
     )
     lines = [head]
-    if sync.get("auth_paused"):
+    if sync.activity.auth_paused:
         lines.append(f"{'':<9} PAUSED: the API key was refused; fix TRACES_API_KEY or api_key_file")
-    if sync["last_error"]:
-        retry = (
-            f" (next attempt {_when(sync['next_attempt_at'])})" if sync["next_attempt_at"] else ""
-        )
-        lines.append(f"{'':<9} last error: {sync['last_error']}{retry}")
-    for failure in sync.get("failures", [])[:5]:
-        lines.append(f"{'':<9} refused: {failure['trace_id']}: {failure['error']}")
+    if sync.last_error:
+        retry = f" (next attempt {_when(sync.next_attempt_at)})" if sync.next_attempt_at else ""
+        lines.append(f"{'':<9} last error: {sync.last_error}{retry}")
+    for failure in sync.activity.failures[:5]:
+        lines.append(f"{'':<9} refused: {failure.trace_id}: {failure.error}")
     return lines
-
-
-def doctor(checks: Iterable[Check]) -> list[str]:
-    lines = []
-    for check in map(terminal.value, checks):
-        mark = {OK: "ok  ", FAIL: "FAIL"}.get(check.status, "warn")
-        line = f"{mark}  {check.name:<20} {check.detail}"
-        if check.fix and check.status != OK:
-            line += f"\n      {'':<20} fix: {check.fix}"
-        lines.append(line)
-    return lines
-
-
-def traces(rows: list[Trace]) -> list[str]:
-    table: list[tuple[str, ...]] = [("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE")]
-    table += [_row(terminal.value(t)) for t in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
-    return [
-        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
-        for row in table
-    ]
-
-
-def _row(trace: Trace) -> tuple[str, ...]:
-    when = (
-        datetime.fromtimestamp(trace.timestamp / 1000).strftime("%Y-%m-%d %H:%M")
-        if trace.timestamp
-        else "-"
-    )
-    repo = trace.git_remote_url or "-"
-    for prefix in ("https://", "http://", "ssh://", "git@"):
-        repo = repo.removeprefix(prefix)
-    title = trace.title or ""
-    return (
-        when,
-        trace.agent_id,
-        trace.id[:8],
-        trace.git_branch or "-",
-        (trace.git_ref or "-")[:12],
-        repo,
-        title[:80] + ("…" if len(title) > 80 else ""),
-    )
 
 
 def _span(seconds: float) -> str:
@@ -179,12 +132,12 @@ def _span(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _ago(iso: str | None) -> str:
-    if not iso:
+def _ago(moment: float | None) -> str:
+    if moment is None:
         return "never"
-    return _span(time.time() - datetime.fromisoformat(iso).timestamp()) + " ago"
+    return _span(time.time() - moment) + " ago"
 
 
-def _when(iso: str) -> str:
-    delta = datetime.fromisoformat(iso).timestamp() - time.time()
+def _when(moment: float) -> str:
+    delta = moment - time.time()
     return f"in {_span(delta)}" if delta > 0 else "now"

@@ -37,7 +37,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tracesd.capture.exclude import Exclusions
 from tracesd.config import SyncConfig
 from tracesd.errors import StoreError
-from tracesd.models import iso
+from tracesd.status.document import Refusal, SyncActivity, SyncStatus
 from tracesd.store.outbox import Outbox, Overview, Pending, SyncState
 from tracesd.sync.backoff import Backoff, ClockWatch
 from tracesd.sync.client import BackendClient
@@ -113,29 +113,16 @@ class SyncService:
         """HTTP requests made since start."""
         return self._delivery.requests
 
-    def status(self, outbox: Overview) -> dict[str, Any]:
+    def status(self, outbox: Overview) -> SyncStatus:
         """The `sync` part of `tracesd status` (INTERFACE section 6), with the outbox's
-        numbers as the snapshot read them."""
-        counts = outbox.counts
-        state = self.state
-        return {
-            "enabled": True,
-            "api_url": self._config.api_url,
-            "scope": self._config.scope,
-            "pending": counts.pending,
-            "failed": counts.failed,
-            "synced_total": counts.synced,
-            "consecutive_failures": state.consecutive_failures,
-            "last_success_at": iso(state.last_success_at),
-            "last_error": state.last_error,
-            "next_attempt_at": iso(state.next_attempt_at),
-            "auth_paused": state.auth_paused,
-            "mode": self._delivery.mode,
-            "requests": self.requests,
-            "failures": [
-                {"trace_id": trace_id, "error": error} for trace_id, error in outbox.failures
-            ],
-        }
+        numbers as the status document read them."""
+        activity = SyncActivity(
+            auth_paused=self.state.auth_paused,
+            mode=self._delivery.mode,
+            requests=self.requests,
+            failures=tuple(Refusal(trace_id, error) for trace_id, error in outbox.failures),
+        )
+        return SyncStatus.of(self._config, outbox, self.state, activity)
 
     # ------------------------------------------------------------------- lifecycle
 

@@ -42,6 +42,7 @@ import structlog
 
 from tracesd.config import Config
 from tracesd.errors import StoreCorrupt, StoreError
+from tracesd.status.document import TracesCliStatus
 from tracesd.store.database import Store
 from tracesd.tracescli.database import (
     Busy,
@@ -214,19 +215,19 @@ class Bridge:
 
     # ----------------------------------------------------------------------- status
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "enabled": self.enabled,
-            "path": str(self.path),
-            "found": self.found,
-            "has_git_columns": self.has_git_columns,
-            "rows_enriched": self.rows_enriched,
-            "shares_copied": self.shares_copied,
-            "passes": self.passes,
-            "last_error": self.last_error,
-            "busy": self._busy_since is not None,
-            "watching": self._side.watched if self._side is not None else [],
-        }
+    def status(self) -> TracesCliStatus:
+        return TracesCliStatus(
+            enabled=self.enabled,
+            path=str(self.path),
+            found=self.found,
+            has_git_columns=self.has_git_columns,
+            rows_enriched=self.rows_enriched,
+            shares_copied=self.shares_copied,
+            passes=self.passes,
+            last_error=self.last_error,
+            busy=self._busy_since is not None,
+            watching=tuple(self._side.watched) if self._side is not None else (),
+        )
 
     # ----------------------------------------------------------------------- passes
 
