@@ -28,6 +28,10 @@ line and picks an exit code.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tracesd.models import SkippedLine
 
 
 class TracesdError(Exception):
@@ -52,8 +56,10 @@ class ParseError(TracesdError):
     `vanished`, `not_a_file`) used for counting; the message says what was wrong.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, skipped: tuple[SkippedLine, ...] = ()) -> None:
         self.reason = reason
+        #: the lines passed over before the read gave up (reported like a good read's)
+        self.skipped = skipped
         super().__init__(message)
 
 

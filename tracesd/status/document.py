@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tracesd import __version__
-from tracesd.capture.ingest import Ingestor
+from tracesd.capture.counts import CaptureCounts
 from tracesd.capture.scan import Scanner
 from tracesd.capture.watch import Watcher
 from tracesd.config import Config
@@ -32,7 +32,7 @@ class Parts:
     config: Config
     started_at: float
     store: Store
-    ingestor: Ingestor
+    capture: CaptureCounts
     git: GitResolver
     watcher: Watcher
     scanner: Scanner
@@ -43,7 +43,7 @@ class Parts:
 async def build(p: Parts) -> dict[str, Any]:
     outbox = await Outbox(p.store, scope=p.config.sync.scope).overview()
     by_agent = outbox.by_agent
-    stats = p.ingestor.stats
+    stats = p.capture
     watcher = p.watcher.stats
     degraded = ["watcher"] if p.watcher.degraded else []
     if p.store.busy_since is not None or p.store.full_since is not None:
@@ -143,7 +143,7 @@ def _sync_off(counts: Counts, scope: str) -> dict[str, Any]:
 
 def summary_line(p: Parts) -> str:
     """One line for systemd's STATUS= (in-memory numbers only: no I/O)."""
-    stats = p.ingestor.stats
+    stats = p.capture
     line = (
         f"{stats.captured_total} captured, {stats.errors_total} errors, "
         f"watching {len(p.watcher.watched)} of {len(p.watcher.roots)} roots"

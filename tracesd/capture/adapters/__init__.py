@@ -10,8 +10,7 @@ Adding an agent: a new module with a class like the ones below, plus one line in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
 
 from tracesd.capture.adapters.amp import Amp
@@ -24,14 +23,7 @@ from tracesd.capture.adapters.gemini_cli import GeminiCli
 from tracesd.capture.adapters.opencode import OpenCode
 from tracesd.capture.adapters.pi import Pi
 from tracesd.config import Config
-from tracesd.models import TraceMeta
-
-
-@dataclass(frozen=True, slots=True)
-class Hints:
-    """What ingest knows that can help an adapter: working directories seen so far."""
-
-    known_directories: Callable[[], Iterable[str]] = field(default=lambda: ())
+from tracesd.models import Parsed
 
 
 class Adapter(Protocol):
@@ -50,12 +42,15 @@ class Adapter(Protocol):
         """Whether `rel` ('/'-separated, relative to one of the roots) is a session file."""
         ...
 
-    def parse(self, path: str) -> list[TraceMeta]:
-        """The traces in one file: [] when it holds none yet. Raises ParseError."""
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
+        """The traces in one file ([] when it holds none yet) and the lines passed over.
+        `known_directories`: where stored traces were made (from ingest; a hint for
+        agents that name a project only by a hash or a slug of its path). Raises
+        ParseError."""
         ...
 
 
-_REGISTRY: dict[str, Callable[[Config, Hints], Adapter]] = {
+_REGISTRY: dict[str, Callable[[Config], Adapter]] = {
     "claude-code": ClaudeCode,
     "codex": Codex,
     "gemini-cli": GeminiCli,
@@ -70,8 +65,7 @@ _REGISTRY: dict[str, Callable[[Config, Hints], Adapter]] = {
 SUPPORTED: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def build_adapters(config: Config, hints: Hints | None = None) -> list[Adapter]:
+def build_adapters(config: Config) -> list[Adapter]:
     """One adapter per enabled agent that tracesd can read, in registry order."""
-    hints = hints or Hints()
     enabled = set(config.agents.enabled)
-    return [make(config, hints) for agent, make in _REGISTRY.items() if agent in enabled]
+    return [make(config) for agent, make in _REGISTRY.items() if agent in enabled]

@@ -15,7 +15,7 @@ from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import latest, preview, text_of, title, to_ms
 from tracesd.config import Config
-from tracesd.models import GitInfo, TraceMeta
+from tracesd.models import GitInfo, Parsed, TraceMeta
 
 AGENT_ID = "claude-code"
 
@@ -45,7 +45,7 @@ _STAND_IN = re.compile(r"^<.*>$", re.DOTALL)
 class ClaudeCode:
     agent_id = AGENT_ID
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         configured = config.environ.get("CLAUDE_CONFIG_DIR", "")
         bases = [p.strip() for p in configured.split(",") if p.strip()]
         if bases:
@@ -72,7 +72,7 @@ class ClaudeCode:
             and not name.startswith(("agent-", "."))
         )
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         with SessionFile(path) as f:
             head = _Head()
             records = Records(f)
@@ -83,10 +83,11 @@ class ClaudeCode:
                 if head.only_model_missing:
                     records.only_containing = b'"model"'  # the rest is passed over undecoded
             if head.sidechain:
-                return []
+                return Parsed([], tuple(f.skipped))
             if not head.messages:
                 records.explain_none()
-                return []  # nothing but bookkeeping yet: not a session until a message lands
+                # nothing but bookkeeping yet: not a session until a message lands
+                return Parsed([], tuple(f.skipped))
             last_ts: int | None = None
             last_text: str | None = None
             for entry in tail_records(f):
@@ -97,20 +98,19 @@ class ClaudeCode:
             mtime_ms = f.mtime_ns // 1_000_000
 
         session_id = os.path.basename(path)[: -len(".jsonl")]
-        return [
-            TraceMeta(
-                agent_id=AGENT_ID,
-                trace_id=session_id,
-                source_path=path,
-                directory=head.cwd,
-                title=title(head.prompt),
-                preview=preview(last_text or head.prompt),
-                timestamp=latest(last_ts, head.created) or mtime_ms,
-                created=head.created or mtime_ms,
-                agent_git=GitInfo(branch=head.branch) if head.branch else None,
-                model=head.model,
-            )
-        ]
+        trace = TraceMeta(
+            agent_id=AGENT_ID,
+            trace_id=session_id,
+            source_path=path,
+            directory=head.cwd,
+            title=title(head.prompt),
+            preview=preview(last_text or head.prompt),
+            timestamp=latest(last_ts, head.created) or mtime_ms,
+            created=head.created or mtime_ms,
+            agent_git=GitInfo(branch=head.branch) if head.branch else None,
+            model=head.model,
+        )
+        return Parsed([trace], tuple(f.skipped))
 
 
 class _Head:
