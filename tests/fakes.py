@@ -6,8 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from tracesd.capture.adapters import Adapter
-from tracesd.capture.ingest import Result
+from tracesd.capture.ingest import Item, Result
 
 
 class ControlledIngest:
@@ -30,8 +29,8 @@ class ControlledIngest:
         self.result_for: Callable[[str], Result] = lambda path: self.result
         self.fail_with: Callable[[str], BaseException | None] = lambda path: None
 
-    async def __call__(self, items: Sequence[tuple[Adapter, str]]) -> list[Result]:
-        paths = [path for _, path in items]
+    async def __call__(self, items: Sequence[Item]) -> list[Result]:
+        paths = [item.path for item in items]
         self.batches.append(paths)
         self.calls.update(paths)
         self.running.update(paths)

@@ -99,7 +99,7 @@ def test_fixture_thread_is_read_exactly(
     path = home / case["path"].removeprefix("home/")
     assert str(path.parent) == adapter.roots()[0]
     assert adapter.matches(path.name)
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert meta.agent_id == case["agent"] == "amp"
     assert meta.trace_id == case["session_id"]
     assert meta.directory == case["cwd"]
@@ -190,7 +190,7 @@ def test_title_skips_info_summaries_and_tool_results(amp: Amp, home: Path) -> No
             title="Retries",
         ),
     )
-    [meta] = amp.parse(str(path))
+    [meta] = amp.parse(str(path)).traces
     assert meta.title == "Add retries to the client"
     assert meta.preview == "second prompt"
 
@@ -198,7 +198,7 @@ def test_title_skips_info_summaries_and_tool_results(amp: Amp, home: Path) -> No
 def test_trace_id_is_the_file_name(amp: Amp, home: Path) -> None:
     thread_id = "T-019aa1c4-0000-7000-8000-000000000001"
     path = thread_file(home, thread([user("x")]), thread_id=thread_id)
-    [meta] = amp.parse(str(path))
+    [meta] = amp.parse(str(path)).traces
     assert meta.trace_id == thread_id
 
 
@@ -217,14 +217,14 @@ def test_directory_is_the_decoded_first_tree_uri_or_cwd(
     amp: Amp, home: Path, uri: Any, extra: dict[str, Any], expected: str | None
 ) -> None:
     path = thread_file(home, thread([user("x")], env=env(uri, **extra)))
-    [meta] = amp.parse(str(path))
+    [meta] = amp.parse(str(path)).traces
     assert meta.directory == expected
 
 
 def test_without_env_directory_and_git_are_unknown(amp: Amp, home: Path) -> None:
     document = thread([user("x")])
     del document["env"]
-    [meta] = amp.parse(str(thread_file(home, document)))
+    [meta] = amp.parse(str(thread_file(home, document))).traces
     assert (meta.directory, meta.agent_git) == (None, None)
 
 
@@ -246,7 +246,7 @@ def test_agent_git_comes_from_the_first_trees_repository(
 ) -> None:
     tree = {"uri": "file:///w", "repository": repository}
     path = thread_file(home, thread([user("x")], env={"initial": {"trees": [tree]}}))
-    [meta] = amp.parse(str(path))
+    [meta] = amp.parse(str(path)).traces
     assert meta.agent_git == expected
 
 
@@ -262,7 +262,7 @@ def test_last_activity_is_the_newest_message_stamp(amp: Amp, home: Path) -> None
             ]
         ),
     )
-    [meta] = amp.parse(str(path))
+    [meta] = amp.parse(str(path)).traces
     assert meta.timestamp == to_ms("2026-11-20T09:50:00.000Z")
     assert meta.created == CREATED + 1_000  # the earliest message, as the Traces CLI sends
 
@@ -272,27 +272,27 @@ def test_last_activity_without_stamps_is_the_file_mtime(amp: Amp, home: Path) ->
     path = thread_file(home, thread([bare, assistant("ok", ts=None)]))
     later = (CREATED + 3_600_000) / 1000
     os.utime(path, (later, later))
-    [meta] = amp.parse(str(path))
+    [meta] = amp.parse(str(path)).traces
     assert meta.timestamp == CREATED + 3_600_000
 
 
 def test_thread_without_messages_is_not_a_trace_yet(amp: Amp, home: Path) -> None:
-    assert amp.parse(str(thread_file(home, thread([])))) == []
+    assert amp.parse(str(thread_file(home, thread([])))).traces == []
     info_only = thread([{"role": "info", "content": [{"type": "text", "text": "x"}]}])
-    assert amp.parse(str(thread_file(home, info_only))) == []
+    assert amp.parse(str(thread_file(home, info_only))).traces == []
 
 
 def test_rewrites_and_renames_keep_one_trace(amp: Amp, home: Path) -> None:
     """Rewritten whole (in place or tmp + rename): one id, the latest title and activity."""
     thread_id = "T-019aa1c4-0000-7000-8000-00000000beef"
     path = thread_file(home, thread([user("First words")]), thread_id=thread_id)
-    [first] = amp.parse(str(path))
+    [first] = amp.parse(str(path)).traces
 
     grown = thread([user("First words"), assistant("Answer", ts="2026-11-20T10:00:00.000Z")])
     thread_file(home, grown, thread_id=thread_id)  # tmp + rename
-    [second] = amp.parse(str(path))
+    [second] = amp.parse(str(path)).traces
     path.write_text(json.dumps({**grown, "id": thread_id, "title": "Named"}))  # in place
-    [third] = amp.parse(str(path))
+    [third] = amp.parse(str(path)).traces
 
     assert first.trace_id == second.trace_id == third.trace_id == thread_id
     assert second.timestamp == third.timestamp == to_ms("2026-11-20T10:00:00.000Z")
@@ -319,7 +319,7 @@ def big_thread(home: Path) -> tuple[Path, dict[str, Any]]:
 def test_large_thread_is_read_from_its_head_and_tail(amp: Amp, home: Path) -> None:
     path, _ = big_thread(home)
     assert path.stat().st_size > MAX_DOCUMENT
-    [meta] = amp.parse(str(path))
+    [meta] = amp.parse(str(path)).traces
     assert (meta.title, meta.directory) == ("The very first prompt", "/work/big one")
     assert meta.agent_git == GitInfo("https://h/big", "main", "f00")
     assert meta.timestamp == to_ms("2026-11-20T12:00:00.000Z")

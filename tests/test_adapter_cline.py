@@ -165,7 +165,7 @@ def upsert(conn: sqlite3.Connection, **row: Any) -> None:
 
 def reason(adapter: Cline, path: Path) -> str | list[TraceMeta]:
     try:
-        return adapter.parse(str(path))
+        return adapter.parse(str(path)).traces
     except ParseError as exc:
         return exc.reason
 
@@ -190,7 +190,7 @@ def test_every_fixture_session_is_extracted_exactly(
 ) -> None:
     adapter = cline(make_config, fixture_home)
     path = fixture_home / case["path"].removeprefix("home/")
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert (meta.trace_id, meta.agent_id, meta.directory, meta.title) == (
         case["session_id"],
         "cline",
@@ -207,7 +207,7 @@ def test_fixture_history_and_store_agree_with_the_session_files(
     """taskHistory.json and sessions.db name the same traces, cwds and titles."""
     adapter = cline(make_config, fixture_home)
     classic = storage(fixture_home)
-    [listed] = adapter.parse(str(classic / "state" / "taskHistory.json"))
+    [listed] = adapter.parse(str(classic / "state" / "taskHistory.json")).traces
     assert (listed.trace_id, listed.directory, listed.preview) == (
         "1795168200000",
         "/tmp/tracesd-demo/cline",
@@ -217,10 +217,10 @@ def test_fixture_history_and_store_agree_with_the_session_files(
     assert listed.timestamp == to_ms("2026-11-20T09:50:31.500Z")
 
     data = fixture_home / ".cline" / "data"
-    [row] = adapter.parse(str(data / "db" / "sessions.db"))
+    [row] = adapter.parse(str(data / "db" / "sessions.db")).traces
     [manifest] = adapter.parse(
         str(data / "sessions" / "1795168500000_k3v9q" / "1795168500000_k3v9q.json")
-    )
+    ).traces
     assert (row.trace_id, row.directory, row.title, row.created, row.timestamp) == (
         manifest.trace_id,
         manifest.directory,
@@ -287,7 +287,7 @@ def test_a_session_under_an_env_override_is_read(
     adapter = cline(make_config, home, CLINE_SESSION_DATA_DIR=str(tmp_path / "ss"))
     path = sdk_session(tmp_path / "ss", "1795170000000_abcde", "/w/env", "From the env dir")
     assert adapter.matches(os.path.relpath(path, tmp_path / "ss"))
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert (meta.directory, meta.title) == ("/w/env", "From the env dir")
 
 
@@ -348,18 +348,18 @@ def test_task_seen_before_its_history_entry_gets_its_cwd_from_the_history(
     adapter = cline(make_config, home)
     root = storage(home)
     path = task(root, T0, "Write the docs", say(T0 + 5000, "text", "On it."))
-    [early] = adapter.parse(str(path))
+    [early] = adapter.parse(str(path)).traces
     assert (early.trace_id, early.directory, early.title) == (str(T0), None, "Write the docs")
 
     # the history lands: it yields the task, with its cwd, and the transcript now has it
     index = history(root, history_item(T0, "Write the docs", "/w/docs", T0 + 5000))
-    [listed] = adapter.parse(str(index))
+    [listed] = adapter.parse(str(index)).traces
     assert (listed.trace_id, listed.directory, listed.source_path) == (
         str(T0),
         "/w/docs",
         str(path),
     )
-    [later] = adapter.parse(str(path))
+    [later] = adapter.parse(str(path)).traces
     assert later.directory == "/w/docs"
     assert listed.timestamp == later.timestamp == T0 + 5000
 
@@ -369,9 +369,9 @@ def test_history_is_reread_when_it_changes(make_config: MakeConfig, home: Path) 
     root = storage(home)
     path = task(root, T0, "first")
     history(root, history_item(T0 + 1, "other", "/w/other"))
-    assert adapter.parse(str(path))[0].directory is None
+    assert adapter.parse(str(path)).traces[0].directory is None
     history(root, history_item(T0 + 1, "other", "/w/other"), history_item(T0, "first", "/w/a"))
-    assert adapter.parse(str(path))[0].directory == "/w/a"
+    assert adapter.parse(str(path)).traces[0].directory == "/w/a"
 
 
 @pytest.mark.parametrize(
@@ -389,7 +389,7 @@ def test_without_a_history_entry_the_cwd_comes_from_the_first_api_turn(
     root = storage(home)
     path = task(root, T0, "x")
     api_history(root, T0, line)
-    [meta] = cline(make_config, home).parse(str(path))
+    [meta] = cline(make_config, home).parse(str(path)).traces
     assert meta.directory == cwd
 
 
@@ -406,7 +406,7 @@ def test_last_activity_and_preview_follow_cline_not_resume_prompts(
         say(T0 + 3000, "text", "half a thought", partial=True),
         {"ts": T0 + 9000, "type": "ask", "ask": "resume_task"},
     )
-    [meta] = cline(make_config, home).parse(str(path))
+    [meta] = cline(make_config, home).parse(str(path)).traces
     assert (meta.title, meta.preview) == ("Fix the bug", "Which file?")
     assert (meta.created, meta.timestamp) == (T0, T0 + 3000)
 
@@ -414,9 +414,9 @@ def test_last_activity_and_preview_follow_cline_not_resume_prompts(
 def test_a_rewrite_by_rename_keeps_one_trace(make_config: MakeConfig, home: Path) -> None:
     adapter = cline(make_config, home)
     path = task(storage(home), T0, "Keep me")
-    [before] = adapter.parse(str(path))
+    [before] = adapter.parse(str(path)).traces
     task(storage(home), T0, "Keep me", say(T0 + 60_000, "completion_result", "Done."))
-    [after] = adapter.parse(str(path))
+    [after] = adapter.parse(str(path)).traces
     assert before.trace_id == after.trace_id == str(T0)
     assert (after.preview, after.timestamp) == ("Done.", T0 + 60_000)
     assert [p.name for p in path.parent.iterdir()] == ["ui_messages.json"]  # no temp left
@@ -429,14 +429,14 @@ def test_legacy_claude_messages_is_read_unless_migrated(
     legacy = write_like_cline(
         storage(home) / "tasks" / str(T0) / "claude_messages.json", [say(T0, "task", "old")]
     )
-    assert adapter.parse(str(legacy))[0].title == "old"
+    assert adapter.parse(str(legacy)).traces[0].title == "old"
     task(storage(home), T0, "old")
-    assert adapter.parse(str(legacy)) == []
+    assert adapter.parse(str(legacy)).traces == []
 
 
 def test_a_task_without_messages_yet_is_not_a_trace(make_config: MakeConfig, home: Path) -> None:
     path = write_like_cline(storage(home) / "tasks" / str(T0) / "ui_messages.json", [])
-    assert cline(make_config, home).parse(str(path)) == []
+    assert cline(make_config, home).parse(str(path)).traces == []
 
 
 def test_a_large_transcript_is_read_in_part(make_config: MakeConfig, home: Path) -> None:
@@ -444,7 +444,7 @@ def test_a_large_transcript_is_read_in_part(make_config: MakeConfig, home: Path)
     big = [say(T0 + i, "text", "x" * 100_000) for i in range(1, 91)]
     path = task(storage(home), T0, "The big one", *big, say(T0 + 500, "completion_result", "Fin."))
     assert path.stat().st_size > 8 * 1024 * 1024
-    [meta] = cline(make_config, home).parse(str(path))
+    [meta] = cline(make_config, home).parse(str(path)).traces
     assert (meta.title, meta.preview, meta.timestamp) == ("The big one", "Fin.", T0 + 500)
 
 
@@ -466,7 +466,7 @@ def test_sdk_title_is_the_prompt_and_files_resolve_next_to_the_manifest(
     )
     manifest = json.loads(path.read_text()) | {"messages_path": str(elsewhere)}
     write_like_cline(path, manifest)
-    [meta] = cline(make_config, home).parse(str(path))
+    [meta] = cline(make_config, home).parse(str(path)).traces
     assert (meta.trace_id, meta.title, meta.preview) == (sid, "Add types", "Added.")
     assert meta.timestamp == to_ms("2026-11-20T10:05:00.000Z")
 
@@ -491,7 +491,7 @@ def test_sdk_fork_without_prompt_takes_the_first_user_message(
         metadata={"title": "Refactor the loader (fork)", "fork": {"forkedFromSessionId": "x"}},
         ended_at="2026-11-20T10:30:00.000Z",
     )
-    [meta] = cline(make_config, home).parse(str(path))
+    [meta] = cline(make_config, home).parse(str(path)).traces
     assert meta.title == "Refactor the loader"
     assert meta.timestamp == to_ms("2026-11-20T10:30:00.000Z")
 
@@ -504,10 +504,10 @@ def test_sdk_messages_file_before_its_manifest_waits_for_it(
     messages = write_like_cline(
         folder / "1795170000000_early.messages.json", messages_file("1795170000000_early", [])
     )
-    assert adapter.parse(str(messages)) == []
+    assert adapter.parse(str(messages)).traces == []
     manifest = sdk_session(folder.parent, "1795170000000_early", "/w/e", "Hello")
-    [via_messages] = adapter.parse(str(messages))
-    [via_manifest] = adapter.parse(str(manifest))
+    [via_messages] = adapter.parse(str(messages)).traces
+    [via_manifest] = adapter.parse(str(manifest)).traces
     assert via_messages == via_manifest
     assert via_messages.source_path == str(manifest)
 
@@ -519,14 +519,14 @@ def test_sdk_half_written_messages_file(make_config: MakeConfig, home: Path) -> 
     messages = manifest.with_name("1795170000000_half1.messages.json")
     messages.write_text(json.dumps(messages_file("x", [msg("user", "y")]))[:50])
     assert reason(adapter, messages) == "incomplete"
-    [meta] = adapter.parse(str(manifest))
+    [meta] = adapter.parse(str(manifest)).traces
     assert (meta.title, meta.preview) == ("Prompt here", "Prompt here")
 
 
 def test_sdk_sub_sessions_are_not_traces(make_config: MakeConfig, home: Path) -> None:
     sid = "1795170000000_root1__reviewer"
     path = sdk_session(home / "s", sid, "/w", "sub")
-    assert cline(make_config, home).parse(str(path)) == []
+    assert cline(make_config, home).parse(str(path)).traces == []
 
 
 @pytest.mark.parametrize(
@@ -583,7 +583,7 @@ def test_store_skips_subagents_and_teammates(make_config: MakeConfig, home: Path
             {"session_id": "1795170000000_root1__teamtask__a__b", "prompt": "Team"},
         ],
     )
-    metas = cline(make_config, home).parse(str(path))
+    metas = cline(make_config, home).parse(str(path)).traces
     assert [(m.trace_id, m.title) for m in metas] == [("1795170000000_root1", "Root")]
 
 
@@ -598,7 +598,7 @@ def test_store_change_rereads_only_the_sessions_whose_stamp_moved(
             {"session_id": "1795170000000_bbbbb", "prompt": "B"},
         ],
     )
-    first = {m.trace_id: m for m in adapter.parse(str(path))}
+    first = {m.trace_id: m for m in adapter.parse(str(path)).traces}
     assert {m.title for m in first.values()} == {"A", "B"}
     with sqlite3.connect(path) as conn:
         # A changes behind its stamp (never happens in Cline): proof it is not re-read
@@ -608,7 +608,7 @@ def test_store_change_rereads_only_the_sessions_whose_stamp_moved(
         )
         upsert(conn, session_id="1795170000000_ccccc", prompt="C")
     conn.close()
-    second = {m.trace_id: m for m in adapter.parse(str(path))}
+    second = {m.trace_id: m for m in adapter.parse(str(path)).traces}
     assert {k: m.title for k, m in second.items()} == {
         "1795170000000_aaaaa": "A",
         "1795170000000_bbbbb": "B2",
@@ -639,7 +639,7 @@ def test_store_locked_by_its_agent_fails_fast_and_reads_after(
     finally:
         writer.execute("ROLLBACK")
         writer.close()
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert meta.trace_id == "1795168500000_k3v9q"
     assert path.read_bytes() == before  # read-only: nothing written, nothing left behind
     assert sorted(p.name for p in path.parent.iterdir()) == ["sessions.db"]
@@ -653,7 +653,7 @@ def test_wal_file_maps_to_its_store(make_config: MakeConfig, home: Path) -> None
         holder.commit()
         wal = Path(f"{path}-wal")
         assert wal.exists()
-        [meta] = cline(make_config, home).parse(str(wal))
+        [meta] = cline(make_config, home).parse(str(wal)).traces
         assert (meta.trace_id, meta.title) == ("1795170000000_walwa", "In the WAL")
     finally:
         holder.close()
@@ -664,7 +664,7 @@ def test_store_without_the_table_or_with_an_old_schema(make_config: MakeConfig, 
     path = db_path(home)
     path.parent.mkdir(parents=True)
     sqlite3.connect(path).close()
-    assert adapter.parse(str(path)) == []
+    assert adapter.parse(str(path)).traces == []
     path.unlink()
     with sqlite3.connect(path) as conn:  # before the legacy migrations added columns
         conn.execute(
@@ -676,7 +676,7 @@ def test_store_without_the_table_or_with_an_old_schema(make_config: MakeConfig, 
             " 'Old', '2026-11-20T10:01:00Z')"
         )
     conn.close()
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert (meta.directory, meta.title, meta.timestamp) == (
         "/w/o",
         "Old",

@@ -100,13 +100,13 @@ def append(path: Path, *ops: dict[str, Any]) -> None:
 
 
 def one(adapter: Copilot, path: Path) -> TraceMeta:
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     return meta
 
 
 def reason(adapter: Copilot, path: Path) -> Any:
     try:
-        return adapter.parse(str(path))
+        return adapter.parse(str(path)).traces
     except ParseError as exc:
         return exc.reason
 
@@ -282,7 +282,7 @@ def test_log_sets_deletes_and_truncating_pushes_are_applied(adapter: Copilot, ho
     meta = one(adapter, path)
     assert (meta.title, meta.preview, meta.timestamp) == ("started over", "started over", T0 + 7)
     append(path, {"kind": 3, "k": ["requests"]})
-    assert adapter.parse(str(path)) == []  # no request left: not a trace any more
+    assert adapter.parse(str(path)).traces == []  # no request left: not a trace any more
 
 
 def test_a_log_in_another_key_order_is_still_replayed(adapter: Copilot, home: Path) -> None:
@@ -296,7 +296,7 @@ def test_a_log_in_another_key_order_is_still_replayed(adapter: Copilot, home: Pa
 
 def test_a_log_without_requests_is_not_a_trace_yet(adapter: Copilot, home: Path) -> None:
     path = write_log(chat_dir(home) / f"{SID}.jsonl", [snapshot()])
-    assert adapter.parse(str(path)) == []
+    assert adapter.parse(str(path)).traces == []
     append(path, push(request("now it is one", T0 + 9)))
     assert one(adapter, path).title == "now it is one"
 
@@ -304,7 +304,7 @@ def test_a_log_without_requests_is_not_a_trace_yet(adapter: Copilot, home: Path)
 def test_a_half_written_first_line_is_not_a_session_yet(adapter: Copilot, home: Path) -> None:
     whole = json.dumps(snapshot(request("hello", T0))).encode()
     path = write_log(chat_dir(home) / f"{SID}.jsonl", [], tail=whole[:40])
-    assert adapter.parse(str(path)) == []
+    assert adapter.parse(str(path)).traces == []
     path.write_bytes(whole + b"\n")
     assert one(adapter, path).title == "hello"
 
@@ -446,14 +446,14 @@ def test_a_flat_session_beside_its_log_yields_nothing(adapter: Copilot, home: Pa
     sessions = chat_dir(home)
     (sessions / f"{SID}.json").write_text(json.dumps(flat(request("old copy", T0))))
     write_log(sessions / f"{SID}.jsonl", [snapshot(request("old copy", T0))])
-    assert adapter.parse(str(sessions / f"{SID}.json")) == []
+    assert adapter.parse(str(sessions / f"{SID}.json")).traces == []
     assert one(adapter, sessions / f"{SID}.jsonl").trace_id == SID
 
 
 def test_a_flat_session_without_requests_is_not_a_trace(adapter: Copilot, home: Path) -> None:
     path = chat_dir(home) / f"{SID}.json"
     path.write_text(json.dumps(flat()))
-    assert adapter.parse(str(path)) == []
+    assert adapter.parse(str(path)).traces == []
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import FIXTURES, git, make_repo, write_atomic
-from tracesd.capture.adapters import Hints, _roots, _sqlite
+from tracesd.capture.adapters import _roots, _sqlite
 from tracesd.capture.adapters._text import to_ms
 from tracesd.capture.adapters.cursor import Cursor
 from tracesd.config import Config
@@ -40,13 +40,13 @@ def _no_cursor_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CURSOR_CONFIG_DIR", raising=False)
 
 
-def cursor(config: Config, known: tuple[str, ...] = ()) -> Cursor:
-    return Cursor(config, Hints(lambda: known))
+def cursor(config: Config) -> Cursor:
+    return Cursor(config)
 
 
 def reason(adapter: Cursor, path: Path) -> str | list[TraceMeta]:
     try:
-        return adapter.parse(str(path))
+        return adapter.parse(str(path)).traces
     except ParseError as exc:
         return exc.reason
 
@@ -192,9 +192,10 @@ def test_every_fixture_session_is_extracted_exactly(
     case: dict[str, Any], fixture_home: Path, make_config: Callable[..., Config]
 ) -> None:
     config = make_config(environ={"HOME": str(fixture_home)})
-    adapter = cursor(config, known=("/tmp/tracesd-demo/cursor-cli",))
+    known = frozenset({"/tmp/tracesd-demo/cursor-cli"})
     path = fixture_home / case["path"].removeprefix("home/")
-    [meta] = [m for m in adapter.parse(str(path)) if m.trace_id == case["session_id"]]
+    found = cursor(config).parse(str(path), known).traces
+    [meta] = [m for m in found if m.trace_id == case["session_id"]]
     ide = EXPECTED["cursor/ide-sqlite"]
     # the transcript has no times: the IDE store's composer gives them (both agree)
     created = case["created"] or ide["created"]
@@ -209,9 +210,9 @@ def test_transcript_and_ide_store_agree_on_all_but_the_source(
     fixture_home: Path, make_config: Callable[..., Config]
 ) -> None:
     adapter = cursor(make_config(environ={"HOME": str(fixture_home)}))
-    [from_ide] = adapter.parse(str(fixture_home / EXPECTED["cursor/ide-sqlite"]["path"][5:]))
+    [from_ide] = adapter.parse(str(fixture_home / EXPECTED["cursor/ide-sqlite"]["path"][5:])).traces
     path = fixture_home / EXPECTED["cursor/agent-transcript"]["path"][5:]
-    [from_transcript] = adapter.parse(str(path))
+    [from_transcript] = adapter.parse(str(path)).traces
     assert from_transcript == dataclasses.replace(from_ide, source_path=str(path))
 
 
@@ -309,7 +310,7 @@ def test_ide_title_is_the_first_user_bubble_and_preview_the_latest(
         home,
         chat("c1", "/w/a", (1, "   "), (1, "Rename   the\nmodule"), (2, "Done."), (2, "")),
     )
-    [meta] = cursor(config).parse(str(path) + "-wal")  # the -wal maps to its database
+    [meta] = cursor(config).parse(str(path) + "-wal").traces  # the -wal maps to its database
     assert (meta.trace_id, meta.title, meta.preview) == ("c1", "Rename the module", "Done.")
     assert (meta.created, meta.timestamp, meta.source_path) == (T0, T0 + 60_000, str(path))
 
@@ -328,7 +329,7 @@ def test_ide_skips_drafts_subagents_and_chats_without_a_user_message(
         chat("real", "/w", (1, "the real one")),
         raw={"composerData:broken": "{not json", "composerData:blob": b"\x00\x01"},
     )
-    assert [m.trace_id for m in cursor(config).parse(str(path))] == ["real"]
+    assert [m.trace_id for m in cursor(config).parse(str(path)).traces] == ["real"]
 
 
 def test_ide_reads_composers_that_embed_their_conversation(config: Config, home: Path) -> None:
@@ -337,7 +338,7 @@ def test_ide_reads_composers_that_embed_their_conversation(config: Config, home:
         "createdAt": T0,
         "conversation": [{"type": 1, "text": "old prompt"}, {"type": 2, "text": "old answer"}],
     }
-    [meta] = cursor(config).parse(str(ide_store(home, (old, {}))))
+    [meta] = cursor(config).parse(str(ide_store(home, (old, {})))).traces
     assert (meta.title, meta.preview, meta.timestamp) == ("old prompt", "old answer", T0)
 
 
@@ -346,7 +347,7 @@ def test_ide_directory_from_the_workspace_the_composer_names(config: Config, hom
     workspace(home, "b6e1c8f4", "file:///tmp/my%20app%23/x")
     data, bubbles = chat("c1", None, (1, "go"))
     data["workspaceIdentifier"] = {"id": "b6e1c8f4"}
-    [meta] = cursor(config).parse(str(ide_store(home, (data, bubbles))))
+    [meta] = cursor(config).parse(str(ide_store(home, (data, bubbles)))).traces
     assert meta.directory == "/tmp/my app#/x"
 
 
@@ -360,14 +361,14 @@ def test_ide_directory_from_the_workspace_store_that_lists_the_composer(
     path = ide_store(
         home, chat("c1", None, (1, "a")), chat("c2", None, (1, "b")), chat("c3", None, (1, "c"))
     )
-    dirs = {m.trace_id: m.directory for m in cursor(config).parse(str(path))}
+    dirs = {m.trace_id: m.directory for m in cursor(config).parse(str(path)).traces}
     assert dirs == {"c1": "/w/app", "c2": "/w/other", "c3": None}
 
 
 def test_ide_remote_workspace_has_no_local_directory(config: Config, home: Path) -> None:
     data, bubbles = chat("c1", "/srv/app", (1, "go"))
     data["workspaceIdentifier"]["uri"]["scheme"] = "vscode-remote"
-    [meta] = cursor(config).parse(str(ide_store(home, (data, bubbles))))
+    [meta] = cursor(config).parse(str(ide_store(home, (data, bubbles)))).traces
     assert meta.directory is None
 
 
@@ -384,7 +385,7 @@ def test_ide_directory_from_the_first_bubbles_workspace_uris(config: Config, hom
     listed = chat("c3", None, (1, "x"))
     listed[1]["c3-b0"]["workspaceUris"] = ["file:///w/bubble"]
     path = ide_store(home, found, late, listed)
-    dirs = {m.trace_id: m.directory for m in cursor(config).parse(str(path))}
+    dirs = {m.trace_id: m.directory for m in cursor(config).parse(str(path)).traces}
     assert dirs == {"c1": "/w/my app#x", "c2": None, "c3": "/w/listed"}
 
 
@@ -393,13 +394,13 @@ def test_ide_workspace_uris_are_read_again_when_the_composer_changes(
 ) -> None:
     path = ide_store(home, chat("c1", None, (1, "go")))
     adapter = cursor(config)
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert meta.directory is None
     data, bubbles = chat("c1", None, (1, "go"), (2, "in /w/app"))
     bubbles["c1-b1"]["workspaceUris"] = ["file:///w/app"]
     data["lastUpdatedAt"] = T0 + 120_000
     ide_store(home, (data, bubbles))
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert meta.directory == "/w/app"
 
 
@@ -407,7 +408,7 @@ def test_ide_second_parse_reads_only_the_sessions_that_changed(config: Config, h
     path = ide_store(home, *(chat(f"c{i}", "/w", (1, f"prompt {i}")) for i in range(5)))
     adapter = cursor(config)
     adapter._sessions = counting = CountingSessions()
-    assert len(adapter.parse(str(path))) == 5
+    assert len(adapter.parse(str(path)).traces) == 5
     assert counting.reads == [["c0", "c1", "c2", "c3", "c4"]]
 
     data, bubbles = chat("c3", "/w", (1, "prompt 3"), (2, "new answer"))
@@ -416,7 +417,7 @@ def test_ide_second_parse_reads_only_the_sessions_that_changed(config: Config, h
     with contextlib.closing(sqlite3.connect(path)) as con:
         con.execute("INSERT INTO ItemTable VALUES ('some.setting', '1')")
         con.commit()
-    metas = {m.trace_id: m for m in adapter.parse(str(path))}
+    metas = {m.trace_id: m for m in adapter.parse(str(path)).traces}
     assert counting.reads[1:] == [["c3"]]
     assert len(metas) == 5
     assert (metas["c3"].preview, metas["c3"].timestamp) == ("new answer", T0 + 120_000)
@@ -427,10 +428,10 @@ def test_ide_second_parse_reads_only_the_sessions_that_changed(config: Config, h
 def test_ide_composer_is_read_again_once_its_workspace_is_known(config: Config, home: Path) -> None:
     path = ide_store(home, chat("c1", None, (1, "go")))
     adapter = cursor(config)
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert meta.directory is None
     workspace(home, "ws", "file:///w/late", listed=["c1"])
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert meta.directory == "/w/late"
 
 
@@ -445,7 +446,7 @@ def test_ide_store_locked_by_cursor_fails_fast_and_reads_after(config: Config, h
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert [m.trace_id for m in cursor(config).parse(str(path))] == ["c1"]
+    assert [m.trace_id for m in cursor(config).parse(str(path)).traces] == ["c1"]
 
 
 def test_ide_parse_never_writes_to_the_store(config: Config, home: Path) -> None:
@@ -504,7 +505,7 @@ def test_transcript_prompt_without_its_user_query_tags_and_context(
             said("assistant", "Fixed."),
         ],
     )
-    [meta] = cursor(config).parse(str(path))
+    [meta] = cursor(config).parse(str(path)).traces
     assert (meta.trace_id, meta.title, meta.preview) == ("t1", "Fix the pager", "Fixed.")
 
 
@@ -513,7 +514,7 @@ def test_transcript_without_ide_composer_takes_times_from_its_mtime(
 ) -> None:
     path = transcript(home, "w-app", "t1", [said("user", "hello")])
     os.utime(path, ns=(T0 * 10**6, T0 * 10**6))
-    [meta] = cursor(config).parse(str(path))
+    [meta] = cursor(config).parse(str(path)).traces
     assert (meta.created, meta.timestamp, meta.preview) == (T0, T0, "hello")
 
 
@@ -521,8 +522,8 @@ def test_transcript_directory_matches_the_slug_of_a_known_directory(
     config: Config, home: Path
 ) -> None:
     path = transcript(home, "srv-my-app-v1-2", "t1", [said("user", "hi")])
-    known = ("/srv/my-ap", "/srv/my.app/v1.2", "/srv/other")
-    [meta] = cursor(config, known=known).parse(str(path))
+    known = frozenset({"/srv/my-ap", "/srv/my.app/v1.2", "/srv/other"})
+    [meta] = cursor(config).parse(str(path), known).traces
     assert meta.directory == "/srv/my.app/v1.2"
 
 
@@ -533,10 +534,10 @@ def test_transcript_directory_found_on_disk_from_its_lossy_slug(
     target.mkdir(parents=True)
     (tmp_path / "code" / "my").mkdir()  # a decoy: "my" is also a prefix of the slug
     slug = str(target).lstrip("/").replace("/", "-").replace(".", "-")
-    [meta] = cursor(config).parse(str(transcript(home, slug, "t1", [said("user", "hi")])))
+    [meta] = cursor(config).parse(str(transcript(home, slug, "t1", [said("user", "hi")]))).traces
     assert meta.directory == str(target)
     path = transcript(home, "no-such-dir-anywhere-4f1c", "t2", [said("user", "hi")])
-    [meta] = cursor(config).parse(str(path))
+    [meta] = cursor(config).parse(str(path)).traces
     assert meta.directory is None
 
 
@@ -557,7 +558,7 @@ def test_txt_transcript_is_read_without_tool_blocks(config: Config, home: Path) 
         "Added a retry with backoff.",
     ]
     path = transcript(home, "w", "t1", lines, ext="txt")
-    [meta] = cursor(config).parse(str(path))
+    [meta] = cursor(config).parse(str(path)).traces
     assert (meta.title, meta.preview) == (
         "Add a retry to the uploader",
         "Added a retry with backoff.",
@@ -567,34 +568,34 @@ def test_txt_transcript_is_read_without_tool_blocks(config: Config, home: Path) 
 def test_txt_next_to_its_jsonl_is_not_a_second_trace(config: Config, home: Path) -> None:
     txt = transcript(home, "w", "t1", ["user:", "hi"], ext="txt")
     transcript(home, "w", "t1", [said("user", "hi")])
-    assert cursor(config).parse(str(txt)) == []
+    assert cursor(config).parse(str(txt)).traces == []
 
 
 def test_nested_transcript_is_named_by_its_directory(config: Config, home: Path) -> None:
     folder = home / ".cursor" / "projects" / "w" / "agent-transcripts" / "t9"
     folder.mkdir(parents=True)
     (folder / "t9.jsonl").write_text(json.dumps(said("user", "nested")) + "\n")
-    [meta] = cursor(config).parse(str(folder / "t9.jsonl"))
+    [meta] = cursor(config).parse(str(folder / "t9.jsonl")).traces
     assert (meta.trace_id, meta.title) == ("t9", "nested")
 
 
 def test_transcript_of_a_subagent_composer_is_not_a_trace(config: Config, home: Path) -> None:
     ide_store(home, chat("sub1", "/w", (1, "explore"), subagentInfo={"parentComposerId": "p"}))
     path = transcript(home, "w", "sub1", [said("user", "explore")])
-    assert cursor(config).parse(str(path)) == []
+    assert cursor(config).parse(str(path)).traces == []
 
 
 def test_transcript_rewritten_or_renamed_keeps_one_trace_id(config: Config, home: Path) -> None:
     path = transcript(home, "w", "t1", [said("user", "first")])
-    [before] = cursor(config).parse(str(path))
+    [before] = cursor(config).parse(str(path)).traces
     write_atomic(
         path,
         json.dumps(said("user", "first")) + "\n" + json.dumps(said("assistant", "more")) + "\n",
     )
     assert not cursor(config).matches(f"w/agent-transcripts/.{path.name}.tmp")
-    [after] = cursor(config).parse(str(path))
+    [after] = cursor(config).parse(str(path)).traces
     path.write_text(json.dumps(said("user", "first")) + "\n")  # truncated and rewritten whole
-    [again] = cursor(config).parse(str(path))
+    [again] = cursor(config).parse(str(path)).traces
     assert before.trace_id == after.trace_id == again.trace_id == "t1"
     assert (after.title, after.preview) == ("first", "more")
 
@@ -630,7 +631,7 @@ def test_transcript_lookup_in_a_locked_ide_store_is_retried(config: Config, home
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    [meta] = cursor(config).parse(str(path))
+    [meta] = cursor(config).parse(str(path)).traces
     assert (meta.directory, meta.created) == ("/w", T0)
 
 
@@ -649,23 +650,23 @@ def test_cli_chat_directory_is_the_md5_of_a_candidate_directory(config: Config, 
         b"\x0a\x20" + bytes(32),  # an index node (protobuf)
         blob("assistant", "Linted."),
     )
-    [meta] = cursor(config).parse(str(path))
+    [meta] = cursor(config).parse(str(path)).traces
     assert (meta.trace_id, meta.directory) == ("k1", str(project))
     assert (meta.title, meta.preview, meta.created) == ("Lint the scripts", "Linted.", T0)
     assert (meta.timestamp or 0) >= T0
     elsewhere = cli_store(home, "/nowhere/known", "k2", blob("user", "hi"))
-    [meta] = cursor(config).parse(str(elsewhere))
+    [meta] = cursor(config).parse(str(elsewhere)).traces
     assert meta.directory is None
-    [meta] = cursor(config, known=("/nowhere/known",)).parse(str(elsewhere))
+    [meta] = cursor(config).parse(str(elsewhere), frozenset({"/nowhere/known"})).traces
     assert meta.directory == "/nowhere/known"
 
 
 def test_cli_chat_without_a_head_or_a_prompt_is_not_a_trace_yet(config: Config, home: Path) -> None:
     adapter = cursor(config)
-    assert adapter.parse(str(cli_store(home, "/w", "k1", head=None))) == []
-    assert adapter.parse(str(cli_store(home, "/w", "k2", blob("assistant", "hi")))) == []
+    assert adapter.parse(str(cli_store(home, "/w", "k1", head=None))).traces == []
+    assert adapter.parse(str(cli_store(home, "/w", "k2", blob("assistant", "hi")))).traces == []
     sub = {"agentId": "k3", "subagentInfo": {"parentAgentId": "k1"}}
-    assert adapter.parse(str(cli_store(home, "/w", "k3", blob("user", "x"), head=sub))) == []
+    assert adapter.parse(str(cli_store(home, "/w", "k3", blob("user", "x"), head=sub))).traces == []
 
 
 def test_cli_chat_is_read_again_only_when_it_changed(config: Config, home: Path) -> None:
@@ -675,7 +676,7 @@ def test_cli_chat_is_read_again_only_when_it_changed(config: Config, home: Path)
     adapter.parse(str(path))
     adapter.parse(str(path) + "-wal")
     cli_store(home, "/w", "k1", blob("assistant", "went"))
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert counting.reads == [["k1"], ["k1"]]
     assert meta.preview == "went"
 

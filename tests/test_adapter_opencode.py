@@ -228,7 +228,7 @@ def test_every_fixture_session_is_extracted_exactly(
 ) -> None:
     adapter = OpenCode(make_config(environ={"HOME": str(fixture_home)}))
     path = fixture_home / case["path"].removeprefix("home/")
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert (meta.trace_id, meta.agent_id, meta.directory, meta.title) == (
         case["session_id"],
         case["agent"],
@@ -245,8 +245,8 @@ def test_fixture_previews_are_the_latest_reply(
 ) -> None:
     adapter = OpenCode(make_config(environ={"HOME": str(fixture_home)}))
     data = fixture_home / ".local" / "share" / "opencode"
-    [db] = adapter.parse(str(data / "opencode.db"))
-    [legacy] = adapter.parse(str(next((data / "storage" / "session").rglob("ses_*.json"))))
+    [db] = adapter.parse(str(data / "opencode.db")).traces
+    [legacy] = adapter.parse(str(next((data / "storage" / "session").rglob("ses_*.json")))).traces
     assert db.preview == "The test shares a temp bucket name across workers."
     assert (
         legacy.preview == "The exporter now yields rows through csv.writer without building a list."
@@ -304,7 +304,7 @@ def test_opencode_db_env_adds_the_store_it_names(
     assert not moved.matches("mine.sqlite-shm")
     db.parent.mkdir()
     add_session(open_store(db), "ses_a")
-    assert [m.trace_id for m in moved.parse(str(db) + "-wal")] == ["ses_a"]
+    assert [m.trace_id for m in moved.parse(str(db) + "-wal").traces] == ["ses_a"]
 
     relative = OpenCode(make_config(environ={"OPENCODE_DB": "custom.db"}))
     assert len(relative.roots()) == 2  # below the data directory, already watched
@@ -359,7 +359,7 @@ def test_store_yields_every_top_level_session_and_skips_subagents(
 ) -> None:
     db, conn = store_with(data, "ses_b", "ses_a")
     add_session(conn, "ses_child", prompt="List the call sites", parent="ses_a")
-    found = by_id(adapter.parse(str(db)))
+    found = by_id(adapter.parse(str(db)).traces)
     assert set(found) == {"ses_a", "ses_b"}
     assert found["ses_a"].title == "prompt of ses_a"
     assert found["ses_a"].preview == "The bucket name is shared across workers."
@@ -369,7 +369,7 @@ def test_store_yields_every_top_level_session_and_skips_subagents(
 def test_wal_file_is_read_as_its_store(adapter: OpenCode, data: Path) -> None:
     db, _ = store_with(data, "ses_a")
     assert (data / "opencode.db-wal").exists()
-    [meta] = adapter.parse(str(data / "opencode.db-wal"))
+    [meta] = adapter.parse(str(data / "opencode.db-wal")).traces
     assert (meta.trace_id, meta.source_path) == ("ses_a", str(db))
 
 
@@ -384,7 +384,7 @@ def test_title_is_the_first_real_prompt_not_synthetic_context(
         .message("user", text("a later prompt"))
     )
     add_session(open_store(db), "ses_a", turns=turns)
-    [meta] = adapter.parse(str(db))
+    [meta] = adapter.parse(str(db)).traces
     assert meta.title == "Explain this module"
     assert meta.preview == "a later prompt"
 
@@ -399,7 +399,7 @@ def test_placeholder_title_is_no_title_and_a_real_native_title_stands_in(
     add_session(
         conn, "ses_child_title", prompt=None, reply=None, title=PLACEHOLDER.replace("New", "Child")
     )
-    found = by_id(adapter.parse(str(db)))
+    found = by_id(adapter.parse(str(db)).traces)
     assert found["ses_new"].title is None
     assert found["ses_new"].directory == "/w/app"  # a trace already, titled later
     assert found["ses_child_title"].title is None
@@ -421,7 +421,7 @@ def test_older_schemas_without_optional_columns_still_read(adapter: OpenCode, da
     conn.execute("INSERT INTO project VALUES ('p1', '/w/repo'), ('global', '/')")
     conn.execute(f"INSERT INTO session VALUES ('ses_a', 'p1', 'Old one', {T0})")
     conn.execute(f"INSERT INTO session VALUES ('ses_b', 'global', '{PLACEHOLDER}', {T0})")
-    found = by_id(adapter.parse(str(db)))
+    found = by_id(adapter.parse(str(db)).traces)
     assert (found["ses_a"].directory, found["ses_a"].title) == ("/w/repo", "Old one")
     assert (found["ses_a"].created, found["ses_a"].timestamp) == (T0, T0)
     assert (found["ses_b"].directory, found["ses_b"].title) == (None, None)
@@ -431,7 +431,7 @@ def test_rows_with_broken_json_are_passed_over_not_fatal(adapter: OpenCode, data
     db = data / "opencode.db"
     turns = Turns("ses_a").message("user", '{"type": "text", "te', text("the real prompt"))
     add_session(open_store(db), "ses_a", turns=turns)
-    [meta] = adapter.parse(str(db))
+    [meta] = adapter.parse(str(db)).traces
     assert meta.title == "the real prompt"
 
 
@@ -448,14 +448,14 @@ def test_a_second_read_reads_only_sessions_whose_stamp_moved(adapter: OpenCode, 
     )
     conn.execute("UPDATE session SET time_updated = time_updated + 1 WHERE id = 'ses_b'")
     add_session(conn, "ses_c", prompt="third")
-    found = by_id(adapter.parse(str(db)))
+    found = by_id(adapter.parse(str(db)).traces)
     assert {k: m.title for k, m in found.items()} == {
         "ses_a": "prompt of ses_a",
         "ses_b": "edited",
         "ses_c": "third",
     }
     conn.execute("DELETE FROM session WHERE id = 'ses_c'")
-    assert set(by_id(adapter.parse(str(db)))) == {"ses_a", "ses_b"}
+    assert set(by_id(adapter.parse(str(db)).traces)) == {"ses_a", "ses_b"}
 
 
 def test_a_new_message_moves_the_stamp_even_when_the_session_row_does_not(
@@ -464,7 +464,7 @@ def test_a_new_message_moves_the_stamp_even_when_the_session_row_does_not(
     db = data / "opencode.db"
     conn = open_store(db)
     add_session(conn, "ses_a", prompt=None, reply=None)
-    assert adapter.parse(str(db))[0].title is None
+    assert adapter.parse(str(db)).traces[0].title is None
     turns = Turns("ses_a").message("user", text("now the prompt"))
     [(mid, at, message)] = turns.messages
     [(pid, _, _, part)] = turns.parts
@@ -474,7 +474,7 @@ def test_a_new_message_moves_the_stamp_even_when_the_session_row_does_not(
     conn.execute(
         "INSERT INTO part VALUES (?, ?, 'ses_a', ?, ?, ?)", (pid, mid, at, at, json.dumps(part))
     )
-    assert adapter.parse(str(db))[0].title == "now the prompt"
+    assert adapter.parse(str(db)).traces[0].title == "now the prompt"
 
 
 def test_store_locked_by_its_agent_fails_fast_and_reads_once_released(
@@ -487,7 +487,7 @@ def test_store_locked_by_its_agent_fails_fast_and_reads_once_released(
     assert reason(adapter, db) == "locked"
     assert time.monotonic() - started < 1.0
     agent.execute("ROLLBACK")
-    assert [m.trace_id for m in adapter.parse(str(db))] == ["ses_a"]
+    assert [m.trace_id for m in adapter.parse(str(db)).traces] == ["ses_a"]
 
 
 def test_a_write_in_progress_neither_blocks_nor_shows(adapter: OpenCode, data: Path) -> None:
@@ -496,7 +496,7 @@ def test_a_write_in_progress_neither_blocks_nor_shows(adapter: OpenCode, data: P
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("UPDATE session SET time_updated = 1 WHERE id = 'ses_a'")
     started = time.monotonic()
-    [meta] = adapter.parse(str(db))
+    [meta] = adapter.parse(str(db)).traces
     assert time.monotonic() - started < 1.0
     assert meta.timestamp == T0 + 60_000
     conn.execute("COMMIT")
@@ -518,7 +518,7 @@ def test_store_not_migrated_yet_holds_no_sessions(
     """Created, its tables on the way: nothing yet, and nothing wrong."""
     db = data / "opencode.db"
     open_store(db, schema=schema).close()
-    assert adapter.parse(str(db)) == []
+    assert adapter.parse(str(db)).traces == []
 
 
 @pytest.mark.parametrize(
@@ -564,7 +564,7 @@ def test_legacy_session_reads_directory_prompt_and_latest_reply(
     adapter: OpenCode, data: Path
 ) -> None:
     path = legacy_session(data, "ses_a", "/w/app")
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert (meta.trace_id, meta.directory, meta.title) == (
         "ses_a",
         "/w/app",
@@ -582,7 +582,7 @@ def test_legacy_subagent_session_is_not_a_trace(adapter: OpenCode, data: Path) -
     path = legacy_session(
         data, "ses_child", parentID="ses_a", title="Child session - 2026-11-20T10:00:00.000Z"
     )
-    assert adapter.parse(str(path)) == []
+    assert adapter.parse(str(path)).traces == []
 
 
 def test_legacy_title_skips_synthetic_parts_and_placeholders(adapter: OpenCode, data: Path) -> None:
@@ -593,15 +593,15 @@ def test_legacy_title_skips_synthetic_parts_and_placeholders(adapter: OpenCode, 
         .message("user", text("ignored", ignored=True), text("The actual ask"))
     )
     path = legacy_session(data, "ses_a", turns=turns)
-    assert adapter.parse(str(path))[0].title == "The actual ask"
+    assert adapter.parse(str(path)).traces[0].title == "The actual ask"
     empty = legacy_session(data, "ses_b", prompt=None, reply=None)
-    assert adapter.parse(str(empty))[0].title is None
+    assert adapter.parse(str(empty)).traces[0].title is None
 
 
 def test_legacy_parts_caught_half_written_are_passed_over(adapter: OpenCode, data: Path) -> None:
     turns = Turns("ses_a").message("user", text("the prompt")).message("assistant", '{"type":"te')
     path = legacy_session(data, "ses_a", turns=turns)
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert (meta.title, meta.preview) == ("the prompt", "the prompt")
 
 
@@ -609,7 +609,7 @@ def test_legacy_part_files_too_big_for_a_prompt_are_not_read(adapter: OpenCode, 
     attachment = {"type": "file", "url": "data:image/png;base64," + "A" * (2 * 1024 * 1024)}
     turns = Turns("ses_a").message("user", attachment, text("What is in this screenshot?"))
     path = legacy_session(data, "ses_a", turns=turns)
-    assert adapter.parse(str(path))[0].title == "What is in this screenshot?"
+    assert adapter.parse(str(path)).traces[0].title == "What is in this screenshot?"
 
 
 def test_legacy_directory_falls_back_to_the_project_worktree(adapter: OpenCode, data: Path) -> None:
@@ -620,9 +620,9 @@ def test_legacy_directory_falls_back_to_the_project_worktree(adapter: OpenCode, 
     (data / "storage" / "project" / "global.json").write_text(
         json.dumps({"id": "global", "worktree": "/"})
     )
-    assert adapter.parse(str(legacy_session(data, "ses_a", None)))[0].directory == "/w/repo"
+    assert adapter.parse(str(legacy_session(data, "ses_a", None))).traces[0].directory == "/w/repo"
     orphan = legacy_session(data, "ses_b", None, project="global")
-    assert adapter.parse(str(orphan))[0].directory is None
+    assert adapter.parse(str(orphan)).traces[0].directory is None
 
 
 def test_legacy_rewrite_keeps_one_trace_id_and_takes_the_update(
@@ -631,16 +631,16 @@ def test_legacy_rewrite_keeps_one_trace_id_and_takes_the_update(
     """OpenCode rewrites the session file when its title or update time changes; the
     migrated copy in the store is the same trace."""
     path = legacy_session(data, "ses_a", prompt=None, reply=None)
-    [before] = adapter.parse(str(path))
+    [before] = adapter.parse(str(path)).traces
     path = legacy_session(
         data, "ses_a", title="Refactor exporter", time={"created": T0, "updated": T0 + 90_000}
     )
-    [after] = adapter.parse(str(path))
+    [after] = adapter.parse(str(path)).traces
     assert before.trace_id == after.trace_id == "ses_a"
     assert (before.title, after.title) == (None, "Refactor the CSV exporter")
     assert after.timestamp == T0 + 90_000
     db, _ = store_with(data, "ses_a")
-    [migrated] = adapter.parse(str(db))
+    [migrated] = adapter.parse(str(db)).traces
     assert migrated.trace_id == after.trace_id
 
 
@@ -668,7 +668,7 @@ def test_a_huge_legacy_session_file_is_read_only_in_part(adapter: OpenCode, data
     diffs = [{"file": f"f{i}.py", "before": "x" * 100_000, "after": "y"} for i in range(90)]
     path = legacy_session(data, "ses_a", summary={"diffs": diffs})
     assert path.stat().st_size > 8 * 1024 * 1024
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert (meta.trace_id, meta.directory, meta.created) == ("ses_a", "/w/app", T0)
     assert meta.title == "Refactor the CSV exporter"
 

@@ -93,7 +93,7 @@ def test_fixture_session_is_read_exactly(
     [root] = adapter.roots()
     rel = str(path.relative_to(root))
     assert adapter.matches(rel)
-    [meta] = adapter.parse(str(path))
+    [meta] = adapter.parse(str(path)).traces
     assert meta.agent_id == case["agent"] == "pi"
     assert meta.trace_id == case["session_id"]
     assert meta.directory == case["cwd"]
@@ -175,7 +175,7 @@ def test_cwd_comes_from_the_header_not_the_lossy_directory_name(pi: Pi, home: Pa
             for r in (header(cwd="/a/b-c"), message("user", "go"), message("assistant", "ok"))
         )
     )
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert meta.directory == "/a/b-c"
 
 
@@ -194,7 +194,7 @@ def test_title_skips_non_user_roles_and_image_only_prompts(pi: Pi, home: Path) -
             message("user", "not this one"),
         ],
     )
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert meta.title == "Rename the module"
 
 
@@ -204,8 +204,8 @@ def test_expanded_skill_command_is_titled_by_its_arguments(pi: Pi, home: Path) -
         home, [header(), message("user", block + "\n\nCheck the parser"), message("assistant", "k")]
     )
     bare = session_file(home, [header(), message("user", block), message("assistant", "k")])
-    assert pi.parse(str(with_args))[0].title == "Check the parser"
-    assert pi.parse(str(bare))[0].title == "/skill:review"
+    assert pi.parse(str(with_args)).traces[0].title == "Check the parser"
+    assert pi.parse(str(bare)).traces[0].title == "/skill:review"
 
 
 def test_last_activity_and_preview_come_from_the_newest_entries(pi: Pi, home: Path) -> None:
@@ -222,7 +222,7 @@ def test_last_activity_and_preview_come_from_the_newest_entries(pi: Pi, home: Pa
             {"type": "label", "id": "l", "parentId": None, "timestamp": "2026-11-20T10:05:00.000Z"},
         ],
     )
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert meta.preview == "All done"
     assert meta.timestamp == to_ms("2026-11-20T10:05:00.000Z")
     assert meta.created == to_ms(T0)
@@ -234,7 +234,7 @@ def test_v1_session_without_ids_is_read(pi: Pi, home: Path) -> None:
     v1 = {"type": "session", "id": sid, "timestamp": T0, "cwd": CWD, "provider": "anthropic"}
     plain = {"type": "message", "timestamp": T0, "message": {"role": "user", "content": "Old"}}
     path = session_file(home, [v1, plain])
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert (meta.trace_id, meta.title, meta.directory) == (sid, "Old", CWD)
 
 
@@ -245,13 +245,13 @@ def test_header_without_an_id_takes_the_id_in_the_file_name(pi: Pi, home: Path) 
         [{"type": "session", "timestamp": T0, "cwd": ""}, message("user", "x")],
         name=f"2026-11-20T09-00-00-000Z_{sid}.jsonl",
     )
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert (meta.trace_id, meta.directory) == (sid, None)
 
 
 def test_header_alone_is_not_a_trace_yet(pi: Pi, home: Path) -> None:
     """Pi writes a bare header when it repairs an empty file."""
-    assert pi.parse(str(session_file(home, [header()]))) == []
+    assert pi.parse(str(session_file(home, [header()]))).traces == []
 
 
 def test_fork_is_its_own_trace_titled_by_its_own_first_prompt(pi: Pi, home: Path) -> None:
@@ -263,7 +263,7 @@ def test_fork_is_its_own_trace_titled_by_its_own_first_prompt(pi: Pi, home: Path
     copied = [message("user", "Parent prompt"), message("assistant", "a")]
     fork_header = header(fork_id, timestamp="2026-11-20T11:00:00.000Z", parentSession=str(parent))
     path = session_file(home, [fork_header, *copied])
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert (meta.trace_id, meta.title) == (fork_id, None)
     assert meta.created == to_ms("2026-11-20T11:00:00.000Z")
 
@@ -271,9 +271,9 @@ def test_fork_is_its_own_trace_titled_by_its_own_first_prompt(pi: Pi, home: Path
         f.write(
             json.dumps(message("user", "Try it differently", "2026-11-20T11:00:09.000Z")) + "\n"
         )
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert (meta.trace_id, meta.title) == (fork_id, "Try it differently")
-    [parent_meta] = pi.parse(str(parent))
+    [parent_meta] = pi.parse(str(parent)).traces
     assert parent_meta.trace_id != fork_id
 
 
@@ -283,7 +283,7 @@ def test_migration_rewrite_keeps_one_trace_id(pi: Pi, home: Path) -> None:
     v1 = {"type": "session", "id": sid, "timestamp": T0, "cwd": CWD}
     old = {"type": "message", "timestamp": T0, "message": {"role": "user", "content": "Hi " * 500}}
     path = session_file(home, [v1, old, old], name=f"2026-11-20T09-00-00-000Z_{sid}.jsonl")
-    [before] = pi.parse(str(path))
+    [before] = pi.parse(str(path)).traces
     size = path.stat().st_size
 
     with path.open("r+b") as f:  # writeFileSync: truncate, then write in place
@@ -292,7 +292,7 @@ def test_migration_rewrite_keeps_one_trace_id(pi: Pi, home: Path) -> None:
             (json.dumps(header(sid)) + "\n" + json.dumps(message("user", "Hi")) + "\n").encode()
         )
     assert path.stat().st_size < size
-    [after] = pi.parse(str(path))
+    [after] = pi.parse(str(path)).traces
     assert after.trace_id == before.trace_id == sid
     assert after.title == "Hi"
 
@@ -321,17 +321,17 @@ def test_jsonl_without_a_session_header_is_malformed(pi: Pi, home: Path) -> None
 
 def test_half_written_first_line_is_not_a_session_yet(pi: Pi, home: Path) -> None:
     path = session_file(home, [], tail=json.dumps(header()).encode()[:40])
-    assert pi.parse(str(path)) == []
+    assert pi.parse(str(path)).traces == []
 
 
 def test_torn_last_line_is_ignored_until_complete(pi: Pi, home: Path) -> None:
     late = json.dumps(message("assistant", "Late reply", "2026-11-20T12:00:00.000Z")).encode()
     path = session_file(home, [header(), message("user", "Go")], tail=late[:25])
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert (meta.preview, meta.timestamp) == ("Go", to_ms("2026-11-20T09:00:05.000Z"))
     with path.open("ab") as f:
         f.write(late[25:] + b"\n")
-    [meta] = pi.parse(str(path))
+    [meta] = pi.parse(str(path)).traces
     assert (meta.preview, meta.timestamp) == ("Late reply", to_ms("2026-11-20T12:00:00.000Z"))
 
 

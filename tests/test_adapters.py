@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from tests.helpers import FIXTURES, claude_session, fixture_home, write_atomic
-from tracesd.capture.adapters import AGENT_IDS, Adapter, Hints, build_adapters
+from tracesd.capture.adapters import AGENT_IDS, Adapter, build_adapters
 from tracesd.capture.adapters._files import MAX_LINE, SessionFile
 from tracesd.capture.adapters._text import to_ms
 from tracesd.config import Config
 from tracesd.errors import ParseError
-from tracesd.models import TITLE_MAX, GitInfo
+from tracesd.models import TITLE_MAX, GitInfo, SkippedLine
 
 EXPECTED = [
     s
@@ -32,8 +32,8 @@ def _fixture_home(tmp_path: Path) -> Path:
     return fixture_home(tmp_path / "fixture-home")
 
 
-def adapters_for(config: Config, known: tuple[str, ...] = ()) -> dict[str, Adapter]:
-    return {a.agent_id: a for a in build_adapters(config, Hints(lambda: known))}
+def adapters_for(config: Config) -> dict[str, Adapter]:
+    return {a.agent_id: a for a in build_adapters(config)}
 
 
 def relative(adapter: Adapter, path: Path) -> str | None:
@@ -64,20 +64,21 @@ def test_fixture_sessions_match_expected(
     config = make_config(environ={"HOME": str(fixture_home)})
     # Legacy Gemini projects are named sha256(cwd), Cursor CLI chats md5(cwd): directories
     # seen elsewhere are the hint.
-    known = ("/tmp/tracesd-demo/gemini-legacy", "/tmp/tracesd-demo/cursor-cli")
-    adapter = adapters_for(config, known=known)[case["agent"]]
+    known = frozenset({"/tmp/tracesd-demo/gemini-legacy", "/tmp/tracesd-demo/cursor-cli"})
+    adapter = adapters_for(config)[case["agent"]]
     path = fixture_home / case["path"].removeprefix("home/")
     rel = relative(adapter, path)
     assert rel is not None
 
     if case.get("is_subagent"):
         assert not adapter.matches(rel)
-        assert adapter.parse(str(path)) == []
+        assert adapter.parse(str(path)).traces == []
         return
 
     assert adapter.matches(rel)
     # A store (SQLite) holds many sessions; a file, one.
-    [meta] = [m for m in adapter.parse(str(path)) if m.trace_id == case["session_id"]]
+    found = adapter.parse(str(path), known).traces
+    [meta] = [m for m in found if m.trace_id == case["session_id"]]
     assert meta.agent_id == case["agent"]
     assert meta.directory == case["cwd"]
     assert meta.title == case["title"]
@@ -96,7 +97,7 @@ def test_codex_fixture_carries_the_agents_own_git_record(
 ) -> None:
     codex = adapters_for(make_config(environ={"HOME": str(fixture_home)}))["codex"]
     [path] = (fixture_home / ".codex" / "sessions").rglob("rollout-*.jsonl")
-    [meta] = codex.parse(str(path))
+    [meta] = codex.parse(str(path)).traces
     assert meta.agent_git == GitInfo(
         "https://github.com/example/tracesd-demo-codex.git",
         "main",
@@ -178,19 +179,19 @@ def test_torn_last_line_is_ignored_until_complete(config: Config, tmp_path: Path
     path = tmp_path / "p" / "s.jsonl"
     late = json.dumps(user("second", timestamp="2026-11-20T11:00:00.000Z")).encode()
     write_lines(path, [user("first")], tail=late[:30])
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert (meta.title, meta.timestamp) == ("first", to_ms("2026-11-20T10:00:00.000Z"))
 
     with path.open("ab") as f:
         f.write(late[30:] + b"\n")
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert meta.timestamp == to_ms("2026-11-20T11:00:00.000Z")
     assert meta.preview == "second"
 
 
 def test_only_torn_line_is_not_a_session_yet(config: Config, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p" / "s.jsonl", [], tail=b'{"type":"user","cwd":"/w"')
-    assert claude(config).parse(str(path)) == []
+    assert claude(config).parse(str(path)).traces == []
 
 
 def test_empty_file_is_skipped_with_a_reason(config: Config, tmp_path: Path) -> None:
@@ -219,8 +220,30 @@ def test_malformed_lines_among_good_ones_are_skipped(config: Config, tmp_path: P
     path = write_lines(
         tmp_path / "p" / "s.jsonl", [b"{oops", nested, b"\xff\xfe", user("real prompt")]
     )
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert meta.title == "real prompt"
+
+
+def test_the_lines_a_parse_passed_over_come_back_with_its_result_or_its_error(
+    config: Config, tmp_path: Path
+) -> None:
+    """Each skipped line, with why and its byte range, is part of what parse returns; a
+    file with nothing usable raises, and the error carries them the same way."""
+    bad, binary = b"{oops", b"\x00\x01"
+    path = write_lines(tmp_path / "p" / "s.jsonl", [bad, binary, user("real prompt")])
+    parsed = claude(config).parse(str(path))
+    assert [m.title for m in parsed.traces] == ["real prompt"]
+    second = len(bad) + 1
+    assert parsed.skipped == (
+        SkippedLine("malformed", 0, second),
+        SkippedLine("binary", second, second + len(binary) + 1),
+    )
+
+    only_bad = write_lines(tmp_path / "p" / "bad.jsonl", [bad])
+    with pytest.raises(ParseError) as info:
+        claude(config).parse(str(only_bad))
+    assert info.value.reason == "malformed"
+    assert info.value.skipped == (SkippedLine("malformed", 0, second),)
 
 
 def test_a_huge_line_is_skipped_without_reading_it_into_memory(
@@ -242,7 +265,7 @@ def test_a_huge_line_is_skipped_without_reading_it_into_memory(
             ).encode()
             + b"\n"
         )
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert meta.title == "before the big one"
     assert meta.timestamp == to_ms("2026-11-20T12:00:00.000Z")
 
@@ -272,7 +295,7 @@ def test_fifo_named_like_a_session_never_blocks(config: Config, tmp_path: Path) 
 
 def _try_parse(adapter: Adapter, path: Path) -> Any:
     try:
-        return adapter.parse(str(path))
+        return adapter.parse(str(path)).traces
     except ParseError as exc:
         return exc.reason
 
@@ -308,13 +331,13 @@ def test_claude_title_skips_tool_results_commands_and_wrappers(
             user("not this one"),
         ],
     )
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert meta.title == "Explain this function"
 
 
 def test_claude_title_is_one_line_and_bounded(config: Config, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p" / "s.jsonl", [user("word\u2028 " * 300 + "\x1b[31m")])
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert meta.title is not None
     assert len(meta.title) == TITLE_MAX
     assert meta.title.endswith("…")
@@ -324,7 +347,7 @@ def test_claude_title_is_one_line_and_bounded(config: Config, tmp_path: Path) ->
 
 def test_claude_sidechain_transcript_is_not_a_trace(config: Config, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p" / "s.jsonl", [user("sub", isSidechain=True)])
-    assert claude(config).parse(str(path)) == []
+    assert claude(config).parse(str(path)).traces == []
 
 
 def assistant(model: str | None, **extra: Any) -> dict[str, Any]:
@@ -353,16 +376,16 @@ def test_claude_model_is_the_first_assistant_model_and_a_later_sidechain_is_not_
             assistant("claude-opus-4-5"),
         ],
     )
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert (meta.title, meta.model) == ("main prompt", "claude-sonnet-4-5")
     no_model = write_lines(tmp_path / "q" / "s.jsonl", [user("hi"), assistant(None)])
-    [meta] = claude(config).parse(str(no_model))
+    [meta] = claude(config).parse(str(no_model)).traces
     assert (meta.title, meta.model) == ("hi", None)
 
 
 def test_claude_id_is_the_file_name_and_cwd_comes_from_content(config: Config, home: Path) -> None:
     session_id, path = claude_session(home, "/a/b-c/d.e", "hi")
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert (meta.trace_id, meta.directory) == (session_id, "/a/b-c/d.e")
 
 
@@ -389,19 +412,19 @@ def test_codex_subagent_rollout_is_not_a_trace(config: Config, tmp_path: Path) -
     path = codex_file(
         tmp_path, [meta_line(source={"subagent": "review"}), event("user_message", "x")]
     )
-    assert adapters_for(config)["codex"].parse(str(path)) == []
+    assert adapters_for(config)["codex"].parse(str(path)).traces == []
 
 
 def test_codex_title_strips_leading_envelopes(config: Config, tmp_path: Path) -> None:
     text = "<environment_context>\n<cwd>/w</cwd>\n</environment_context>\nRename the module"
     path = codex_file(tmp_path, [meta_line(), event("user_message", text)])
-    [meta] = adapters_for(config)["codex"].parse(str(path))
+    [meta] = adapters_for(config)["codex"].parse(str(path)).traces
     assert meta.title == "Rename the module"
 
 
 def test_codex_without_session_meta_yet_is_not_a_trace(config: Config, tmp_path: Path) -> None:
     path = codex_file(tmp_path, [event("user_message", "x")])
-    assert adapters_for(config)["codex"].parse(str(path)) == []
+    assert adapters_for(config)["codex"].parse(str(path)).traces == []
 
 
 def test_codex_last_activity_and_preview_come_from_the_tail(config: Config, tmp_path: Path) -> None:
@@ -413,15 +436,15 @@ def test_codex_last_activity_and_preview_come_from_the_tail(config: Config, tmp_
             event("agent_message", "Done it", ts="2026-11-20T09:30:00.000Z"),
         ],
     )
-    [meta] = adapters_for(config)["codex"].parse(str(path))
+    [meta] = adapters_for(config)["codex"].parse(str(path)).traces
     assert (meta.preview, meta.timestamp) == ("Done it", to_ms("2026-11-20T09:30:00.000Z"))
 
 
 # ------------------------------------------------------------------------- gemini-cli
 
 
-def gemini(config: Config, known: tuple[str, ...] = ()) -> Adapter:
-    return adapters_for(config, known)["gemini-cli"]
+def gemini(config: Config) -> Adapter:
+    return adapters_for(config)["gemini-cli"]
 
 
 def gemini_project(home: Path, slug: str, root: str | None = None) -> Path:
@@ -455,7 +478,7 @@ def test_gemini_session_before_the_first_prompt_has_no_title(config: Config, hom
     """The file exists at CLI start: a trace without a title, for now."""
     project = gemini_project(home, "app", "/w/app")
     path = write_lines(project / "chats" / "session-1.jsonl", [gmeta()])
-    [meta] = gemini(config).parse(str(path))
+    [meta] = gemini(config).parse(str(path)).traces
     assert (meta.title, meta.directory) == (None, "/w/app")
 
 
@@ -471,14 +494,14 @@ def test_gemini_rewind_drops_the_rewound_prompt(config: Config, home: Path) -> N
             gmsg("m3", "second try"),
         ],
     )
-    [meta] = gemini(config).parse(str(path))
+    [meta] = gemini(config).parse(str(path)).traces
     assert meta.title == "second try"
 
 
 def test_gemini_subagent_recording_is_not_a_trace(config: Config, home: Path) -> None:
     project = gemini_project(home, "app", "/w/app")
     path = write_lines(project / "chats" / "session-1.jsonl", [gmeta(kind="subagent")])
-    assert gemini(config).parse(str(path)) == []
+    assert gemini(config).parse(str(path)).traces == []
 
 
 def test_gemini_legacy_json_next_to_its_migrated_jsonl_is_skipped(
@@ -489,14 +512,14 @@ def test_gemini_legacy_json_next_to_its_migrated_jsonl_is_skipped(
     old = project / "chats" / "session-1.json"
     old.write_text(json.dumps({**gmeta(), "messages": [gmsg("m1", "hi")]}))
     write_lines(project / "chats" / "session-1.jsonl", [gmeta(), gmsg("m1", "hi")])
-    assert gemini(config).parse(str(old)) == []
+    assert gemini(config).parse(str(old)).traces == []
 
 
 def test_gemini_directory_from_the_projects_registry(config: Config, home: Path) -> None:
     project = gemini_project(home, "app-1")
     (home / ".gemini" / "projects.json").write_text(json.dumps({"projects": {"/w/app": "app-1"}}))
     path = write_lines(project / "chats" / "session-1.jsonl", [gmeta()])
-    [meta] = gemini(config).parse(str(path))
+    [meta] = gemini(config).parse(str(path)).traces
     assert meta.directory == "/w/app"
 
 
@@ -513,7 +536,7 @@ def test_gemini_legacy_hash_directory_resolves_through_siblings(
     project = gemini_project(home, digest)
     path = project / "chats" / "session-1.json"
     path.write_text(json.dumps({**gmeta(projectHash=digest), "messages": [gmsg("m", "old")]}))
-    [meta] = gemini(config, known=(str(code / "known"),)).parse(str(path))
+    [meta] = gemini(config).parse(str(path), frozenset({str(code / "known")})).traces
     assert meta.directory == str(code / "legacy-app")
 
 
@@ -523,7 +546,7 @@ def test_gemini_unresolvable_legacy_hash_leaves_directory_unknown(
     project = gemini_project(home, "0" * 64)
     path = project / "chats" / "session-1.json"
     path.write_text(json.dumps({**gmeta(), "messages": [gmsg("m", "old")]}))
-    [meta] = gemini(config).parse(str(path))
+    [meta] = gemini(config).parse(str(path)).traces
     assert (meta.directory, meta.title) == (None, "old")
 
 
@@ -543,7 +566,7 @@ def test_gemini_large_legacy_json_is_read_only_in_part(config: Config, home: Pat
     ]
     write_atomic(path, json.dumps({**gmeta(), "messages": big}, indent=2))
     assert path.stat().st_size > 8 * 1024 * 1024
-    [meta] = gemini(config).parse(str(path))
+    [meta] = gemini(config).parse(str(path)).traces
     assert (meta.trace_id, meta.title) == ("g1", "the first prompt")
     assert meta.created == to_ms("2026-11-20T09:00:00.000Z")
 
@@ -558,7 +581,7 @@ def test_tail_finds_the_last_activity_behind_a_long_last_line(
         "timestamp": "2026-11-20T13:00:00.000Z",
     }
     path = write_lines(tmp_path / "p" / "s.jsonl", [user("go"), long_reply])
-    [meta] = claude(config).parse(str(path))
+    [meta] = claude(config).parse(str(path)).traces
     assert meta.timestamp == to_ms("2026-11-20T13:00:00.000Z")
     assert meta.preview == "r" * 499 + "…"
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import AGENT_ENV_PREFIXES, fixture_home
 from tests.test_adapters import EXPECTED
-from tracesd.capture.adapters import ADAPTERS, AGENT_IDS, ENV_VARS, Hints, _roots
+from tracesd.capture.adapters import ADAPTERS, AGENT_IDS, ENV_VARS, _roots
 from tracesd.config import Config
 from tracesd.errors import ConfigError
 from tracesd.service import install as service
@@ -73,7 +73,7 @@ def test_the_env_variables_an_adapter_declares_are_the_ones_it_reads(
     for adapter in ADAPTERS:
         environ = _Recorded(dict(base.environ))
         config = dataclasses.replace(base, environ=environ)
-        adapter(config, Hints()).roots()
+        adapter(config).roots()
         assert environ.read == set(adapter.env_vars), adapter.agent_id
 
 

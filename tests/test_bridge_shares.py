@@ -39,9 +39,8 @@ async def _pass(config: Config, traces: list[Trace]) -> tuple[dict[str, Any], Br
     try:
         for trace in traces:
             await store.upsert(trace)
-        bridge = Bridge(config, store)
         calls: list[int] = []
-        bridge.on_shared = lambda: calls.append(1)
+        bridge = Bridge(config, store, on_shared=lambda: calls.append(1))
         await bridge.once()
         rows = await store.query("SELECT id, shared_url FROM traces")
         return {r[0]: r[1] for r in rows}, bridge, calls

@@ -54,7 +54,7 @@ from hypothesis.stateful import (
 )
 
 from tests.helpers import commit, git, isolated_env, make_repo
-from tracesd.capture.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.adapters import Adapter, build_adapters
 from tracesd.capture.debounce import Dispatcher
 from tracesd.capture.ingest import Ingestor
 from tracesd.capture.scan import Scanner
@@ -227,11 +227,11 @@ class Parts:
         store = await Store.open(config.storage.db_path)
         resolver = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
         ingestor = Ingestor(store, resolver, directories=await store.directories())
-        adapters = build_adapters(config, Hints(ingestor.known_directories))
+        adapters = build_adapters(config)
         crashes: list[BaseException] = []
         # A short cooldown: the real one is 250 ms, which only spaces re-reads out in time.
         dispatcher = Dispatcher(ingestor.ingest_many, cooldown_s=0.002, on_crash=crashes.append)
-        scanner = Scanner(adapters, store, ingestor, dispatcher)
+        scanner = Scanner(adapters, store, dispatcher)
         parts = cls(store, ingestor, {a.agent_id: a for a in adapters}, dispatcher, scanner)
         parts.crashes = crashes
         await scanner.run(reason="startup")

@@ -41,7 +41,7 @@ from tests.helpers import (
     query,
     tracesd,
 )
-from tracesd.capture.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.adapters import Adapter, build_adapters
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.git.context import GitResolver
@@ -126,7 +126,7 @@ def in_thread(call: Callable[[], Any], *, released: Path) -> Any:
 
 
 def adapter(config: Config, agent: str) -> Adapter:
-    [found] = [a for a in build_adapters(config, Hints()) if a.agent_id == agent]
+    [found] = [a for a in build_adapters(config) if a.agent_id == agent]
     return found
 
 
@@ -193,7 +193,7 @@ def test_no_adapter_reader_blocks_or_reads_a_special_file(
         plant(home / path, kind)
         target = home / session[agent]
     try:
-        outcome = in_thread(lambda: adapter(config, agent).parse(str(target)), released=home)
+        outcome = in_thread(lambda: adapter(config, agent).parse(str(target)).traces, released=home)
     finally:
         release_fifos(home)
 

@@ -174,12 +174,12 @@ time-scales the daemon and, with TRACESD_TEST_FAULT, makes one watchdog thread d
 import os
 
 import tracesd.daemon
-from tracesd.capture.watch_observer import Backoff
+from tracesd.capture.watch_observer import RetrySchedule
 
 first, cap = (float(x) for x in os.environ["TRACESD_TEST_RETRY"].split(","))
 tracesd.daemon.ROOT_CHECK_INTERVAL_S = {root_check}
 tracesd.daemon.DEGRADED_POLL_INTERVAL_S = {poll}
-tracesd.daemon.WATCHER_RETRY = Backoff(first_s=first, max_s=cap)
+tracesd.daemon.WATCHER_RETRY = RetrySchedule(first_s=first, max_s=cap)
 try:
     import tracesd.capture.watch_liveness
 except ImportError:  # the code before the liveness canary

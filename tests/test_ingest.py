@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import FIXTURES, claude_session, codex_session, commit, git, make_repo
-from tracesd.capture.adapters import Adapter, Hints, build_adapters
-from tracesd.capture.ingest import Ingestor, Result
+from tracesd.capture.adapters import Adapter, build_adapters
+from tracesd.capture.counts import CaptureCounts
+from tracesd.capture.ingest import Ingestor, Item, Result
 from tracesd.config import Config
 from tracesd.errors import ParseError
 from tracesd.git.context import GitResolver
-from tracesd.models import TraceMeta
+from tracesd.models import Parsed
 from tracesd.store.database import Store
 
 
@@ -26,9 +27,17 @@ class Rig:
     store: Store
     ingestor: Ingestor
     adapters: dict[str, Adapter]
+    #: what the rig's ingests did, added up as the daemon does
+    counts: CaptureCounts
 
     async def ingest(self, path: Path, agent: str = "claude-code") -> Result:
-        return await self.ingestor.ingest(self.adapters[agent], str(path))
+        [result] = await self.ingest_many([Item(self.adapters[agent], str(path))])
+        return result
+
+    async def ingest_many(self, items: Sequence[Item]) -> list[Result]:
+        results = await self.ingestor.ingest_many(items)
+        self.counts.add(results)
+        return results
 
 
 @pytest.fixture
@@ -37,8 +46,8 @@ async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterat
     store = await Store.open(config.storage.db_path)
     git_resolver = GitResolver(timeout_s=5, environ=config.environ)
     ingestor = Ingestor(store, git_resolver, exclude=config.capture.exclude)
-    adapters = {a.agent_id: a for a in build_adapters(config, Hints(ingestor.known_directories))}
-    yield Rig(store, ingestor, adapters)
+    adapters = {a.agent_id: a for a in build_adapters(config)}
+    yield Rig(store, ingestor, adapters, CaptureCounts())
     await store.close()
 
 
@@ -53,7 +62,7 @@ async def test_new_session_is_stored_with_git_context(rig: Rig, home: Path, tmp_
     assert trace.git_branch == "main"
     assert trace.git_ref == git(repo, "rev-parse", "HEAD")
     assert (trace.title, trace.directory, trace.source_path) == ("Add a flag", str(repo), str(path))
-    assert rig.ingestor.stats.captured_total == 1
+    assert rig.counts.captured_total == 1
 
 
 async def test_unchanged_file_causes_no_database_write(
@@ -130,7 +139,7 @@ async def test_excluded_directories_are_never_stored(rig: Rig, home: Path, tmp_p
     session_id, path = claude_session(home, secret)
     await rig.ingest(path)
     assert await rig.store.get(session_id) is None
-    assert rig.ingestor.stats.skipped_by_reason["excluded"] == 1
+    assert rig.counts.skipped_by_reason["excluded"] == 1
 
 
 async def test_agent_recorded_git_fills_in_when_the_directory_is_gone(rig: Rig, home: Path) -> None:
@@ -181,7 +190,7 @@ async def test_bad_files_are_counted_skipped_and_remembered(
     bad.write_bytes(content)
     result = await rig.ingest(bad)
     assert result.error == reason
-    assert rig.ingestor.stats.errors_by_reason[reason] == 1
+    assert rig.counts.errors_by_reason[reason] == 1
     state = await rig.store.file_state(str(bad))
     assert state is not None
     assert state.error == reason
@@ -193,8 +202,8 @@ async def test_bad_files_are_counted_skipped_and_remembered(
 async def test_vanished_file_is_skipped_not_an_error(rig: Rig, home: Path) -> None:
     result = await rig.ingest(home / ".claude" / "projects" / "p" / "gone.jsonl")
     assert result.error == "vanished"
-    assert rig.ingestor.stats.errors_total == 0
-    assert rig.ingestor.stats.skipped_by_reason["vanished"] == 1
+    assert rig.counts.errors_total == 0
+    assert rig.counts.skipped_by_reason["vanished"] == 1
 
 
 async def test_known_directories_grow_with_captures(rig: Rig, home: Path, tmp_path: Path) -> None:
@@ -230,15 +239,15 @@ async def test_an_adapter_bug_on_one_file_is_contained(
     adapter = rig.adapters["claude-code"]
     real_parse = adapter.parse
 
-    def buggy(path: str) -> list[TraceMeta]:
+    def buggy(path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         if path == str(odd):
             raise KeyError("surprise")
-        return real_parse(path)
+        return real_parse(path, known_directories)
 
     monkeypatch.setattr(adapter, "parse", buggy)
-    results = await rig.ingestor.ingest_many([(adapter, str(odd)), (adapter, str(good))])
+    results = await rig.ingest_many([Item(adapter, str(odd)), Item(adapter, str(good))])
     assert [r.error for r in results] == ["adapter_error", None]
-    assert rig.ingestor.stats.errors_by_reason["adapter_error"] == 1
+    assert rig.counts.errors_by_reason["adapter_error"] == 1
     assert await rig.store.get(good_id) is not None
 
 
@@ -250,15 +259,15 @@ async def test_a_store_locked_by_its_agent_is_not_remembered_as_read(
     _, path = claude_session(home, tmp_path, "held")
     adapter = rig.adapters["claude-code"]
 
-    def locked(path: str) -> list[TraceMeta]:
+    def locked(path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         raise ParseError("locked", f"{path} is locked by its agent")
 
     monkeypatch.setattr(adapter, "parse", locked)
-    [result] = await rig.ingestor.ingest_many([(adapter, str(path))])
+    [result] = await rig.ingest_many([Item(adapter, str(path))])
     assert (result.error, result.retry) == ("locked", True)
     assert await rig.store.file_state(str(path)) is None
-    assert rig.ingestor.stats.skipped_by_reason["locked"] == 1
-    assert rig.ingestor.stats.errors_total == 0
+    assert rig.counts.skipped_by_reason["locked"] == 1
+    assert rig.counts.errors_total == 0
 
 
 async def test_two_files_of_one_new_session_in_one_batch_count_it_once(
@@ -270,7 +279,7 @@ async def test_two_files_of_one_new_session_in_one_batch_count_it_once(
     copy = path.with_name(f"rollout-2026-11-28T10-00-01-{session_id}.jsonl")
     copy.write_bytes(path.read_bytes())
     adapter = rig.adapters["codex"]
-    results = await rig.ingestor.ingest_many([(adapter, str(path)), (adapter, str(copy))])
+    results = await rig.ingest_many([Item(adapter, str(path)), Item(adapter, str(copy))])
     assert sorted((r.captured, r.updated) for r in results) == [(0, 1), (1, 0)]
-    assert rig.ingestor.stats.captured_total == 1
+    assert rig.counts.captured_total == 1
     assert await rig.store.count_by_agent() == {"codex": 1}

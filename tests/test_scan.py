@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import FIXTURE_TRACES, claude_session, fixture_home, make_repo
 from tracesd.capture import scan
-from tracesd.capture.adapters import Adapter, Hints, build_adapters
+from tracesd.capture.adapters import Adapter, build_adapters
 from tracesd.capture.debounce import Dispatcher
 from tracesd.capture.ingest import Ingestor
 from tracesd.capture.scan import Scanner, discover
@@ -33,9 +33,9 @@ async def rig(make_config: Callable[..., Config]) -> AsyncIterator[Rig]:
     config = make_config()
     store = await Store.open(config.storage.db_path)
     ingestor = Ingestor(store, GitResolver(timeout_s=5, environ=config.environ))
-    adapters = build_adapters(config, Hints(ingestor.known_directories))
+    adapters = build_adapters(config)
     dispatcher = Dispatcher(ingestor.ingest_many, cooldown_s=0, workers=4)
-    yield Rig(Scanner(adapters, store, ingestor, dispatcher), store, adapters)
+    yield Rig(Scanner(adapters, store, dispatcher), store, adapters)
     await dispatcher.close(1)
     await store.close()
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from tests.helpers import fixture_home
 from tests.tracescli import require_traces_cli
-from tracesd.capture.adapters import Hints, build_adapters
+from tracesd.capture.adapters import build_adapters
 from tracesd.config import Config
 from tracesd.models import Trace
 from tracesd.store import rows as tracefields
@@ -42,15 +42,15 @@ DIFFERENCES = {
 
 def captured(config: Config) -> dict[str, Trace]:
     """The Trace ingest makes of each fixture session (adapters, then tracefields)."""
-    known = ("/tmp/tracesd-demo/gemini-legacy", "/tmp/tracesd-demo/cursor-cli")
+    known = frozenset({"/tmp/tracesd-demo/gemini-legacy", "/tmp/tracesd-demo/cursor-cli"})
     out: dict[str, Trace] = {}
-    for adapter in build_adapters(config, Hints(lambda: known)):
+    for adapter in build_adapters(config):
         for root in adapter.roots():
             for folder, _, names in os.walk(root):
                 for name in names:
                     path = os.path.join(folder, name)
                     if adapter.matches(os.path.relpath(path, root)):
-                        for meta in adapter.parse(path):
+                        for meta in adapter.parse(path, known).traces:
                             out.setdefault(meta.trace_id, tracefields.new_trace(meta, None))
     return out
 

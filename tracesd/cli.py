@@ -18,17 +18,15 @@ from typing import Any
 import structlog
 
 from tracesd import __version__, doctor, logs, private, terminal
-from tracesd.capture.adapters import AGENT_IDS, Hints, build_adapters
-from tracesd.capture.debounce import Dispatcher
-from tracesd.capture.ingest import Ingestor
-from tracesd.capture.scan import Report, Scanner
+from tracesd.app import COMMAND, App
+from tracesd.capture.adapters import AGENT_IDS
+from tracesd.capture.scan import Report
 from tracesd.config import Config, load_config
 from tracesd.errors import ConfigError, ListenError, NotRunning, ServiceError, TracesdError
-from tracesd.git.context import GitResolver, use_pidfd_child_watcher
+from tracesd.git.context import use_pidfd_child_watcher
 from tracesd.models import Trace
 from tracesd.store import takeover
 from tracesd.store.database import Store
-from tracesd.tracescli.bridge import Bridge
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -267,22 +265,10 @@ def _scan(config: Config, args: argparse.Namespace) -> int:
 async def scan_once(config: Config) -> Report:
     """Discover and index everything on disk once (what `tracesd scan` does)."""
     use_pidfd_child_watcher()
-    store = await Store.open(config.storage.db_path, legacy=config.storage.legacy_path)
-    try:
-        git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
-        ingestor = Ingestor(
-            store, git, exclude=config.capture.exclude, directories=await store.directories()
-        )
-        adapters = build_adapters(config, Hints(ingestor.known_directories))
-        dispatcher = Dispatcher(ingestor.ingest_many, cooldown_s=0.0, workers=8)
-        try:
-            report = await Scanner(adapters, store, ingestor, dispatcher).run(reason="command")
-        finally:
-            await dispatcher.close(grace_s=5.0)
-        await Bridge(config, store).once()  # the Traces CLI's database, if any: fill it in
+    async with App.open(config, COMMAND) as app:
+        report = await app.scan("command")
+        await app.bridge.once()  # the Traces CLI's database, if any: fill it in
         return report
-    finally:
-        await store.close()
 
 
 def _list(config: Config, args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
-"""The daemon: build the components, run until a signal, shut down in reverse.
+"""The daemon: the lifecycle of the components (built in app.py), run until a signal.
 
 Startup: the instance lock (one daemon per database) -> the status socket's checks ->
-store (migrated) -> git resolver -> ingest -> dispatcher -> watcher (observing
-first, so nothing written during the catch-up scan is missed) -> catch-up scan -> periodic
-checks. Shutdown unwinds the same stack: periodic tasks, watcher, dispatcher (running
+the components (store, migrated; HTTP session; bridge; git resolver; ingest; dispatcher;
+scanner) -> sync's scheduler -> watcher (observing first, so nothing written during the
+catch-up scan is missed) -> status socket -> catch-up scan -> periodic checks. Shutdown
+unwinds the same stack: periodic tasks, status socket, watcher, sync, dispatcher (running
 ingests get a bounded grace), store. SIGTERM or SIGINT stops gracefully; a second one
 exits at once (SQLite's journal keeps the database consistent either way). SIGHUP is
 logged and ignored (`daemon.sighup_ignored`): a closed terminal must not stop capture, and
@@ -24,31 +25,23 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from tracesd import __version__
-from tracesd.capture.adapters import Adapter, Hints, build_adapters
-from tracesd.capture.debounce import Dispatcher
-from tracesd.capture.ingest import Ingestor
-from tracesd.capture.scan import Scanner
+from tracesd.app import DAEMON, App
 from tracesd.capture.watch import Watcher
-from tracesd.capture.watch_observer import Backoff
+from tracesd.capture.watch_observer import RetrySchedule
 from tracesd.config import Config
 from tracesd.errors import StoreCorrupt, TracesdError
-from tracesd.git.context import GitResolver, use_pidfd_child_watcher
+from tracesd.git.context import use_pidfd_child_watcher
 from tracesd.service.notify import Notifier
 from tracesd.status import assemble, metrics
 from tracesd.status.document import Status
 from tracesd.status.socket import StatusServer
 from tracesd.store import quarantine, takeover
-from tracesd.store.database import Store
 from tracesd.store.lock import InstanceLock
-from tracesd.tracescli.bridge import Bridge
-
-if TYPE_CHECKING:
-    from tracesd.sync.job import SyncService
 
 log = structlog.get_logger("tracesd.daemon")
 
@@ -57,11 +50,11 @@ ROOT_CHECK_INTERVAL_S = 2.0
 #: a root that is not (fully) watched is rescanned this often
 DEGRADED_POLL_INTERVAL_S = 30.0
 #: a failed watcher is retried after 1 min, doubling to 60 min (Syncthing's schedule)
-WATCHER_RETRY = Backoff(first_s=60.0, max_s=3600.0)
-# Stop budget (< 10 s in all): watcher join 2 s, in-flight sync 2 s, running ingests 4 s.
+WATCHER_RETRY = RetrySchedule(first_s=60.0, max_s=3600.0)
+# Stop budget (< 10 s in all): watcher join 2 s, in-flight sync 2 s, running ingests 4 s
+# (app.DAEMON.drain_s).
 WATCHER_STOP_S = 2.0
 SYNC_GRACE_S = 2.0
-DRAIN_GRACE_S = 4.0
 #: how often an earlier database not yet taken over at start is tried again
 TAKEOVER_RETRY_S = 10.0
 
@@ -79,15 +72,8 @@ class Daemon:
         self._scan_task: asyncio.Task[None] | None = None
         self._rescan_next: tuple[str, set[str] | None] | None = None
         # built by startup()
-        self.store: Store
-        self.ingestor: Ingestor
-        self.dispatcher: Dispatcher
-        self.scanner: Scanner
+        self.app: App
         self.watcher: Watcher
-        self.adapters: list[Adapter]
-        self.sync: SyncService | None = None
-        self.git: GitResolver
-        self.bridge: Bridge
         self.status: StatusServer
         self.notifier = Notifier(config.environ)
 
@@ -127,46 +113,19 @@ class Daemon:
             metrics=metrics.render,
         )
         await self.status.check_single_instance()  # before the store is touched
-        self.store = await Store.open(
-            config.storage.db_path,
-            verify=True,
-            move_corrupt=True,
-            legacy=config.storage.legacy_path,
+        self.app = app = await self._stack.enter_async_context(
+            App.open(config, DAEMON, on_crash=self.fail)
         )
-        self._stack.push_async_callback(self.store.close)
-        if self.store.moved_aside is not None:
-            log.error(
-                "store.quarantined",
-                path=str(self.store.path),
-                moved_to=str(self.store.moved_aside),
-                hint="the database was corrupt: a new one was created and is being rebuilt"
-                " from the session files; " + quarantine.recovery_hint(self.store.moved_aside),
-            )
-
-        # The Traces CLI's database: filled with our git context in the background.
-        self.bridge = Bridge(config, self.store, on_crash=self.fail)
-        self._stack.push_async_callback(self.bridge.close)
-        self.git = git = GitResolver(timeout_s=config.capture.git_timeout_s, environ=config.environ)
-        self.ingestor = Ingestor(
-            self.store,
-            git,
-            exclude=config.capture.exclude,
-            directories=await self.store.directories(),
-            on_captured=self.bridge.captured,
-        )
-        self.adapters = build_adapters(config, Hints(self.ingestor.known_directories))
-        self.dispatcher = Dispatcher(self.ingestor.ingest_many, on_crash=self.fail)
-        self._stack.push_async_callback(self.dispatcher.close, DRAIN_GRACE_S)
-        self.scanner = Scanner(self.adapters, self.store, self.ingestor, self.dispatcher)
-        if config.sync.enabled:
-            await self._start_sync()
+        if app.sync is not None:
+            await app.sync.start()
+            self._stack.push_async_callback(app.sync.close, SYNC_GRACE_S)
 
         self.watcher = Watcher(
-            self.adapters,
-            on_path=self.dispatcher.submit,
+            app.adapters,
+            on_path=app.dispatcher.submit,
             on_rescan=self.request_rescan,
             retry=WATCHER_RETRY,
-            side=self.bridge.watch,
+            side=app.bridge.watch,
         )
         self.watcher.start()
         self._stack.callback(self.watcher.stop, WATCHER_STOP_S)
@@ -177,7 +136,7 @@ class Daemon:
         # Everything loaded so far lives as long as the daemon: moved out of the collector's
         # sight, a full collection during a big scan stalls the loop for far less.
         gc.freeze()
-        self.bridge.start()
+        app.bridge.start()
         self.request_rescan("startup", None)
         self._every(ROOT_CHECK_INTERVAL_S, self._check_roots)
         self._every(config.capture.rescan_interval_s, self._safety_rescan)
@@ -195,55 +154,24 @@ class Daemon:
             "daemon.started",
             version=__version__,
             pid=os.getpid(),
-            db_path=str(self.store.path),
-            agents=[a.agent_id for a in self.adapters],
+            db_path=str(app.store.path),
+            agents=[a.agent_id for a in app.adapters],
             watching=[r.path for r in self.watcher.watched],
             waiting_for=[r.path for r in self.watcher.roots if not r.exists],
         )
 
-    async def _start_sync(self) -> None:
-        # aiohttp and APScheduler are loaded only when sync is on (~13 MB of RSS otherwise).
-        from tracesd.store.outbox import Outbox
-        from tracesd.sync.client import BackendClient, aclose, open_session
-        from tracesd.sync.job import SyncService
-
-        config = self.config
-        if config.sync.scope == "shared" and not config.traces_cli.enabled:
-            log.warning(
-                "sync.scope_shared_without_cli",
-                hint="[sync] scope = 'shared' sends the traces shared with the Traces CLI,"
-                " known from its database: set [traces_cli] enabled = true, or scope = 'all'",
-            )
-        if not config.sync.api_key:
-            log.warning(
-                "sync.no_api_key",
-                hint="set TRACES_API_KEY or [sync] api_key_file; sending without a key",
-            )
-        session = open_session()
-        self._stack.push_async_callback(aclose, session)
-        self.sync = SyncService(
-            Outbox(self.store, scope=config.sync.scope),
-            BackendClient(session, config.sync.api_url, config.sync.api_key),
-            config.sync,
-            exclude=config.capture.exclude,
-            on_crash=self.fail,
-        )
-        await self.sync.start()
-        self._stack.push_async_callback(self.sync.close, SYNC_GRACE_S)
-        self.ingestor.on_stored = self.sync.nudge
-        self.bridge.on_shared = self.sync.nudge
-
     def _parts(self) -> assemble.Parts:
+        app = self.app
         return assemble.Parts(
             config=self.config,
             started_at=self.started_at,
-            store=self.store,
-            ingestor=self.ingestor,
-            git=self.git,
+            store=app.store,
+            capture=app.counts,
+            git=app.git,
             watcher=self.watcher,
-            scanner=self.scanner,
-            sync=self.sync,
-            bridge=self.bridge,
+            scanner=app.scanner,
+            sync=app.sync,
+            bridge=app.bridge,
         )
 
     async def status_document(self) -> Status:
@@ -252,8 +180,8 @@ class Daemon:
 
     async def _sync_now(self) -> dict[str, Any]:
         """POST /sync: one run now, backoff or not."""
-        assert self.sync is not None
-        return (await self.sync.sync_once(force=True)).as_dict()
+        assert self.app.sync is not None
+        return (await self.app.sync.sync_once(force=True)).as_dict()
 
     def fail(self, exc: BaseException) -> None:
         """A component hit a bug: stop with a failure exit code so the service restarts."""
@@ -318,8 +246,8 @@ class Daemon:
         self._scan_task.add_done_callback(self._task_done)
 
     async def _scan(self, reason: str, roots: set[str] | None) -> None:
-        await self.scanner.run(reason=reason, roots=roots)
-        self.bridge.rescanned()
+        await self.app.scan(reason, roots)
+        self.app.bridge.rescanned()
         if self._rescan_next is not None and not self._stop.is_set():
             reason, roots = self._rescan_next
             self._rescan_next = None

@@ -25,6 +25,10 @@ outcomes (sync/wire.py: Stored, Refused, NotNow, KeyRefused...) that the job act
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tracesd.models import SkippedLine
 
 
 class TracesdError(Exception):
@@ -49,8 +53,10 @@ class ParseError(TracesdError):
     `vanished`, `not_a_file`) used for counting; the message says what was wrong.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, skipped: tuple[SkippedLine, ...] = ()) -> None:
         self.reason = reason
+        #: the lines passed over before the read gave up (reported like a good read's)
+        self.skipped = skipped
         super().__init__(message)
 
 

@@ -47,6 +47,26 @@ class TraceMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedLine:
+    """A line of a session file that a read passed over: why, and its byte range (`end`,
+    past its newline, is None when the line runs beyond what was read)."""
+
+    reason: str  # malformed, binary, oversize
+    start: int
+    end: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What an adapter read from one file: its traces ([] when it holds none yet) and the
+    lines it passed over, for ingest to report (one bad line never hides the rest, and is
+    never silently dropped either)."""
+
+    traces: list[TraceMeta]
+    skipped: tuple[SkippedLine, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Trace:
     """One row of the `traces` table (INTERFACE section 5)."""
 

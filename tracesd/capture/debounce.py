@@ -9,7 +9,8 @@ A worker takes every ready path up to a batch size: one for a live event, dozens
 scan, so the per-batch costs of ingest are shared.
 When another writer holds the database past the busy timeout, the path is retried later
 with backoff: nothing is dropped. So is a path whose agent holds its own store locked,
-without making a scan wait for it.
+without making a scan wait for it. A scan's submission carries the file state the scan
+read, and collects the results of the path's runs (the scan adds them up for its report).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from tracesd.capture.adapters import Adapter
-from tracesd.capture.ingest import Result
+from tracesd.capture.ingest import Item, Result
 from tracesd.errors import StoreError
 
 log = structlog.get_logger("tracesd.dispatch")
@@ -30,7 +31,7 @@ log = structlog.get_logger("tracesd.dispatch")
 BUSY_RETRY_MAX_S = 30.0
 BATCH = 64
 
-IngestFn = Callable[[Sequence[tuple[Adapter, str]]], Awaitable[list[Result]]]
+IngestFn = Callable[[Sequence[Item]], Awaitable[list[Result]]]
 
 
 @dataclass(slots=True)
@@ -46,6 +47,10 @@ class _Slot:
     timer: asyncio.TimerHandle | None = None
     #: consecutive runs that found the database locked by another writer
     busy_retries: int = 0
+    #: a scan's item for the next run (the file state it read), used once
+    scanned: Item | None = None
+    #: where the results of its runs go until it settles (the scans waiting for it)
+    sinks: list[list[Result]] | None = None
 
 
 class Dispatcher:
@@ -88,6 +93,22 @@ class Dispatcher:
         slot = self._slots.get(path)
         if slot is None:
             slot = self._slots[path] = _Slot(adapter)
+        self._schedule(slot, path)
+
+    def submit_scanned(self, item: Item, results: list[Result]) -> None:
+        """`submit` for a scan: the next run of the path reads `item` (with the file state
+        the scan read), and each run's result is appended to `results` until the path
+        settles (by the time `idle()` returns)."""
+        if self._closing:
+            return
+        slot = self._slots.get(item.path)
+        if slot is None:
+            slot = self._slots[item.path] = _Slot(item.adapter)
+        slot.scanned = item
+        slot.sinks = [results] if slot.sinks is None else [*slot.sinks, results]
+        self._schedule(slot, item.path)
+
+    def _schedule(self, slot: _Slot, path: str) -> None:
         if slot.running:
             slot.dirty = True
             return
@@ -170,15 +191,18 @@ class Dispatcher:
                 await self._wakeup.wait()
                 continue
             batch: list[str] = []
+            items: list[Item] = []
             while self._ready and len(batch) < BATCH:
                 path = self._ready.popleft()
                 slot = self._slots[path]
                 slot.queued = False
                 slot.running = True
                 batch.append(path)
+                items.append(slot.scanned or Item(slot.adapter, path))
+                slot.scanned = None
             self._busy += len(batch)
             try:
-                results = await self._ingest([(self._slots[p].adapter, p) for p in batch])
+                results = await self._ingest(items)
             except StoreError as exc:
                 if not exc.retryable:
                     raise
@@ -213,6 +237,11 @@ class Dispatcher:
     def _done(self, path: str, result: Result) -> None:
         loop = asyncio.get_running_loop()
         slot = self._slots[path]
+        if slot.sinks is not None:
+            for sink in slot.sinks:
+                sink.append(result)
+            if result.retry or not slot.dirty:
+                slot.sinks = None  # settled (a retry of a locked store is waited for by none)
         if result.retry:
             # The agent holds its own store locked: read it again later, whatever else
             # happens meanwhile (its writes may well be the last events for a while).

@@ -6,7 +6,9 @@ file's size and mtime with what the last read saw, and hands only new or changed
 dispatcher, the same path the watcher's events take. An unchanged tree costs one walk and
 one query. A file an earlier run read racily (so soon after its last change that a
 same-size write may have kept the mtime, models.racy) is read again: that run's events
-for a later write may have been lost with it.
+for a later write may have been lost with it. The report adds up the ingest results of the
+files the scan handed over, and names the directories newly found unreadable (the caller
+counts them).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from tracesd.capture.adapters import Adapter
 from tracesd.capture.debounce import Dispatcher
-from tracesd.capture.ingest import Ingestor
+from tracesd.capture.ingest import Item, Result
 from tracesd.models import FileStamp
 from tracesd.store.database import Store
 from tracesd.utf8 import encodable
@@ -50,6 +52,8 @@ class Report:
     new: int
     updated: int
     duration_s: float
+    #: directories this scan found it cannot list, not reported before (logged)
+    unreadable: tuple[str, ...] = field(default=(), compare=False)
 
     def as_dict(self) -> dict[str, int | float]:
         return {
@@ -124,12 +128,10 @@ class Scanner:
         self,
         adapters: list[Adapter],
         store: Store,
-        ingestor: Ingestor,
         dispatcher: Dispatcher,
     ) -> None:
         self._adapters = adapters
         self._store = store
-        self._ingestor = ingestor
         self._dispatcher = dispatcher
         #: racy reads before this are an earlier run's, whose events may be lost (ms)
         self._since = time.time_ns() // 1_000_000
@@ -148,17 +150,17 @@ class Scanner:
 
     async def _run(self, reason: str, roots: Iterable[str] | None) -> Report:
         started = time.monotonic()
-        before = (self._ingestor.stats.captured_total, self._ingestor.stats.updated_total)
         unreadable: list[str] = []
         found = await asyncio.to_thread(discover, self._adapters, roots, unreadable)
-        self._report_unreadable(unreadable, partial=roots is not None)
+        newly_unreadable = self._report_unreadable(unreadable, partial=roots is not None)
         stamps = await self._store.file_stamps(racy_before=self._since)
         todo = [f for f in found if _changed(f, stamps.get(f.path))]
         log.info("scan.started", reason=reason, discovered=len(found), changed=len(todo))
         states = await self._store.file_states_for(f.path for f in todo if f.path in stamps)
-        self._ingestor.prime({f.path: states.get(f.path) for f in todo})
+        results: list[Result] = []
         for n, item in enumerate(todo, 1):
-            self._dispatcher.submit(item.adapter, item.path)
+            scanned = Item(item.adapter, item.path, scanned=True, state=states.get(item.path))
+            self._dispatcher.submit_scanned(scanned, results)
             if n % SUBMIT_SLICE == 0:
                 await asyncio.sleep(0)  # a backfill of thousands must not hold the loop
         await self._dispatcher.idle()
@@ -179,26 +181,26 @@ class Scanner:
             errors=errors,
             skipped=skipped,
             unchanged=len(found) - len(todo),
-            new=self._ingestor.stats.captured_total - before[0],
-            updated=self._ingestor.stats.updated_total - before[1],
+            new=sum(r.captured for r in results),
+            updated=sum(r.updated for r in results),
             duration_s=time.monotonic() - started,
+            unreadable=newly_unreadable,
         )
         self.scans += 1
         self.last_report = report
         log.info("scan.finished", reason=reason, **report.as_dict())
         return report
 
-    def _report_unreadable(self, unreadable: list[str], *, partial: bool) -> None:
-        """Log and count a directory that cannot be listed once, not on every scan; it is
-        retried by every scan, and reported again if it recovers and breaks again."""
+    def _report_unreadable(self, unreadable: list[str], *, partial: bool) -> tuple[str, ...]:
+        """Log a directory that cannot be listed once, not on every scan; it is retried by
+        every scan, and reported again if it recovers and breaks again. The ones logged
+        now (for the caller to count)."""
         now = set(unreadable)
-        stats = self._ingestor.stats
-        for path in sorted(now - self._unreadable):
-            stats.errors_total += 1
-            stats.errors_by_reason["unreadable"] += 1
-            stats.last_error = f"cannot list directory {path!r}"
+        new = tuple(sorted(now - self._unreadable))
+        for path in new:
             log.warning("scan.unreadable_directory", path=path)
         self._unreadable = self._unreadable | now if partial else now
+        return new
 
 
 def _changed(found: Found, stamp: FileStamp | None) -> bool:

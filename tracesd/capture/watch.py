@@ -44,8 +44,8 @@ from tracesd.capture.watch_observer import (
     LIMIT_ERRNOS,
     LIMIT_HINT,
     OVERFLOW_LOGGER,
-    Backoff,
     OverflowHook,
+    RetrySchedule,
     SessionEvents,
     SideWatches,
     WatchCount,
@@ -107,7 +107,7 @@ class Watcher:
         *,
         on_path: PathCallback,
         on_rescan: Callable[[str, list[str] | None], None],
-        retry: Backoff | None = None,
+        retry: RetrySchedule | None = None,
         side: SideWatches | None = None,
     ) -> None:
         self.roots = [Root(a, r) for a in adapters for r in a.roots()]
@@ -115,7 +115,7 @@ class Watcher:
         self._side = side or SideWatches(lambda: None)
         self._on_path = on_path
         self._on_rescan = on_rescan
-        self._retry = retry or Backoff()
+        self._retry = retry or RetrySchedule()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._observer: BaseObserver | None = None

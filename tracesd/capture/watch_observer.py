@@ -12,7 +12,7 @@ meets watchdog's threads and the kernel's inotify limits.
 * `SessionEvents` and `EVENT_FILTER`: the event handler (on watchdog's thread) and the
   kernel mask it needs: never opened / closed-without-write, which would turn tracesd's own
   reads into events and livelock watchdog 7 at 100% CPU on trees of 5,000+ directories.
-* `Backoff`: when a failed watcher is tried again; `WatchCount`: the kernel's count of
+* `RetrySchedule`: when a failed watcher is tried again; `WatchCount`: the kernel's count of
   watches, cached.
 * `SideWatches`: a few more directories (not recursive) watched through the same observer
   for another part of tracesd: the Traces CLI's database (bridge.py).
@@ -96,7 +96,7 @@ Refused = Callable[[OSError, bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
+class RetrySchedule:
     """When a failed watcher is tried again: after `first_s`, doubling up to `max_s`
     (Syncthing's schedule). The daemon passes its own; tests pass a time-scaled one."""
 

@@ -24,7 +24,7 @@ from tracesd.status.document import (
 from tracesd.store.outbox import Outbox, SyncState
 
 if TYPE_CHECKING:
-    from tracesd.capture.ingest import Ingestor
+    from tracesd.capture.counts import CaptureCounts
     from tracesd.capture.scan import Scanner
     from tracesd.capture.watch import Watcher
     from tracesd.config import Config
@@ -41,7 +41,7 @@ class Parts:
     config: Config
     started_at: float
     store: Store
-    ingestor: Ingestor
+    capture: CaptureCounts
     git: GitResolver
     watcher: Watcher
     scanner: Scanner
@@ -66,7 +66,7 @@ async def build(p: Parts) -> Status:
         database=_database(p.store),
         agents=p.watcher.agents(),
         traces=TracesStatus(total=sum(by_agent.values()), by_agent=by_agent),
-        capture=_capture(p.ingestor),
+        capture=_capture(p.capture),
         git=_git(p.git),
         watcher=p.watcher.status(rescans=p.scanner.scans),
         scan=ScanStatus(running=p.scanner.running, last=p.scanner.last_report),
@@ -89,8 +89,7 @@ def _database(store: Store) -> DatabaseStatus:
     )
 
 
-def _capture(ingestor: Ingestor) -> CaptureStatus:
-    stats = ingestor.stats
+def _capture(stats: CaptureCounts) -> CaptureStatus:
     return CaptureStatus(
         captured_total=stats.captured_total,
         updated_total=stats.updated_total,
@@ -114,7 +113,7 @@ def _git(git: GitResolver) -> GitStatus:
 
 def summary_line(p: Parts) -> str:
     """One line for systemd's STATUS= (in-memory numbers only: no I/O)."""
-    stats = p.ingestor.stats
+    stats = p.capture
     line = (
         f"{stats.captured_total} captured, {stats.errors_total} errors, "
         f"watching {len(p.watcher.watched)} of {len(p.watcher.roots)} roots"

@@ -94,6 +94,7 @@ class Bridge:
         store: Store,
         *,
         on_crash: Callable[[BaseException], None] | None = None,
+        on_shared: Callable[[], None] | None = None,
     ) -> None:
         self._on_crash = on_crash
         self.enabled = config.traces_cli.enabled
@@ -110,7 +111,7 @@ class Bridge:
         #: our traces whose share state was copied from the CLI's file (set or cleared)
         self.shares_copied = 0
         #: called after a pass changed which traces are shared (sync runs soon)
-        self.on_shared: Callable[[], None] | None = None
+        self._on_shared = on_shared
         #: passes that opened the file (status: at idle, this stays put)
         self.passes = 0
         self.last_error: str | None = None
@@ -310,8 +311,8 @@ class Bridge:
     def _shares_changed(self, copied: Copied) -> None:
         self.shares_copied += copied.changed
         log.info("traces_cli.shares_copied", shared=copied.shared, unshared=copied.unshared)
-        if self.on_shared is not None:
-            self.on_shared()
+        if self._on_shared is not None:
+            self._on_shared()
 
     def _absent(self, seen: tuple[object, ...]) -> None:
         self.found, self.has_git_columns, self._seen = False, None, seen

@@ -16,8 +16,6 @@ the fixture and the declarations.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from tracesd.capture.adapters.amp import Amp
@@ -29,17 +27,10 @@ from tracesd.capture.adapters.cursor import Cursor
 from tracesd.capture.adapters.gemini_cli import GeminiCli
 from tracesd.capture.adapters.opencode import OpenCode
 from tracesd.capture.adapters.pi import Pi
-from tracesd.models import TraceMeta
+from tracesd.models import Parsed
 
 if TYPE_CHECKING:  # config validates agent ids against this package
     from tracesd.config import Config
-
-
-@dataclass(frozen=True, slots=True)
-class Hints:
-    """What ingest knows that can help an adapter: working directories seen so far."""
-
-    known_directories: Callable[[], Iterable[str]] = field(default=lambda: ())
 
 
 class Adapter(Protocol):
@@ -58,8 +49,11 @@ class Adapter(Protocol):
         """Whether `rel` ('/'-separated, relative to one of the roots) is a session file."""
         ...
 
-    def parse(self, path: str) -> list[TraceMeta]:
-        """The traces in one file: [] when it holds none yet. Raises ParseError."""
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
+        """The traces in one file ([] when it holds none yet) and the lines passed over.
+        `known_directories`: where stored traces were made (from ingest; a hint for
+        agents that name a project only by a hash or a slug of its path). Raises
+        ParseError."""
         ...
 
 
@@ -74,7 +68,7 @@ class AdapterClass(Protocol):
         on to the daemon it installs)."""
         ...
 
-    def __call__(self, config: Config, hints: Hints) -> Adapter: ...
+    def __call__(self, config: Config) -> Adapter: ...
 
 
 #: every agent tracesd reads, in the order status, doctor and the docs list them
@@ -96,8 +90,7 @@ AGENT_IDS: tuple[str, ...] = tuple(adapter.agent_id for adapter in ADAPTERS)
 ENV_VARS: tuple[str, ...] = tuple(dict.fromkeys(v for a in ADAPTERS for v in a.env_vars))
 
 
-def build_adapters(config: Config, hints: Hints | None = None) -> list[Adapter]:
+def build_adapters(config: Config) -> list[Adapter]:
     """One adapter per enabled agent that tracesd can read, in registry order."""
-    hints = hints or Hints()
     enabled = set(config.agents.enabled)
-    return [make(config, hints) for make in ADAPTERS if make.agent_id in enabled]
+    return [make(config) for make in ADAPTERS if make.agent_id in enabled]

@@ -101,11 +101,8 @@ class Stores:
     for all of them: a composer an agent transcript looked up is not read again by its
     store's own parse, nor the reverse."""
 
-    def __init__(
-        self, ide_dbs: tuple[str, ...], cli_directory: Callable[[str], str | None]
-    ) -> None:
+    def __init__(self, ide_dbs: tuple[str, ...]) -> None:
         self._ide_dbs = ide_dbs  # where a transcript looks its composer up, in order
-        self._cli_directory = cli_directory  # a chat's project (md5 of its cwd) -> cwd
         self._workspaces = _Workspaces()
         self._uri_dirs: dict[tuple[str, str], tuple[tuple[Any, int], str | None]] = {}
 
@@ -189,7 +186,13 @@ class Stores:
 
     # -- CLI ---------------------------------------------------------------------------
 
-    def parse_cli(self, database: str, sessions: _sqlite.Sessions) -> list[TraceMeta]:
+    def parse_cli(
+        self,
+        database: str,
+        sessions: _sqlite.Sessions,
+        project_directory: Callable[[str], str | None],
+    ) -> list[TraceMeta]:
+        """A CLI chat; `project_directory`: its project (md5 of its cwd) -> the cwd."""
         with _store(database) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = '0'").fetchone()
             if row is None:
@@ -202,7 +205,7 @@ class Stores:
                 chat = os.path.basename(os.path.dirname(database))
             top = conn.execute("SELECT max(rowid) FROM blobs").fetchone()[0]
             project = os.path.basename(os.path.dirname(os.path.dirname(database)))
-            directory = self._cli_directory(project)
+            directory = project_directory(project)
 
             def read(ids: list[str]) -> dict[str, TraceMeta | None]:
                 return {chat: _chat(conn, database, chat, head, directory)}

@@ -8,17 +8,15 @@ that appear unescaped inside JSON strings.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import errno
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from tracesd.errors import ParseError
+from tracesd.models import SkippedLine
 from tracesd.safeopen import NotRegular, open_regular
 
 #: the first read of a head, and of a tail: enough for most sessions' metadata
@@ -34,42 +32,12 @@ MAX_LINE = 1024 * 1024
 MAX_DOCUMENT = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class SkippedLine:
-    """A line of a session file that was passed over: why, and its byte range (`end`, past
-    its newline, is None when the line runs beyond what was read)."""
-
-    reason: str  # malformed, binary, oversize
-    start: int
-    end: int | None
-
-
-_skipped: contextvars.ContextVar[list[SkippedLine] | None] = contextvars.ContextVar(
-    "skipped_lines", default=None
-)
-
-
-@contextlib.contextmanager
-def skipped_lines() -> Iterator[list[SkippedLine]]:
-    """Collect the lines skipped by the reads made inside the block (in this thread or
-    task), so the caller can report them: one bad line never hides the rest, but it is
-    not silently dropped either."""
-    found: list[SkippedLine] = []
-    token = _skipped.set(found)
-    try:
-        yield found
-    finally:
-        _skipped.reset(token)
-
-
-def note_skipped(reason: str, start: int, end: int | None) -> None:
-    found = _skipped.get()
-    if found is not None:
-        found.append(SkippedLine(reason, start, end))
-
-
 class SessionFile:
-    """An open session file. Use as a context manager; errors become ParseError."""
+    """An open session file. Use as a context manager; errors become ParseError.
+
+    The lines its reads pass over are listed in `skipped`; the adapter returns them with
+    what it read (`models.Parsed`), and a ParseError leaving the block carries them.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -92,6 +60,8 @@ class SessionFile:
         self.mtime_ns = st.st_mtime_ns
         #: lines skipped because they were longer than MAX_LINE
         self.oversize_lines = 0
+        #: every line the reads passed over, in the order met
+        self.skipped: list[SkippedLine] = []
 
     def __enter__(self) -> SessionFile:
         return self
@@ -103,6 +73,8 @@ class SessionFile:
         tb: TracebackType | None,
     ) -> None:
         self._file.close()
+        if isinstance(exc, ParseError) and not exc.skipped:
+            exc.skipped = tuple(self.skipped)
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Up to `size` bytes from `offset` (fewer at the end of the file)."""
@@ -123,7 +95,7 @@ class SessionFile:
         self, max_bytes: int = HEAD_BYTES, max_line: int = MAX_LINE
     ) -> Iterator[tuple[int, bytes]]:
         """`head_lines`, each with the byte offset where it starts. A line longer than
-        `max_line` is skipped and noted (see `skipped_lines`)."""
+        `max_line` is skipped and noted in `skipped`."""
         limit = min(max_bytes, self.size)
         offset = 0
         line_start = 0
@@ -150,19 +122,19 @@ class SessionFile:
                 end = chunk_at + newline + 1
                 if skipping:
                     skipping = False
-                    note_skipped("oversize", line_start, end)
+                    self.skipped.append(SkippedLine("oversize", line_start, end))
                 else:
                     pending += chunk[start:newline]
                     if len(pending) > max_line:
                         self.oversize_lines += 1
-                        note_skipped("oversize", line_start, end)
+                        self.skipped.append(SkippedLine("oversize", line_start, end))
                     elif pending.strip():
                         yield line_start, bytes(pending)
                     pending.clear()
                 start = newline + 1
                 line_start = end
-        if skipping:
-            note_skipped("oversize", line_start, None)  # its end is beyond what we read
+        if skipping:  # its end is beyond what we read
+            self.skipped.append(SkippedLine("oversize", line_start, None))
 
     def tail_lines(self, max_bytes: int = TAIL_BYTES) -> list[bytes]:
         """Complete, non-blank lines within the last `max_bytes`, oldest first."""
@@ -221,7 +193,8 @@ class Records:
                 self.garbage += 1
                 binary = b"\x00" in line
                 self.binary = self.binary or binary
-                note_skipped("binary" if binary else "malformed", offset, offset + len(line) + 1)
+                reason = "binary" if binary else "malformed"
+                self._file.skipped.append(SkippedLine(reason, offset, offset + len(line) + 1))
                 continue
             self.count += 1
             yield record

@@ -32,7 +32,7 @@ from tracesd.capture.adapters._docs import Document
 from tracesd.capture.adapters._files import SessionFile
 from tracesd.capture.adapters._text import latest, session_meta, text_of, to_ms
 from tracesd.errors import ParseError
-from tracesd.models import GitInfo, TraceMeta
+from tracesd.models import GitInfo, Parsed
 
 if TYPE_CHECKING:  # config validates agent ids against this package
     from tracesd.config import Config
@@ -63,7 +63,7 @@ class Amp:
     agent_id = AGENT_ID
     env_vars = ("XDG_DATA_HOME", *_vscode.ENV_VARS)
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         central = _roots.xdg_data_home(config) / "amp" / "threads"
         legacy = [
             user / "globalStorage" / "sourcegraph.amp" / "threads3"
@@ -80,33 +80,32 @@ class Amp:
     def matches(self, rel: str) -> bool:
         return rel.startswith("T-") and _THREAD_FILE.match(rel) is not None
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         with SessionFile(path) as f:
             doc = Document(f)
             mtime_ms = f.mtime_ns // 1_000_000
         thread = _partial(doc) if doc.partial else _whole(doc)
         if thread is None:
-            return []
+            return Parsed([])
         stem = _THREAD_FILE.match(os.path.basename(path))
         trace_id = stem.group(1) if stem else thread.id
         if not isinstance(trace_id, str) or not trace_id:
             raise ParseError("malformed", f"Amp thread without an id: {path!r}")
         created = thread.first or to_ms(thread.created) or mtime_ms
         cwd, git = _environment(thread.env)
-        return [
-            session_meta(
-                AGENT_ID,
-                trace_id,
-                path,
-                cwd,
-                prompt=thread.prompt,
-                last_text=thread.last_text,
-                created=created,
-                last_activity=latest(*thread.stamps) or mtime_ms,
-                agent_git=git,
-                model=thread.model,
-            )
-        ]
+        trace = session_meta(
+            AGENT_ID,
+            trace_id,
+            path,
+            cwd,
+            prompt=thread.prompt,
+            last_text=thread.last_text,
+            created=created,
+            last_activity=latest(*thread.stamps) or mtime_ms,
+            agent_git=git,
+            model=thread.model,
+        )
+        return Parsed([trace])
 
 
 def _whole(doc: Document) -> _Thread | None:

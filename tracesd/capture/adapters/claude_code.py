@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import latest, preview, text_of, title, to_ms
-from tracesd.models import GitInfo, TraceMeta
+from tracesd.models import GitInfo, Parsed, TraceMeta
 
 if TYPE_CHECKING:  # config validates agent ids against this package
     from tracesd.config import Config
@@ -48,7 +48,7 @@ class ClaudeCode:
     agent_id = AGENT_ID
     env_vars = ("CLAUDE_CONFIG_DIR",)
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         configured = config.environ.get("CLAUDE_CONFIG_DIR", "")
         bases = [p.strip() for p in configured.split(",") if p.strip()]
         if bases:
@@ -75,7 +75,7 @@ class ClaudeCode:
             and not name.startswith(("agent-", "."))
         )
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         with SessionFile(path) as f:
             head = _Head()
             records = Records(f)
@@ -86,10 +86,11 @@ class ClaudeCode:
                 if head.only_model_missing:
                     records.only_containing = b'"model"'  # the rest is passed over undecoded
             if head.sidechain:
-                return []
+                return Parsed([], tuple(f.skipped))
             if not head.messages:
                 records.explain_none()
-                return []  # nothing but bookkeeping yet: not a session until a message lands
+                # nothing but bookkeeping yet: not a session until a message lands
+                return Parsed([], tuple(f.skipped))
             last_ts: int | None = None
             last_text: str | None = None
             for entry in tail_records(f):
@@ -100,20 +101,19 @@ class ClaudeCode:
             mtime_ms = f.mtime_ns // 1_000_000
 
         session_id = os.path.basename(path)[: -len(".jsonl")]
-        return [
-            TraceMeta(
-                agent_id=AGENT_ID,
-                trace_id=session_id,
-                source_path=path,
-                directory=head.cwd,
-                title=title(head.prompt),
-                preview=preview(last_text or head.prompt),
-                timestamp=latest(last_ts, head.created) or mtime_ms,
-                created=head.created or mtime_ms,
-                agent_git=GitInfo(branch=head.branch) if head.branch else None,
-                model=head.model,
-            )
-        ]
+        trace = TraceMeta(
+            agent_id=AGENT_ID,
+            trace_id=session_id,
+            source_path=path,
+            directory=head.cwd,
+            title=title(head.prompt),
+            preview=preview(last_text or head.prompt),
+            timestamp=latest(last_ts, head.created) or mtime_ms,
+            created=head.created or mtime_ms,
+            agent_git=GitInfo(branch=head.branch) if head.branch else None,
+            model=head.model,
+        )
+        return Parsed([trace], tuple(f.skipped))
 
 
 class _Head:

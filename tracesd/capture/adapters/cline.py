@@ -35,7 +35,7 @@ from tracesd.capture.adapters._docs import Document
 from tracesd.capture.adapters._files import SessionFile
 from tracesd.capture.adapters._text import latest, session_meta, title, to_ms
 from tracesd.errors import ParseError
-from tracesd.models import TraceMeta
+from tracesd.models import Parsed, TraceMeta
 
 if TYPE_CHECKING:  # config validates agent ids against this package
     from tracesd.config import Config
@@ -78,7 +78,7 @@ class Cline:
         *_vscode.ENV_VARS,
     )
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         override = _roots.resolve(config, AGENT_ID, [])
         if override:  # one directory laid out like a Cline data dir (or a globalStorage dir)
             data = override[0]
@@ -121,17 +121,17 @@ class Cline:
         folder, name = parts
         return name in (_UI, _LEGACY_UI, folder + ".json", folder + ".messages.json")
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         name = os.path.basename(path)
         if name in (_UI, _LEGACY_UI):
-            return self._parse_task(path)
+            return Parsed(self._parse_task(path))
         if name == _HISTORY:
-            return self._parse_history(path)
+            return Parsed(self._parse_history(path))
         if _sqlite.is_store(name, _DB):
-            return self._parse_db(path)
+            return Parsed(self._parse_db(path))
         if name.endswith(".json"):
-            return self._parse_sdk(path)
-        return []
+            return Parsed(self._parse_sdk(path))
+        return Parsed([])
 
     # -- classic ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import session_meta, to_ms
 from tracesd.errors import ParseError
-from tracesd.models import GitInfo, TraceMeta
+from tracesd.models import GitInfo, Parsed
 
 if TYPE_CHECKING:  # config validates agent ids against this package
     from tracesd.config import Config
@@ -34,7 +34,7 @@ class Codex:
     agent_id = AGENT_ID
     env_vars = ("CODEX_HOME",)
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         base = config.env_path("CODEX_HOME") or config.home / ".codex"
         defaults = [str(base / "sessions"), str(base / "archived_sessions")]
         self._roots = _roots.resolve(config, AGENT_ID, defaults)
@@ -49,7 +49,7 @@ class Codex:
         name = rel.rpartition("/")[2]
         return name.startswith("rollout-") and name.endswith(".jsonl")
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         with SessionFile(path) as f:
             meta: dict[str, Any] | None = None
             meta_ts: int | None = None
@@ -65,7 +65,7 @@ class Codex:
                     meta = payload
                     meta_ts = to_ms(record.get("timestamp"))
                     if _is_subagent(payload):
-                        return []
+                        return Parsed([], tuple(f.skipped))
                 elif kind == "event_msg" and prompt is None:
                     prompt = _prompt(payload)
                 elif kind == "turn_context" and model is None:
@@ -78,7 +78,7 @@ class Codex:
                     records.only_containing = b'"turn_context"'  # only the model is missing
             if meta is None:
                 records.explain_none()
-                return []  # the session_meta line has not landed yet
+                return Parsed([], tuple(f.skipped))  # the session_meta line has not landed yet
             last_ts: int | None = None
             last_text: str | None = None
             for entry in tail_records(f):
@@ -89,27 +89,26 @@ class Codex:
                 if last_ts and last_text:
                     break
             mtime_ms = f.mtime_ns // 1_000_000
+            session_id = meta.get("id")
+            if not isinstance(session_id, str) or not session_id:
+                raise ParseError("malformed", f"session_meta without an id in {path!r}")
 
-        session_id = meta.get("id")
-        if not isinstance(session_id, str) or not session_id:
-            raise ParseError("malformed", f"session_meta without an id in {path!r}")
         # The first record's time, as the Traces CLI sends it (`sourceCreatedAt`): the
         # session_meta line is written a few ms after the time it records.
         created = meta_ts or to_ms(meta.get("timestamp")) or mtime_ms
-        return [
-            session_meta(
-                AGENT_ID,
-                session_id,
-                path,
-                meta.get("cwd"),
-                prompt=prompt,
-                last_text=last_text,
-                created=created,
-                last_activity=last_ts,
-                agent_git=_git(meta.get("git")),
-                model=model,
-            )
-        ]
+        trace = session_meta(
+            AGENT_ID,
+            session_id,
+            path,
+            meta.get("cwd"),
+            prompt=prompt,
+            last_text=last_text,
+            created=created,
+            last_activity=last_ts,
+            agent_git=_git(meta.get("git")),
+            model=model,
+        )
+        return Parsed([trace], tuple(f.skipped))
 
 
 def _is_subagent(meta: dict[str, Any]) -> bool:

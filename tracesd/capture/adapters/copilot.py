@@ -27,7 +27,7 @@ from tracesd.capture.adapters._files import SessionFile
 from tracesd.capture.adapters._oplog import OperationLogs, Session, reply_text
 from tracesd.capture.adapters._text import latest, preview, title, to_ms
 from tracesd.errors import ParseError
-from tracesd.models import TraceMeta
+from tracesd.models import Parsed, TraceMeta
 
 if TYPE_CHECKING:  # config validates agent ids against this package
     from tracesd.config import Config
@@ -43,7 +43,7 @@ class Copilot:
     agent_id = AGENT_ID
     env_vars = _vscode.ENV_VARS
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         roots: list[str] = []
         for user in _roots.resolve(
             config, AGENT_ID, [str(u) for u in _vscode.user_dirs(config, APPS)]
@@ -65,30 +65,29 @@ class Copilot:
             return False
         return _NAME.fullmatch(parts[-1]) is not None and parts[-1] != "workspace.json"
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         if path.endswith(".json") and os.path.exists(path + "l"):
-            return []  # the operation log beside it is the session now
+            return Parsed([])  # the operation log beside it is the session now
         stem = os.path.basename(path).rpartition(".")[0]
         with SessionFile(path) as f:
             found = self._logs.read(path, f) if path.endswith(".jsonl") else _read_flat(f)
             mtime_ms = f.mtime_ns // 1_000_000
         if found is None:
-            return []
+            return Parsed([])
         created = found.created or found.last_ts or mtime_ms
-        return [
-            TraceMeta(
-                agent_id=AGENT_ID,
-                trace_id=found.session_id or stem,
-                source_path=path,
-                directory=_directory(path),
-                title=found.first,
-                preview=found.reply or found.last or preview(found.first),
-                timestamp=latest(found.last_ts, created),
-                created=created,
-                agent_git=found.repo,
-                model=found.model,
-            )
-        ]
+        trace = TraceMeta(
+            agent_id=AGENT_ID,
+            trace_id=found.session_id or stem,
+            source_path=path,
+            directory=_directory(path),
+            title=found.first,
+            preview=found.reply or found.last or preview(found.first),
+            timestamp=latest(found.last_ts, created),
+            created=created,
+            agent_git=found.repo,
+            model=found.model,
+        )
+        return Parsed([trace])
 
 
 def _read_flat(f: SessionFile) -> Session | None:

@@ -28,7 +28,6 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -47,7 +46,7 @@ from tracesd.capture.adapters._cursor_stores import (
 )
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.errors import ParseError
-from tracesd.models import TraceMeta
+from tracesd.models import Parsed
 
 if TYPE_CHECKING:  # config validates agent ids against this package
     from tracesd.config import Config
@@ -63,7 +62,7 @@ class Cursor:
     agent_id = AGENT_ID
     env_vars = (*_vscode.ENV_VARS, "CURSOR_CONFIG_DIR")
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         users = _vscode.user_dirs(config, ["Cursor"])
         dots = [config.home / ".cursor"]
         configured = config.env_path("CURSOR_CONFIG_DIR")  # the CLI's; chats may follow it
@@ -76,10 +75,9 @@ class Cursor:
         # `[agents.roots]` override points at
         overrides = [r for r in self._roots if r not in defaults]
         ide_dbs = tuple(os.path.join(r, IDE_DB) for r in [*overrides, *ide_roots])
-        known: Callable[[], Iterable[str]] = getattr(hints, "known_directories", lambda: ())
         storages = [str(u / "workspaceStorage") for u in users]
-        self._directories = _Directories(str(config.home), known, storages)
-        self._stores = Stores(ide_dbs, self._directories.by_md5)
+        self._directories = _Directories(str(config.home), storages)
+        self._stores = Stores(ide_dbs)
         self._sessions = _sqlite.Sessions()
 
     def roots(self) -> tuple[str, ...]:
@@ -102,37 +100,43 @@ class Cursor:
         nested_ok = len(parts) == 3 or stem == parts[2]  # <id>/<id>.jsonl, not subagents/
         return ext in ("jsonl", "txt") and bool(ID_PATTERN.match(stem)) and nested_ok
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         database = _sqlite.database_of(path)
         name = os.path.basename(database)
         if name == IDE_DB:
-            return self._stores.parse_ide(database, self._sessions)
+            return Parsed(self._stores.parse_ide(database, self._sessions))
         if name == CLI_DB:
-            return self._stores.parse_cli(database, self._sessions)
-        return self._parse_transcript(path)
+
+            def project_directory(digest: str) -> str | None:
+                return self._directories.by_md5(digest, known_directories)
+
+            return Parsed(self._stores.parse_cli(database, self._sessions, project_directory))
+        return self._parse_transcript(path, known_directories)
 
     # -- agent transcripts -------------------------------------------------------------
 
-    def _parse_transcript(self, path: str) -> list[TraceMeta]:
+    def _parse_transcript(self, path: str, known_directories: frozenset[str]) -> Parsed:
         if path.endswith(".txt") and os.path.exists(path[: -len(".txt")] + ".jsonl"):
-            return []  # the .jsonl beside it is the same session
+            return Parsed([])  # the .jsonl beside it is the same session
         cid = os.path.basename(path).partition(".")[0]
         with SessionFile(path) as f:
             texts = _read_jsonl(f) if path.endswith(".jsonl") else _read_txt(f)
             mtime_ms = f.mtime_ns // 1_000_000
-        sub, ide, directory = self._stores.lookup_composer(cid, self._sessions)
+            sub, ide, directory = self._stores.lookup_composer(cid, self._sessions)
+        skipped = tuple(f.skipped)
         if sub:
-            return []
+            return Parsed([], skipped)
         folder = os.path.dirname(path)
         if os.path.basename(folder) != _TRANSCRIPTS:
             folder = os.path.dirname(folder)  # <id>/<id>.jsonl
         slug = os.path.basename(os.path.dirname(folder))
-        directory = directory or self._directories.by_slug(slug)
+        directory = directory or self._directories.by_slug(slug, known_directories)
         if ide is not None:
-            return [replace(ide, source_path=path, directory=ide.directory or directory)]
+            found = replace(ide, source_path=path, directory=ide.directory or directory)
+            return Parsed([found], skipped)
         if texts == (None, None):
-            return []
-        return [trace_meta(cid, path, directory, texts, (mtime_ms, mtime_ms))]
+            return Parsed([], skipped)
+        return Parsed([trace_meta(cid, path, directory, texts, (mtime_ms, mtime_ms))], skipped)
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -193,37 +197,38 @@ class _Directories:
     their siblings, Cursor's workspace folders, the home directory two levels down; rebuilt
     on a miss at most every _RETRY_S. A slug still unknown is looked for from `/` down."""
 
-    def __init__(self, home: str, known: Callable[[], Iterable[str]], storages: list[str]):
-        self._home, self._known, self._storages = home, known, storages
+    def __init__(self, home: str, storages: list[str]):
+        self._home, self._storages = home, storages
         self._map: dict[str, str] = {}
         self._built_at = float("-inf")
         self._probed: dict[str, tuple[float, str | None]] = {}
 
-    def by_md5(self, digest: str) -> str | None:
-        return self._lookup(digest)
+    def by_md5(self, digest: str, known_directories: frozenset[str]) -> str | None:
+        return self._lookup(digest, known_directories)
 
-    def by_slug(self, slug: str) -> str | None:
+    def by_slug(self, slug: str, known_directories: frozenset[str]) -> str | None:
         want = _slugged(slug)
         if not want:
             return None
-        found = self._lookup("/" + want)
+        found = self._lookup("/" + want, known_directories)
         checked, probed = self._probed.get(want, (float("-inf"), None))
         if found is None and probed is None and time.monotonic() - checked > _RETRY_S:
             probed = _probe(want)
             self._probed[want] = (time.monotonic(), probed)
         return found or probed
 
-    def _lookup(self, key: str) -> str | None:
+    def _lookup(self, key: str, known_directories: frozenset[str]) -> str | None:
         found = self._map.get(key)
         if found is None and time.monotonic() - self._built_at > _RETRY_S:
             keys = (_md5, lambda c: "/" + _slugged(c))
-            self._map = {key_of(c): c for c in self._candidates() for key_of in keys}
+            candidates = self._candidates(known_directories)
+            self._map = {key_of(c): c for c in candidates for key_of in keys}
             self._built_at = time.monotonic()
             found = self._map.get(key)
         return found
 
-    def _candidates(self, budget: int = 20_000) -> set[str]:
-        seeds = set(self._known())
+    def _candidates(self, known_directories: frozenset[str], budget: int = 20_000) -> set[str]:
+        seeds = set(known_directories)
         for storage in self._storages:
             seeds.update(f for w in _subdirs(storage, budget) if (f := _vscode.workspace_folder(w)))
         candidates = set(seeds)

@@ -14,14 +14,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import latest, session_meta, text_of, to_ms
 from tracesd.errors import ParseError
-from tracesd.models import TraceMeta
+from tracesd.models import Parsed
 from tracesd.safeopen import read_head
 
 if TYPE_CHECKING:  # config validates agent ids against this package
@@ -41,12 +40,11 @@ class GeminiCli:
     agent_id = AGENT_ID
     env_vars = ("GEMINI_CLI_HOME",)
 
-    def __init__(self, config: Config, hints: Any = None) -> None:
+    def __init__(self, config: Config) -> None:
         base = config.env_path("GEMINI_CLI_HOME") or config.home
         self._gemini = str(base / ".gemini")
         self._roots = _roots.resolve(config, AGENT_ID, [os.path.join(self._gemini, "tmp")])
-        known: Callable[[], Iterable[str]] = getattr(hints, "known_directories", lambda: ())
-        self._hashes = _ProjectHashes(str(config.home), self._roots, known)
+        self._hashes = _ProjectHashes(str(config.home), self._roots)
 
     def roots(self) -> tuple[str, ...]:
         return self._roots
@@ -63,31 +61,32 @@ class GeminiCli:
             and parts[2].endswith((".jsonl", ".json"))
         )
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         if path.endswith(".json") and os.path.exists(path + "l"):
-            return []  # resumed: the migrated .jsonl next to it is the session now
+            return Parsed([])  # resumed: the migrated .jsonl next to it is the session now
         with SessionFile(path) as f:
             session = _parse_jsonl(f) if path.endswith(".jsonl") else _parse_json(f)
             mtime_ms = f.mtime_ns // 1_000_000
         if session is None:
-            return []
+            return Parsed([], tuple(f.skipped))
         project_dir = os.path.dirname(os.path.dirname(path))
         created = to_ms(session.get("startTime")) or mtime_ms
-        return [
-            session_meta(
-                AGENT_ID,
-                session["sessionId"],
-                path,
-                self._directory(project_dir, session.get("projectHash")),
-                prompt=session["prompt"],
-                last_text=session["last_text"],
-                created=created,
-                last_activity=session["last_ts"],
-                model=session["model"],
-            )
-        ]
+        trace = session_meta(
+            AGENT_ID,
+            session["sessionId"],
+            path,
+            self._directory(project_dir, session.get("projectHash"), known_directories),
+            prompt=session["prompt"],
+            last_text=session["last_text"],
+            created=created,
+            last_activity=session["last_ts"],
+            model=session["model"],
+        )
+        return Parsed([trace], tuple(f.skipped))
 
-    def _directory(self, project_dir: str, project_hash: Any) -> str | None:
+    def _directory(
+        self, project_dir: str, project_hash: Any, known_directories: frozenset[str]
+    ) -> str | None:
         marker = _read_small(os.path.join(project_dir, ".project_root"))
         if marker:
             return marker
@@ -99,7 +98,9 @@ class GeminiCli:
             if name == slug:
                 return directory
         wanted = slug if _HASH_DIR.match(slug) else project_hash
-        return self._hashes.lookup(wanted) if isinstance(wanted, str) else None
+        if not isinstance(wanted, str):
+            return None
+        return self._hashes.lookup(wanted, known_directories)
 
 
 def _parse_jsonl(f: SessionFile) -> dict[str, Any] | None:
@@ -286,23 +287,22 @@ class _ProjectHashes:
     most every few seconds, so a tree of legacy sessions costs one walk, not one per file.
     """
 
-    def __init__(self, home: str, roots: tuple[str, ...], known: Callable[[], Iterable[str]]):
+    def __init__(self, home: str, roots: tuple[str, ...]):
         self._home = home
         self._roots = roots
-        self._known = known
         self._map: dict[str, str] = {}
         self._built_at = float("-inf")
 
-    def lookup(self, digest: str) -> str | None:
+    def lookup(self, digest: str, known_directories: frozenset[str]) -> str | None:
         found = self._map.get(digest)
         if found is None and time.monotonic() - self._built_at > _HASH_MAP_TTL_S:
-            self._map = {_sha256(c): c for c in self._candidates()}
+            self._map = {_sha256(c): c for c in self._candidates(known_directories)}
             self._built_at = time.monotonic()
             found = self._map.get(digest)
         return found
 
-    def _candidates(self, budget: int = 20_000) -> set[str]:
-        seeds: set[str] = set(self._known())
+    def _candidates(self, known_directories: frozenset[str], budget: int = 20_000) -> set[str]:
+        seeds: set[str] = set(known_directories)
         for root in self._roots:
             seeds.update(_read_projects(os.path.join(os.path.dirname(root), "projects.json")))
             for project in _subdirs(root, budget):

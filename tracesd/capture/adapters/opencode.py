@@ -32,7 +32,7 @@ from tracesd.capture.adapters._docs import Document
 from tracesd.capture.adapters._files import SessionFile
 from tracesd.capture.adapters._text import session_meta, to_ms
 from tracesd.errors import ParseError
-from tracesd.models import TraceMeta
+from tracesd.models import Parsed, TraceMeta
 from tracesd.safeopen import NotRegular, check_store
 
 if TYPE_CHECKING:  # config validates agent ids against this package
@@ -58,7 +58,7 @@ class OpenCode:
     agent_id = AGENT_ID
     env_vars = ("XDG_DATA_HOME", "OPENCODE_DB")
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         default = _roots.xdg_data_home(config) / "opencode"
         [data] = _roots.resolve(config, AGENT_ID, [str(default)])
         self._sessions_root = os.path.join(data, "storage", "session")
@@ -88,10 +88,10 @@ class OpenCode:
             return bool(project) and _SESSION_FILE.fullmatch(name) is not None
         return _STORE.fullmatch(rel) is not None or rel in self._store_names
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         if _SESSION_FILE.fullmatch(os.path.basename(path)):
-            return _parse_session_file(path)
-        return self._parse_store(_sqlite.database_of(path))
+            return Parsed(_parse_session_file(path))
+        return Parsed(self._parse_store(_sqlite.database_of(path)))
 
     # -- SQLite store (>= 1.2.0) -------------------------------------------------------
 

@@ -28,7 +28,7 @@ from tracesd.capture.adapters import _roots
 from tracesd.capture.adapters._files import Records, SessionFile, tail_records
 from tracesd.capture.adapters._text import session_meta, text_of, to_ms
 from tracesd.errors import ParseError
-from tracesd.models import TraceMeta
+from tracesd.models import Parsed
 
 if TYPE_CHECKING:  # config validates agent ids against this package
     from tracesd.config import Config
@@ -44,7 +44,7 @@ class Pi:
     agent_id = AGENT_ID
     env_vars = ("PI_CODING_AGENT_DIR",)
 
-    def __init__(self, config: Config, hints: object = None) -> None:
+    def __init__(self, config: Config) -> None:
         base = config.env_path("PI_CODING_AGENT_DIR") or config.home / ".pi" / "agent"
         self._roots = _roots.resolve(config, AGENT_ID, [str(base / "sessions")])
 
@@ -62,7 +62,7 @@ class Pi:
             and not name.startswith(".")
         )
 
-    def parse(self, path: str) -> list[TraceMeta]:
+    def parse(self, path: str, known_directories: frozenset[str] = frozenset()) -> Parsed:
         with SessionFile(path) as f:
             records = Records(f)
             header: dict[str, Any] | None = None
@@ -87,7 +87,7 @@ class Pi:
                     break
             if header is None:
                 records.explain_none()
-                return []  # only a half-written first line so far
+                return Parsed([], tuple(f.skipped))  # only a half-written first line so far
             last_ts: int | None = None
             last_text: str | None = None
             for entry in tail_records(f):
@@ -99,23 +99,23 @@ class Pi:
                 if last_ts and last_text:
                     break
             mtime_ms = f.mtime_ns // 1_000_000
+            if not entries:
+                # a header alone (Pi's repair of an empty file): nothing to show yet
+                return Parsed([], tuple(f.skipped))
+            session_id = _session_id(header, path)
 
-        if not entries:
-            return []  # a header alone (Pi's repair of an empty file): nothing to show yet
-        session_id = _session_id(header, path)
-        return [
-            session_meta(
-                AGENT_ID,
-                session_id,
-                path,
-                header.get("cwd"),
-                prompt=prompt,
-                last_text=last_text,
-                created=created or mtime_ms,
-                last_activity=last_ts,
-                model=models.model,
-            )
-        ]
+        trace = session_meta(
+            AGENT_ID,
+            session_id,
+            path,
+            header.get("cwd"),
+            prompt=prompt,
+            last_text=last_text,
+            created=created or mtime_ms,
+            last_activity=last_ts,
+            model=models.model,
+        )
+        return Parsed([trace], tuple(f.skipped))
 
 
 class _Models:
