@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from tracesd.capture.adapters import Adapter
-from tracesd.capture.ingest import Item, Result
+from tracesd.capture.ingest import Item, Result, Tally
 from tracesd.errors import StoreError
 
 log = structlog.get_logger("tracesd.dispatch")
@@ -49,8 +49,8 @@ class _Slot:
     busy_retries: int = 0
     #: a scan's item for the next run (the file state it read), used once
     scanned: Item | None = None
-    #: where the results of its runs go until it settles (the scans waiting for it)
-    sinks: list[list[Result]] | None = None
+    #: where the results of its runs are added until it settles (the scans waiting for it)
+    sinks: tuple[Tally, ...] = ()
 
 
 class Dispatcher:
@@ -95,17 +95,17 @@ class Dispatcher:
             slot = self._slots[path] = _Slot(adapter)
         self._schedule(slot, path)
 
-    def submit_scanned(self, item: Item, results: list[Result]) -> None:
+    def submit_scanned(self, item: Item, tally: Tally) -> None:
         """`submit` for a scan: the next run of the path reads `item` (with the file state
-        the scan read), and each run's result is appended to `results` until the path
-        settles (by the time `idle()` returns)."""
+        the scan read), and each run's result is added to `tally` until the path settles
+        (by the time `idle()` returns)."""
         if self._closing:
             return
         slot = self._slots.get(item.path)
         if slot is None:
             slot = self._slots[item.path] = _Slot(item.adapter)
         slot.scanned = item
-        slot.sinks = [results] if slot.sinks is None else [*slot.sinks, results]
+        slot.sinks = (*slot.sinks, tally)
         self._schedule(slot, item.path)
 
     def _schedule(self, slot: _Slot, path: str) -> None:
@@ -237,11 +237,11 @@ class Dispatcher:
     def _done(self, path: str, result: Result) -> None:
         loop = asyncio.get_running_loop()
         slot = self._slots[path]
-        if slot.sinks is not None:
+        if slot.sinks:
             for sink in slot.sinks:
-                sink.append(result)
+                sink.add(result)
             if result.retry or not slot.dirty:
-                slot.sinks = None  # settled (a retry of a locked store is waited for by none)
+                slot.sinks = ()  # settled (a retry of a locked store is waited for by none)
         if result.retry:
             # The agent holds its own store locked: read it again later, whatever else
             # happens meanwhile (its writes may well be the last events for a while).

@@ -80,6 +80,19 @@ class Result:
 
 
 @dataclass(slots=True)
+class Tally:
+    """Results added up as they come, none of them kept (a scan's report: its thousands of
+    files cost two integers, not a Result each)."""
+
+    captured: int = 0
+    updated: int = 0
+
+    def add(self, result: Result) -> None:
+        self.captured += result.captured
+        self.updated += result.updated
+
+
+@dataclass(slots=True)
 class _File:
     adapter: Adapter
     path: str

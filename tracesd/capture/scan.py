@@ -23,7 +23,7 @@ import structlog
 
 from tracesd.capture.adapters import Adapter
 from tracesd.capture.debounce import Dispatcher
-from tracesd.capture.ingest import Item, Result
+from tracesd.capture.ingest import Item, Tally
 from tracesd.models import FileStamp
 from tracesd.store.database import Store
 from tracesd.utf8 import encodable
@@ -157,10 +157,10 @@ class Scanner:
         todo = [f for f in found if _changed(f, stamps.get(f.path))]
         log.info("scan.started", reason=reason, discovered=len(found), changed=len(todo))
         states = await self._store.file_states_for(f.path for f in todo if f.path in stamps)
-        results: list[Result] = []
+        tally = Tally()
         for n, item in enumerate(todo, 1):
             scanned = Item(item.adapter, item.path, scanned=True, state=states.get(item.path))
-            self._dispatcher.submit_scanned(scanned, results)
+            self._dispatcher.submit_scanned(scanned, tally)
             if n % SUBMIT_SLICE == 0:
                 await asyncio.sleep(0)  # a backfill of thousands must not hold the loop
         await self._dispatcher.idle()
@@ -181,8 +181,8 @@ class Scanner:
             errors=errors,
             skipped=skipped,
             unchanged=len(found) - len(todo),
-            new=sum(r.captured for r in results),
-            updated=sum(r.updated for r in results),
+            new=tally.captured,
+            updated=tally.updated,
             duration_s=time.monotonic() - started,
             unreadable=newly_unreadable,
         )
