@@ -8,7 +8,7 @@ triggers) and 40 captured by the daemon from session files. `make test` runs the
 time-scaled (a 20 s outage, max_backoff_s 4, interval_s 1); `make soak` runs the same with
 the production values (60 s, 30 s) and a real 5-minute outage.
 
-The daemon's backoff floor is 1 s (tracesd.sync's min_backoff_s, not configurable), so the
+The daemon's backoff floor is 1 s (tracesd.sync.job's min_backoff_s, not configurable), so the
 envelope of T3 in reliability-research.md is checked with base 1 s: after the n-th failure
 in a row the next attempt comes at most min(cap, base * 2^n) later (full jitter, drawn in
 [base, that ceiling]), and the attempts during an outage number at most
@@ -40,9 +40,7 @@ from tests.test_sync import KEY, trace
 from tracesd.config import Config
 from tracesd.store.database import Store
 from tracesd.store.outbox import Outbox
-from tracesd.sync import backoff
-from tracesd.sync import client as backend
-from tracesd.sync import job as sync
+from tracesd.sync import backoff, client, job
 from tracesd.sync.client import BackendClient, open_session
 from tracesd.sync.job import SyncService
 
@@ -340,7 +338,7 @@ async def rig(make_config: Callable[..., Config], tmp_path: Path) -> AsyncIterat
     server = await FaultServer().start()
     store = await Store.open(tmp_path / "traces.db")
     outbox = Outbox(store, scope="all")
-    t = backend.TIMEOUT
+    t = client.TIMEOUT
     scaled = aiohttp.ClientTimeout(
         total=t.total / SCALE if t.total else None,
         connect=t.connect / SCALE if t.connect else None,
@@ -426,7 +424,7 @@ async def test_a_slow_loris_answer_is_cut_at_the_total_timeout_then_retried(rig:
     started = time.monotonic()
     await asyncio.wait_for(service.sync_once(), 10)
     elapsed = time.monotonic() - started
-    total = (backend.TIMEOUT.total or math.inf) / SCALE
+    total = (client.TIMEOUT.total or math.inf) / SCALE
     assert elapsed <= total + 1
     assert rig.server.streamed >= 3  # it did trickle: the read timeout alone would not end it
     assert (await rig.outbox.counts()).pending == 1
@@ -444,7 +442,7 @@ async def test_a_10_mb_error_body_is_not_read_past_the_cap(rig: Rig) -> None:
     rig.server.plan.error_body_bytes = 10 * 1024 * 1024
     service = rig.make()
     await service.sync_once()
-    assert f"larger than {backend.MAX_BODY}" in (service.state.last_error or "")
+    assert f"larger than {client.MAX_BODY}" in (service.state.last_error or "")
     assert service.state.consecutive_failures == 1
     assert (await rig.outbox.counts()).pending == 1
     rig.server.plan.error_body_bytes = 0
@@ -470,7 +468,7 @@ class SteppedClock:
 
         fake_time = SimpleNamespace(time=lambda: time.time() + clock.offset)
         fake_time.monotonic = time.monotonic
-        monkeypatch.setattr(sync, "time", fake_time)
+        monkeypatch.setattr(job, "time", fake_time)
         monkeypatch.setattr(backoff, "time", fake_time)
         import apscheduler.executors.base
         import apscheduler.schedulers.base

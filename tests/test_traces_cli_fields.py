@@ -23,7 +23,7 @@ from tests.tracescli import require_traces_cli
 from tracesd.capture.adapters import build_adapters
 from tracesd.config import Config
 from tracesd.models import Trace
-from tracesd.store import rows as tracefields
+from tracesd.store import rows
 
 pytestmark = pytest.mark.traces_cli
 
@@ -51,7 +51,7 @@ def captured(config: Config) -> dict[str, Trace]:
                     path = os.path.join(folder, name)
                     if adapter.matches(os.path.relpath(path, root)):
                         for meta in adapter.parse(path, known).traces:
-                            out.setdefault(meta.trace_id, tracefields.new_trace(meta, None))
+                            out.setdefault(meta.trace_id, rows.new_trace(meta, None))
     return out
 
 

@@ -27,7 +27,7 @@ from tracesd.config import Config
 from tracesd.errors import NotRunning, StoreCorrupt, SyncError, TracesdError
 from tracesd.sqliteerrors import Fault, fault
 from tracesd.store import migrations, owner, quarantine, takeover
-from tracesd.store.file import SIDECARS
+from tracesd.store.dbfile import SIDECARS
 from tracesd.store.lock import lock_path
 from tracesd.tracescli import database as tracescli
 

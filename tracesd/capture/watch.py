@@ -18,7 +18,7 @@ are hints, scans are the truth:
   *degraded*: the daemon polls it by rescans, one log line says what happened (and which
   sysctl to raise), and the watcher is retried with backoff (1 min doubling to 60 min, as
   Syncthing does) until it works again. Whether watching is alive (a thread of watchdog's
-  died, or nothing comes through at all) is checked with every root check (liveness.py).
+  died, or nothing comes through at all) is checked with every root check (watch_liveness.py).
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ class Watcher:
             if identity is not None:
                 self._watch(root)
         if self._observer is not None:
-            self._liveness.attach(self._observer)  # after the roots (see liveness.py)
+            self._liveness.attach(self._observer)  # after the roots (see watch_liveness.py)
             self._side.attach(self._observer)
         self._refresh()
 

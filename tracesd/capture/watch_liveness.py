@@ -20,7 +20,7 @@ attributes, in two ways, both run with the watcher's root check (every 2 s):
   backlog (watchdog 7.1.1 queues what the kernel gives it without bound): that is not
   death, but events arriving that late are dropped and the roots rescanned, so the
   queue's memory stays bounded: by what arrives in ~10 s (the caller decides; see
-  watcher.py). Before, the kernel's queue (16,384 events) overflowed instead.
+  watch.py). Before, the kernel's queue (16,384 events) overflowed instead.
 
 Cost at idle: one 2-byte write every 10 s and a check of a few thread flags every 2 s.
 """

@@ -7,7 +7,7 @@ meets watchdog's threads and the kernel's inotify limits.
   directory then goes silently unwatched. Creating the instance itself fails with EMFILE
   at `fs.inotify.max_user_instances`.
 * `stop_observer()`: stop it, a dead or stalled one too (whether watching is alive is
-  liveness.py's concern).
+  watch_liveness.py's concern).
 * `OverflowHook`: watchdog 7 reports a kernel queue overflow only as a log record.
 * `SessionEvents` and `EVENT_FILTER`: the event handler (on watchdog's thread) and the
   kernel mask it needs: never opened / closed-without-write, which would turn tracesd's own

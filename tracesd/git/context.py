@@ -6,14 +6,14 @@ or no commits still answers the rest. The remote is the current branch's
 every branch's remote, every remote's URL and every `url.<base>.insteadOf`, and the choice
 is made here once the branch is known, so it costs no second round trip; the URL is
 rewritten by `insteadOf` as `git remote get-url` would, then kept in canonical form
-(repourl), which never holds a credential.
+(remote_url.py), which never holds a credential.
 
 Every call is inert on any repository: fsmonitor and hooks off, no optional locks, no
 prompts, stdin closed, and one deadline for the whole lookup (our own reads that find and
 fingerprint the repository included) that kills the process group of any git still running.
 
 Answers are cached per repository, keyed by a fingerprint of the files git reads them from
-(HEAD, the branch ref, packed-refs, the config files; see gitrepo). The fingerprint is taken
+(HEAD, the branch ref, packed-refs, the config files; see repository.py). The fingerprint is taken
 before git runs and checked on every lookup, so a checkout or a commit is seen by the very
 next trace: the cache never answers from a timer. When one of those files is a FIFO or a
 device, git is not run at all and the repository's fields are NULL until it changes.
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from tracesd.git import repository as gitrepo
+from tracesd.git import repository
 from tracesd.git.remote_url import canonical_or_none
 from tracesd.git.repository import Fingerprint, Print, Repo
 from tracesd.models import GitInfo
@@ -104,7 +104,7 @@ class GitResolver:
         self.timeout_s = timeout_s
         self._env = _git_env(environ)
         self._git = shutil.which(git, path=self._env.get("PATH")) or git
-        self._global_configs = gitrepo.global_configs(environ)
+        self._global_configs = repository.global_configs(environ)
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[tuple[str, Print], asyncio.Future[_Entry]] = {}
         #: counters for status and benchmarks
@@ -149,8 +149,8 @@ class GitResolver:
     def _locate(self, directories: list[str]) -> list[tuple[str, Repo | None, Fingerprint]]:
         located: list[tuple[str, Repo | None, Fingerprint]] = []
         for directory in directories:
-            repo = gitrepo.discover(directory)
-            found = gitrepo.fingerprint(repo, self._global_configs) if repo else _NONE
+            repo = repository.discover(directory)
+            found = repository.fingerprint(repo, self._global_configs) if repo else _NONE
             located.append((directory, repo, found))
         return located
 

@@ -9,7 +9,7 @@ Ownership: an externalId belongs to the namespace that first stored it. Every re
 and delete names the caller's namespace, and a trace of another namespace is treated as
 absent (a write to it changes nothing and answers None).
 
-A repository URL is stored in canonical form (tracesd.repourl, INTERFACE section 5), and
+A repository URL is stored in canonical form (tracesd.git.remote_url, INTERFACE section 5), and
 the `gitRemoteUrl` filter compares canonical forms: any form of a repository's URL finds
 its traces, whichever form each client sent.
 

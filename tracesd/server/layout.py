@@ -20,7 +20,7 @@ from pathlib import Path
 from tracesd.errors import StoreError
 from tracesd.git.remote_url import canonical
 from tracesd.sqliteerrors import Fault, fault
-from tracesd.store.file import create_private
+from tracesd.store.dbfile import create_private
 
 SCHEMA_VERSION = 3
 

@@ -28,8 +28,7 @@ from tracesd.errors import RowRejected, StoreClosed, StoreCorrupt, StoreError
 from tracesd.git.remote_url import canonical
 from tracesd.models import TRACE_COLUMNS, Capture, FileStamp, FileState, Trace, racy
 from tracesd.sqliteerrors import Fault, fault
-from tracesd.store import file as dbfile
-from tracesd.store import quarantine
+from tracesd.store import dbfile, quarantine
 from tracesd.store.groupcommit import GroupCommit
 from tracesd.store.transaction import Transaction
 

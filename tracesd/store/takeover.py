@@ -13,7 +13,7 @@ only ever opened read-only to look at its tables.
   `-wal`/`-shm` are unlinked, all while holding its write lock (a CLI that opened it in
   the meantime writes into an unlinked file, never into ours).
 * **copied**: the CLI adopted it (its tables are there too). tracesd's rows are rebuilt at
-  tracesd's schema of the time in a temporary file (`takeovercopy`), linked into place;
+  tracesd's schema of the time in a temporary file (`takeover_copy`), linked into place;
   then tracesd's tables, indexes and triggers are dropped from the CLI's file in one short
   transaction. The CLI's rows, columns and `user_version` stay as they are. Rows tracesd
   captured that the CLI has since pruned (or re-inserted without git context) are lost
@@ -46,8 +46,7 @@ import structlog
 from tracesd import sqliteuri
 from tracesd.errors import AlreadyRunning, StoreError, TracesdError
 from tracesd.safeopen import STORE_SIDE_FILES
-from tracesd.store import owner
-from tracesd.store import takeover_copy as takeovercopy
+from tracesd.store import owner, takeover_copy
 from tracesd.store.lock import InstanceLock, lock_path
 from tracesd.store.takeover_copy import Busy, fsync
 
@@ -153,17 +152,17 @@ def _take_over(legacy: Path, db: Path, busy_timeout_s: float) -> Result | None:
     if os.path.lexists(db):
         if not _is_file(db):
             return None  # opening it says what is wrong
-        rows, forgotten = takeovercopy.merge(legacy, db, busy_timeout_s, everything=False)
+        rows, forgotten = takeover_copy.merge(legacy, db, busy_timeout_s, everything=False)
         return Result("finished", rows, forgotten, _clean(legacy, _CLEAN_WAIT_S))
     if kind is owner.Owner.TRACESD:
         with _write_locked(legacy, busy_timeout_s) as old:
             if owner.owner(old) is owner.Owner.TRACESD:
-                rows = takeovercopy.backup(legacy, temp, busy_timeout_s)
+                rows = takeover_copy.backup(legacy, temp, busy_timeout_s)
                 _link(temp, db)
                 _unlink_all(legacy, db_last=True)
                 return Result("moved", rows, 0, done=True)
         # adopted by the CLI between our look and its lock: copy out, below
-    rows, forgotten = takeovercopy.rebuild(legacy, temp, busy_timeout_s)
+    rows, forgotten = takeover_copy.rebuild(legacy, temp, busy_timeout_s)
     _link(temp, db)
     return Result("copied", rows, forgotten, _clean(legacy, _CLEAN_WAIT_S))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tracesd import sqliteuri
 from tracesd.errors import TracesdError
-from tracesd.git import remote_url as repourl
+from tracesd.git import remote_url
 from tracesd.sqliteerrors import Fault, fault
 from tracesd.store import migrations, owner
 
@@ -121,7 +121,7 @@ def _copy(conn: sqlite3.Connection, *, everything: bool) -> tuple[int, int]:
         conn.execute(
             "UPDATE main.traces SET git_remote_url = ? WHERE git_remote_url = ?"
             " AND id IN (SELECT id FROM takeover_new)",
-            (repourl.canonical_or_none(url), url),
+            (remote_url.canonical_or_none(url), url),
         )
     ours = owner.tables(conn) & owner.tables(conn, "old")
     if "tracesd_outbox" in ours:  # replaces the row the insert trigger made: no resend

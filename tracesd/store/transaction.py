@@ -1,9 +1,9 @@
 """The write side of one store transaction: the SQL that changes traces and file states.
 
-A repository URL is stored in canonical form (repourl) whoever writes it, so comparing
+A repository URL is stored in canonical form (git/remote_url.py) whoever writes it, so comparing
 repositories is comparing strings.
 
-Only valid inside `Store.atomic()`, which owns the transaction; see store.py.
+Only valid inside `Store.atomic()`, which owns the transaction; see database.py.
 """
 
 from __future__ import annotations
