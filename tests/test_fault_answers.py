@@ -383,8 +383,6 @@ def _check_outcome(outcome: object) -> None:
         assert _is_printable(outcome.message), outcome.message
     elif isinstance(outcome, SyncError):
         assert _is_printable(str(outcome)), str(outcome)
-        if isinstance(outcome, BackendUnavailable):
-            _check_hint(outcome.retry_after)
     else:
         assert isinstance(outcome, Stored | NoBatchEndpoint) or type(outcome) is int, outcome
 

@@ -149,11 +149,7 @@ class SyncError(TracesdError):
 
 
 class BackendUnavailable(SyncError):
-    """Worth retrying later; `retry_after` is the server's Retry-After, in seconds."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
+    """The server cannot be asked now (`tracesd doctor`'s check): worth retrying later."""
 
 
 class MalformedAnswer(BackendUnavailable):
