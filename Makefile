@@ -40,8 +40,14 @@ $(VENV)/.installed-dev: pyproject.toml $(DEV_LOCK) | $(BIN)/python
 run: $(VENV)/.installed-run  ## the daemon in the foreground, default config
 	$(BIN)/tracesd run $(ARGS)
 
+# Two workers (pytest-xdist): the suite is mostly waiting on real daemons, servers and
+# timeouts, so two halves finish in about half the time, also with the other core busy.
+# Not `auto`: every test is written to pass beside one other, and more workers would put
+# more real daemons on the machine than the suite is checked with. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed-dev traces-cli-if-npm  ## the whole test suite (with the compat suite when npm is there)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 # The compatibility suite against the real Traces CLI (pytest -m traces_cli) alone.
 compat: $(VENV)/.installed-dev traces-cli  ## the compatibility suite against the pinned real Traces CLI
@@ -56,7 +62,7 @@ test-latest:
 	$(call PIP,$(LATEST)/bin) install --upgrade pip
 	$(call PIP,$(LATEST)/bin) install --upgrade -e '.[test,dev]'
 	$(LATEST)/bin/python -m pip list --format=freeze --exclude-editable
-	$(LATEST)/bin/python -m pytest $(ARGS)
+	$(LATEST)/bin/python -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 # Re-resolve both locks to the newest versions within pyproject.toml's ranges, with hashes.
 lock: $(VENV)/.installed-dev
