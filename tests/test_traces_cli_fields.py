@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from tracesd.capture.adapters import build_adapters
 from tracesd.config import Config
 from tracesd.models import Trace
 from tracesd.store import rows
+from tracesd.sync import message_ids
 
 pytestmark = pytest.mark.traces_cli
 
@@ -55,22 +58,45 @@ def captured(config: Config) -> dict[str, Trace]:
     return out
 
 
-async def test_our_traces_say_what_the_real_cli_sends_for_each_session(
-    tmp_path: Path, make_config: Callable[..., Config]
-) -> None:
-    """directory/model/created_at == the CLI's projectPath/model/sourceCreatedAt, for every
-    fixture session the CLI shares (DIFFERENCES lists the known ones, with reasons)."""
-    binary = require_traces_cli()
-    home = fixture_home(tmp_path / "home")
-    ours = captured(make_config(environ={"HOME": str(home)}))
+@dataclass(frozen=True)
+class Shared:
+    """Every fixture session the CLI lists, shared by it to a recording server."""
 
+    home: Path
+    listed: list[str]
+    #: per trace id: the body of its PUT, and the messages of its batch uploads
+    puts: dict[str, dict[str, Any]]
+    messages: dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
+    binary = require_traces_cli()
+    home = fixture_home(tmp_path_factory.mktemp("fields") / "home")
+    return asyncio.run(_share_every_session(binary, home))
+
+
+async def _share_every_session(binary: Path, home: Path) -> Shared:
     puts: dict[str, dict[str, Any]] = {}
+    messages: dict[str, list[dict[str, Any]]] = {}
 
     async def record(request: web.Request) -> web.Response:
         parts = request.path.strip("/").split("/")
         if request.method == "PUT" and len(parts) == 3 and parts[:2] == ["v1", "traces"]:
             puts[parts[2]] = await request.json()
             return web.json_response({"ok": True, "data": {"trace": {"id": "x"}}})
+        if (
+            request.method == "POST"
+            and parts[:2] == ["v1", "traces"]
+            and parts[3:]
+            == [
+                "messages",
+                "batch",
+            ]
+        ):
+            body = await request.json()
+            assert body["idScheme"] == "v2"
+            messages.setdefault(parts[2], []).extend(body["messages"])
         return web.json_response({"ok": True, "data": {}})
 
     app = web.Application()
@@ -112,6 +138,16 @@ async def test_our_traces_say_what_the_real_cli_sends_for_each_session(
             await cli("share", "--trace-id", trace_id, "--key", "trk_x")
     finally:
         await runner.cleanup()
+    return Shared(home, listed, puts, messages)
+
+
+def test_our_traces_say_what_the_real_cli_sends_for_each_session(
+    shared: Shared, make_config: Callable[..., Config]
+) -> None:
+    """directory/model/created_at == the CLI's projectPath/model/sourceCreatedAt, for every
+    fixture session the CLI shares (DIFFERENCES lists the known ones, with reasons)."""
+    ours = captured(make_config(environ={"HOME": str(shared.home)}))
+    listed, puts = shared.listed, shared.puts
 
     assert set(listed) <= set(ours), "the CLI lists a session we do not capture"
     assert set(listed) <= set(puts)
@@ -129,3 +165,34 @@ async def test_our_traces_say_what_the_real_cli_sends_for_each_session(
             assert sent.get("projectName") == os.path.basename(trace.directory)
     assert mismatches == []
     assert len(listed) >= 10  # every agent the CLI reads is in there
+
+
+def test_message_and_part_ids_are_made_from_the_source_keys_as_the_cli_makes_them(
+    shared: Shared,
+) -> None:
+    """Every message and part the CLI uploads for the fixture sessions (every agent it reads;
+    trace ids that are UUIDs and ids that are not, like Amp's `T-...`) has the id
+    tracesd.sync.message_ids makes from the trace id and the source keys."""
+    uploaded = {i: m for i, m in shared.messages.items() if m}
+    assert any(not _is_uuid(i) for i in uploaded), "no trace id outside the UUID form"
+    assert len(uploaded) >= 10
+    wrong = []
+    for trace_id, messages in uploaded.items():
+        for message in messages:
+            mine = message_ids.message_id(trace_id, message["sourceKey"])
+            if mine != message["externalId"]:
+                wrong.append((trace_id, message["sourceKey"], mine, message["externalId"]))
+            for part in message["parts"]:
+                theirs = part["externalId"]
+                made = message_ids.part_id(trace_id, message["externalId"], part["sourceKey"])
+                if made != theirs:
+                    wrong.append((trace_id, part["sourceKey"], made, theirs))
+    assert wrong == []
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
