@@ -9,24 +9,20 @@ from the same files. Without the binary this skips (fails under CI, see tests/tr
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
 
+from tests.cli_uploads import Shared, share_every_session
 from tests.helpers import fixture_home
 from tests.tracescli import require_traces_cli
-from tracesd.capture.adapters import build_adapters
+from tracesd.capture.adapters import AGENT_IDS, build_adapters
 from tracesd.config import Config
+from tracesd.messages import ids, transcript
 from tracesd.models import Trace
 from tracesd.store import rows
-from tracesd.sync import message_ids
 
 pytestmark = pytest.mark.traces_cli
 
@@ -58,87 +54,11 @@ def captured(config: Config) -> dict[str, Trace]:
     return out
 
 
-@dataclass(frozen=True)
-class Shared:
-    """Every fixture session the CLI lists, shared by it to a recording server."""
-
-    home: Path
-    listed: list[str]
-    #: per trace id: the body of its PUT, and the messages of its batch uploads
-    puts: dict[str, dict[str, Any]]
-    messages: dict[str, list[dict[str, Any]]]
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
     binary = require_traces_cli()
     home = fixture_home(tmp_path_factory.mktemp("fields") / "home")
-    return asyncio.run(_share_every_session(binary, home))
-
-
-async def _share_every_session(binary: Path, home: Path) -> Shared:
-    puts: dict[str, dict[str, Any]] = {}
-    messages: dict[str, list[dict[str, Any]]] = {}
-
-    async def record(request: web.Request) -> web.Response:
-        parts = request.path.strip("/").split("/")
-        if request.method == "PUT" and len(parts) == 3 and parts[:2] == ["v1", "traces"]:
-            puts[parts[2]] = await request.json()
-            return web.json_response({"ok": True, "data": {"trace": {"id": "x"}}})
-        if (
-            request.method == "POST"
-            and parts[:2] == ["v1", "traces"]
-            and parts[3:]
-            == [
-                "messages",
-                "batch",
-            ]
-        ):
-            body = await request.json()
-            assert body["idScheme"] == "v2"
-            messages.setdefault(parts[2], []).extend(body["messages"])
-        return web.json_response({"ok": True, "data": {}})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "TERM": "dumb",
-        "TRACES_HTTP_URL": url,
-        "TRACES_API_URL": url,
-        "TRACES_URL": url,
-    }
-
-    async def cli(*args: str) -> Any:
-        proc = await asyncio.create_subprocess_exec(
-            "env",
-            "-i",
-            *(f"{k}={v}" for k, v in env.items()),
-            str(binary),
-            *args,
-            "--json",
-            cwd=home,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, (args, out, err)
-        return json.loads(out)
-
-    try:
-        listed = [t["id"] for t in (await cli("list"))["data"]["traces"]]
-        for trace_id in listed:
-            await cli("share", "--trace-id", trace_id, "--key", "trk_x")
-    finally:
-        await runner.cleanup()
-    return Shared(home, listed, puts, messages)
+    return asyncio.run(share_every_session(binary, home))
 
 
 def test_our_traces_say_what_the_real_cli_sends_for_each_session(
@@ -172,19 +92,19 @@ def test_message_and_part_ids_are_made_from_the_source_keys_as_the_cli_makes_the
 ) -> None:
     """Every message and part the CLI uploads for the fixture sessions (every agent it reads;
     trace ids that are UUIDs and ids that are not, like Amp's `T-...`) has the id
-    tracesd.sync.message_ids makes from the trace id and the source keys."""
+    tracesd.messages.ids makes from the trace id and the source keys."""
     uploaded = {i: m for i, m in shared.messages.items() if m}
     assert any(not _is_uuid(i) for i in uploaded), "no trace id outside the UUID form"
     assert len(uploaded) >= 10
     wrong = []
     for trace_id, messages in uploaded.items():
         for message in messages:
-            mine = message_ids.message_id(trace_id, message["sourceKey"])
+            mine = ids.message_id(trace_id, message["sourceKey"])
             if mine != message["externalId"]:
                 wrong.append((trace_id, message["sourceKey"], mine, message["externalId"]))
             for part in message["parts"]:
                 theirs = part["externalId"]
-                made = message_ids.part_id(trace_id, message["externalId"], part["sourceKey"])
+                made = ids.part_id(trace_id, message["externalId"], part["sourceKey"])
                 if made != theirs:
                     wrong.append((trace_id, part["sourceKey"], made, theirs))
     assert wrong == []
@@ -196,3 +116,21 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@pytest.mark.parametrize("agent_id", AGENT_IDS)
+def test_we_read_each_session_into_the_messages_the_cli_uploads_for_it(
+    shared: Shared, make_config: Callable[..., Config], agent_id: str
+) -> None:
+    """Every message the CLI uploads for a fixture session, field for field and in order
+    (ids, source keys, text, parts, token usage), is what tracesd reads from the same file:
+    so whichever of the two uploads a session first, the other adds nothing."""
+    ours = captured(make_config(environ={"HOME": str(shared.home)}))
+    traces = [ours[i] for i in shared.listed if ours[i].agent_id == agent_id]
+    assert traces, f"the CLI shares no {agent_id} fixture session"
+    for trace in traces:
+        theirs = shared.messages.get(trace.id, [])
+        mine = transcript.messages(trace)
+        for n, (a, b) in enumerate(zip(mine, theirs, strict=False)):
+            assert a == b, f"{trace.id}: message {n} differs"
+        assert len(mine) == len(theirs), trace.id

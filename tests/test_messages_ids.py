@@ -1,4 +1,4 @@
-"""The v2 message and part ids (tracesd.sync.message_ids): the rules the real CLI applies
+"""The v2 message and part ids (tracesd.messages.ids): the rules the real CLI applies
 that its fixture sessions do not reach (tests/test_traces_cli_fields.py checks the rest
 against the CLI itself)."""
 
@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tracesd.sync import message_ids
+from tracesd.messages import ids
 
 
 @pytest.mark.parametrize(
@@ -30,23 +30,23 @@ def test_a_trace_id_is_the_namespace_only_when_the_cli_takes_it_for_a_uuid(
 ) -> None:
     hashed = uuid.uuid5(uuid.NAMESPACE_URL, trace_id)
     expected = uuid.UUID(trace_id) if used_as_is else hashed
-    assert message_ids.namespace(trace_id) == expected
+    assert ids.namespace(trace_id) == expected
 
 
 def test_a_source_key_is_the_native_id_or_else_the_index_of_its_kind() -> None:
-    assert message_ids.source_key("user", " 7c1e9a52 ", 3) == "user:7c1e9a52"
-    assert message_ids.source_key("text", None, 0) == "text:0"
-    assert message_ids.source_key("text", "  ", 2) == "text:2"
+    assert ids.source_key("user", " 7c1e9a52 ", 3) == "user:7c1e9a52"
+    assert ids.source_key("text", None, 0) == "text:0"
+    assert ids.source_key("text", "  ", 2) == "text:2"
 
 
 def test_ids_need_a_trace_and_a_key() -> None:
     with pytest.raises(ValueError, match="trace id is required"):
-        message_ids.message_id(" ", "user:1")
+        ids.message_id(" ", "user:1")
     with pytest.raises(ValueError, match="message source key is required"):
-        message_ids.message_id("t", " ")
+        ids.message_id("t", " ")
     with pytest.raises(ValueError, match="part source key is required"):
-        message_ids.part_id("t", "m", "")
+        ids.part_id("t", "m", "")
 
 
 def test_keys_are_trimmed_as_the_cli_trims_them() -> None:
-    assert message_ids.message_id("t", " user:1 ") == message_ids.message_id("t", "user:1")
+    assert ids.message_id("t", " user:1 ") == ids.message_id("t", "user:1")
