@@ -56,8 +56,12 @@ def test_scan_then_list_shows_git_context(home: Path, tmp_path: Path) -> None:
     assert listed[0]["git_ref"] == git(repo, "rev-parse", "HEAD")
 
     table = tracesd(home, "list").stdout.splitlines()
-    assert table[0].split() == ["WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE"]
+    assert table[0].split() == [
+        *("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "FOLLOWED", "TITLE")
+    ]
     assert "github.com/acme/app " in table[1]
+    assert listed[0]["followed"] is False  # sync is off
+    assert listed[0]["messages"] is None
     assert "Wire the list command" in table[1]
 
 

@@ -293,7 +293,12 @@ def test_a_v5_database_gains_the_model_and_syncs_what_the_client_sends(tmp_path:
     result = migrations.apply(db)
 
     assert (result.from_version, result.to_version) == (5, 6)
-    assert result.applied == ("traces_model", "0004_shared_index", "0005_outbox_claim_order")
+    assert result.applied == (
+        "traces_model",
+        "0004_shared_index",
+        "0005_outbox_claim_order",
+        "0006_messages",
+    )
     after = {r["id"]: r for r in rows(db)}
     assert {i: r.pop("model") for i, r in after.items()} == dict.fromkeys(before)
     assert after == before
@@ -384,3 +389,25 @@ def test_the_outbox_watches_what_sync_sends_and_indexes_what_it_claims(
 
     index = _schema_sql(db, "tracesd_outbox_pending_order")
     assert index.endswith(f" WHERE {PENDING_SQL}"), index
+
+
+def test_a_database_of_the_last_release_gains_the_message_tables_with_nothing_queued(
+    tmp_path: Path,
+) -> None:
+    """The schema-6 file of the release before message follow: 0006 adds the follower's
+    tables (empty: every followed session is read from its start on the first run), keeps
+    every row, makes nothing pending, and is idempotent on its own."""
+    db = tmp_path / "t.db"
+    tracesd_v6(db)
+    before = {r["id"]: r for r in rows(db)}
+
+    assert migrations.apply(db).applied == ("0006_messages",)
+
+    assert {r["id"]: r for r in rows(db)} == before
+    assert pending(db) == set()
+    with sqlite3.connect(db) as conn:
+        for table in ("follow", "names", "outbox"):
+            assert conn.execute(f"SELECT COUNT(*) FROM tracesd_message_{table}").fetchone() == (0,)
+        step = dict(migrations.PRIVATE)["0006_messages"]
+        step(conn)
+    assert migrations.apply(db).applied == ()

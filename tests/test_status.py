@@ -57,7 +57,9 @@ KEYS = {
     "scan": {"running", "last"},
     "scan.last": {"discovered", "indexed", "errors", "skipped", "unchanged", "new"}
     | {"updated", "duration_s"},
-    "sync": DOCUMENTED["sync"] | {"scope"},
+    "sync": DOCUMENTED["sync"] | {"scope", "messages"},
+    "sync.messages": {"enabled", "followed", "pending", "refused", "sent_total"}
+    | {"oversized_total", "unreadable"},
     "traces_cli": {"enabled", "path", "found", "has_git_columns", "rows_enriched"}
     | {"shares_copied", "passes", "last_error", "busy", "watching"},
 }

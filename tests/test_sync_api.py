@@ -224,7 +224,7 @@ async def test_a_hosted_like_server_gets_one_put_per_trace_with_the_cli_field_se
     assert sorted(map(json.dumps, bodies)) == sorted(map(json.dumps, by_id.values()))
     for external_id, fields in by_id.items():
         check_against_the_api({"externalId": external_id, **fields})
-    activity = sync.status(await outbox.overview()).activity
+    activity = sync.status(await outbox.overview(), await sync.messages()).activity
     assert activity is not None
     assert activity.mode == "put"
 
@@ -254,7 +254,7 @@ async def test_scope_shared_claims_and_counts_only_the_traces_the_cli_shared(
     every trace."""
     server, _ = served
     sync, outbox, store = make_sync()
-    assert sync.status(await outbox.overview()).scope == "shared"
+    assert sync.status(await outbox.overview(), await sync.messages()).scope == "shared"
     await store.upsert(trace("shared", shared_url=SHARED_URL))
     await store.upsert(trace("local"))
     await store.upsert(trace("bad", shared_url=SHARED_URL))
@@ -268,7 +268,7 @@ async def test_scope_shared_claims_and_counts_only_the_traces_the_cli_shared(
     assert set(server.stored) == {"shared"}
     overview = await outbox.overview()
     assert (overview.counts.pending, overview.counts.failed) == (0, 1)
-    assert sync.status(overview).pending == 0
+    assert sync.status(overview, await sync.messages()).pending == 0
 
     # the CLI shares "local": it is claimed, counted and sent
     await store.update("local", shared_url=SHARED_URL + "2")

@@ -145,6 +145,8 @@ class App:
         """The dispatcher's work: one batch through ingest, counted."""
         results = await self.ingestor.ingest_many(items)
         self.counts.add(results)
+        if self.sync is not None:
+            self.sync.changed([i for r in results for i in r.changed])
         return results
 
     def _stored(self, trace_ids: list[str]) -> None:
@@ -175,10 +177,21 @@ def _sync_service(
         )
     session = open_session()
     stack.push_async_callback(aclose, session)
+    outbox = Outbox(store, scope=config.sync.scope)
+    client = BackendClient(session, config.sync.api_url, config.sync.api_key)
+    follower = None
+    if config.sync.follows_messages:
+        from tracesd.messages.readers.registry import READERS
+        from tracesd.store.follow import FollowStore
+        from tracesd.sync.follow import Follower
+
+        readers = {a: r for a, r in READERS.items() if a in config.agents.enabled}
+        follower = Follower(FollowStore(store, scope=config.sync.scope), outbox, client, readers)
     return SyncService(
-        Outbox(store, scope=config.sync.scope),
-        BackendClient(session, config.sync.api_url, config.sync.api_key),
+        outbox,
+        client,
         config.sync,
         exclude=config.capture.exclude,
         on_crash=on_crash,
+        follower=follower,
     )

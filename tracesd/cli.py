@@ -27,6 +27,7 @@ from tracesd.git.context import use_pidfd_child_watcher
 from tracesd.models import Trace
 from tracesd.store import takeover
 from tracesd.store.database import Store
+from tracesd.store.follow import FollowStore
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -277,21 +278,29 @@ def _list(config: Config, args: argparse.Namespace) -> int:
         traces: list[Trace] = []
     else:
         directory = os.path.abspath(os.path.expanduser(args.dir)) if args.dir else None
-        traces = asyncio.run(_query(config, args, directory))
+        traces, followed = asyncio.run(_query(config, args, directory))
     if args.json:
-        print(json.dumps({"traces": [t.as_dict() for t in traces]}))
+        print(json.dumps({"traces": [_listed(t, followed.get(t.id)) for t in traces]}))
         return EXIT_OK
     if not traces:
         terminal.show("no traces", file=sys.stderr)
         return EXIT_OK
-    terminal.show("\n".join(_table(traces)))
+    terminal.show("\n".join(_table(traces, followed)))
     return EXIT_OK
 
 
-def _table(rows: list[Trace]) -> list[str]:
+def _listed(trace: Trace, follow: tuple[int, int] | None) -> dict[str, object]:
+    """A trace in `list --json`: its row, and whether its messages follow it."""
+    messages = None if follow is None else {"pending": follow[0], "sent": follow[1]}
+    return {**trace.as_dict(), "followed": follow is not None, "messages": messages}
+
+
+def _table(rows: list[Trace], followed: dict[str, tuple[int, int]]) -> list[str]:
     """The `list` table: one line a trace, columns as wide as their widest value."""
-    table: list[tuple[str, ...]] = [("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "TITLE")]
-    table += [_row(terminal.value(t)) for t in rows]
+    table: list[tuple[str, ...]] = [
+        ("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "FOLLOWED", "TITLE")
+    ]
+    table += [_row(terminal.value(t), followed.get(t.id)) for t in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
     return [
         "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
@@ -299,7 +308,7 @@ def _table(rows: list[Trace]) -> list[str]:
     ]
 
 
-def _row(trace: Trace) -> tuple[str, ...]:
+def _row(trace: Trace, follow: tuple[int, int] | None) -> tuple[str, ...]:
     when = (
         datetime.fromtimestamp(trace.timestamp / 1000).strftime("%Y-%m-%d %H:%M")
         if trace.timestamp
@@ -316,16 +325,27 @@ def _row(trace: Trace) -> tuple[str, ...]:
         trace.git_branch or "-",
         (trace.git_ref or "-")[:12],
         repo,
+        "-" if follow is None else "yes" if not follow[0] else f"yes, {follow[0]} pending",
         title[:80] + ("…" if len(title) > 80 else ""),
     )
 
 
-async def _query(config: Config, args: argparse.Namespace, directory: str | None) -> list[Trace]:
+async def _query(
+    config: Config, args: argparse.Namespace, directory: str | None
+) -> tuple[list[Trace], dict[str, tuple[int, int]]]:
+    """The traces listed, and which of them are followed (their messages pending, sent)."""
     store = await Store.open(config.storage.db_path)
     try:
-        return await store.list_traces(
+        traces = await store.list_traces(
             agent=args.agent, repo=args.repo, directory=directory, limit=args.limit
         )
+        followed: dict[str, tuple[int, int]] = {}
+        if config.sync.follows_messages:
+            from tracesd.messages.readers.registry import READERS
+
+            follow = FollowStore(store, scope=config.sync.scope)
+            followed = await follow.per_trace([t.id for t in traces], READERS.keys())
+        return traces, followed
     finally:
         await store.close()
 

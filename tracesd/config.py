@@ -69,10 +69,17 @@ class SyncConfig:
     max_backoff_s: float = 60.0
     send_titles: bool = True
     scope: str = "shared"
+    #: follow each synced trace's messages (never when send_titles is off)
+    messages: bool = True
 
     @property
     def enabled(self) -> bool:
         return bool(self.api_url)
+
+    @property
+    def follows_messages(self) -> bool:
+        """Messages are uploaded: asked for, and titles may leave the machine."""
+        return self.enabled and self.messages and self.send_titles
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"
@@ -80,7 +87,7 @@ class SyncConfig:
             f"SyncConfig(api_url={self.api_url!r}, api_key_file={self.api_key_file!r}, "
             f"api_key={key}, interval_s={self.interval_s}, batch_size={self.batch_size}, "
             f"max_backoff_s={self.max_backoff_s}, send_titles={self.send_titles}, "
-            f"scope={self.scope!r})"
+            f"scope={self.scope!r}, messages={self.messages})"
         )
 
 
@@ -357,6 +364,7 @@ _SCHEMA: dict[str, dict[str, _Validator]] = {
         "max_backoff_s": Number(0.05, 86400),
         "send_titles": boolean,
         "scope": choice(SYNC_SCOPES),
+        "messages": boolean,
     },
     "status": {"socket_path": _path},
     "log": {"level": choice(LOG_LEVELS), "format": choice(LOG_FORMATS)},

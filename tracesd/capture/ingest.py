@@ -72,6 +72,9 @@ class Result:
     #: (`excluded`), a transient read failure (`vanished`, `locked`, ...), lines newly
     #: skipped (`malformed_line`, ...)
     skipped: tuple[tuple[str, int], ...] = ()
+    #: the traces of a file whose content changed since its last read (their messages
+    #: are read next: message follow)
+    changed: tuple[str, ...] = ()
 
     @property
     def retry(self) -> bool:
@@ -221,7 +224,10 @@ class Ingestor:
             captured = [t for t in captured if t.id in inserted]
             updated += [(t.id, {}) for t in merged]
         self._account(captured, updated, quiet=f.scanned)
-        return Result(captured=len(captured), updated=len(updated), skipped=skipped)
+        changed = () if unchanged else tuple(m.trace_id for m in f.metas)
+        return Result(
+            captured=len(captured), updated=len(updated), skipped=skipped, changed=changed
+        )
 
     def _report_skipped(self, f: _File) -> tuple[tuple[str, int], ...]:
         """Log the lines a read passed over, once: only those the last read of this file

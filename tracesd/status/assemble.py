@@ -70,7 +70,7 @@ async def build(p: Parts) -> Status:
         git=_git(p.git),
         watcher=p.watcher.status(rescans=p.scanner.scans),
         scan=ScanStatus(running=p.scanner.running, last=p.scanner.last_report),
-        sync=p.sync.status(outbox)
+        sync=p.sync.status(outbox, await p.sync.messages())
         if p.sync is not None
         else SyncStatus.of(p.config.sync, outbox, SyncState(), None),
         traces_cli=p.bridge.status(),

@@ -123,6 +123,24 @@ class SyncActivity:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagesStatus:
+    """Message follow (INTERFACE 7): the synced traces whose messages follow their session."""
+
+    enabled: bool
+    #: traces followed: in scope, on the server, of an agent whose messages tracesd reads
+    followed: int = 0
+    #: messages read and not yet acknowledged by the server
+    pending: int = 0
+    #: messages the server refused for good (kept until they change)
+    refused: int = 0
+    sent_total: int = 0
+    #: messages whose content was replaced, being over the CLI's size limit
+    oversized_total: int = 0
+    #: followed traces whose session could not be read at the last attempt
+    unreadable: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class SyncStatus:
     api_url: str | None
     scope: str
@@ -134,6 +152,7 @@ class SyncStatus:
     last_error: str | None
     next_attempt_at: float | None
     activity: SyncActivity | None
+    messages: MessagesStatus
 
     @property
     def enabled(self) -> bool:
@@ -146,6 +165,7 @@ class SyncStatus:
         outbox: Overview,
         state: SyncState,
         activity: SyncActivity | None,
+        messages: MessagesStatus | None = None,
     ) -> SyncStatus:
         """Sync on (`activity` from the running service) or off (a fresh `SyncState()`, no
         activity): traces pile up in the outbox either way; off shows how many would go."""
@@ -161,6 +181,7 @@ class SyncStatus:
             last_error=state.last_error,
             next_attempt_at=state.next_attempt_at,
             activity=activity,
+            messages=messages or MessagesStatus(enabled=False),
         )
 
 

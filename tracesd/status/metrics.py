@@ -93,6 +93,22 @@ class _Document(Collector):
                 "When a sync last succeeded.",
                 sync.last_success_at,
             )
+        m = sync.messages
+        if m.enabled:
+            yield _gauge("tracesd_messages_followed", "Traces whose messages follow.", m.followed)
+            yield _gauge("tracesd_messages_pending", "Messages waiting to be sent.", m.pending)
+            yield _gauge("tracesd_messages_refused", "Messages the server refused.", m.refused)
+            yield _counter("tracesd_messages_sent", "Messages the server stored.", m.sent_total)
+            yield _counter(
+                "tracesd_messages_oversized",
+                "Messages sent with their content replaced (over the size limit).",
+                m.oversized_total,
+            )
+            yield _gauge(
+                "tracesd_messages_unreadable",
+                "Followed traces whose session could not be read.",
+                m.unreadable,
+            )
 
 
 def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:

@@ -113,6 +113,17 @@ def _sync(sync: SyncStatus) -> list[str]:
         f" {sync.synced_total} synced; last success {_ago(sync.last_success_at)}"
     )
     lines = [head]
+    m = sync.messages
+    if m.enabled:
+        line = (
+            f"{'messages':<9} {m.followed} traces followed: {m.pending} pending,"
+            f" {m.refused} refused, {m.sent_total} sent"
+        )
+        if m.oversized_total:
+            line += f", {m.oversized_total} over the size limit (content replaced)"
+        if m.unreadable:
+            line += f"; {m.unreadable} sessions unreadable (see the log: follow.unreadable)"
+        lines.append(line)
     if sync.activity.auth_paused:
         lines.append(f"{'':<9} PAUSED: the API key was refused; fix TRACES_API_KEY or api_key_file")
     if sync.last_error:

@@ -23,6 +23,7 @@ from tracesd.status.document import (
     CaptureStatus,
     DatabaseStatus,
     GitStatus,
+    MessagesStatus,
     Refusal,
     ScanStatus,
     Status,
@@ -145,6 +146,16 @@ def _sync(s: SyncStatus) -> dict[str, Any]:
             "requests": activity.requests,
             "failures": [{"trace_id": f.trace_id, "error": f.error} for f in activity.failures],
         }
+    m = s.messages
+    answer["messages"] = {
+        "enabled": m.enabled,
+        "followed": m.followed,
+        "pending": m.pending,
+        "refused": m.refused,
+        "sent_total": m.sent_total,
+        "oversized_total": m.oversized_total,
+        "unreadable": m.unreadable,
+    }
     return answer
 
 
@@ -281,6 +292,19 @@ def _parse_sync(s: _Part) -> SyncStatus:
         last_error=s.maybe_text("last_error"),
         next_attempt_at=s.moment("next_attempt_at"),
         activity=activity,
+        messages=_parse_messages(s.part("messages")),
+    )
+
+
+def _parse_messages(m: _Part) -> MessagesStatus:
+    return MessagesStatus(
+        enabled=m.flag("enabled"),
+        followed=m.integer("followed"),
+        pending=m.integer("pending"),
+        refused=m.integer("refused"),
+        sent_total=m.integer("sent_total"),
+        oversized_total=m.integer("oversized_total"),
+        unreadable=m.integer("unreadable"),
     )
 
 

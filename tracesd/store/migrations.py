@@ -277,12 +277,71 @@ def _outbox_claim_order(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX IF EXISTS tracesd_outbox_pending")
 
 
+def _messages(conn: sqlite3.Connection) -> None:
+    # The message follower (store/follow.py). Per followed trace: where its reader stopped
+    # in the session, and counts for status. Per event named: its keys, the `n` of its
+    # `#n` part key, what the collision rule compares, its order and the digest of the
+    # message last queued for it (so a re-read queues only what changed). Per message not
+    # yet acknowledged by the server: its batch entry; `seq` never repeats (AUTOINCREMENT),
+    # so an entry replaced while its older version is on the wire is not acknowledged by
+    # the answer to the older one.
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tracesd_message_follow (
+            trace_id TEXT PRIMARY KEY,
+            offset INTEGER NOT NULL DEFAULT 0,
+            file TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT '{}',
+            read_total INTEGER NOT NULL DEFAULT 0,
+            sent_total INTEGER NOT NULL DEFAULT 0,
+            oversized_total INTEGER NOT NULL DEFAULT 0,
+            refused_total INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            read_at INTEGER,
+            sent_at INTEGER
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tracesd_message_names (
+            trace_id TEXT NOT NULL,
+            message_key TEXT NOT NULL,
+            part_key TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            signature TEXT NOT NULL,
+            ord INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            PRIMARY KEY (trace_id, message_key, part_key, n)
+        ) WITHOUT ROWID
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tracesd_message_outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            trace_id TEXT NOT NULL,
+            part_id TEXT NOT NULL,
+            ord INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            refused TEXT,
+            UNIQUE (trace_id, part_id)
+        )
+        """
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS tracesd_message_outbox_pending"
+        " ON tracesd_message_outbox (trace_id, ord) WHERE refused IS NULL"
+    )
+
+
 PRIVATE: tuple[tuple[str, Step], ...] = (
     ("0001_files", _files),
     ("0002_outbox", _outbox),
     ("0003_status_indexes", _status_indexes),
     ("0004_shared_index", _shared_index),
     ("0005_outbox_claim_order", _outbox_claim_order),
+    ("0006_messages", _messages),
 )
 
 

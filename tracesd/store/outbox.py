@@ -116,6 +116,14 @@ class Outbox:
             for row in rows
         ]
 
+    async def resend(self, trace_id: str) -> None:
+        """The server lost the trace (it answered 404 about it): pending again, as new."""
+        await self._store.execute_many(
+            "UPDATE tracesd_outbox SET sent_version = 0, failed_version = NULL, error = NULL"
+            " WHERE trace_id = ?",
+            [(trace_id,)],
+        )
+
     async def ack(self, sent: Iterable[tuple[str, int]]) -> None:
         """The server stored these versions: a newer local version stays pending."""
         rows = [(version, version, trace_id) for trace_id, version in sent]

@@ -21,11 +21,18 @@ from tracesd.sync.answers import printable
 from tracesd.sync.wire import (
     Answer,
     BatchAnswer,
+    KeyRefused,
     NotNow,
     Outcome,
     Outgoing,
+    Refused,
+    Stored,
+    TooLarge,
+    TraceMissing,
     batch_answer,
     batch_body,
+    messages_answer,
+    messages_body,
     put_answer,
     put_body,
 )
@@ -69,6 +76,16 @@ class BackendClient:
         if isinstance(answer, NotNow):
             return answer
         return put_answer(answer, url=self._base)
+
+    async def send_messages(
+        self, trace_id: str, entries: list[str]
+    ) -> Stored | TraceMissing | KeyRefused | TooLarge | Refused | NotNow:
+        """POST a batch of one trace's messages (each entry's JSON as queued)."""
+        path = "/" + quote(trace_id, safe="") + "/messages/batch"
+        answer = await self._exchange("POST", path, messages_body(entries))
+        if isinstance(answer, NotNow):
+            return answer
+        return messages_answer(answer)
 
     async def check(self) -> int:
         """GET one trace of the list: the HTTP status (200: reachable, key accepted).

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,11 +37,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tracesd.capture.exclude import Exclusions
 from tracesd.config import SyncConfig
 from tracesd.errors import StoreError
-from tracesd.status.document import Refusal, SyncActivity, SyncStatus
+from tracesd.status.document import MessagesStatus, Refusal, SyncActivity, SyncStatus
 from tracesd.store.outbox import Outbox, Overview, Pending, SyncState
 from tracesd.sync.backoff import Backoff, ClockWatch
 from tracesd.sync.client import BackendClient
 from tracesd.sync.delivery import Delivered, Delivery
+from tracesd.sync.follow import Follower, Sent
 from tracesd.sync.wire import Batch, KeyRefused, NotNow, Outcome, Outgoing, Refused, Stored, cut
 
 log = structlog.get_logger("tracesd.sync")
@@ -59,6 +60,9 @@ class Report:
     failed: int = 0
     pending: int = 0
     skipped: bool = False
+    #: messages the server stored, and refused for good (message follow)
+    messages_stored: int = 0
+    messages_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -93,6 +97,7 @@ class SyncService:
         rng: random.Random | None = None,
         on_crash: Callable[[BaseException], None] | None = None,
         use_batch: bool = True,
+        follower: Follower | None = None,
     ) -> None:
         self._outbox = outbox
         self._config = config
@@ -102,6 +107,7 @@ class SyncService:
         self._on_crash = on_crash
         self._lock = asyncio.Lock()
         self._delivery = Delivery(client, use_batch=use_batch)
+        self._follower = follower
         self._scheduler: AsyncIOScheduler | None = None
         self._job: Job | None = None
         self._running: asyncio.Task[Any] | None = None
@@ -111,9 +117,19 @@ class SyncService:
     @property
     def requests(self) -> int:
         """HTTP requests made since start."""
-        return self._delivery.requests
+        follow = self._follower.requests if self._follower is not None else 0
+        return self._delivery.requests + follow
 
-    def status(self, outbox: Overview) -> SyncStatus:
+    async def messages(self) -> MessagesStatus:
+        """Message follow's numbers, for status."""
+        if self._follower is None:
+            return MessagesStatus(enabled=False)
+        c = await self._follower.counts()
+        return MessagesStatus(
+            True, c.followed, c.pending, c.refused, c.sent, c.oversized, c.unreadable
+        )
+
+    def status(self, outbox: Overview, messages: MessagesStatus) -> SyncStatus:
         """The `sync` part of `tracesd status` (INTERFACE section 6), with the outbox's
         numbers as the status document read them."""
         activity = SyncActivity(
@@ -122,7 +138,7 @@ class SyncService:
             requests=self.requests,
             failures=tuple(Refusal(trace_id, error) for trace_id, error in outbox.failures),
         )
-        return SyncStatus.of(self._config, outbox, self.state, activity)
+        return SyncStatus.of(self._config, outbox, self.state, activity, messages)
 
     # ------------------------------------------------------------------- lifecycle
 
@@ -174,6 +190,13 @@ class SyncService:
         if job.next_run_time is None or job.next_run_time.timestamp() > when:
             job.modify(next_run_time=_at(when))
 
+    def changed(self, trace_ids: Collection[str]) -> None:
+        """These traces' session files changed: their messages are read on the next run,
+        which starts soon."""
+        if self._follower is not None and trace_ids:
+            self._follower.changed(trace_ids)
+            self.nudge()
+
     def _clock_stepped(self, step: float) -> None:
         """The wall clock jumped by `step` seconds: the job's next run, kept on the wall
         clock, moves with it, so it stays as far away in real time as it was."""
@@ -219,17 +242,33 @@ class SyncService:
 
     async def _drain(self, report: Report) -> None:
         try:
-            await self._send_pending(report)
+            if await self._send_pending(report) and self._follower is not None:
+                await self._follow(report)
         finally:
             if self._unsaved:  # successes are saved once per run, failures at once
                 await self._outbox.save_state(**self.state.dump())
                 self._unsaved = False
 
-    async def _send_pending(self, report: Report) -> None:
+    async def _follow(self, report: Report) -> None:
+        """Messages follow the traces: read what the sessions appended, send what is queued."""
+        assert self._follower is not None
+        await self._follower.read()
+        match await self._follower.send():
+            case KeyRefused(message):
+                await self._failed(message, auth=True)
+            case NotNow(message, retry_after):
+                await self._failed(f"messages: {message}", retry_after=retry_after)
+            case Sent(stored, refused):
+                report.messages_stored += stored
+                report.messages_refused += refused
+                if stored:
+                    self._succeeded()
+
+    async def _send_pending(self, report: Report) -> bool:
         """Claim, send, record, batch after batch, until nothing is pending or the server
-        says "not now". The database stays off the critical path: the next batch is claimed
-        while one is on the wire, and sent before the answer to the one before is recorded.
-        A run that stops still awaits and records the batch already sent."""
+        says "not now" (then False). The database stays off the critical path: the next batch
+        is claimed while one is on the wire, and sent before the answer to the one before is
+        recorded. A run that stops still awaits and records the batch already sent."""
         sent = self._send(await self._claim(report, in_flight=set()), report)
         while sent is not None:
             claimed = await self._claim(report, in_flight=sent.ids)
@@ -239,9 +278,10 @@ class SyncService:
             if not await self._record(sent.batch, answer, duration_ms, report):
                 if following is not None:
                     await self._record(following.batch, *await following.answer, report)
-                return
+                return False
             self._succeeded()
             sent = following
+        return True
 
     async def _claim(self, report: Report, *, in_flight: set[str]) -> Batch:
         """The next batch: pending traces not in flight, excluded ones failed and dropped."""
@@ -310,6 +350,8 @@ class SyncService:
                     later.append(outcome)
         await self._outbox.ack(stored)
         await self._outbox.reject(refused)
+        if self._follower is not None:
+            self._follower.changed([trace_id for trace_id, _ in stored])
         report.succeeded += len(stored)
         report.failed += len(refused)
         log.info(

@@ -171,6 +171,11 @@ def put_body(item: Outgoing) -> bytes:
     return _json({k: v for k, v in item.fields.items() if k != "externalId"})
 
 
+def messages_body(entries: list[str]) -> bytes:
+    """The body of POST /v1/traces/{externalId}/messages/batch, from the entries' JSON."""
+    return ('{"idScheme":"v2","messages":[' + ",".join(entries) + "]}").encode()
+
+
 def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -227,6 +232,11 @@ class NoBatchEndpoint:
     """404/405 on the batch endpoint: send one PUT per trace."""
 
 
+@dataclass(frozen=True, slots=True)
+class TraceMissing:
+    """404 to a message batch: the server no longer has the trace; it is sent again first."""
+
+
 #: what the server said about one trace
 Outcome = Stored | Refused | NotNow | KeyRefused
 #: what an answer to a batch request says: one outcome per trace, in order, or one that
@@ -272,6 +282,18 @@ def put_answer(answer: Answer, *, url: str) -> Outcome:
         return Refused(status, error_message(answer.body, status))
     refusal = _refusal(answer)
     return Refused(413, refusal.message) if isinstance(refusal, TooLarge) else refusal
+
+
+def messages_answer(
+    answer: Answer,
+) -> Stored | TraceMissing | KeyRefused | TooLarge | Refused | NotNow:
+    """What the answer to a batch of one trace's messages says (the batch as a whole: the
+    API answers one status for it)."""
+    if answer.ok:
+        return STORED
+    if answer.status == 404:
+        return TraceMissing()
+    return _refusal(answer)
 
 
 def _trace_outcome(status: int, message: str) -> Outcome:
