@@ -93,6 +93,12 @@ class Plan:
     envelope: bool = False
     #: a refusal (fail_status) carries error.details.retryAt, this many ms from now
     retry_at_in_ms: int | None = None
+    #: message batches: False answers 404 to every one (a server without messages)
+    messages_supported: bool = True
+    #: a message batch holding an entry longer than this (JSON bytes) is answered 413
+    max_message_bytes: int | None = None
+    #: a message batch holding an entry whose text contains this is answered 422
+    poison_text: str | None = None
 
 
 class FaultServer:
@@ -109,11 +115,16 @@ class FaultServer:
         self.received: list[Received] = []
         #: the raw body of every request received, in order (grepped for leaks)
         self.bodies: list[bytes] = []
+        #: per trace, the message entries stored, by (message id, part id), last wins
+        self.messages: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        #: every message entry received, in order: (trace id, entry)
+        self.message_entries: list[tuple[str, dict[str, Any]]] = []
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> FaultServer:
         app = web.Application(middlewares=[_keep_body(self.bodies)])
         app.router.add_post("/v1/traces/batch", self._batch)
         app.router.add_put("/v1/traces/{external_id}", self._put)
+        app.router.add_post("/v1/traces/{external_id}/messages/batch", self._messages)
         app.router.add_get("/v1/traces", self._list)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -234,6 +245,37 @@ class FaultServer:
             if self.plan.delay_s:
                 await asyncio.sleep(self.plan.delay_s)
         self._record(request, len(items), response.status)
+        return response
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        """A trace's message batch, stored entry by entry like the reference server (a
+        trace it does not have: 404, as the API answers)."""
+        external_id = request.match_info["external_id"]
+        body = await request.json()
+        entries = body["messages"]
+        envelope = self.plan.hosted or self.plan.envelope
+        response = self._refusal(request)
+        if response is None and (
+            not self.plan.messages_supported or external_id not in self.stored
+        ):
+            response = _error(404, "not_found", envelope=envelope)
+        limit = self.plan.max_message_bytes
+        if response is None and limit is not None:
+            if any(len(json.dumps(e)) > limit for e in entries):
+                response = _error(413, "too_large", envelope=envelope)
+        poison = self.plan.poison_text
+        if response is None and poison is not None:
+            if any(poison in (e.get("textContent") or "") for e in entries):
+                response = _error(422, "invalid", envelope=envelope)
+        if response is None:
+            kept = self.messages.setdefault(external_id, {})
+            for entry in entries:
+                self.message_entries.append((external_id, entry))
+                for part in entry["parts"]:
+                    kept[(entry["externalId"], part["externalId"])] = entry
+            data = {"messages": len(entries)}
+            response = web.json_response({"ok": True, "data": data} if envelope else data)
+        self._record(request, len(entries), response.status)
         return response
 
     async def _put(self, request: web.Request) -> web.StreamResponse:

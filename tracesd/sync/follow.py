@@ -83,6 +83,8 @@ class Follower:
         self._readers = dict(readers)
         #: traces to read on the next pass; None: every followed one (at start)
         self._dirty: set[str] | None = None
+        #: traces sent again after a 404 to their messages, this run of the daemon
+        self._resent: set[str] = set()
         #: requests made, for status
         self.requests = 0
 
@@ -224,10 +226,19 @@ class Follower:
             case Stored():
                 await self._store.ack(trace_id, [p.seq for p in chunk])
                 return Sent(stored=len(chunk))
-            case TraceMissing():
+            case TraceMissing() if trace_id not in self._resent:
+                # The server lost the trace (deleted, or a new server): the trace is sent
+                # again first, then its messages. Once only: a server that answers 404 to
+                # the messages of a trace it has takes no messages at all (refused below).
                 log.warning("follow.trace_missing", trace_id=trace_id)
+                self._resent.add(trace_id)
                 await self._outbox.resend(trace_id)
                 return Sent()
+            case TraceMissing():
+                message = "HTTP 404: the server takes no messages for this trace"
+                log.warning("follow.messages_refused", trace_id=trace_id, error=message)
+                await self._store.refuse(trace_id, [(p.seq, message) for p in chunk])
+                return Sent(refused=len(chunk))
             case TooLarge() | Refused() if len(chunk) > 1:
                 middle = len(chunk) // 2
                 first = await self._send_chunk(trace_id, chunk[:middle])
@@ -239,7 +250,7 @@ class Follower:
                 return Sent(first.stored + second.stored, first.refused + second.refused)
             case TooLarge(message) | Refused(_, message):
                 log.warning(
-                    "follow.message_refused",
+                    "follow.messages_refused",
                     trace_id=trace_id,
                     part_id=chunk[0].part_id,
                     error=message,
