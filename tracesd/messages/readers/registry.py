@@ -3,5 +3,7 @@
 from __future__ import annotations
 
 from tracesd.messages.readers import Reader
+from tracesd.messages.readers.claude_code import ClaudeCodeReader
 
 READERS: dict[str, Reader] = {}
+READERS["claude-code"] = ClaudeCodeReader()
