@@ -260,13 +260,19 @@ class FaultServer:
         ):
             response = _error(404, "not_found", envelope=envelope)
         limit = self.plan.max_message_bytes
-        if response is None and limit is not None:
-            if any(len(json.dumps(e)) > limit for e in entries):
-                response = _error(413, "too_large", envelope=envelope)
+        if (
+            response is None
+            and limit is not None
+            and any(len(json.dumps(e)) > limit for e in entries)
+        ):
+            response = _error(413, "too_large", envelope=envelope)
         poison = self.plan.poison_text
-        if response is None and poison is not None:
-            if any(poison in (e.get("textContent") or "") for e in entries):
-                response = _error(422, "invalid", envelope=envelope)
+        if (
+            response is None
+            and poison is not None
+            and any(poison in (e.get("textContent") or "") for e in entries)
+        ):
+            response = _error(422, "invalid", envelope=envelope)
         if response is None:
             kept = self.messages.setdefault(external_id, {})
             for entry in entries:

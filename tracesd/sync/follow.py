@@ -87,6 +87,7 @@ class Follower:
         self._resent: set[str] = set()
         #: requests made, for status
         self.requests = 0
+        self._reading = asyncio.Lock()
 
     @property
     def agents(self) -> Collection[str]:
@@ -102,8 +103,17 @@ class Follower:
 
     # ------------------------------------------------------------------------- read
 
+    @property
+    def has_changes(self) -> bool:
+        return self._dirty is None or bool(self._dirty)
+
     async def read(self) -> int:
-        """Read every changed followed session; the number of messages queued."""
+        """Read every changed followed session; the number of messages queued. One read
+        at a time (a session is never read twice from the same position)."""
+        async with self._reading:
+            return await self._read_changed()
+
+    async def _read_changed(self) -> int:
         dirty, self._dirty = self._dirty, set()
         if dirty is not None and not dirty:
             return 0

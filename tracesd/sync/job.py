@@ -108,6 +108,7 @@ class SyncService:
         self._lock = asyncio.Lock()
         self._delivery = Delivery(client, use_batch=use_batch)
         self._follower = follower
+        self._read_task: asyncio.Task[None] | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._job: Job | None = None
         self._running: asyncio.Task[Any] | None = None
@@ -170,6 +171,9 @@ class SyncService:
         """Stop scheduling; give a run in flight `grace_s` to finish, then cancel it. What the
         server did not acknowledge stays pending."""
         self._clock.stop()
+        if self._read_task is not None and not self._read_task.done():
+            self._read_task.cancel()
+            await asyncio.gather(self._read_task, return_exceptions=True)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -191,11 +195,27 @@ class SyncService:
             job.modify(next_run_time=_at(when))
 
     def changed(self, trace_ids: Collection[str]) -> None:
-        """These traces' session files changed: their messages are read on the next run,
-        which starts soon."""
-        if self._follower is not None and trace_ids:
-            self._follower.changed(trace_ids)
-            self.nudge()
+        """These traces' session files changed: their messages are read now (local work,
+        whatever the server does: the queue holds them), and sent on a run soon after."""
+        if self._follower is None or not trace_ids:
+            return
+        self._follower.changed(trace_ids)
+        if self._read_task is None or self._read_task.done():
+            self._read_task = asyncio.get_running_loop().create_task(self._read_changed())
+
+    async def _read_changed(self) -> None:
+        assert self._follower is not None
+        try:
+            while self._follower.has_changes:
+                if await self._follower.read():
+                    self.nudge()
+        except StoreError as exc:
+            if not exc.retryable:
+                self._crash(exc)
+            else:  # the traces stay changed: read on the next run
+                log.warning("follow.store_busy", error=str(exc))
+        except Exception as exc:
+            self._crash(exc)
 
     def _clock_stepped(self, step: float) -> None:
         """The wall clock jumped by `step` seconds: the job's next run, kept on the wall
