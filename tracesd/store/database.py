@@ -165,6 +165,18 @@ class Store:
         """BEGIN IMMEDIATE, waiting up to the busy timeout for another writer; a wait past
         BUSY_WARN_S marks the store busy until a transaction begins."""
         begin = asyncio.ensure_future(db.execute("BEGIN IMMEDIATE"))
+        try:
+            await self._began(begin)
+        except asyncio.CancelledError:
+            # The BEGIN runs on the connection's thread regardless: end it, or the next
+            # transaction on this connection fails ("within a transaction").
+            with contextlib.suppress(sqlite3.Error, asyncio.CancelledError):
+                await begin
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")
+            raise
+
+    async def _began(self, begin: asyncio.Future[Any]) -> None:
         done, _ = await asyncio.wait({begin}, timeout=BUSY_WARN_S)
         if not done and self.busy_since is None:
             self.busy_since = time.time() - BUSY_WARN_S

@@ -171,18 +171,16 @@ class SyncService:
         """Stop scheduling; give a run in flight `grace_s` to finish, then cancel it. What the
         server did not acknowledge stays pending."""
         self._clock.stop()
-        if self._read_task is not None and not self._read_task.done():
-            self._read_task.cancel()
-            await asyncio.gather(self._read_task, return_exceptions=True)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        running = self._running
-        if running is not None and not running.done():
-            done, _ = await asyncio.wait({running}, timeout=grace_s)
-            if not done:
-                running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
+        busy = {t for t in (self._running, self._read_task) if t is not None and not t.done()}
+        if busy:
+            _, late = await asyncio.wait(busy, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if late:
                 log.warning("sync.cancelled", grace_s=grace_s)
 
     def nudge(self) -> None:
