@@ -129,9 +129,11 @@ def test_an_unchanged_session_reads_nothing_and_a_changed_one_is_read_whole(tmp_
     _write(path, RECORDS[:5])
     reader = registry.READERS["pi"]
     first = reader.read(_trace(path), Position())
-    assert first.whole and first.events
+    assert first.whole
+    assert first.events
     again = reader.read(_trace(path), first.position)
-    assert again.events == [] and not again.whole
+    assert again.events == []
+    assert not again.whole
     _write(path, RECORDS)
     grown = reader.read(_trace(path), again.position)
     assert grown.whole
