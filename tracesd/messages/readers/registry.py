@@ -3,5 +3,7 @@
 from __future__ import annotations
 
 from tracesd.messages.readers import Reader
+from tracesd.messages.readers.codex import CodexReader
 
 READERS: dict[str, Reader] = {}
+READERS["codex"] = CodexReader()
