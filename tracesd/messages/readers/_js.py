@@ -17,6 +17,8 @@ from typing import Any, TypeGuard
 WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 _EDGES = re.compile(f"^[{WHITESPACE}]+|[{WHITESPACE}]+$")
 _RUNS = re.compile(f"[{WHITESPACE}]+")
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INDEX = re.compile(r"0|[1-9]\d{0,9}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -108,6 +110,30 @@ def date_parse(text: str) -> int | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC) if "T" not in candidate else parsed.astimezone()
     return (parsed - _EPOCH) // timedelta(milliseconds=1)
+
+
+def to_number(text: str) -> int | float | None:
+    """`Number(text)` when finite (None: NaN or infinite): decimal, or 0x/0o/0b integers;
+    a blank string is 0."""
+    body = trim(text)
+    if not body:
+        return 0
+    lowered = body.lower()
+    try:
+        if lowered.startswith(("0x", "0o", "0b")):
+            return int(body, 0)
+        if not _DECIMAL.fullmatch(body):
+            return None
+        value = float(body)
+    except ValueError:
+        return None
+    return number(value) if math.isfinite(value) else None
+
+
+def object_values(value: dict[str, Any]) -> list[Any]:
+    """`Object.values(value)`: integer-like keys first, ascending, then the others."""
+    indices = sorted((k for k in value if _INDEX.fullmatch(k)), key=int)
+    return [value[k] for k in indices] + [v for k, v in value.items() if not _INDEX.fullmatch(k)]
 
 
 def now_ms() -> int:

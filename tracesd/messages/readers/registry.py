@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tracesd.messages.readers import Reader
 from tracesd.messages.readers.codex import CodexReader
+from tracesd.messages.readers.copilot import CopilotReader
 
 READERS: dict[str, Reader] = {}
 READERS["codex"] = CodexReader()
+READERS["copilot"] = CopilotReader()
