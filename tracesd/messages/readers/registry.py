@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from tracesd.messages.readers import Reader
 from tracesd.messages.readers.claude_code import ClaudeCodeReader
+from tracesd.messages.readers.codex import CodexReader
+from tracesd.messages.readers.copilot import CopilotReader
+from tracesd.messages.readers.gemini_cli import GeminiCliReader
 from tracesd.messages.readers.pi import PiReader
 
-READERS: dict[str, Reader] = {}
-READERS["claude-code"] = ClaudeCodeReader()
-READERS["pi"] = PiReader()
+READERS: dict[str, Reader] = {
+    "claude-code": ClaudeCodeReader(),
+    "codex": CodexReader(),
+    "gemini-cli": GeminiCliReader(),
+    "pi": PiReader(),
+    "copilot": CopilotReader(),
+}
