@@ -6,6 +6,7 @@ it uploads)."""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import math
 import os
@@ -56,7 +57,8 @@ def _number(literal: str) -> int | float:
     if math.isinf(value):
         return value
     if value.is_integer() and abs(value) < 1e21:
-        return int(value)
+        # the integer JavaScript prints for the double (so Python prints the same)
+        return int(number_text(value))
     return value
 
 
@@ -68,7 +70,7 @@ def number_text(value: float) -> str:
         return "Infinity" if value > 0 else "-Infinity"
     if value == 0:
         return "0"
-    if float(value).is_integer() and abs(value) < 1e21:
+    if float(value).is_integer() and abs(value) < _SAFE:
         return str(int(value))
     digits, exponent = _shortest(float(value))
     sign = "-" if value < 0 else ""
@@ -217,30 +219,32 @@ def number(text: str) -> float:
 
 _ISO = re.compile(
     r"([+-]\d{6}|\d{4})(?:-(\d\d)(?:-(\d\d))?)?"
-    r"(?:T(\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?(Z|[+-]\d\d:?\d\d)?)?"
+    r"(?:[Tt ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?([Zz]|[+-]\d\d:?\d\d)?)?"
 )
 
 
 def date_parse(text: str) -> float:
     """`Date.parse(text)` for the ISO 8601 forms JavaScript reads (a date alone is UTC, a
-    date and time without a zone is local time); NaN for anything else."""
+    date and time without a zone is local time; a day past the month's end up to 31 rolls
+    over, as in Bun) and RFC 2822 dates; NaN for anything else."""
     found = _ISO.fullmatch(text.strip())
     if not found:
-        return math.nan
+        return _rfc2822(text)
     year, month, day, hour, minute, second, fraction, zone = found.groups()
+    fields = [int(month or 1), int(day or 1), int(hour or 0), int(minute or 0), int(second or 0)]
+    if not (1 <= fields[0] <= 12 and 1 <= fields[1] <= 31 and fields[3] < 60 and fields[4] < 60):
+        return math.nan
+    if fields[2] > 24 or (fields[2] == 24 and (fields[3] or fields[4] or int(fraction or 0))):
+        return math.nan
     try:
-        moment = datetime(
-            int(year),
-            int(month or 1),
-            int(day or 1),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-        )
+        start = datetime(int(year), fields[0], 1)
     except ValueError:
         return math.nan
+    moment = start + timedelta(
+        days=fields[1] - 1, hours=fields[2], minutes=fields[3], seconds=fields[4]
+    )
     millis = int((fraction or "0")[:3].ljust(3, "0"))
-    if hour is None or zone == "Z":
+    if hour is None or (zone or "").upper() == "Z":
         moment = moment.replace(tzinfo=UTC)
     elif zone:
         sign = -1 if zone[0] == "-" else 1
@@ -250,6 +254,16 @@ def date_parse(text: str) -> float:
     else:
         moment = moment.astimezone()
     return float(_ms(moment) + millis)
+
+
+def _rfc2822(text: str) -> float:
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return math.nan
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return float(_ms(moment))
 
 
 def _ms(moment: datetime) -> int:

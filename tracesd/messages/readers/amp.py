@@ -293,7 +293,7 @@ def _usage(counts: Any) -> dict[str, Any] | None:
     """`mapAmpTokenUsage`."""
     if not counts:
         return None
-    return usage(
+    return _known(
         {
             "inputTokenCount": _count(_get(counts, "inputTokens")),
             "outputTokenCount": _count(_get(counts, "outputTokens")),
@@ -310,3 +310,8 @@ def _count(value: Any) -> int | None:
     if not math.isfinite(value) or value < 0:
         return None
     return math.floor(value)
+
+
+def _known(counts: dict[str, int | None]) -> dict[str, Any] | None:
+    """The CLI's `Yt` of the counts; an undefined one is left out of the JSON."""
+    return usage({name: count for name, count in counts.items() if count is not None})

@@ -450,7 +450,7 @@ def _usage(counts: dict[str, Any] | None) -> dict[str, Any] | None:
     if counts is None:
         return None
     reasoning = _defined(counts, "thoughtsTokenCount", "reasoningTokenCount", "reasoningTokens")
-    return usage(
+    return _known(
         {
             "outputTokenCount": _count(counts.get("outputTokens")),
             "cacheReadTokenCount": _count(counts.get("cacheReadTokens")),
@@ -467,3 +467,8 @@ def _count(value: Any) -> int | None:
     if value != value or value in (float("inf"), float("-inf")) or value < 0:
         return None
     return math.floor(value)
+
+
+def _known(counts: dict[str, int | None]) -> dict[str, Any] | None:
+    """The CLI's `Yt` of the counts; an undefined one is left out of the JSON."""
+    return usage({name: count for name, count in counts.items() if count is not None})
