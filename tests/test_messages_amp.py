@@ -113,6 +113,22 @@ MESSAGES: list[dict[str, Any]] = [
         "content": [text("  Rotated the key and documented it.  ")],
         "usage": {**USAGE, "timestamp": "2026-11-20T10:21:00.000Z"},
     },
+    {"messageId": None, "role": "user", "content": [text("a null id is the text null")]},
+    {"content": [text("no role: a message of type undefined, no event")]},
+    {"role": "assistant", "messageId": 20, "content": "abc", "usage": {"inputTokens": 1}},
+    {"role": "user", "messageId": 21, "content": [text(""), text("after an empty text")]},
+    {
+        "role": "assistant",
+        "messageId": 22,
+        "content": [{"type": "tool_use", "id": "", "name": "Empty"}],
+        "turnElapsedMs": -5,
+    },
+    {
+        "role": "assistant",
+        "messageId": 23,
+        "meta": {"sentAt": 1795170099000.5},
+        "content": [text("x")],
+    },
 ]
 
 

@@ -116,6 +116,22 @@ TASK_HISTORY: list[Any] = [
     },
     {"role": "user", "content": "[TASK RESUMPTION] This task was interrupted 2 minutes ago."},
     {"role": "Assistant", "content": None, "text": "  Documented it in README.  "},
+    # entries that make no event still count as messages of their role
+    {"role": "user", "content": [{"type": "text", "text": ENV}]},
+    {"role": "assistant", "content": [{"type": "thinking"}]},
+    {"role": "user", "content": [{"type": "image", "source": {}}, 5, {"text": "  no type "}]},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "after skip"},
+            {"type": "tool_use", "name": "x", "input": [1, 2]},
+            {"type": "tool_use", "name": "y", "input": 7},
+        ],
+        "metrics": {"outputTokens": 1.7, "inputTokens": -1},
+    },
+    {"role": "user", "content": "Command executed.\nOutput: hidden"},
+    {"content": "no role"},
+    {"role": "user", "content": [{"type": "tool_result", "content": "  "}]},
 ]
 
 SDK_MESSAGES: dict[str, Any] = {
@@ -152,6 +168,14 @@ SDK_MESSAGES: dict[str, Any] = {
             "ts": 1795170700,
             "content": [{"type": "text", "text": "Renamed --dry to --dry-run."}],
         },
+        {"role": "user", "ts": "1795170650", "content": [{"text": "<feedback>later</feedback>"}]},
+        {
+            "role": "assistant",
+            "time": "2026-11-20T10:11:30+01:00",
+            "content": [{"type": "text", "text": "zone"}],
+            "usage": {"thoughtsTokenCount": 4},
+        },
+        {"role": "assistant", "timestamp": "not a date", "content": "plain string content"},
     ],
 }
 
@@ -244,7 +268,7 @@ def test_a_re_read_of_an_unchanged_task_returns_nothing_and_an_added_message_is_
     assert (last.kind, last.content, last.message_key) == (
         "agent_text",
         "One more thing.",
-        "assistant:4",
+        "assistant:6",
     )
     # no message carries a time: each falls back to the history file's mtime, as the CLI's
     assert {e.timestamp for e in after.events} == {1_795_171_000_123.4568}
