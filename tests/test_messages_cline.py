@@ -286,3 +286,18 @@ def test_a_session_whose_files_are_gone_is_unreadable(
     os.remove(home / ".cline" / "data" / "sessions" / SDK / f"{SDK}.messages.json")
     with pytest.raises(Unreadable):
         reader.read(trace, Position())
+
+
+def test_a_session_captured_from_the_sessions_database_reads_its_messages_file(
+    home: Path,
+) -> None:
+    """A session tracesd knows from `db/sessions.db` only (no manifest yet) is read from
+    `sessions/<id>/<id>.messages.json` beside the `db` folder, as the CLI reads it."""
+    write_sessions(home)
+    data = home / ".cline" / "data"
+    os.remove(data / "sessions" / SDK / f"{SDK}.json")
+    database = str(data / "db" / "sessions.db")
+    trace = Trace(id=SDK, agent_id="cline", source_path=database)
+    messages = transcript.messages(trace)
+    assert [m["sourceKey"] for m in messages[:2]] == ["user:msg_q7w2e_1", "assistant:msg_q7w2e_2"]
+    assert messages[0]["timestamp"] == 1795169550500  # the messages file's updated_at
