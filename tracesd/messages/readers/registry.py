@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from tracesd.messages.readers import Reader
+from tracesd.messages.readers.amp import AmpReader
 from tracesd.messages.readers.claude_code import ClaudeCodeReader
+from tracesd.messages.readers.cline import ClineReader
 from tracesd.messages.readers.codex import CodexReader
 from tracesd.messages.readers.copilot import CopilotReader
 from tracesd.messages.readers.gemini_cli import GeminiCliReader
@@ -14,5 +16,7 @@ READERS: dict[str, Reader] = {
     "codex": CodexReader(),
     "gemini-cli": GeminiCliReader(),
     "pi": PiReader(),
+    "amp": AmpReader(),
+    "cline": ClineReader(),
     "copilot": CopilotReader(),
 }
