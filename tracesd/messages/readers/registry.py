@@ -3,5 +3,7 @@
 from __future__ import annotations
 
 from tracesd.messages.readers import Reader
+from tracesd.messages.readers.cursor import CursorReader
 
 READERS: dict[str, Reader] = {}
+READERS["cursor"] = CursorReader()
