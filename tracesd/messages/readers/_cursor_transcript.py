@@ -10,7 +10,6 @@ without a `timestamp` (Cursor writes none) take the file's modification time, as
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,22 +89,13 @@ def _args(value: Any) -> Any:
         return value
     if isinstance(value, str):
         try:
-            parsed = js_json(value)
+            parsed = js.parse(value)
         except ValueError:
             parsed = None
         return parsed if isinstance(parsed, dict) else {"raw": value}
     if value is None:
         return {}
     return {"raw": value}
-
-
-def js_json(text: str) -> Any:
-    """`JSON.parse`, which knows no NaN or Infinity."""
-
-    def refuse(name: str) -> Any:
-        raise ValueError(name)
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def _output(value: Any) -> str:

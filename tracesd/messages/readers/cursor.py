@@ -32,7 +32,7 @@ from tracesd.messages import keys
 from tracesd.messages.event import Event
 from tracesd.messages.readers import Position, Read, Unreadable, _lines
 from tracesd.messages.readers import _jsvalues as js
-from tracesd.messages.readers._cursor_transcript import Transcript, js_json
+from tracesd.messages.readers._cursor_transcript import Transcript
 from tracesd.models import Trace
 
 IDE_DB = "state.vscdb"
@@ -110,7 +110,7 @@ def _listed_composer(database: str, composer: str) -> dict[str, Any] | None:
     if value is None or len(value) <= 10:
         return None
     try:
-        parsed = js_json(value)
+        parsed = js.parse(value)
     except (ValueError, RecursionError):
         return None
     if not isinstance(parsed, dict):
@@ -334,7 +334,7 @@ class _Global:
     def _edit_args(self, args: Any, result: Any) -> Any:
         """The CLI's `enrichEditFileV2Args`: the file's text before and after the edit."""
         try:
-            parsed = js_json(result) if isinstance(result, str) else None
+            parsed = js.parse(result) if isinstance(result, str) else None
         except (ValueError, RecursionError):
             return args
         if not isinstance(parsed, dict):
@@ -435,7 +435,7 @@ def _params(params: Any) -> Any:
         return params
     if isinstance(params, str):
         try:
-            return js_json(params)
+            return js.parse(params)
         except (ValueError, RecursionError):
             pass
     return {"raw": params}
@@ -446,7 +446,7 @@ def _tool_result(name: str, tool: dict[str, Any]) -> str | None:
     result = tool.get("result")
     if isinstance(result, str) and result:
         try:
-            return js.stringify(js_json(result))
+            return js.stringify(js.parse(result))
         except (ValueError, RecursionError):
             return result
     return _grep_summary(name, tool.get("additionalData"))
@@ -499,7 +499,7 @@ def _is_grep(name: str) -> bool:
 
 def _parsed(raw: str) -> Any:
     try:
-        return js_json(raw)
+        return js.parse(raw)
     except (ValueError, RecursionError):
         return None
 

@@ -34,7 +34,6 @@ from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind
 from tracesd.messages.readers import Position, Read, Unreadable
 from tracesd.messages.readers import _jsvalues as js
-from tracesd.messages.readers._cursor_transcript import js_json
 from tracesd.models import Trace
 
 STORE = "opencode.db"
@@ -178,7 +177,7 @@ def _json_field(value: Any) -> Any:
     if text is None:
         return None
     try:
-        return js_json(text)
+        return js.parse(text)
     except (ValueError, RecursionError):
         return None
 
@@ -188,7 +187,7 @@ def _json_field(value: Any) -> Any:
 
 def _from_files(source: str, storage: str) -> list[Event]:
     with open(source, encoding="utf-8", errors="replace") as handle:
-        session = js_json(handle.read())
+        session = js.parse(handle.read())
     folder = os.path.join(storage, "message", str(session["id"]))
     messages = [m for m in (_file(folder, n) for n in _all_json(folder)) if m is not None]
     messages.sort(key=functools.cmp_to_key(_by_time))
@@ -212,7 +211,7 @@ def _all_json(folder: str) -> list[str]:
 def _file(folder: str, name: str) -> Any:
     try:
         with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as handle:
-            return js_json(handle.read())
+            return js.parse(handle.read())
     except (OSError, ValueError, RecursionError):
         return None
 
