@@ -1,0 +1,465 @@
+"""Cursor's agent transcripts (`~/.cursor/projects/<slug>/agent-transcripts/<id>.jsonl`) read
+into events as the CLI does (its cursor adapter's `parseTranscriptRecordsToEvents` and
+`appendTranscriptMessageEvents`), record by record so that a growing file is read once.
+
+Each JSON-object line is a record; its index among the records (lines that are not JSON
+objects do not count) is its message key's index: `<role or type>:<record id or index>`.
+Parts are keyed per record by a fresh counter (`text:0`, `tool_use:<call id>`, ...). Records
+without a `timestamp` (Cursor writes none) take the file's modification time, as the CLI does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracesd.messages import keys
+from tracesd.messages.event import Event, Kind
+from tracesd.messages.readers import _jsvalues as js
+
+_CALLS = frozenset({"tool_call", "tool_use", "function_call"})
+_RESULTS = frozenset({"tool_result", "tool_output", "function_call_output"})
+_SKIPPED = frozenset({"session", "model_change", "session.model_change", "turn_ended"})
+_SAID = frozenset({"user_message", "assistant_message", "agent_message"})
+_USER_QUERY = re.compile(r"<user_query>\n?([\s\S]*?)\n?</user_query>")
+#: call id -> tool name, the most kept between reads
+MAX_CALLS = 10_000
+
+
+@dataclass
+class Transcript:
+    """What reading the records so far left for the next ones."""
+
+    #: the file's modification time (ms, as JavaScript's `mtimeMs`): records without a time
+    fallback_ms: float
+    records: int = 0
+    order: int = 1
+    calls: dict[str, str] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def resume(cls, state: Mapping[str, Any], fallback_ms: float) -> Transcript:
+        calls = state.get("calls")
+        return cls(
+            fallback_ms,
+            int(state.get("records", 0)),
+            int(state.get("order", 1)),
+            dict(calls) if isinstance(calls, dict) else {},
+        )
+
+    def state(self) -> dict[str, Any]:
+        calls = list(self.calls.items())[-MAX_CALLS:]
+        return {"records": self.records, "order": self.order, "calls": dict(calls)}
+
+    def read(self, record: dict[str, Any]) -> None:
+        index = self.records
+        self.records += 1
+        _Record(self, record, index).read()
+
+
+def _time(value: Any, fallback: float) -> float:
+    """The CLI's `parseTranscriptTimestamp`: seconds or ms, a numeric string, an ISO date."""
+    if js.is_finite(value):
+        return float(value * 1000 if value < 1_000_000_000_000 else value)
+    if isinstance(value, str):
+        number = js.number(value)
+        if js.is_finite(number):
+            return number * 1000 if number < 1_000_000_000_000 else number
+        parsed = js.date_parse(value)
+        if parsed == parsed:
+            return parsed
+    return fallback
+
+
+def _role(value: Any) -> str | None:
+    picked = js.pick_string(value)
+    role = picked.lower() if picked else None
+    return role if role in ("user", "assistant", "tool") else None
+
+
+def _record(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _args(value: Any) -> Any:
+    """The CLI's `parseTranscriptArgs`."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = js.parse(value)
+        except ValueError:
+            parsed = None
+        return parsed if isinstance(parsed, dict) else {"raw": value}
+    if value is None:
+        return {}
+    return {"raw": value}
+
+
+def _output(value: Any) -> str:
+    """The CLI's `stringifyTranscriptOutput`."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return js.stringify(value)
+
+
+def _status(value: Any, is_error: Any = None) -> str:
+    if is_error is True:
+        return "error"
+    picked = js.pick_string(value)
+    return "error" if picked and picked.lower() in ("error", "failed", "failure") else "success"
+
+
+def _first(*values: Any) -> Any:
+    """JavaScript's `a ?? b ?? ...`."""
+    return next((v for v in values if v is not None), None)
+
+
+def strip_user_query(text: str) -> str:
+    """The CLI's `stripUserQueryTags`."""
+    found = _USER_QUERY.search(text)
+    return js.trim(found.group(1)) if found else js.trim(text)
+
+
+class _Record:
+    def __init__(self, reading: Transcript, record: dict[str, Any], index: int) -> None:
+        self.t, self.rec, self.index = reading, record, index
+
+    def read(self) -> None:
+        t, l = self.t, self.rec  # noqa: E741 -- the CLI's names, to compare
+        kind = js.pick_string(l.get("type"))
+        kind = kind.lower() if kind else None
+        role = _role(l.get("role"))
+        at = _time(l.get("timestamp"), t.fallback_ms)
+        native = js.pick_string(l.get("id"))
+        base = native or f"entry-{self.index + 1}"
+        data = _record(l.get("data")) or {}
+        model = js.pick_string(
+            l.get("modelId"),
+            l.get("model"),
+            l.get("newModel"),
+            data.get("model"),
+            data.get("modelId"),
+            data.get("newModel"),
+        )
+        message = l.get("message")
+        if kind is None and isinstance(message, dict):
+            blocks = _blocks(message.get("content"))
+            text = js.pick_string(
+                message.get("text"), _str(message.get("content")), _str(message.get("message"))
+            )
+            if blocks or text:
+                merged = {
+                    **message,
+                    "role": _role(message.get("role")) or role,
+                    "model": js.pick_string(message.get("model"), model),
+                    "modelId": js.pick_string(message.get("modelId"), model),
+                }
+                self.message(
+                    merged, fallback_role=role, base=base, at=at, model=model, native=native
+                )
+                return
+        if kind in _SKIPPED:
+            return
+        if kind == "message":
+            if isinstance(message, dict):
+                self.message(
+                    message, fallback_role=None, base=base, at=at, model=model, native=native
+                )
+            else:
+                self.message(
+                    self.loose(role),
+                    fallback_role=role,
+                    base=base,
+                    at=at,
+                    model=model,
+                    native=native,
+                )
+            return
+        if kind in _CALLS:
+            call = _record(l.get("toolCall")) or _record(l.get("functionCall")) or {}
+            own = js.pick_string(
+                l.get("callId"), l.get("toolCallId"), call.get("callId"), call.get("id")
+            )
+            call_id = own or js.pick_string(l.get("id")) or f"{base}:call"
+            name = (
+                js.pick_string(
+                    l.get("toolName"), l.get("name"), call.get("toolName"), call.get("name")
+                )
+                or "unknown"
+            )
+            args = _args(
+                _first(
+                    l.get("args"),
+                    l.get("input"),
+                    l.get("arguments"),
+                    call.get("args"),
+                    call.get("input"),
+                    call.get("arguments"),
+                )
+            )
+            t.calls[call_id] = name
+            self.loose_event(
+                kind, "tool_use", own, at, "tool_call", call_id=call_id, tool_name=name, args=args
+            )
+            return
+        if kind in _RESULTS:
+            out = _record(l.get("toolResult")) or _record(l.get("functionCallOutput")) or {}
+            own = js.pick_string(
+                l.get("callId"),
+                l.get("toolCallId"),
+                out.get("toolCallId"),
+                out.get("callId"),
+                out.get("id"),
+            )
+            call_id = own or js.pick_string(l.get("id")) or f"{base}:call"
+            name = (
+                t.calls.get(call_id)
+                or js.pick_string(
+                    l.get("toolName"), l.get("name"), out.get("toolName"), out.get("name")
+                )
+                or "unknown"
+            )
+            output = _output(
+                _first(
+                    l.get("output"),
+                    l.get("result"),
+                    l.get("content"),
+                    out.get("output"),
+                    out.get("result"),
+                    out.get("response"),
+                )
+            )
+            status = _status(
+                _first(l.get("status"), out.get("status")),
+                _first(l.get("is_error"), out.get("is_error")),
+            )
+            self.loose_event(
+                kind,
+                "tool_result",
+                own,
+                at,
+                "tool_result",
+                call_id=call_id,
+                tool_name=name,
+                output=output or "(empty result)",
+                status=status,
+            )
+            return
+        if kind == "error":
+            text = js.pick_string(l.get("message"), data.get("message")) or "Unknown error"
+            self.loose_event(kind, "error", None, at, "error", message=text)
+            return
+        if kind in _SAID:
+            said = "user" if kind == "user_message" else "assistant"
+            if isinstance(message, dict):
+                self.message(
+                    message, fallback_role=said, base=base, at=at, model=model, native=native
+                )
+            else:
+                self.message(
+                    self.loose(said),
+                    fallback_role=said,
+                    base=base,
+                    at=at,
+                    model=model,
+                    native=native,
+                )
+            return
+        payload = _record(l.get("payload"))
+        said_kind = js.pick_string(payload.get("type")) if payload else None
+        if payload is not None and said_kind and said_kind.lower() in _SAID:
+            said = "user" if said_kind.lower() == "user_message" else "assistant"
+            loose = {
+                "role": said,
+                "text": js.pick_string(
+                    payload.get("message"), payload.get("text"), payload.get("content")
+                ),
+                "model": payload.get("model"),
+                "modelId": payload.get("modelId"),
+            }
+            self.message(loose, fallback_role=said, base=base, at=at, model=model, native=native)
+            return
+        if role:
+            self.message(l, fallback_role=role, base=base, at=at, model=model, native=native)
+
+    def loose(self, role: str | None) -> dict[str, Any]:
+        l = self.rec  # noqa: E741
+        message = l.get("message")
+        return {
+            "role": role,
+            "text": js.pick_string(l.get("text"), _str(message)),
+            "content": l.get("content"),
+            "thinking": l.get("thinking"),
+            "model": l.get("model"),
+            "modelId": l.get("modelId"),
+        }
+
+    def loose_event(
+        self,
+        kind: str,
+        part_type: str,
+        part_native: str | None,
+        at: float,
+        event: Kind,
+        **fields: Any,
+    ) -> None:
+        """An event of a record that is one tool call, tool result or error itself."""
+        t = self.t
+        t.events.append(
+            Event(
+                kind=event,
+                order=t.order,
+                timestamp=js.plain(at),
+                message_key=keys.key(kind, js.pick_string(self.rec.get("id")), self.index),
+                part_key=keys.key(part_type, part_native),
+                **fields,
+            )
+        )
+        t.order += 1
+
+    def message(
+        self,
+        message: dict[str, Any],
+        *,
+        fallback_role: str | None,
+        base: str,
+        at: float,
+        model: str | None,
+        native: str | None,
+    ) -> None:
+        t = self.t
+        role = _role(message.get("role")) or fallback_role
+        when = js.plain(_time(message.get("timestamp"), at))
+        used = js.pick_string(message.get("modelId"), message.get("model")) or model
+        message_key = keys.key(role or "message", native, self.index)
+        part = keys.Counter()
+
+        def add(kind: Kind, part_type: str, part_native: str | None = None, **fields: Any) -> None:
+            t.events.append(
+                Event(
+                    kind=kind,
+                    order=t.order,
+                    timestamp=when,
+                    message_key=message_key,
+                    part_key=part(part_type, part_native),
+                    **fields,
+                )
+            )
+            t.order += 1
+
+        said = thought = called = answered = False
+        for n, block in enumerate(_blocks(message.get("content"))):
+            block_type = js.pick_string(block.get("type"))
+            block_type = block_type.lower() if block_type else "text"
+            block_id = js.pick_string(block.get("id"))
+            if block_type == "thinking":
+                text = js.pick_string(
+                    block.get("thinking"), block.get("text"), _str(block.get("content"))
+                )
+                if role == "assistant" and text:
+                    add("agent_thinking", "thinking", block_id, content=text)
+                    thought = True
+                continue
+            if block_type in _CALLS:
+                own = js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
+                call_id = own or f"{base}:call-{n + 1}"
+                name = js.pick_string(block.get("toolName"), block.get("name")) or "unknown"
+                args = _args(_first(block.get("args"), block.get("input"), block.get("arguments")))
+                t.calls[call_id] = name
+                add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
+                called = True
+                continue
+            if block_type in _RESULTS:
+                own = js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
+                call_id = own or f"{base}:call-{n + 1}"
+                found = t.calls.get(call_id)
+                tool = found or js.pick_string(block.get("toolName"), block.get("name"))
+                output = _output(
+                    _first(block.get("output"), block.get("result"), block.get("content"))
+                )
+                add(
+                    "tool_result",
+                    "tool_result",
+                    own,
+                    call_id=call_id,
+                    tool_name=tool or "unknown",
+                    output=output or "(empty result)",
+                    status=_status(block.get("status"), block.get("is_error")),
+                )
+                answered = True
+                continue
+            text = js.pick_string(block.get("text"), _str(block.get("content")))
+            if not text:
+                continue
+            if role == "user":
+                add("user_message", "text", block_id, content=strip_user_query(text))
+                said = True
+            elif role == "assistant":
+                add("agent_text", "text", block_id, content=text, model=used)
+                said = True
+        if role == "assistant" and not thought:
+            text = js.pick_string(message.get("thinking"))
+            if text:
+                add("agent_thinking", "thinking", content=text)
+        calls = message.get("toolCalls")
+        if not called and isinstance(calls, list):
+            for n, item in enumerate(calls):
+                call = _record(item)
+                if call is None:
+                    continue
+                own = js.pick_string(call.get("callId"), call.get("id"))
+                call_id = own or f"{base}:tool-call-{n + 1}"
+                name = js.pick_string(call.get("toolName"), call.get("name")) or "unknown"
+                args = _args(_first(call.get("args"), call.get("input"), call.get("arguments")))
+                t.calls[call_id] = name
+                add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
+        result = _record(message.get("toolResult"))
+        if role == "tool" and not answered and result is not None:
+            own = js.pick_string(result.get("toolCallId"), result.get("callId"), result.get("id"))
+            call_id = own or f"{base}:tool-result"
+            found = t.calls.get(call_id)
+            tool = found or js.pick_string(result.get("toolName"), result.get("name"))
+            output = _output(
+                _first(result.get("result"), result.get("output"), result.get("response"))
+            )
+            add(
+                "tool_result",
+                "tool_result",
+                own,
+                call_id=call_id,
+                tool_name=tool or "unknown",
+                output=output or "(empty result)",
+                status=_status(result.get("status")),
+            )
+        if not said:
+            text = js.pick_string(
+                message.get("text"), _str(message.get("content")), _str(message.get("message"))
+            )
+            if text and role == "user":
+                add("user_message", "text", content=strip_user_query(text))
+            elif text and role == "assistant":
+                add("agent_text", "text", content=text, model=used)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """The CLI's `normalizeTranscriptBlocks`."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        return []
+    out: list[dict[str, Any]] = []
+    for item in content:
+        if isinstance(item, str):
+            out.append({"type": "text", "text": item})
+        elif isinstance(item, dict):
+            out.append(item)
+    return out
