@@ -39,6 +39,12 @@ DIFFERENCES = {
 }
 
 
+#: agents the CLI 0.6.31 lists no session of (it keeps `gemini-cli` only among its legacy
+#: agent ids), so there is nothing of its own to compare: tracesd's Gemini CLI reader follows
+#: the CLI 0.5.9's mapping with 0.6.31's keys (tests/test_messages_gemini_cli.py)
+NOT_READ_BY_THE_CLI = frozenset({"gemini-cli"})
+
+
 def captured(config: Config) -> dict[str, Trace]:
     """The Trace ingest makes of each fixture session (adapters, then tracefields)."""
     known = frozenset({"/tmp/tracesd-demo/gemini-legacy", "/tmp/tracesd-demo/cursor-cli"})
@@ -127,6 +133,9 @@ def test_we_read_each_session_into_the_messages_the_cli_uploads_for_it(
     so whichever of the two uploads a session first, the other adds nothing."""
     ours = captured(make_config(environ={"HOME": str(shared.home)}))
     traces = [ours[i] for i in shared.listed if ours[i].agent_id == agent_id]
+    if agent_id in NOT_READ_BY_THE_CLI:
+        assert traces == [], f"the CLI now reads {agent_id}: compare its messages"
+        return
     assert traces, f"the CLI shares no {agent_id} fixture session"
     for trace in traces:
         theirs = shared.messages.get(trace.id, [])

@@ -24,7 +24,8 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _js_cline as _js
+from tracesd.messages.readers import Position, Read, Unreadable
+from tracesd.messages.readers import _js_cline as _js
 from tracesd.models import Trace
 
 AGENT_ID = "amp"

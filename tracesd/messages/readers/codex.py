@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 
 from tracesd.messages.event import Event, Kind, usage
 from tracesd.messages.keys import Counter, key
-from tracesd.messages.readers import Position, Read, Unreadable, _js_codex as _js, _lines
+from tracesd.messages.readers import Position, Read, Unreadable, _lines
 from tracesd.messages.readers import _codex_output as out
+from tracesd.messages.readers import _js_codex as _js
 from tracesd.models import Trace
 
 #: how many call ids, edits and texts seen a reader remembers from earlier reads

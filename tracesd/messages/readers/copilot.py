@@ -20,7 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 from tracesd.messages.event import Event, Kind
 from tracesd.messages.keys import Counter
-from tracesd.messages.readers import Position, Read, Unreadable, _js_codex as _js, _vscode_chat
+from tracesd.messages.readers import Position, Read, Unreadable, _vscode_chat
+from tracesd.messages.readers import _js_codex as _js
 from tracesd.models import Trace
 
 _ANSI = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]")
