@@ -9,6 +9,7 @@ mapping, field for field, so tracesd and the CLI upload the same JSON for the sa
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -87,7 +88,7 @@ class Event:
         return self.signature() == other.signature()
 
     def signature(self) -> str:
-        """What `same_as` compares, as one string (kept to compare with later reads)."""
+        """A digest of what `same_as` compares (kept, small, to compare with later reads)."""
         by_kind: dict[str, tuple[Any, ...]] = {
             "user_message": (self.content,),
             "agent_text": (self.content, self.model),
@@ -97,22 +98,25 @@ class Event:
             "error": (self.message,),
             "system_event": (self.subtype, self.data),
         }
-        return json.dumps(
+        compared = json.dumps(
             [self.kind, self.timestamp, *by_kind[self.kind]], sort_keys=True, default=str
         )
+        return hashlib.blake2b(
+            compared.encode("utf-8", "surrogatepass"), digest_size=16
+        ).hexdigest()
 
 
 def usage(counts: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A token usage as the CLI keeps it (`Yt`): None unless one known count is set."""
+    """A token usage as the CLI keeps it (`Yt`): None unless one known count is set; counts
+    that are None (the CLI's `undefined`) are left out, as JSON.stringify leaves them."""
     if not counts or all(counts.get(name) is None for name in TOKEN_FIELDS):
         return None
-    return counts
+    return {name: value for name, value in counts.items() if value is not None}
 
 
 def as_message(agent_id: str, event: Event, message_id: str, part_id: str) -> dict[str, Any]:
-    """The batch entry the CLI uploads for `event` (`R2e`): secrets scrubbed from every
-    string, an oversized event's content replaced, keys the CLI would leave out absent."""
-    event = bounded(event)
+    """The batch entry the CLI uploads for `event` (`R2e`), given the event as `bounded`
+    left it: secrets scrubbed from every string, keys the CLI would leave out absent."""
     tokens = usage(event.token_usage)
     message: dict[str, Any] = {
         "externalId": message_id,
@@ -160,10 +164,6 @@ def bounded(event: Event) -> Event:
     if len(_event_json(slim).encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES:
         slim = _fallback(event)
     return slim
-
-
-def is_oversized(event: Event) -> bool:
-    return bounded(event) is not event
 
 
 def _fallback(event: Event) -> Event:

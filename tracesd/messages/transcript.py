@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracesd.messages import identity
-from tracesd.messages.event import as_message
+from tracesd.messages.event import as_message, bounded
 from tracesd.messages.readers import Position, Unreadable, reader_for
 from tracesd.models import Trace
 
@@ -36,7 +36,10 @@ def messages(trace: Trace) -> list[dict[str, Any]]:
             if named.verdict == "new":
                 group.append(identity.Known(named.event.part_key, event.signature(), event.order))
             slot = (*identity.group(event), event.order)
-            latest[slot] = as_message(trace.agent_id, named.event, named.message_id, named.part_id)
+            entry = as_message(
+                trace.agent_id, bounded(named.event), named.message_id, named.part_id
+            )
+            latest[slot] = entry
         position = read.position
         if not read.more:
             return list(latest.values())

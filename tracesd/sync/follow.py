@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import structlog
 
 from tracesd.messages import identity
-from tracesd.messages.event import as_message, is_oversized
+from tracesd.messages.event import as_message, bounded
 from tracesd.messages.readers import Read, Reader
 from tracesd.store.follow import (
     Followed,
@@ -176,7 +176,8 @@ class Follower:
             result = identity.name(trace_id, event, [n.known for n in earlier])
             if result.verdict == "collapsed":
                 continue
-            entry = as_message(agent_id, result.event, result.message_id, result.part_id)
+            slim = bounded(result.event)
+            entry = as_message(agent_id, slim, result.message_id, result.part_id)
             body = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
             digest = hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
             signature = event.signature()
@@ -199,7 +200,7 @@ class Follower:
                 earlier.append(name)
             records.append((group, name))
             queued.append(Queued(result.part_id, event.order, body))
-            oversized += is_oversized(event)
+            oversized += slim is not result.event
         return ReadRecord(read.position, records, queued, oversized)
 
     # ------------------------------------------------------------------------- send
