@@ -191,27 +191,56 @@ def test_kill_9_at_any_moment_leaves_no_gap_and_no_duplicate(
     assert daemon.stop() == 0
 
 
+@pytest.mark.parametrize(
+    ("refusal", "plan"),
+    [
+        ("422", {"poison_text": "POISON"}),
+        ("413", {"max_message_bytes": 3000}),
+    ],
+)
 def test_a_refused_message_is_isolated_counted_and_the_rest_flows(
-    daemons: StartDaemon, home: Path, tmp_path: Path, fault: ThreadedFaultServer
+    daemons: StartDaemon,
+    home: Path,
+    tmp_path: Path,
+    fault: ThreadedFaultServer,
+    refusal: str,
+    plan: dict[str, Any],
 ) -> None:
-    """A server that refuses one message (422) gets every other one; the refused one is
-    counted in status, kept, and not sent again until it changes."""
-    fault.call(lambda: setattr(fault.server.plan, "poison_text", "POISON"))
+    """A server that refuses one message (422, or 413 for its size) gets every other one;
+    the refused one is counted in status, kept, and not sent again until it changes."""
+    for name, value in plan.items():
+        fault.call(lambda n=name, v=value: setattr(fault.server.plan, n, v))
     daemon = started(daemons, home, follow_config(home, fault.url))
     session = Session(home, tmp_path)
     session.say("fine before")
-    session.say("POISON here")
+    session.say("POISON here " + "y" * 4000)
     session.say("fine after")
     expected = {
         k: v for k, v in session.expected().items() if "POISON" not in (v.get("textContent") or "")
     }
     wait_for(lambda: on_server(fault, session.id) == expected)
     wait_for(lambda: status(home)["sync"]["messages"]["refused"] == 1)
-    daemon.wait_for_event("follow.messages_refused")
-    follow = status(home)["sync"]["messages"]
-    assert follow["pending"] == 0
+    refused = daemon.wait_for_event("follow.messages_refused")
+    assert refusal in refused["error"]
+    assert status(home)["sync"]["messages"]["pending"] == 0
     session.say("and more")
     wait_for(lambda: len(on_server(fault, session.id)) == len(expected) + 1)
+    assert daemon.stop() == 0
+
+
+def test_a_message_past_the_size_limit_is_sent_with_its_content_replaced_and_counted(
+    daemons: StartDaemon, home: Path, tmp_path: Path, fault: ThreadedFaultServer
+) -> None:
+    """As the CLI does: an entry over 512 KiB of JSON goes with `[Message too Large to
+    Upload]` for its content (the same ids), and status counts it."""
+    daemon = started(daemons, home, follow_config(home, fault.url))
+    session = Session(home, tmp_path)
+    session.say("z" * 600_000)
+    session.say("small")
+    wait_for(lambda: on_server(fault, session.id) == session.expected())
+    texts = [m.get("textContent") for m in on_server(fault, session.id).values()]
+    assert "[Message too Large to Upload]" in texts
+    assert status(home)["sync"]["messages"]["oversized_total"] == 1
     assert daemon.stop() == 0
 
 

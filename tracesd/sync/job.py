@@ -109,6 +109,7 @@ class SyncService:
         self._delivery = Delivery(client, use_batch=use_batch)
         self._follower = follower
         self._read_task: asyncio.Task[None] | None = None
+        self._closed = False
         self._scheduler: AsyncIOScheduler | None = None
         self._job: Job | None = None
         self._running: asyncio.Task[Any] | None = None
@@ -170,6 +171,7 @@ class SyncService:
     async def close(self, grace_s: float) -> None:
         """Stop scheduling; give a run in flight `grace_s` to finish, then cancel it. What the
         server did not acknowledge stays pending."""
+        self._closed = True
         self._clock.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
@@ -195,8 +197,8 @@ class SyncService:
     def changed(self, trace_ids: Collection[str]) -> None:
         """These traces' session files changed: their messages are read now (local work,
         whatever the server does: the queue holds them), and sent on a run soon after."""
-        if self._follower is None or not trace_ids:
-            return
+        if self._follower is None or not trace_ids or self._closed:
+            return  # after close: the next start reads every followed session anyway
         self._follower.changed(trace_ids)
         if self._read_task is None or self._read_task.done():
             self._read_task = asyncio.get_running_loop().create_task(self._read_changed())
