@@ -395,12 +395,14 @@ def _ms(moment: datetime) -> int:
 
 
 def date_time(value: Any) -> int | None:
-    """`new Date(value).getTime()` of a JSON value (None: NaN)."""
+    """`new Date(value).getTime()` of a JSON value (None: NaN; null is 0, true 1)."""
+    if value is None or value is True or value is False:
+        return int(bool(value))
     if is_number(value):
         return math.trunc(value) if math.isfinite(value) and abs(value) <= 8.64e15 else None
-    if isinstance(value, str):
-        return date_parse(value)
-    return None
+    if value is UNDEFINED:
+        return None
+    return date_parse(string(value))
 
 
 def now_ms() -> int:
