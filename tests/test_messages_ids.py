@@ -50,3 +50,14 @@ def test_ids_need_a_trace_and_a_key() -> None:
 
 def test_keys_are_trimmed_as_the_cli_trims_them() -> None:
     assert ids.message_id("t", " user:1 ") == ids.message_id("t", "user:1")
+
+
+def test_keys_are_trimmed_of_javascripts_white_space_not_pythons() -> None:
+    # JavaScript's trim removes a BOM and leaves \x1c-\x1f and \x85, which Python's strip removes
+    assert ids.source_key("user", "\ufeffa1\u3000", 0) == "user:a1"
+    assert ids.source_key("user", "\x1ca1\x85", 0) == "user:\x1ca1\x85"
+    assert ids.source_key("text", "\ufeff", 4) == "text:4"
+    assert ids.message_id("t", "\ufeffuser:1") == ids.message_id("t", "user:1")
+    assert ids.message_id("t", "user:1\x1f") != ids.message_id("t", "user:1")
+    with pytest.raises(ValueError, match="part source key is required"):
+        ids.part_id("t", "m", "\ufeff")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from tracesd.messages.readers import _js
+
 #: what the CLI takes for a UUID (the npm `uuid` package's `validate`): versions 1-8 of the
 #: RFC variant, nil and max, in any case; any other id is hashed into a namespace first
 _UUID = re.compile(
@@ -28,14 +30,15 @@ _UUID = re.compile(
 
 
 def source_key(kind: str, native_id: str | None, index: int) -> str:
-    """`<kind>:<native id>`, or `<kind>:<index>` when the entry has no id of its own."""
-    native = native_id.strip() if native_id is not None else ""
+    """`<kind>:<native id>` (trimmed as JavaScript trims), or `<kind>:<index>` when the entry
+    has no id of its own."""
+    native = _js.trim(native_id) if native_id is not None else ""
     return f"{kind}:{native or index}"
 
 
 def namespace(trace_id: str) -> uuid.UUID:
     """The UUIDv5 namespace of a trace's message and part ids."""
-    if not trace_id.strip():
+    if not _js.trim(trace_id):
         raise ValueError("a trace id is required")
     if _UUID.fullmatch(trace_id):
         return uuid.UUID(trace_id)
@@ -54,7 +57,8 @@ def part_id(trace_id: str, message_external_id: str, part_key: str) -> str:
 
 
 def _required(key: str, what: str) -> str:
-    stripped = key.strip()
+    """The key trimmed as JavaScript trims (the CLI's `trim`, not Python's `strip`)."""
+    stripped = _js.trim(key)
     if not stripped:
         raise ValueError(f"a {what} source key is required")
     return stripped

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tracesd.messages.readers import _js_codex as _js
+from tracesd.messages.readers import _js
 
 _METADATA_LINE = re.compile(
     r"^(?:Script completed|Script failed|Script terminated|Script running with cell ID\s+\S+"

@@ -17,7 +17,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind
-from tracesd.messages.readers import _jsvalues as js
+from tracesd.messages.readers import _js
 
 _CALLS = frozenset({"tool_call", "tool_use", "function_call"})
 _RESULTS = frozenset({"tool_result", "tool_output", "function_call_output"})
@@ -61,20 +61,20 @@ class Transcript:
 
 def _time(value: Any, fallback: float) -> float:
     """The CLI's `parseTranscriptTimestamp`: seconds or ms, a numeric string, an ISO date."""
-    if js.is_finite(value):
+    if _js.is_finite(value):
         return float(value * 1000 if value < 1_000_000_000_000 else value)
     if isinstance(value, str):
-        number = js.number(value)
-        if js.is_finite(number):
+        number = _js.to_number(value)
+        if _js.is_finite(number):
             return number * 1000 if number < 1_000_000_000_000 else number
-        parsed = js.date_parse(value)
-        if parsed == parsed:
+        parsed = _js.date_parse(value)
+        if parsed is not None:
             return parsed
     return fallback
 
 
 def _role(value: Any) -> str | None:
-    picked = js.pick_string(value)
+    picked = _js.pick_string(value)
     role = picked.lower() if picked else None
     return role if role in ("user", "assistant", "tool") else None
 
@@ -89,7 +89,7 @@ def _args(value: Any) -> Any:
         return value
     if isinstance(value, str):
         try:
-            parsed = js.parse(value)
+            parsed = _js.parse_json(value)
         except ValueError:
             parsed = None
         return parsed if isinstance(parsed, dict) else {"raw": value}
@@ -104,13 +104,13 @@ def _output(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return js.stringify(value)
+    return _js.stringify(value, 2)
 
 
 def _status(value: Any, is_error: Any = None) -> str:
     if is_error is True:
         return "error"
-    picked = js.pick_string(value)
+    picked = _js.pick_string(value)
     return "error" if picked and picked.lower() in ("error", "failed", "failure") else "success"
 
 
@@ -122,7 +122,7 @@ def _first(*values: Any) -> Any:
 def strip_user_query(text: str) -> str:
     """The CLI's `stripUserQueryTags`."""
     found = _USER_QUERY.search(text)
-    return js.trim(found.group(1)) if found else js.trim(text)
+    return _js.trim(found.group(1)) if found else _js.trim(text)
 
 
 class _Record:
@@ -131,14 +131,14 @@ class _Record:
 
     def read(self) -> None:
         t, l = self.t, self.rec  # noqa: E741 -- the CLI's names, to compare
-        kind = js.pick_string(l.get("type"))
+        kind = _js.pick_string(l.get("type"))
         kind = kind.lower() if kind else None
         role = _role(l.get("role"))
         at = _time(l.get("timestamp"), t.fallback_ms)
-        native = js.pick_string(l.get("id"))
+        native = _js.pick_string(l.get("id"))
         base = native or f"entry-{self.index + 1}"
         data = _record(l.get("data")) or {}
-        model = js.pick_string(
+        model = _js.pick_string(
             l.get("modelId"),
             l.get("model"),
             l.get("newModel"),
@@ -149,15 +149,15 @@ class _Record:
         message = l.get("message")
         if kind is None and isinstance(message, dict):
             blocks = _blocks(message.get("content"))
-            text = js.pick_string(
+            text = _js.pick_string(
                 message.get("text"), _str(message.get("content")), _str(message.get("message"))
             )
             if blocks or text:
                 merged = {
                     **message,
                     "role": _role(message.get("role")) or role,
-                    "model": js.pick_string(message.get("model"), model),
-                    "modelId": js.pick_string(message.get("modelId"), model),
+                    "model": _js.pick_string(message.get("model"), model),
+                    "modelId": _js.pick_string(message.get("modelId"), model),
                 }
                 self.message(
                     merged, fallback_role=role, base=base, at=at, model=model, native=native
@@ -182,12 +182,12 @@ class _Record:
             return
         if kind in _CALLS:
             call = _record(l.get("toolCall")) or _record(l.get("functionCall")) or {}
-            own = js.pick_string(
+            own = _js.pick_string(
                 l.get("callId"), l.get("toolCallId"), call.get("callId"), call.get("id")
             )
-            call_id = own or js.pick_string(l.get("id")) or f"{base}:call"
+            call_id = own or _js.pick_string(l.get("id")) or f"{base}:call"
             name = (
-                js.pick_string(
+                _js.pick_string(
                     l.get("toolName"), l.get("name"), call.get("toolName"), call.get("name")
                 )
                 or "unknown"
@@ -209,17 +209,17 @@ class _Record:
             return
         if kind in _RESULTS:
             out = _record(l.get("toolResult")) or _record(l.get("functionCallOutput")) or {}
-            own = js.pick_string(
+            own = _js.pick_string(
                 l.get("callId"),
                 l.get("toolCallId"),
                 out.get("toolCallId"),
                 out.get("callId"),
                 out.get("id"),
             )
-            call_id = own or js.pick_string(l.get("id")) or f"{base}:call"
+            call_id = own or _js.pick_string(l.get("id")) or f"{base}:call"
             name = (
                 t.calls.get(call_id)
-                or js.pick_string(
+                or _js.pick_string(
                     l.get("toolName"), l.get("name"), out.get("toolName"), out.get("name")
                 )
                 or "unknown"
@@ -251,7 +251,7 @@ class _Record:
             )
             return
         if kind == "error":
-            text = js.pick_string(l.get("message"), data.get("message")) or "Unknown error"
+            text = _js.pick_string(l.get("message"), data.get("message")) or "Unknown error"
             self.loose_event(kind, "error", None, at, "error", message=text)
             return
         if kind in _SAID:
@@ -271,12 +271,12 @@ class _Record:
                 )
             return
         payload = _record(l.get("payload"))
-        said_kind = js.pick_string(payload.get("type")) if payload else None
+        said_kind = _js.pick_string(payload.get("type")) if payload else None
         if payload is not None and said_kind and said_kind.lower() in _SAID:
             said = "user" if said_kind.lower() == "user_message" else "assistant"
             loose = {
                 "role": said,
-                "text": js.pick_string(
+                "text": _js.pick_string(
                     payload.get("message"), payload.get("text"), payload.get("content")
                 ),
                 "model": payload.get("model"),
@@ -292,7 +292,7 @@ class _Record:
         message = l.get("message")
         return {
             "role": role,
-            "text": js.pick_string(l.get("text"), _str(message)),
+            "text": _js.pick_string(l.get("text"), _str(message)),
             "content": l.get("content"),
             "thinking": l.get("thinking"),
             "model": l.get("model"),
@@ -314,8 +314,8 @@ class _Record:
             Event(
                 kind=event,
                 order=t.order,
-                timestamp=js.plain(at),
-                message_key=keys.key(kind, js.pick_string(self.rec.get("id")), self.index),
+                timestamp=_js.plain(at),
+                message_key=keys.key(kind, _js.pick_string(self.rec.get("id")), self.index),
                 part_key=keys.key(part_type, part_native),
                 **fields,
             )
@@ -334,8 +334,8 @@ class _Record:
     ) -> None:
         t = self.t
         role = _role(message.get("role")) or fallback_role
-        when = js.plain(_time(message.get("timestamp"), at))
-        used = js.pick_string(message.get("modelId"), message.get("model")) or model
+        when = _js.plain(_time(message.get("timestamp"), at))
+        used = _js.pick_string(message.get("modelId"), message.get("model")) or model
         message_key = keys.key(role or "message", native, self.index)
         part = keys.Counter()
 
@@ -354,11 +354,11 @@ class _Record:
 
         said = thought = called = answered = False
         for n, block in enumerate(_blocks(message.get("content"))):
-            block_type = js.pick_string(block.get("type"))
+            block_type = _js.pick_string(block.get("type"))
             block_type = block_type.lower() if block_type else "text"
-            block_id = js.pick_string(block.get("id"))
+            block_id = _js.pick_string(block.get("id"))
             if block_type == "thinking":
-                text = js.pick_string(
+                text = _js.pick_string(
                     block.get("thinking"), block.get("text"), _str(block.get("content"))
                 )
                 if role == "assistant" and text:
@@ -366,19 +366,19 @@ class _Record:
                     thought = True
                 continue
             if block_type in _CALLS:
-                own = js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
+                own = _js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
                 call_id = own or f"{base}:call-{n + 1}"
-                name = js.pick_string(block.get("toolName"), block.get("name")) or "unknown"
+                name = _js.pick_string(block.get("toolName"), block.get("name")) or "unknown"
                 args = _args(_first(block.get("args"), block.get("input"), block.get("arguments")))
                 t.calls[call_id] = name
                 add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
                 called = True
                 continue
             if block_type in _RESULTS:
-                own = js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
+                own = _js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
                 call_id = own or f"{base}:call-{n + 1}"
                 found = t.calls.get(call_id)
-                tool = found or js.pick_string(block.get("toolName"), block.get("name"))
+                tool = found or _js.pick_string(block.get("toolName"), block.get("name"))
                 output = _output(
                     _first(block.get("output"), block.get("result"), block.get("content"))
                 )
@@ -393,7 +393,7 @@ class _Record:
                 )
                 answered = True
                 continue
-            text = js.pick_string(block.get("text"), _str(block.get("content")))
+            text = _js.pick_string(block.get("text"), _str(block.get("content")))
             if not text:
                 continue
             if role == "user":
@@ -403,7 +403,7 @@ class _Record:
                 add("agent_text", "text", block_id, content=text, model=used)
                 said = True
         if role == "assistant" and not thought:
-            text = js.pick_string(message.get("thinking"))
+            text = _js.pick_string(message.get("thinking"))
             if text:
                 add("agent_thinking", "thinking", content=text)
         calls = message.get("toolCalls")
@@ -412,18 +412,18 @@ class _Record:
                 call = _record(item)
                 if call is None:
                     continue
-                own = js.pick_string(call.get("callId"), call.get("id"))
+                own = _js.pick_string(call.get("callId"), call.get("id"))
                 call_id = own or f"{base}:tool-call-{n + 1}"
-                name = js.pick_string(call.get("toolName"), call.get("name")) or "unknown"
+                name = _js.pick_string(call.get("toolName"), call.get("name")) or "unknown"
                 args = _args(_first(call.get("args"), call.get("input"), call.get("arguments")))
                 t.calls[call_id] = name
                 add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
         result = _record(message.get("toolResult"))
         if role == "tool" and not answered and result is not None:
-            own = js.pick_string(result.get("toolCallId"), result.get("callId"), result.get("id"))
+            own = _js.pick_string(result.get("toolCallId"), result.get("callId"), result.get("id"))
             call_id = own or f"{base}:tool-result"
             found = t.calls.get(call_id)
-            tool = found or js.pick_string(result.get("toolName"), result.get("name"))
+            tool = found or _js.pick_string(result.get("toolName"), result.get("name"))
             output = _output(
                 _first(result.get("result"), result.get("output"), result.get("response"))
             )
@@ -437,7 +437,7 @@ class _Record:
                 status=_status(result.get("status")),
             )
         if not said:
-            text = js.pick_string(
+            text = _js.pick_string(
                 message.get("text"), _str(message.get("content")), _str(message.get("message"))
             )
             if text and role == "user":

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from tracesd.messages.readers import Position, Unreadable
+from tracesd.messages.readers import Position, Unreadable, _js
 
 #: the most one read takes in; a longer backlog is read in several (`Read.more`)
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -66,7 +65,7 @@ def _long_line(path: str, start: int, file: str, restarted: bool) -> Lines:
 
 def _record(line: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(line)
+        value = _js.parse_json(line)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracesd.messages.readers import _js_codex as _js
+from tracesd.messages.readers import _js
 
 
 class _BadPath(Exception):

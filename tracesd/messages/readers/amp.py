@@ -24,8 +24,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable
-from tracesd.messages.readers import _js_cline as _js
+from tracesd.messages.readers import Position, Read, Unreadable, _js
 from tracesd.models import Trace
 
 AGENT_ID = "amp"
@@ -52,7 +51,7 @@ class AmpReader:
         if position.state.get("stamp") == stamp:
             return Read([], position)
         try:
-            document = _js.read(path)
+            document = _js.read_json(path)
         except OSError as error:
             raise Unreadable(f"{path}: {error.strerror or error}") from error
         except _js.NotJson as error:
@@ -243,8 +242,8 @@ def _time(message: Any, created: int | float) -> int | float:
     stamp = _get(_get(message, "usage"), "timestamp")
     if stamp:
         parsed = _js.date_parse(_js.string(stamp))
-        if not math.isnan(parsed):
-            return _js.ms_value(parsed)
+        if parsed is not None:
+            return parsed
     sent = _get(_get(message, "meta"), "sentAt")
     if sent and isinstance(sent, int | float) and not isinstance(sent, bool):
         return sent

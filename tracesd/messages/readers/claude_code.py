@@ -18,26 +18,13 @@ complete. Only appended bytes are read; `Position.state` keeps what later lines 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from dataclasses import asdict
 from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _lines
-from tracesd.messages.readers._js import (
-    UNDEFINED,
-    date_parse,
-    defined,
-    get,
-    key_text,
-    nullish,
-    number,
-    slice16,
-    trim,
-    truthy,
-)
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
 from tracesd.models import Trace
 
 SKIPPED_ENTRY_TYPES = frozenset(
@@ -203,24 +190,26 @@ class _Line:
     def __init__(self, session: _Session, e: dict[str, Any]) -> None:
         self.s = session
         self.e = e
-        kind = e.get("type", UNDEFINED)
-        self.uuid = e.get("uuid", UNDEFINED)
-        self.message_key = session.message_keys(key_text(kind), _native(self.uuid))
+        kind = e.get("type", _js.UNDEFINED)
+        self.uuid = e.get("uuid", _js.UNDEFINED)
+        self.message_key = session.message_keys(_js.string(kind), _native(self.uuid))
         self.parts = keys.Counter()
         stamp = e.get("timestamp")
         time: int | float | None = None
         if isinstance(stamp, str):
-            time = date_parse(stamp)
-        elif number(stamp):
+            # a time without a zone is read as UTC, where JavaScript reads it as local time:
+            # tracesd may run in another zone than the user's CLI (Claude writes `Z` times)
+            time = _js.date_parse_utc(stamp)
+        elif _js.is_number(stamp):
             time = stamp
         self.time = time if time is not None else session.fallback_time
-        message = e.get("message", UNDEFINED)
-        usage_key = get(message, "id")
-        if nullish(usage_key):
-            usage_key = e.get("requestId", UNDEFINED)
-        self.usage_key = key_text(usage_key) if truthy(usage_key) else None
+        message = e.get("message", _js.UNDEFINED)
+        usage_key = _js.get(message, "id")
+        if _js.nullish(usage_key):
+            usage_key = e.get("requestId", _js.UNDEFINED)
+        self.usage_key = _js.string(usage_key) if _js.truthy(usage_key) else None
         assistant = kind == "assistant" and self.usage_key is not None
-        self.counts = _token_usage(get(message, "usage")) if assistant else None
+        self.counts = _token_usage(_js.get(message, "usage")) if assistant else None
         self.carry: dict[str, Any] | None = None
         if assistant and self.usage_key is not None:
             if self.usage_key in session.seen and self.counts is not None:
@@ -247,7 +236,9 @@ class _Line:
         self.s.events.append(event)
 
     def system(self, subtype: str, data: dict[str, Any]) -> None:
-        self.emit("system_event", "system_event", self.uuid, subtype=subtype, data=defined(data))
+        self.emit(
+            "system_event", "system_event", self.uuid, subtype=subtype, data=_js.defined(data)
+        )
 
     # -- the line -------------------------------------------------------------------------
 
@@ -255,26 +246,26 @@ class _Line:
         e, s = self.e, self.s
         if s.compaction is not None:
             summary = (
-                _compact_summary(get(e.get("message"), "content"))
-                if truthy(e.get("isCompactSummary"))
+                _compact_summary(_js.get(e.get("message"), "content"))
+                if _js.truthy(e.get("isCompactSummary"))
                 else None
             )
             s.flush_compaction(summary)
-        if truthy(e.get("isCompactSummary")):
+        if _js.truthy(e.get("isCompactSummary")):
             return
         kind = e.get("type")
         if kind == "attachment":
             self.attachment(e.get("attachment"))
             return
-        if kind == "user" and truthy(e.get("message")):
+        if kind == "user" and _js.truthy(e.get("message")):
             self.user(e["message"])
-        if kind == "assistant" and truthy(e.get("message")):
+        if kind == "assistant" and _js.truthy(e.get("message")):
             self.assistant(e["message"])
         subtype = e.get("subtype")
         if kind == "system" and subtype == "local_command":
             self.local_command()
             return
-        if kind == "permission-mode" and truthy(e.get("permissionMode")):
+        if kind == "permission-mode" and _js.truthy(e.get("permissionMode")):
             if e["permissionMode"] != s.mode:
                 s.mode = e["permissionMode"]
                 self.system("permission_mode", {"mode": e["permissionMode"]})
@@ -285,7 +276,8 @@ class _Line:
         if subtype == "informational" and isinstance(content, str):
             level = e.get("level")
             self.system(
-                "informational", {"message": content, **({"level": level} if truthy(level) else {})}
+                "informational",
+                {"message": content, **({"level": level} if _js.truthy(level) else {})},
             )
             return
         if subtype == "scheduled_task_fire" and isinstance(content, str):
@@ -297,18 +289,18 @@ class _Line:
         if subtype == "stop_hook_summary":
             self.stop_hooks()
         if subtype == "turn_duration":
-            data = {n: e[n] for n in ("durationMs", "messageCount") if number(e.get(n))}
+            data = {n: e[n] for n in ("durationMs", "messageCount") if _js.is_number(e.get(n))}
             self.system("turn_duration", data)
         if subtype == "compact_boundary":
             self.compact_boundary(e.get("compactMetadata"))
 
     def attachment(self, p: Any) -> None:
-        kind = get(p, "type")
-        if not truthy(kind) or kind in SKIPPED_ATTACHMENT_TYPES:
+        kind = _js.get(p, "type")
+        if not _js.truthy(kind) or kind in SKIPPED_ATTACHMENT_TYPES:
             return
         if (
             kind == "queued_command"
-            and get(get(p, "origin"), "kind") == "human"
+            and _js.get(_js.get(p, "origin"), "kind") == "human"
             and p.get("commandMode") == "prompt"
         ):
             text = _queued_text(p.get("prompt"))
@@ -319,36 +311,38 @@ class _Line:
             self.hook(kind, p)
             return
         if kind == "goal_status":
-            self.system("goal_status", {n: get(p, n) for n in ("condition", "met", "sentinel")})
+            self.system("goal_status", {n: _js.get(p, n) for n in ("condition", "met", "sentinel")})
         elif kind in ("file", "directory"):
             self.system(
                 "context.attachment",
                 {
                     "attachmentKind": kind,
-                    **{n: get(p, n) for n in ("filename", "path", "displayPath")},
+                    **{n: _js.get(p, n) for n in ("filename", "path", "displayPath")},
                 },
             )
-        elif kind == "edited_text_file" and truthy(p.get("filename")):
+        elif kind == "edited_text_file" and _js.truthy(p.get("filename")):
             if p["filename"] not in self.s.written:
-                snippet = get(p, "snippet")
+                snippet = _js.get(p, "snippet")
                 if isinstance(snippet, str):
-                    snippet = slice16(snippet, 500)
+                    snippet = _js.slice16(snippet, 500)
                 elif isinstance(snippet, list):
                     snippet = snippet[:500]
-                elif not nullish(snippet):
+                elif not _js.nullish(snippet):
                     raise TypeError("snippet.slice is not a function")
                 self.system(
                     "environment.external_edit", {"filename": p["filename"], "snippet": snippet}
                 )
         elif kind == "read_truncation_notice":
-            self.system("environment.truncation", {n: get(p, n) for n in ("toolUseID", "banner")})
+            self.system(
+                "environment.truncation", {n: _js.get(p, n) for n in ("toolUseID", "banner")}
+            )
 
     def hook(self, kind: str, p: dict[str, Any]) -> None:
         event = p.get("hookEvent")
         trigger = _HOOK_TRIGGERS.get(event) if isinstance(event, str) else None
         content = p.get("content")
-        base = {"trigger": trigger, "nativeInvocationId": get(p, "toolUseID")}
-        if not trigger or not truthy(p.get("hookName")):
+        base = {"trigger": trigger, "nativeInvocationId": _js.get(p, "toolUseID")}
+        if not trigger or not _js.truthy(p.get("hookName")):
             return
         if kind == "hook_system_message" and isinstance(content, str):
             self.system(
@@ -361,8 +355,12 @@ class _Line:
                 "lifecycle.hook",
                 {"kind": "context", **base, "hookName": p["hookName"], "context": context},
             )
-        elif kind == "hook_success" and truthy(p.get("command")) and number(p.get("durationMs")):
-            stdout, stderr = get(p, "stdout"), get(p, "stderr")
+        elif (
+            kind == "hook_success"
+            and _js.truthy(p.get("command"))
+            and _js.is_number(p.get("durationMs"))
+        ):
+            stdout, stderr = _js.get(p, "stdout"), _js.get(p, "stderr")
             self.system(
                 "lifecycle.hook",
                 {
@@ -372,16 +370,16 @@ class _Line:
                     "command": p["command"],
                     "durationMs": p["durationMs"],
                     "status": "success",
-                    "exitCode": get(p, "exitCode"),
+                    "exitCode": _js.get(p, "exitCode"),
                     "content": content if isinstance(content, str) else "",
-                    "stdout": "" if nullish(stdout) else stdout,
-                    "stderr": "" if nullish(stderr) else stderr,
+                    "stdout": "" if _js.nullish(stdout) else stdout,
+                    "stderr": "" if _js.nullish(stderr) else stderr,
                 },
             )
 
     def user(self, message: Any) -> None:
         s = self.s
-        content = get(message, "content")
+        content = _js.get(message, "content")
         text = ""
         ids: list[Any] = []
         if isinstance(content, str):
@@ -390,14 +388,14 @@ class _Line:
             for block in content:
                 if block is None:
                     raise TypeError("null block")
-                kind = get(block, "type")
-                if kind == "text" and truthy(get(block, "text")):
-                    text += key_text(block["text"]) + "\n"
-                    if truthy(get(block, "id")):
+                kind = _js.get(block, "type")
+                if kind == "text" and _js.truthy(_js.get(block, "text")):
+                    text += _js.string(block["text"]) + "\n"
+                    if _js.truthy(_js.get(block, "id")):
                         ids.append(block["id"])
                 elif kind == "tool_result":
                     self.tool_result(block)
-            text = trim(text)
+            text = _js.trim(text)
         if not text:
             return
         if self.attaches_skill_document(text):
@@ -418,7 +416,7 @@ class _Line:
 
     def tool_result(self, block: dict[str, Any]) -> None:
         s = self.s
-        failed = truthy(block.get("is_error"))
+        failed = _js.truthy(block.get("is_error"))
         body = block.get("content")
         output = ""
         if isinstance(body, str):
@@ -426,7 +424,7 @@ class _Line:
         elif isinstance(body, list):
             output = "\n".join(_result_piece(piece) for piece in body)
         call = block.get("tool_use_id")
-        call_key = key_text(call) if truthy(call) else None
+        call_key = _js.string(call) if _js.truthy(call) else None
         name = s.calls.get(call_key) if call_key is not None else None
         skill_ok = name == "skill" and not failed
         if skill_ok and call_key is not None and call_key not in s.skills_ok:
@@ -464,10 +462,10 @@ class _Line:
         return text.startswith("Base directory for this skill:")
 
     def assistant(self, message: Any) -> None:
-        model = get(message, "model")
-        if truthy(model) and isinstance(model, str) and _STAND_IN.fullmatch(trim(model)):
-            model = UNDEFINED
-        content = get(message, "content")
+        model = _js.get(message, "model")
+        if _js.truthy(model) and isinstance(model, str) and _STAND_IN.fullmatch(_js.trim(model)):
+            model = _js.UNDEFINED
+        content = _js.get(message, "content")
         text = ""
         ids: list[Any] = []
         if isinstance(content, str):
@@ -476,40 +474,43 @@ class _Line:
             for block in content:
                 if block is None:
                     raise TypeError("null block")
-                kind = get(block, "type")
-                if kind == "thinking" and truthy(get(block, "thinking")):
+                kind = _js.get(block, "type")
+                if kind == "thinking" and _js.truthy(_js.get(block, "thinking")):
                     self.emit(
-                        "agent_thinking", "thinking", get(block, "id"), content=block["thinking"]
+                        "agent_thinking",
+                        "thinking",
+                        _js.get(block, "id"),
+                        content=block["thinking"],
                     )
-                if kind == "text" and truthy(get(block, "text")):
-                    text += key_text(block["text"]) + "\n"
-                    if truthy(get(block, "id")):
+                if kind == "text" and _js.truthy(_js.get(block, "text")):
+                    text += _js.string(block["text"]) + "\n"
+                    if _js.truthy(_js.get(block, "id")):
                         ids.append(block["id"])
-                if kind == "tool_use" and truthy(get(block, "name")):
+                if kind == "tool_use" and _js.truthy(_js.get(block, "name")):
                     self.tool_use(block)
-        text = trim(text)
+        text = _js.trim(text)
         if text:
             self.emit(
                 "agent_text",
                 "text",
                 ids[0] if len(ids) == 1 else None,
                 content=text,
-                model=None if nullish(model) else model,
+                model=None if _js.nullish(model) else model,
             )
 
     def tool_use(self, block: dict[str, Any]) -> None:
         s = self.s
         native = block.get("id")
-        call = key_text(native) if truthy(native) else f"call-{s.order}"
+        call = _js.string(native) if _js.truthy(native) else f"call-{s.order}"
         name = block["name"]
         args: Any
         if name in ("Skill", "skill"):
             name, args = "skill", _skill_args(block.get("input"))
         else:
             given = block.get("input")
-            args = given if truthy(given) else {}
+            args = given if _js.truthy(given) else {}
         s.calls.pop(call, None)
-        s.calls[call] = key_text(name)
+        s.calls[call] = _js.string(name)
         if name == "skill":
             s.skills_pending.append(call)
         if block["name"] in _WRITERS:
@@ -524,11 +525,11 @@ class _Line:
         name = _field(content, "command-name")
         if name:
             if name in CAPTURED_LOCAL_COMMANDS:
-                if truthy(self.uuid):
+                if _js.truthy(self.uuid):
                     if len(s.local) >= MAX_PENDING_LOCAL_COMMANDS:
                         s.local.pop(next(iter(s.local)))
-                    s.local.pop(key_text(self.uuid), None)
-                    s.local[key_text(self.uuid)] = name
+                    s.local.pop(_js.string(self.uuid), None)
+                    s.local[_js.string(self.uuid)] = name
                 self.system(
                     "local_command",
                     {
@@ -541,7 +542,7 @@ class _Line:
             return
         stdout = _field(content, "local-command-stdout")
         parent = e.get("parentUuid")
-        invoked = s.local.pop(key_text(parent), None) if truthy(parent) else None
+        invoked = s.local.pop(_js.string(parent), None) if _js.truthy(parent) else None
         if stdout is not None and invoked in CAPTURED_LOCAL_COMMANDS:
             self.system(
                 "local_command",
@@ -552,15 +553,15 @@ class _Line:
         e = self.e
         infos: Any = e.get("hookInfos")
         handlers: list[dict[str, Any]] = []
-        if nullish(infos):
+        if _js.nullish(infos):
             infos = []
         if not isinstance(infos, list):
             raise TypeError("hookInfos.flatMap is not a function")
         for info in infos:
-            duration = get(info, "durationMs")
-            if not number(duration):
+            duration = _js.get(info, "durationMs")
+            if not _js.is_number(duration):
                 continue
-            if truthy(get(info, "promptText")) and truthy(get(info, "command")):
+            if _js.truthy(_js.get(info, "promptText")) and _js.truthy(_js.get(info, "command")):
                 handlers.append(
                     {
                         "kind": "prompt",
@@ -569,7 +570,7 @@ class _Line:
                         "durationMs": duration,
                     }
                 )
-            elif truthy(get(info, "command")):
+            elif _js.truthy(_js.get(info, "command")):
                 handlers.append(
                     {"kind": "command", "command": info["command"], "durationMs": duration}
                 )
@@ -580,7 +581,7 @@ class _Line:
             {
                 "kind": "summary",
                 "trigger": "stop",
-                "nativeInvocationId": e.get("toolUseID", UNDEFINED),
+                "nativeInvocationId": e.get("toolUseID", _js.UNDEFINED),
                 "handlers": handlers,
                 "hasOutput": e.get("hasOutput") is True,
                 "errorCount": count,
@@ -589,7 +590,7 @@ class _Line:
 
     def compact_boundary(self, meta: Any) -> None:
         data: dict[str, Any] = {}
-        trigger = get(meta, "trigger")
+        trigger = _js.get(meta, "trigger")
         if trigger in ("manual", "auto"):
             data["trigger"] = trigger
         for theirs, ours in (
@@ -598,10 +599,10 @@ class _Line:
             ("cumulativeDroppedTokens", "cumulativeDroppedTokens"),
             ("durationMs", "durationMs"),
         ):
-            if number(get(meta, theirs)):
+            if _js.is_number(_js.get(meta, theirs)):
                 data[ours] = meta[theirs]
-        anchor = get(get(meta, "preservedMessages"), "anchorUuid")
-        if truthy(anchor):
+        anchor = _js.get(_js.get(meta, "preservedMessages"), "anchorUuid")
+        if _js.truthy(anchor):
             data["retainedFromId"] = anchor
         event = Event(
             kind="system_event",
@@ -626,7 +627,7 @@ def _with_usage(event: Event, counts: dict[str, Any]) -> Event:
 
 def _native(value: Any) -> str | None:
     """A native id as `Ho` takes it (`nativeId?.trim()`; another type throws there)."""
-    if nullish(value):
+    if _js.nullish(value):
         return None
     if not isinstance(value, str):
         raise TypeError("nativeId.trim is not a function")
@@ -635,7 +636,7 @@ def _native(value: Any) -> str | None:
 
 def _token_usage(counts: Any) -> dict[str, Any] | None:
     """`mapClaudeCodeTokenUsage`: the counts that are non-negative finite numbers, floored."""
-    if not truthy(counts) or not isinstance(counts, dict):
+    if not _js.truthy(counts) or not isinstance(counts, dict):
         return None
     mapped = {}
     for ours, theirs in (
@@ -645,7 +646,7 @@ def _token_usage(counts: Any) -> dict[str, Any] | None:
         ("cacheWriteTokenCount", "cache_creation_input_tokens"),
     ):
         value: Any = counts.get(theirs)
-        if number(value) and value >= 0 and value != float("inf"):
+        if _js.is_number(value) and value >= 0 and value != float("inf"):
             mapped[ours] = int(value // 1)
     return usage(mapped)
 
@@ -653,33 +654,33 @@ def _token_usage(counts: Any) -> dict[str, Any] | None:
 def _result_piece(piece: Any) -> str:
     if isinstance(piece, str):
         return piece
-    if get(piece, "type") == "text" and truthy(get(piece, "text")):
-        return key_text(piece["text"])
+    if _js.get(piece, "type") == "text" and _js.truthy(_js.get(piece, "text")):
+        return _js.string(piece["text"])
     return _stringify(piece)
 
 
 def _stringify(value: Any) -> str:
     """`JSON.stringify(value, null, 2)`."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    return _js.stringify(value, 2)
 
 
 def _skill_args(given: Any) -> dict[str, Any]:
     """`normalizeClaudeSkillTool`."""
     args: dict[str, Any] = {"sourceFormat": "claude-native"}
-    name = get(given, "skill") if not nullish(given) else UNDEFINED
-    if isinstance(name, str) and trim(name):
-        args["name"] = trim(name)
-    arguments = get(given, "args") if not nullish(given) else UNDEFINED
+    name = _js.get(given, "skill") if not _js.nullish(given) else _js.UNDEFINED
+    if isinstance(name, str) and _js.trim(name):
+        args["name"] = _js.trim(name)
+    arguments = _js.get(given, "args") if not _js.nullish(given) else _js.UNDEFINED
     if isinstance(arguments, str) and arguments:
         args["arguments"] = arguments
     return args
 
 
 def _written_path(given: Any) -> str | None:
-    if not truthy(given):
+    if not _js.truthy(given):
         return None
     for name in ("file_path", "filePath", "path", "notebook_path"):
-        value = get(given, name)
+        value = _js.get(given, name)
         if isinstance(value, str) and value:
             return value
     return None
@@ -687,14 +688,14 @@ def _written_path(given: Any) -> str | None:
 
 def _compact_summary(content: Any) -> str | None:
     if isinstance(content, str):
-        return trim(content) or None
+        return _js.trim(content) or None
     if isinstance(content, list):
         texts = [
-            key_text(b["text"])
+            _js.string(b["text"])
             for b in content
-            if get(b, "type") == "text" and truthy(get(b, "text"))
+            if _js.get(b, "type") == "text" and _js.truthy(_js.get(b, "text"))
         ]
-        return trim("\n".join(texts)) or None
+        return _js.trim("\n".join(texts)) or None
     return None
 
 
@@ -704,14 +705,16 @@ def _queued_text(prompt: Any) -> str | None:
     if not isinstance(prompt, list):
         return None
     texts = [
-        b["text"] for b in prompt if get(b, "type") == "text" and isinstance(get(b, "text"), str)
+        b["text"]
+        for b in prompt
+        if _js.get(b, "type") == "text" and isinstance(_js.get(b, "text"), str)
     ]
-    return trim("\n".join(texts)) or None
+    return _js.trim("\n".join(texts)) or None
 
 
 def _field(content: Any, name: str) -> str | None:
     """`extractLocalCommandField`: the text of `<name>...</name>`, entities decoded."""
-    if not truthy(content) or not isinstance(content, str):
+    if not _js.truthy(content) or not isinstance(content, str):
         return None
     found = re.search(f"<{name}>([\\s\\S]*?)</{name}>", content)
     if found is None:

@@ -29,8 +29,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable
-from tracesd.messages.readers import _js_cline as _js
+from tracesd.messages.readers import Position, Read, Unreadable, _js
 from tracesd.models import Trace
 
 AGENT_ID = "cline"
@@ -61,7 +60,7 @@ class ClineReader:
         if position.state.get("stamp") == stamp:
             return Read([], position)
         try:
-            document = _js.read(source)
+            document = _js.read_json(source)
         except OSError as error:
             raise Unreadable(f"{source}: {error.strerror or error}") from error
         except _js.NotJson as error:
@@ -135,11 +134,11 @@ def _listed_timestamp(
                 if stamp == stamp and abs(stamp) != float("inf") and stamp > newest:
                     newest = stamp
         if newest > 0:
-            return _js.ms_value(newest)
+            return _js.plain(newest)
         return _positive(_js.mtime_ms(source))
     # an SDK session (`buildSessionMessagesTrace`)
     try:
-        meta = _js.read(manifest)
+        meta = _js.read_json(manifest)
     except (OSError, _js.NotJson):
         meta = None
     meta = meta if isinstance(meta, dict) else None
@@ -152,13 +151,13 @@ def _listed_timestamp(
         )
     stamp = _time_value(value, files)
     if stamp == stamp and stamp > 0:  # `resolveFallbackTimestamp`
-        return _js.ms_value(stamp)
+        return _js.plain(stamp)
     return _positive(_js.mtime_ms(source))
 
 
 def _positive(mtime: float) -> int | float:
     if mtime > 0:
-        return _js.ms_value(mtime)
+        return _js.plain(mtime)
     raise Unreadable("the session file is gone")
 
 
@@ -170,16 +169,14 @@ def _entry_time(entry: dict[str, Any], fallback: float) -> float:
 
 def _time_value(value: Any, fallback: float) -> float:
     """`parseTimestampValue`: seconds or milliseconds, a number, numeric text or a date."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value == value and abs(value) != float("inf"):
-            return value * 1000 if value < 1_000_000_000_000 else value
-        return fallback
+    if _js.is_finite(value):
+        return value * 1000 if value < 1_000_000_000_000 else value
     if isinstance(value, str):
-        number = _js.number(value)
-        if number == number and abs(number) != float("inf"):
+        number = _js.to_number(value)
+        if math.isfinite(number):
             return number * 1000 if number < 1_000_000_000_000 else number
         parsed = _js.date_parse(value)
-        if parsed == parsed:
+        if parsed is not None:
             return parsed
     return fallback
 
@@ -210,14 +207,14 @@ class _Parser:
         self.where = ""
 
     def entry(self, index: int, entry: dict[str, Any]) -> None:
-        role = _pick(entry.get("role"))
+        role = _js.pick_string(entry.get("role"))
         role = role.lower() if role else None
         if role not in ("user", "assistant"):
             return
         info = entry.get("modelInfo")
         info = info if isinstance(info, dict) else {}
         self.role = role
-        self.model = _pick(
+        self.model = _js.pick_string(
             entry.get("model"),
             entry.get("modelId"),
             entry.get("model_id"),
@@ -225,15 +222,15 @@ class _Parser:
             info.get("model"),
             info.get("id"),
         )
-        self.at = _js.ms_value(_entry_time(entry, self.fallback))
-        native = _pick(entry.get("id"), entry.get("uuid"), entry.get("messageId"))
+        self.at = _js.plain(_entry_time(entry, self.fallback))
+        native = _js.pick_string(entry.get("id"), entry.get("uuid"), entry.get("messageId"))
         self.message_key = self.messages(role, native)
         self.parts = keys.Counter()
         first = len(self.events)
         content = entry.get("content")
         blocks = content if isinstance(content, list) else [] if content is None else [content]
         if not blocks:
-            whole = _text_of(content) or _pick(entry.get("text"), entry.get("message"))
+            whole = _text_of(content) or _js.pick_string(entry.get("text"), entry.get("message"))
             if visible := _visible(role, whole):
                 self.text(visible)
         for n, block in enumerate(blocks):
@@ -278,7 +275,7 @@ class _Parser:
             return
         if not isinstance(block, dict):
             return
-        kind = _pick(block.get("type"))
+        kind = _js.pick_string(block.get("type"))
         kind = kind.lower() if kind else None
         if not kind or kind == "text":
             said = _first_text(block, "text", "content", "value", "message")
@@ -310,9 +307,9 @@ class _Parser:
             self.tool_result(block)
 
     def tool_call(self, block: dict[str, Any]) -> None:
-        call_id = _pick(block.get("id"), block.get("tool_use_id"), block.get("callId"))
+        call_id = _js.pick_string(block.get("id"), block.get("tool_use_id"), block.get("callId"))
         call_id = call_id or f"{self.where}:call"
-        tool = _pick(block.get("name"), block.get("toolName")) or "unknown"
+        tool = _js.pick_string(block.get("name"), block.get("toolName")) or "unknown"
         args = _tool_args(_defined(block, "input", "args", "arguments"))
         self.calls[call_id] = tool
         self.add("tool_call", "tool_call", call_id, call_id=call_id, tool_name=tool, args=args)
@@ -327,12 +324,12 @@ class _Parser:
             self.add("agent_text", "text", content=said, model=self.model)
 
     def tool_result(self, block: dict[str, Any]) -> None:
-        call_id = _pick(block.get("tool_use_id"), block.get("callId"), block.get("id"))
+        call_id = _js.pick_string(block.get("tool_use_id"), block.get("callId"), block.get("id"))
         call_id = call_id or f"{self.where}:call"
-        named = _pick(block.get("name"), block.get("toolName"))
+        named = _js.pick_string(block.get("name"), block.get("toolName"))
         tool = self.calls.get(call_id) or named or "unknown"
         output = _tool_output(_defined(block, "content", "output", "result"))
-        status = _pick(block.get("status"))
+        status = _js.pick_string(block.get("status"))
         failed = block.get("is_error") is True or (status or "").lower() == "error"
         self.add(
             "tool_result",
@@ -367,14 +364,6 @@ def _alnum(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]", "", text).lower()
 
 
-def _pick(*values: Any) -> str | None:
-    """`pickString`: the first non-blank string, trimmed."""
-    for value in values:
-        if isinstance(value, str) and (trimmed := _js.trim(value)):
-            return trimmed
-    return None
-
-
 def _defined(block: dict[str, Any], *names: str) -> Any:
     """`a ?? b ?? c` over members of `block`."""
     return next((block[n] for n in names if block.get(n) is not None), None)
@@ -393,7 +382,7 @@ def _text_of(value: Any) -> str | None:
         return "\n".join(texts) if texts else None
     if isinstance(value, dict):
         names = ("text", "content", "message", "value", "output")
-        return _pick(*(value.get(n) for n in names))
+        return _js.pick_string(*(value.get(n) for n in names))
     return None
 
 
@@ -430,7 +419,7 @@ def _tool_args(value: Any) -> dict[str, Any]:
         return value
     if isinstance(value, str):
         try:
-            parsed = _js.loads(value)
+            parsed = _js.parse_json(value)
         except _js.NotJson:
             parsed = None
         return parsed if isinstance(parsed, dict) else {"raw": value}

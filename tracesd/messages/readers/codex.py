@@ -21,9 +21,8 @@ from typing import Any, TypeVar
 
 from tracesd.messages.event import Event, Kind, usage
 from tracesd.messages.keys import Counter, key
-from tracesd.messages.readers import Position, Read, Unreadable, _lines
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
 from tracesd.messages.readers import _codex_output as out
-from tracesd.messages.readers import _js_codex as _js
 from tracesd.models import Trace
 
 #: how many call ids, edits and texts seen a reader remembers from earlier reads
@@ -392,7 +391,7 @@ class _Session:
             return {}
         if ts < start:
             return {}
-        took = _js.number(ts - start)
+        took = _js.plain(ts - start)
         return {"startedAt": start, "completedAt": ts, "durationMs": took} if took >= 1 else {}
 
     def _push(
@@ -425,7 +424,7 @@ def _old_format(record: dict[str, Any]) -> bool:
 def _timestamp(value: Any) -> int | float:
     """The CLI's `parseTimestamp` (an unreadable time is the moment of reading, as there)."""
     if _js.is_number(value):
-        return _js.number(value)
+        return _js.plain(value)
     parsed = _js.date_parse(value) if isinstance(value, str) else None
     return parsed if parsed is not None else _js.now_ms()
 
@@ -438,8 +437,8 @@ def _ended(end: int | float, took: Any) -> dict[str, Any]:
     """The CLI's `uc`: a span that ended at `end` and took `took` ms."""
     if not _js.is_finite(took) or took < 0:
         return {}
-    end = _js.number(end)
-    return {"startedAt": max(0, end - took), "completedAt": end, "durationMs": _js.number(took)}
+    end = _js.plain(end)
+    return {"startedAt": max(0, end - took), "completedAt": end, "durationMs": _js.plain(took)}
 
 
 def _usage(counts: Any) -> dict[str, Any] | None:
@@ -483,9 +482,9 @@ def _changes(changes: Any) -> list[dict[str, Any]]:
 def _resets_at(limit: dict[str, Any], ts: int | float) -> int | float | None:
     """The CLI's `Kdt`."""
     if _js.is_finite(limit.get("resets_at")):
-        return _js.number(limit["resets_at"] * 1000)
+        return _js.plain(limit["resets_at"] * 1000)
     if _js.is_finite(limit.get("resets_in_seconds")):
-        return _js.number(ts + limit["resets_in_seconds"] * 1000)
+        return _js.plain(ts + limit["resets_in_seconds"] * 1000)
     return None
 
 

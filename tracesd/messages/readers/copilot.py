@@ -13,6 +13,7 @@ Every event of a request has the request's time; a tool result has its terminal'
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any
@@ -20,8 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from tracesd.messages.event import Event, Kind
 from tracesd.messages.keys import Counter
-from tracesd.messages.readers import Position, Read, Unreadable, _vscode_chat
-from tracesd.messages.readers import _js_codex as _js
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _vscode_chat
 from tracesd.models import Trace
 
 _ANSI = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]")
@@ -209,7 +209,7 @@ class _Session:
             Event(
                 kind=kind,
                 order=self._order,
-                timestamp=_js.number(ts),
+                timestamp=_js.plain(ts),
                 message_key=self._message_key,
                 part_key=self._parts(part_type, part_native),
                 **fields,
@@ -314,8 +314,9 @@ def _time(value: Any, fallback: int | float) -> int | float:
         return value * 1000 if value < 1_000_000_000_000 else value
     if isinstance(value, str):
         number = _js.to_number(value)
-        if number is not None:
-            return number * 1000 if number < 1_000_000_000_000 else number
+        if math.isfinite(number):
+            whole = _js.plain(number)
+            return whole * 1000 if whole < 1_000_000_000_000 else whole
         parsed = _js.date_parse(value)
         if parsed is not None:
             return parsed

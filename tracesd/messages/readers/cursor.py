@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import sqlite3
 from typing import Any
@@ -30,8 +29,7 @@ from tracesd.capture.adapters import _sqlite
 from tracesd.errors import ParseError
 from tracesd.messages import keys
 from tracesd.messages.event import Event
-from tracesd.messages.readers import Position, Read, Unreadable, _lines
-from tracesd.messages.readers import _jsvalues as js
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
 from tracesd.messages.readers._cursor_transcript import Transcript
 from tracesd.models import Trace
 
@@ -110,7 +108,7 @@ def _listed_composer(database: str, composer: str) -> dict[str, Any] | None:
     if value is None or len(value) <= 10:
         return None
     try:
-        parsed = js.parse(value)
+        parsed = _js.parse_json(value)
     except (ValueError, RecursionError):
         return None
     if not isinstance(parsed, dict):
@@ -223,11 +221,10 @@ class _Global:
                 bubble = {}
             if bubble_id is not None and not isinstance(bubble_id, str):
                 raise _Stop
+            # None: JavaScript's NaN, which its JSON sends as null
             at: float | None = (
-                js.date_time(bubble["createdAt"]) if bubble.get("createdAt") else _number(fallback)
+                _js.date_time(bubble["createdAt"]) if bubble.get("createdAt") else _number(fallback)
             )
-            if at is not None and math.isnan(at):
-                at = None  # JavaScript's NaN, which its JSON sends as null
             role = "user" if bubble.get("type") == 1 else "assistant"
             message_key = keys.key(role, bubble_id, bubbles)
             bubbles += 1
@@ -248,10 +245,10 @@ class _Global:
         part = keys.Counter()
         duration = bubble.get("turnDurationMs")
         timing: dict[str, Any] = {}
-        if at is not None and duration is not None and js.is_finite(duration) and duration >= 0:
+        if at is not None and duration is not None and _js.is_finite(duration) and duration >= 0:
             timing = {
-                "started_at": js.plain(max(0, at - duration)),
-                "completed_at": js.plain(at),
+                "started_at": _js.plain(max(0, at - duration)),
+                "completed_at": _js.plain(at),
                 "duration_ms": duration,
             }
 
@@ -260,7 +257,7 @@ class _Global:
                 Event(
                     kind=kind,
                     order=self.order,
-                    timestamp=None if at is None else js.plain(at),
+                    timestamp=None if at is None else _js.plain(at),
                     message_key=message_key,
                     part_key=part(part_type),
                     **fields,
@@ -294,7 +291,7 @@ class _Global:
                 "agent_thinking",
                 "thinking",
                 content=text,
-                duration_ms=spent if js.is_number(spent) else None,
+                duration_ms=spent if _js.is_number(spent) else None,
             )
         tool = bubble.get("toolFormerData")
         if tool:
@@ -316,7 +313,7 @@ class _Global:
                     "tool_result",
                     call_id=call_id,
                     tool_name=name,
-                    output=js.truncate(output, _OUTPUT_LIMIT),
+                    output=_js.truncate(output, _OUTPUT_LIMIT),
                     status="error" if tool.get("status") == "error" else "success",
                     **timing,
                 )
@@ -334,7 +331,7 @@ class _Global:
     def _edit_args(self, args: Any, result: Any) -> Any:
         """The CLI's `enrichEditFileV2Args`: the file's text before and after the edit."""
         try:
-            parsed = js.parse(result) if isinstance(result, str) else None
+            parsed = _js.parse_json(result) if isinstance(result, str) else None
         except (ValueError, RecursionError):
             return args
         if not isinstance(parsed, dict):
@@ -350,8 +347,8 @@ class _Global:
             path = relative if isinstance(relative, str) else path
         if path is not None or "path" in spread:
             spread["path"] = path
-        spread["old_string"] = js.truncate(before, _EDIT_LIMIT)
-        spread["new_string"] = js.truncate(after, _EDIT_LIMIT)
+        spread["old_string"] = _js.truncate(before, _EDIT_LIMIT)
+        spread["new_string"] = _js.truncate(after, _EDIT_LIMIT)
         return spread
 
     def _edit_content(self, content_id: Any) -> str | None:
@@ -378,18 +375,14 @@ class _Global:
         if isinstance(summary.get("summaryIncludesToolResults"), bool):
             data["summaryIncludesToolResults"] = summary["summaryIncludesToolResults"]
         created = bubble.get("createdAt")
-        parsed = js.date_parse(created) if isinstance(created, str) and created else math.nan
-        at = (
-            parsed
-            if math.isfinite(parsed)
-            else _number(updated if updated is not None else fallback)
-        )
+        parsed = _js.date_parse(created) if isinstance(created, str) and created else None
+        at = parsed if parsed is not None else _number(updated if updated is not None else fallback)
         key = keys.key("system_event", summary["compactedThroughId"])
         self.out.append(
             Event(
                 kind="system_event",
                 order=self.order,
-                timestamp=None if at is None else js.plain(at),
+                timestamp=None if at is None else _js.plain(at),
                 message_key=key,
                 part_key=key,
                 subtype="compaction",
@@ -426,16 +419,16 @@ def _trimmed(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise _Stop  # `.trim()` of something else throws
-    return js.trim(value) or None
+    return _js.trim(value) or None
 
 
 def _params(params: Any) -> Any:
     """`JSON.parse(params)`, else `{raw: params}`."""
-    if js.is_number(params) or isinstance(params, bool):
+    if _js.is_number(params) or isinstance(params, bool):
         return params
     if isinstance(params, str):
         try:
-            return js.parse(params)
+            return _js.parse_json(params)
         except (ValueError, RecursionError):
             pass
     return {"raw": params}
@@ -446,7 +439,7 @@ def _tool_result(name: str, tool: dict[str, Any]) -> str | None:
     result = tool.get("result")
     if isinstance(result, str) and result:
         try:
-            return js.stringify(js.parse(result))
+            return _js.stringify(_js.parse_json(result), 2)
         except (ValueError, RecursionError):
             return result
     return _grep_summary(name, tool.get("additionalData"))
@@ -466,18 +459,18 @@ def _grep_summary(name: str, data: Any) -> str | None:
             if isinstance(uri, str) and uri:
                 files.append(item)
     matches, total = data.get("totalMatches"), data.get("totalFiles")
-    if not js.is_number(matches) and not js.is_number(total) and not files:
+    if not _js.is_number(matches) and not _js.is_number(total) and not files:
         return None
-    if not js.is_number(matches):
+    if not _js.is_number(matches):
         counts = [f.get("matchCount") for f in files]
         matches = sum(c for c in counts if isinstance(c, int | float) and not isinstance(c, bool))
-    if not js.is_number(total):
+    if not _js.is_number(total):
         total = len(files)
     pattern, path = _trimmed(data.get("pattern")), _trimmed(data.get("path"))
     listed = []
     for f in files:
         count = f.get("matchCount")
-        listed.append(f"- {f['uri']}" + (f" ({_js_text(count)})" if js.is_number(count) else ""))
+        listed.append(f"- {f['uri']}" + (f" ({_js_text(count)})" if _js.is_number(count) else ""))
     lines = [
         f"Matches: {_js_text(matches)}",
         f"Files: {_js_text(total)}",
@@ -499,21 +492,17 @@ def _is_grep(name: str) -> bool:
 
 def _parsed(raw: str) -> Any:
     try:
-        return js.parse(raw)
+        return _js.parse_json(raw)
     except (ValueError, RecursionError):
         return None
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if js.is_finite(value) else None
+    return float(value) if _js.is_finite(value) else None
 
 
 def _js_text(value: Any) -> str:
     """A value in a JavaScript template string."""
     if value is None:
         return "undefined"  # JSON null reads back as null only where the CLI says so
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if js.is_number(value):
-        return js.number_text(float(value))
-    return str(value)
+    return _js.string(value)

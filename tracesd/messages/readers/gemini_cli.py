@@ -23,8 +23,7 @@ from typing import Any
 
 from tracesd.messages.event import Event, Kind, usage
 from tracesd.messages.keys import Counter, key
-from tracesd.messages.readers import Position, Read, Unreadable, _lines
-from tracesd.messages.readers import _js_codex as _js
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
 from tracesd.models import Trace
 
 #: how many (message, part) orders a reader of a growing session remembers

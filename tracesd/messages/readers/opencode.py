@@ -32,8 +32,7 @@ from tracesd.capture.adapters import _sqlite
 from tracesd.errors import ParseError
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind
-from tracesd.messages.readers import Position, Read, Unreadable
-from tracesd.messages.readers import _jsvalues as js
+from tracesd.messages.readers import Position, Read, Unreadable, _js
 from tracesd.models import Trace
 
 STORE = "opencode.db"
@@ -166,9 +165,9 @@ def _store_message(row: tuple[Any, ...]) -> dict[str, Any] | None:
     if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
         return None
     time = _dict(message.get("time"))
-    start = time.get("created") if js.is_number(time.get("created")) else created
+    start = time.get("created") if _js.is_number(time.get("created")) else created
     end = time.get("completed")
-    times = {"created": start, **({"completed": end} if js.is_number(end) else {})}
+    times = {"created": start, **({"completed": end} if _js.is_number(end) else {})}
     return {**message, "id": message_id, "sessionID": session_id, "time": times}
 
 
@@ -177,7 +176,7 @@ def _json_field(value: Any) -> Any:
     if text is None:
         return None
     try:
-        return js.parse(text)
+        return _js.parse_json(text)
     except (ValueError, RecursionError):
         return None
 
@@ -187,7 +186,7 @@ def _json_field(value: Any) -> Any:
 
 def _from_files(source: str, storage: str) -> list[Event]:
     with open(source, encoding="utf-8", errors="replace") as handle:
-        session = js.parse(handle.read())
+        session = _js.parse_json(handle.read())
     folder = os.path.join(storage, "message", str(session["id"]))
     messages = [m for m in (_file(folder, n) for n in _all_json(folder)) if m is not None]
     messages.sort(key=functools.cmp_to_key(_by_time))
@@ -211,7 +210,7 @@ def _all_json(folder: str) -> list[str]:
 def _file(folder: str, name: str) -> Any:
     try:
         with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as handle:
-            return js.parse(handle.read())
+            return _js.parse_json(handle.read())
     except (OSError, ValueError, RecursionError):
         return None
 
@@ -225,7 +224,7 @@ def _by_time(a: dict[str, Any], b: dict[str, Any]) -> int:
 
 def _created(message: dict[str, Any]) -> float:
     value: Any = _dict(message.get("time")).get("created")
-    return float(value) if js.is_number(value) else 0.0
+    return float(value) if _js.is_number(value) else 0.0
 
 
 def _by_number(a: str, b: str) -> int:
@@ -274,7 +273,7 @@ def _events(
             Event(
                 kind=kind,
                 order=order,
-                timestamp=at if js.is_number(at) else None,
+                timestamp=at if _js.is_number(at) else None,
                 message_key=message_key,
                 part_key=part(part_type, _native(native)),
                 **fields,
@@ -312,7 +311,7 @@ def _events(
                 call_id=call_id,
                 tool_name=name,
                 args=args,
-                started_at=start if js.is_number(start) else None,
+                started_at=start if _js.is_number(start) else None,
             )
             if state.get("status") in ("completed", "error"):
                 add(
@@ -336,7 +335,7 @@ def _events(
                 data["summary"] = summary["text"]
             if summary and summary.get("modelId"):
                 data["modelId"] = summary["modelId"]
-            if summary and js.is_number(summary.get("costUsd")):
+            if summary and _js.is_number(summary.get("costUsd")):
                 data["costUsd"] = summary["costUsd"]
             at = p.get("timeCreated")
             add(
@@ -362,9 +361,9 @@ def _events(
 
 def _span(start: Any, end: Any) -> dict[str, Any]:
     """The CLI's `An`: started, and completed with its duration when the end is known."""
-    if not js.is_finite(start):
+    if not _js.is_finite(start):
         return {}
-    if not js.is_finite(end) or end < start:
+    if not _js.is_finite(end) or end < start:
         return {"started_at": start}
     return {"started_at": start, "completed_at": end, "duration_ms": end - start}
 
@@ -376,10 +375,10 @@ def _tool(tool: Any, state: dict[str, Any]) -> tuple[Any, Any]:
     meta = _dict(state.get("metadata"))
     args: dict[str, Any] = {"sourceFormat": "opencode-native"}
     name, folder = given.get("name"), meta.get("dir")
-    if isinstance(name, str) and js.trim(name):
-        args["name"] = js.trim(name)
-    if isinstance(folder, str) and js.trim(folder):
-        args["path"] = js.trim(folder)
+    if isinstance(name, str) and _js.trim(name):
+        args["name"] = _js.trim(name)
+    if isinstance(folder, str) and _js.trim(folder):
+        args["path"] = _js.trim(folder)
     return "skill", args
 
 
@@ -400,7 +399,7 @@ def _usage(tokens: Any) -> dict[str, Any] | None:
 
 
 def _count(value: Any) -> int | None:
-    if not js.is_finite(value) or value < 0:
+    if not _js.is_finite(value) or value < 0:
         return None
     floored: int = math.floor(value)
     return floored
@@ -425,4 +424,4 @@ def _native(value: Any) -> str | None:
 
 
 def _js_key(value: Any) -> str:
-    return value if isinstance(value, str) else "undefined" if value is None else str(value)
+    return "undefined" if value is None else _js.string(value)

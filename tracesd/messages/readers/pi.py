@@ -14,15 +14,14 @@ appended lines; Pi sessions are short next to Claude Code's.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from dataclasses import replace
 from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable
-from tracesd.messages.readers._js import UNDEFINED, date_parse, get, number, trim
+from tracesd.messages.readers import Position, Read, Unreadable, _js
 from tracesd.models import Trace
 
 _CALLS = frozenset({"tool_call", "tool_use", "function_call", "toolcall"})
@@ -53,21 +52,14 @@ def _entries(text: str) -> list[Any]:
     passed over)."""
     out: list[Any] = []
     for line in text.split("\n"):
-        line = trim(line)
+        line = _js.trim(line)
         if not line:
             continue
         try:
-            out.append(json.loads(line))
+            out.append(_js.parse_json(line))
         except ValueError:
             continue
     return out
-
-
-def _pick(*values: Any) -> str | None:
-    for value in values:
-        if isinstance(value, str) and trim(value):
-            return trim(value)
-    return None
 
 
 def _record(value: Any) -> dict[str, Any] | None:
@@ -76,16 +68,15 @@ def _record(value: Any) -> dict[str, Any] | None:
 
 def _time(value: Any) -> float | int | None:
     """`parseTimestamp`: epoch seconds or ms (as a number or numeric string), or ISO."""
-    if number(value):
+    if _js.is_finite(value):
         given: float | int = value
         return given * 1000 if given < 1_000_000_000_000 else given
     if isinstance(value, str):
-        try:
-            n = float(value) if trim(value) else 0.0
-        except ValueError:
-            return date_parse(value)
-        n = int(n) if n.is_integer() else n
-        return n * 1000 if n < 1_000_000_000_000 else n
+        n = _js.to_number(value)
+        if not math.isfinite(n):
+            return _js.date_parse_utc(value)  # zoneless as UTC: see claude_code.py
+        whole = _js.plain(n)
+        return whole * 1000 if whole < 1_000_000_000_000 else whole
     return None
 
 
@@ -161,14 +152,14 @@ class _Parse:
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 continue
-            kind = _pick(entry.get("type"))
+            kind = _js.pick_string(entry.get("type"))
             if kind is None:
                 continue
             self.entry(index, entry, kind.lower())
         return self.events
 
     def entry(self, index: int, v: dict[str, Any], kind: str) -> None:
-        native = _pick(v.get("id")) or f"line-{index + 1}"
+        native = _js.pick_string(v.get("id")) or f"line-{index + 1}"
         stamp = _time(v.get("timestamp"))
         time = stamp if stamp is not None else self.fallback
         if kind in ("model_change", "session", "thinking_level_change"):
@@ -186,16 +177,16 @@ class _Parse:
             return
         if kind == "error":
             error = _record(v.get("error"))
-            text = _pick(v.get("message"), get(error, "message")) or "Unknown error"
+            text = _js.pick_string(v.get("message"), _js.get(error, "message")) or "Unknown error"
             self.push("error", time, ("error", None), ("error", None), message=text)
         if kind == "compaction":
             data: dict[str, Any] = {}
-            summary = _pick(v.get("summary"))
+            summary = _js.pick_string(v.get("summary"))
             if summary:
                 data["summary"] = summary
-            if number(v.get("tokensBefore")):
+            if _js.is_number(v.get("tokensBefore")):
                 data["tokensBefore"] = v["tokensBefore"]
-            kept = _pick(v.get("firstKeptEntryId"))
+            kept = _js.pick_string(v.get("firstKeptEntryId"))
             if kept:
                 data["retainedFromId"] = kept
             self.push(
@@ -207,13 +198,13 @@ class _Parse:
                 data=data,
             )
             return
-        if kind == "custom" and _pick(v.get("customType")) == "context:skill_loaded":
+        if kind == "custom" and _js.pick_string(v.get("customType")) == "context:skill_loaded":
             self.skill_loaded(v, native, time)
 
     def message(
         self, y: dict[str, Any], v: dict[str, Any], native: str, stamp: Any, fallback: Any
     ) -> None:
-        role = (_pick(y.get("role")) or "").lower() or None
+        role = (_js.pick_string(y.get("role")) or "").lower() or None
         own = _time(y.get("timestamp"))
         time = own if own is not None else fallback
         timing: dict[str, Any] = {}
@@ -221,15 +212,15 @@ class _Parse:
             timing = {"started_at": own}
             if stamp is not None and stamp >= own:
                 timing = {"started_at": own, "completed_at": stamp, "duration_ms": stamp - own}
-        model = _pick(y.get("model"), y.get("modelId"))
+        model = _js.pick_string(y.get("model"), y.get("modelId"))
         if role in ("toolresult", "tool_result", "tool"):
             self.result(y, native, time, outer=v)
             return
         if role == "bashexecution":
-            command = _pick(y.get("command")) or ""
+            command = _js.pick_string(y.get("command")) or ""
             if command:
                 output = _text(y.get("output")) or "(no output)"
-                code = y.get("exitCode") if number(y.get("exitCode")) else None
+                code = y.get("exitCode") if _js.is_number(y.get("exitCode")) else None
                 failed = y.get("cancelled") is True or (code or 0) != 0
                 call = f"{native}:bash"
                 self.push(
@@ -273,10 +264,10 @@ class _Parse:
         timing: dict[str, Any],
         model: str | None,
     ) -> None:
-        kind = (_pick(b.get("type")) or "text").lower()
+        kind = (_js.pick_string(b.get("type")) or "text").lower()
         if kind == "thinking":
             content = b.get("content")
-            text = _pick(
+            text = _js.pick_string(
                 b.get("thinking"), b.get("text"), content if isinstance(content, str) else None
             )
             if role == "assistant" and text:
@@ -296,7 +287,7 @@ class _Parse:
             self.result(b, native, time, index=n, timing=timing)
             return
         content = b.get("content")
-        text = _pick(b.get("text"), content if isinstance(content, str) else None)
+        text = _js.pick_string(b.get("text"), content if isinstance(content, str) else None)
         if not text:
             return
         if role == "user":
@@ -322,24 +313,26 @@ class _Parse:
     ) -> None:
         inner = _record(v.get("toolCall")) or _record(v.get("functionCall"))
         fallback = f"{native}:call" if index is None else f"{native}:call-{index}"
-        call = _pick(
+        call = _js.pick_string(
             v.get("callId"),
             v.get("toolCallId"),
-            get(inner, "callId"),
-            get(inner, "id"),
+            _js.get(inner, "callId"),
+            _js.get(inner, "id"),
             v.get("id"),
         )
         call = call or fallback
-        name = _pick(v.get("name"), v.get("toolName"), get(inner, "name"), get(inner, "toolName"))
+        name = _js.pick_string(
+            v.get("name"), v.get("toolName"), _js.get(inner, "name"), _js.get(inner, "toolName")
+        )
         name = name or "unknown"
         args = _args(
             _first(
                 v.get("args"),
                 v.get("input"),
                 v.get("arguments"),
-                _none(get(inner, "args")),
-                _none(get(inner, "input")),
-                _none(get(inner, "arguments")),
+                _none(_js.get(inner, "args")),
+                _none(_js.get(inner, "input")),
+                _none(_js.get(inner, "arguments")),
             )
         )
         self.calls[call] = name
@@ -365,11 +358,11 @@ class _Parse:
     ) -> None:
         if outer is not None:  # a message with a tool result role
             inner = _record(v.get("result")) or _record(v.get("toolResult"))
-            call = _pick(
+            call = _js.pick_string(
                 v.get("callId"),
                 v.get("toolCallId"),
-                get(inner, "toolCallId"),
-                get(inner, "callId"),
+                _js.get(inner, "toolCallId"),
+                _js.get(inner, "callId"),
                 v.get("id"),
                 outer.get("id"),
             )
@@ -377,38 +370,40 @@ class _Parse:
                 v.get("output"),
                 v.get("result"),
                 v.get("content"),
-                _none(get(inner, "output")),
-                _none(get(inner, "response")),
+                _none(_js.get(inner, "output")),
+                _none(_js.get(inner, "response")),
             )
-            error_flag = _first(v.get("is_error"), v.get("isError"), _none(get(inner, "is_error")))
+            error_flag = _first(
+                v.get("is_error"), v.get("isError"), _none(_js.get(inner, "is_error"))
+            )
         else:
             inner = _record(v.get("toolResult")) or _record(v.get("functionCallOutput"))
-            call = _pick(
+            call = _js.pick_string(
                 v.get("callId"),
                 v.get("toolCallId"),
-                get(inner, "toolCallId"),
-                get(inner, "callId"),
-                get(inner, "id"),
+                _js.get(inner, "toolCallId"),
+                _js.get(inner, "callId"),
+                _js.get(inner, "id"),
                 v.get("id"),
             )
             body = _first(
                 v.get("output"),
                 v.get("result"),
                 v.get("content"),
-                _none(get(inner, "output")),
-                _none(get(inner, "result")),
-                _none(get(inner, "response")),
+                _none(_js.get(inner, "output")),
+                _none(_js.get(inner, "result")),
+                _none(_js.get(inner, "response")),
             )
-            error_flag = _first(v.get("is_error"), _none(get(inner, "is_error")))
+            error_flag = _first(v.get("is_error"), _none(_js.get(inner, "is_error")))
         call = call or (f"{native}:call" if index is None else f"{native}:call-{index}")
-        name = self.calls.get(call) or _pick(
+        name = self.calls.get(call) or _js.pick_string(
             v.get("toolName") if outer is not None else v.get("name"),
             v.get("name") if outer is not None else v.get("toolName"),
-            get(inner, "name"),
-            get(inner, "toolName") if outer is None else None,
+            _js.get(inner, "name"),
+            _js.get(inner, "toolName") if outer is None else None,
         )
         output = _text(body) or "(empty result)"
-        status = _status(_first(v.get("status"), _none(get(inner, "status"))), error_flag)
+        status = _status(_first(v.get("status"), _none(_js.get(inner, "status"))), error_flag)
         if index is None and call in self.skills:
             load = self.skills.pop(call)
             self.calls.pop(call, None)
@@ -429,12 +424,12 @@ class _Parse:
 
     def skill_loaded(self, v: dict[str, Any], native: str, time: Any) -> None:
         data = _record(v.get("data"))
-        name = _pick(get(data, "name"))
+        name = _js.pick_string(_js.get(data, "name"))
         if not name:
             return
-        path = _pick(get(data, "path"))
+        path = _js.pick_string(_js.get(data, "path"))
         read = self._take_skill_read(path) if path else None
-        call = _pick(v.get("id")) or f"{native}:skill"
+        call = _js.pick_string(v.get("id")) or f"{native}:skill"
         if path and read is not None and "output" not in read and read.get("callId"):
             self.skills[read["callId"]] = {
                 "name": name,
@@ -459,7 +454,7 @@ class _Parse:
             tool = (event.tool_name or "").lower()
             if not (tool == "read" or tool.endswith(".read")):
                 continue
-            read_path = get(event.args, "path")
+            read_path = _js.get(event.args, "path")
             if not isinstance(read_path, str) or read_path != path:
                 continue
             for j in range(i + 1, len(self.events)):
@@ -483,7 +478,7 @@ class _Parse:
 
 
 def _none(value: Any) -> Any:
-    return None if value is UNDEFINED else value
+    return None if value is _js.UNDEFINED else value
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -505,7 +500,7 @@ def _args(value: Any) -> Any:
         return value
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
+            parsed = _js.parse_json(value)
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
@@ -519,7 +514,7 @@ def _args(value: Any) -> Any:
 def _status(status: Any, error: Any) -> str:
     if error is True:
         return "error"
-    word = (_pick(status) or "").lower()
+    word = (_js.pick_string(status) or "").lower()
     return "error" if word in ("error", "failed", "failure") else "success"
 
 
@@ -530,15 +525,15 @@ def _text(value: Any) -> str:
     if not isinstance(value, list):
         if value is None:
             return ""
-        return json.dumps(value, indent=2, ensure_ascii=False)
+        return _js.stringify(value, 2)
     parts: list[str] = []
     for item in value:
         if isinstance(item, str):
-            if trim(item):
-                parts.append(trim(item))
+            if _js.trim(item):
+                parts.append(_js.trim(item))
             continue
         if isinstance(item, dict):
-            text = _pick(item.get("text"), item.get("output"), item.get("content"))
+            text = _js.pick_string(item.get("text"), item.get("output"), item.get("content"))
             if text:
                 parts.append(text)
     return "\n".join(parts)
@@ -556,6 +551,6 @@ def _usage(counts: dict[str, Any] | None) -> dict[str, Any] | None:
         ("reasoningTokenCount", "reasoning"),
     ):
         value: Any = counts.get(theirs)
-        if number(value) and 0 <= value < float("inf"):
+        if _js.is_number(value) and 0 <= value < float("inf"):
             mapped[ours] = int(value // 1)
     return usage(mapped)
