@@ -340,17 +340,8 @@ def date_parse(text: str) -> int | None:
     """`Date.parse(text)` in ms (None: NaN) for the ISO 8601 forms (a date alone is UTC, a
     date and time without a zone local time; a day past the month's end up to 31 rolls
     over, as in Bun) and RFC 2822 dates. Bun's legacy forms ("2026/11/20", "Nov 20 2026")
-    are not read: no agent writes them."""
-    return _date_parse(text, zoneless_local=True)
-
-
-def date_parse_utc(text: str) -> int | None:
-    """`date_parse`, but a date and time without a zone is UTC, not local time: for readers
-    whose port chose a result independent of the zone tracesd runs in (see its caller)."""
-    return _date_parse(text, zoneless_local=False)
-
-
-def _date_parse(text: str, zoneless_local: bool) -> int | None:
+    are not read: no agent writes them. Local time is this process's, as the CLI's is the
+    CLI's: both run as the user, on the same machine."""
     found = _ISO.fullmatch(text)
     if not found:
         return _rfc2822(text)
@@ -368,7 +359,7 @@ def _date_parse(text: str, zoneless_local: bool) -> int | None:
         days=fields[1] - 1, hours=fields[2], minutes=fields[3], seconds=fields[4]
     )
     millis = int((fraction or "0")[:3].ljust(3, "0"))
-    if hour is None or (zone or "").upper() == "Z" or (not zone and not zoneless_local):
+    if hour is None or (zone or "").upper() == "Z":
         moment = moment.replace(tzinfo=UTC)
     elif zone:
         sign = -1 if zone[0] == "-" else 1

@@ -197,9 +197,7 @@ class _Line:
         stamp = e.get("timestamp")
         time: int | float | None = None
         if isinstance(stamp, str):
-            # a time without a zone is read as UTC, where JavaScript reads it as local time:
-            # tracesd may run in another zone than the user's CLI (Claude writes `Z` times)
-            time = _js.date_parse_utc(stamp)
+            time = _js.date_parse(stamp)
         elif _js.is_number(stamp):
             time = stamp
         self.time = time if time is not None else session.fallback_time

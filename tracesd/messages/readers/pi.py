@@ -74,7 +74,7 @@ def _time(value: Any) -> float | int | None:
     if isinstance(value, str):
         n = _js.to_number(value)
         if not math.isfinite(n):
-            return _js.date_parse_utc(value)  # zoneless as UTC: see claude_code.py
+            return _js.date_parse(value)
         whole = _js.plain(n)
         return whole * 1000 if whole < 1_000_000_000_000 else whole
     return None
