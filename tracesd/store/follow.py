@@ -15,8 +15,9 @@ was acknowledged once), of agents tracesd reads messages for.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from tracesd.messages.identity import Known
@@ -126,36 +127,43 @@ class FollowStore:
         ]
 
     async def names(
-        self, trace_id: str, groups: Iterable[tuple[str, str]] | None
-    ) -> dict[tuple[str, str], list[Name]]:
-        """The events named under each group (all of the trace's when `groups` is None),
-        in naming order."""
-        wanted = None if groups is None else list(dict.fromkeys(groups))
-        rows = []
-        if wanted is None:
-            rows = await self._store.query(
+        self, wanted: dict[str, list[tuple[str, str]] | None]
+    ) -> dict[tuple[str, str, str], list[Name]]:
+        """The events named so far under the groups wanted, per trace (all of a trace's when
+        its groups are None: a whole re-read), by (trace, message key, part key), in naming
+        order. Each group is looked up by the primary key, never by scanning a trace."""
+        rows: list[sqlite3.Row] = []
+        keyed = [(t, g) for t, groups in wanted.items() if groups is not None for g in groups]
+        keyed = list(dict.fromkeys(keyed))
+        for start in range(0, len(keyed), 300):
+            chunk = keyed[start : start + 300]
+            rows += await self._store.query(
+                "WITH want (t, m, p) AS (VALUES "
+                + ", ".join("(?, ?, ?)" for _ in chunk)
+                + ") SELECT n.* FROM want CROSS JOIN tracesd_message_names n"
+                " ON n.trace_id = want.t AND n.message_key = want.m AND n.part_key = want.p",
+                [v for trace_id, (m, p) in chunk for v in (trace_id, m, p)],
+            )
+        for trace_id in (t for t, groups in wanted.items() if groups is None):
+            rows += await self._store.query(
                 "SELECT * FROM tracesd_message_names WHERE trace_id = ?", (trace_id,)
             )
-        else:
-            for start in range(0, len(wanted), 200):
-                chunk = wanted[start : start + 200]
-                match = " OR ".join("(message_key = ? AND part_key = ?)" for _ in chunk)
-                rows += await self._store.query(
-                    f"SELECT * FROM tracesd_message_names WHERE trace_id = ? AND ({match})",
-                    (trace_id, *(k for group in chunk for k in group)),
-                )
-        named: dict[tuple[str, str], list[Name]] = {}
+        named: dict[tuple[str, str, str], list[Name]] = {}
         for row in sorted(rows, key=lambda r: r["n"]):
             known = Known(_part_key(row["part_key"], row["n"]), row["signature"], row["ord"])
-            named.setdefault((row["message_key"], row["part_key"]), []).append(
+            named.setdefault((row["trace_id"], row["message_key"], row["part_key"]), []).append(
                 Name(row["n"], known, row["digest"])
             )
         return named
 
-    async def record(self, trace_id: str, read: ReadRecord) -> None:
-        """One read of a session: position, names and queued messages, together."""
+    async def record(
+        self, reads: list[tuple[str, ReadRecord]], unreadable: list[tuple[str, str]]
+    ) -> None:
+        """Reads of sessions (position, names, queued messages) and the sessions that could
+        not be read (kept for status until a read succeeds), in one transaction."""
+        if not reads and not unreadable:
+            return
         now = int(time.time() * 1000)
-        position = read.position
         async with self._store.atomic() as tx:
             await tx.execute_many(
                 "INSERT OR REPLACE INTO tracesd_message_names"
@@ -163,13 +171,18 @@ class FollowStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     (trace_id, mk, pk, n.n, n.known.signature, n.known.order, n.digest)
+                    for trace_id, read in reads
                     for (mk, pk), n in read.names
                 ),
             )
             await tx.execute_many(
                 "INSERT OR REPLACE INTO tracesd_message_outbox (trace_id, part_id, ord, body)"
                 " VALUES (?, ?, ?, ?)",
-                ((trace_id, q.part_id, q.order, q.body) for q in read.queued),
+                (
+                    (trace_id, q.part_id, q.order, q.body)
+                    for trace_id, read in reads
+                    for q in read.queued
+                ),
             )
             await tx.execute_many(
                 "INSERT INTO tracesd_message_follow"
@@ -179,74 +192,93 @@ class FollowStore:
                 " read_total = read_total + excluded.read_total,"
                 " oversized_total = oversized_total + excluded.oversized_total,"
                 " error = NULL, read_at = excluded.read_at",
-                [
+                (
                     (
                         trace_id,
-                        position.offset,
-                        position.file,
-                        json.dumps(position.state, separators=(",", ":")),
+                        read.position.offset,
+                        read.position.file,
+                        json.dumps(read.position.state, separators=(",", ":")),
                         len(read.queued),
                         read.oversized,
                         now,
                     )
-                ],
+                    for trace_id, read in reads
+                ),
+            )
+            await tx.execute_many(
+                "INSERT INTO tracesd_message_follow (trace_id, error) VALUES (?, ?)"
+                " ON CONFLICT (trace_id) DO UPDATE SET error = excluded.error",
+                unreadable,
             )
 
-    async def unreadable(self, trace_id: str, reason: str) -> None:
-        """The session could not be read: kept for status until a read succeeds."""
-        await self._store.execute_many(
-            "INSERT INTO tracesd_message_follow (trace_id, error) VALUES (?, ?)"
-            " ON CONFLICT (trace_id) DO UPDATE SET error = excluded.error",
-            [(trace_id, reason)],
-        )
-
-    async def waiting(self, skip: Collection[str] = ()) -> list[str]:
-        """Followed traces with messages to send, those with the oldest queued first."""
-        rows = await self._store.query(
-            "SELECT q.trace_id FROM tracesd_message_outbox q"
-            " JOIN traces t ON t.id = q.trace_id JOIN tracesd_outbox o ON o.trace_id = t.id"
+    async def claim(self, max_rows: int, max_bytes: int) -> dict[str, list[Pending]]:
+        """Queued messages of followed traces, a fair share of each (their first ones,
+        round robin across traces), at most `max_rows` and about `max_bytes` of JSON (at
+        least one), per trace in the session's order."""
+        heads = await self._store.query(
+            "SELECT trace_id, seq, part_id, size FROM ("
+            " SELECT q.trace_id, q.seq, q.part_id, length(q.body) AS size, ROW_NUMBER()"
+            "  OVER (PARTITION BY q.trace_id ORDER BY q.ord, q.seq) AS rank"
+            " FROM tracesd_message_outbox q JOIN traces t ON t.id = q.trace_id"
+            " JOIN tracesd_outbox o ON o.trace_id = t.id"
             f" WHERE q.refused IS NULL AND {_ON_SERVER}{self._scope}"
-            " GROUP BY q.trace_id ORDER BY MIN(q.seq)"
+            ") ORDER BY rank, trace_id LIMIT ?",
+            (max_rows,),
         )
-        return [row["trace_id"] for row in rows if row["trace_id"] not in skip]
+        chosen: list[sqlite3.Row] = []
+        size = 0
+        for row in heads:
+            if chosen and size + row["size"] > max_bytes:
+                break
+            chosen.append(row)
+            size += row["size"]
+        bodies: dict[int, str] = {}
+        seqs = [row["seq"] for row in chosen]
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            for row in await self._store.query(
+                "SELECT seq, body FROM tracesd_message_outbox"
+                f" WHERE seq IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ):
+                bodies[row["seq"]] = row["body"]
+        claimed: dict[str, list[Pending]] = {}
+        for row in chosen:
+            if row["seq"] in bodies:  # replaced meanwhile: its new version goes next pass
+                claimed.setdefault(row["trace_id"], []).append(
+                    Pending(row["seq"], row["part_id"], bodies[row["seq"]])
+                )
+        return claimed
 
-    async def claim(self, trace_id: str, limit: int) -> list[Pending]:
-        """Up to `limit` of a trace's queued messages, in the session's order."""
-        rows = await self._store.query(
-            "SELECT seq, part_id, body FROM tracesd_message_outbox"
-            " WHERE trace_id = ? AND refused IS NULL ORDER BY ord, seq LIMIT ?",
-            (trace_id, limit),
-        )
-        return [Pending(row["seq"], row["part_id"], row["body"]) for row in rows]
-
-    async def ack(self, trace_id: str, seqs: Collection[int]) -> None:
-        """The server stored these versions: they leave the queue (a newer one stays)."""
-        if not seqs:
+    async def settle(
+        self,
+        stored: list[tuple[str, list[int]]],
+        refused: list[tuple[str, list[tuple[int, str]]]],
+    ) -> None:
+        """What the server answered, for every trace of a send pass, in one transaction:
+        the versions it stored leave the queue (a newer one stays); those it refused for
+        good stay, marked, and are not sent again until they change."""
+        if not stored and not refused:
             return
+        now = int(time.time() * 1000)
         async with self._store.atomic() as tx:
             await tx.execute_many(
-                "DELETE FROM tracesd_message_outbox WHERE seq = ?", ((s,) for s in seqs)
+                "DELETE FROM tracesd_message_outbox WHERE seq = ?",
+                ((seq,) for _, seqs in stored for seq in seqs),
             )
             await tx.execute_many(
                 "UPDATE tracesd_message_follow SET sent_total = sent_total + ?, sent_at = ?"
                 " WHERE trace_id = ?",
-                [(len(seqs), int(time.time() * 1000), trace_id)],
+                ((len(seqs), now, trace_id) for trace_id, seqs in stored),
             )
-
-    async def refuse(self, trace_id: str, refused: Iterable[tuple[int, str]]) -> None:
-        """The server refused these for good: kept, not sent again until they change."""
-        rows = list(refused)
-        if not rows:
-            return
-        async with self._store.atomic() as tx:
             await tx.execute_many(
                 "UPDATE tracesd_message_outbox SET refused = ? WHERE seq = ?",
-                ((reason, seq) for seq, reason in rows),
+                ((reason, seq) for _, rows in refused for seq, reason in rows),
             )
             await tx.execute_many(
                 "UPDATE tracesd_message_follow SET refused_total = refused_total + ?"
                 " WHERE trace_id = ?",
-                [(len(rows), trace_id)],
+                ((len(rows), trace_id) for trace_id, rows in refused),
             )
 
     async def counts(self, agents: Collection[str]) -> MessageCounts:

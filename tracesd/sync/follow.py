@@ -26,7 +26,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -54,7 +54,11 @@ MAX_MESSAGES = 1000
 #: this is a real count, and leaves the server's limit far away)
 MAX_BYTES = 4 * 1024 * 1024
 #: traces whose messages are sent at once
-CONCURRENCY = 4
+CONCURRENCY = 8
+#: sessions read (and recorded in one transaction) together
+READ_BATCH = 64
+#: queued JSON one send pass holds in memory at most (a single bigger entry still goes)
+PASS_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,28 +127,43 @@ class Follower:
             self._dirty = None if dirty is None else dirty | (self._dirty or set())
             raise
         queued = 0
-        for index, one in enumerate(followed):
+        todo = list(followed)
+        while todo:
+            batch, todo = todo[:READ_BATCH], todo[READ_BATCH:]
             try:
-                queued += await self._read_one(one)
+                more, count = await self._read_batch(batch)
             except BaseException:
-                # a store failure: what was not read yet is read on the next pass
-                rest = {f.trace.id for f in followed[index:]}
+                # a store failure: what was not recorded is read again on the next pass
                 if self._dirty is not None:
-                    self._dirty |= rest
+                    self._dirty |= {f.trace.id for f in [*batch, *todo]}
                 raise
+            queued += count
+            todo += more
         return queued
 
-    async def _read_one(self, followed: Followed) -> int:
-        trace, position = followed.trace, followed.position
-        reader = self._readers[trace.agent_id]
-        queued = 0
-        while True:
+    async def _read_batch(self, batch: list[Followed]) -> tuple[list[Followed], int]:
+        """One read of each session (one thread hop for all), named against what is known
+        (one query), recorded together (one transaction). The sessions with more to read
+        right now, at their new positions, and the messages queued."""
+        reads = await asyncio.to_thread(self._read_files, batch)
+        wanted: dict[str, list[tuple[str, str]] | None] = {}
+        for one, read in zip(batch, reads, strict=True):
+            if isinstance(read, Read) and read.events:
+                groups = None if read.whole else [identity.group(e) for e in read.events]
+                wanted[one.trace.id] = groups
+        named = await self._store.names(wanted)
+        records: list[tuple[str, ReadRecord]] = []
+        failed: list[tuple[str, str]] = []
+        more: list[Followed] = []
+        for one, read in zip(batch, reads, strict=True):
+            trace = one.trace
             try:
-                read = await asyncio.to_thread(reader.read, trace, position)
-                record = await self._name(trace.id, trace.agent_id, read)
+                if isinstance(read, Exception):
+                    raise read
+                records.append((trace.id, self._name(trace.id, trace.agent_id, read, named)))
             except Exception as exc:
                 # Foreign input: a session in a shape no reader expects is this session's
-                # problem alone; it is retried when it changes.
+                # problem alone; it is read again when it changes.
                 reason = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning(
                     "follow.unreadable",
@@ -153,26 +172,40 @@ class Follower:
                     path=trace.source_path,
                     error=reason,
                 )
-                await self._store.unreadable(trace.id, reason)
-                return queued
-            await self._store.record(trace.id, record)
-            queued += len(record.queued)
-            if record.queued:
-                log.debug("follow.read", trace_id=trace.id, queued=len(record.queued))
-            position = read.position
-            if not read.more:
-                return queued
+                failed.append((trace.id, reason))
+                continue
+            if read.more:
+                more.append(Followed(trace, read.position))
+        await self._store.record(records, failed)
+        queued = sum(len(r.queued) for _, r in records)
+        if queued:
+            log.debug("follow.read", traces=len(records), queued=queued)
+        return more, queued
 
-    async def _name(self, trace_id: str, agent_id: str, read: Read) -> ReadRecord:
+    def _read_files(self, batch: list[Followed]) -> list[Read | Exception]:
+        """Each session's reader, from its position (in a worker thread)."""
+        reads: list[Read | Exception] = []
+        for one in batch:
+            try:
+                reads.append(self._readers[one.trace.agent_id].read(one.trace, one.position))
+            except Exception as exc:  # recorded as unreadable by the caller
+                reads.append(exc)
+        return reads
+
+    def _name(
+        self,
+        trace_id: str,
+        agent_id: str,
+        read: Read,
+        named: dict[tuple[str, str, str], list[Name]],
+    ) -> ReadRecord:
         """Name the events read; queue those new or changed since they were last queued."""
-        groups = None if read.whole else [identity.group(e) for e in read.events]
-        named = await self._store.names(trace_id, groups) if read.events else {}
         records: list[tuple[tuple[str, str], Name]] = []
         queued: list[Queued] = []
         oversized = 0
         for event in read.events:
             group = identity.group(event)
-            earlier = named.setdefault(group, [])
+            earlier = named.setdefault((trace_id, *group), [])
             result = identity.name(trace_id, event, [n.known for n in earlier])
             if result.verdict == "collapsed":
                 continue
@@ -180,23 +213,15 @@ class Follower:
             entry = as_message(agent_id, slim, result.message_id, result.part_id)
             body = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
             digest = hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
-            signature = event.signature()
+            known = identity.Known(result.event.part_key, event.signature(), event.order)
             if result.verdict == "again":
                 index = next(i for i, n in enumerate(earlier) if n.known.order == event.order)
                 if earlier[index].digest == digest:
                     continue
-                name = Name(
-                    earlier[index].n,
-                    identity.Known(result.event.part_key, signature, event.order),
-                    digest,
-                )
+                name = Name(earlier[index].n, known, digest)
                 earlier[index] = name
             else:
-                name = Name(
-                    len(earlier),
-                    identity.Known(result.event.part_key, signature, event.order),
-                    digest,
-                )
+                name = Name(len(earlier), known, digest)
                 earlier.append(name)
             records.append((group, name))
             queued.append(Queued(result.part_id, event.order, body))
@@ -206,59 +231,69 @@ class Follower:
     # ------------------------------------------------------------------------- send
 
     async def send(self) -> Verdict:
-        """Send every followed trace's queued messages, CONCURRENCY traces at a time."""
+        """Send the queued messages: each pass claims a bounded share of the queue, sends
+        each trace's part as one batch (CONCURRENCY traces at once) and records all the
+        answers together. Ends when the queue is empty, nothing moved, or the server says
+        not now / refuses the key (what was stored before that is recorded first)."""
         total = Sent()
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def send_one(trace_id: str, pending: list[Pending]) -> _Outcome:
+            async with gate:
+                return await self._send_trace(trace_id, pending)
+
         while True:
-            waiting = await self._store.waiting()
-            if not waiting:
+            claimed = await self._store.claim(MAX_MESSAGES, PASS_BYTES)
+            if not claimed:
                 return total
-            verdicts = await asyncio.gather(*(self._send_trace(t) for t in waiting[:CONCURRENCY]))
-            for verdict in verdicts:
-                if not isinstance(verdict, Sent):
-                    return verdict
-                total = Sent(total.stored + verdict.stored, total.refused + verdict.refused)
-            if not any(isinstance(v, Sent) and (v.stored or v.refused) for v in verdicts):
-                return total  # nothing moved (e.g. traces sent again first): next run
+            outcomes = await asyncio.gather(*(send_one(t, p) for t, p in claimed.items()))
+            await self._store.settle(
+                [(o.trace_id, o.stored) for o in outcomes if o.stored],
+                [(o.trace_id, o.refused) for o in outcomes if o.refused],
+            )
+            for outcome in outcomes:
+                if outcome.missing:
+                    await self._outbox.resend(outcome.trace_id)
+            stored = sum(len(o.stored) for o in outcomes)
+            refused = sum(len(o.refused) for o in outcomes)
+            total = Sent(total.stored + stored, total.refused + refused)
+            stop = next((o.stop for o in outcomes if o.stop is not None), None)
+            if stop is not None:
+                return stop
+            if not stored and not refused:
+                return total  # e.g. traces sent again first: their messages go next run
 
-    async def _send_trace(self, trace_id: str) -> Verdict | Sent:
-        pending = await self._store.claim(trace_id, MAX_MESSAGES)
-        done = Sent()
+    async def _send_trace(self, trace_id: str, pending: list[Pending]) -> _Outcome:
+        outcome = _Outcome(trace_id)
         for chunk in _chunks(pending):
-            verdict = await self._send_chunk(trace_id, chunk)
-            if not isinstance(verdict, Sent):
-                return verdict
-            done = Sent(done.stored + verdict.stored, done.refused + verdict.refused)
-        return done
+            await self._send_chunk(outcome, chunk)
+            if outcome.stop is not None or outcome.missing:
+                break
+        return outcome
 
-    async def _send_chunk(self, trace_id: str, chunk: list[Pending]) -> Verdict | Sent:
+    async def _send_chunk(self, outcome: _Outcome, chunk: list[Pending]) -> None:
+        trace_id = outcome.trace_id
         self.requests += 1
         answer = await self._client.send_messages(trace_id, [p.body for p in chunk])
         match answer:
             case Stored():
-                await self._store.ack(trace_id, [p.seq for p in chunk])
-                return Sent(stored=len(chunk))
+                outcome.stored += [p.seq for p in chunk]
             case TraceMissing() if trace_id not in self._resent:
                 # The server lost the trace (deleted, or a new server): the trace is sent
                 # again first, then its messages. Once only: a server that answers 404 to
                 # the messages of a trace it has takes no messages at all (refused below).
                 log.warning("follow.trace_missing", trace_id=trace_id)
                 self._resent.add(trace_id)
-                await self._outbox.resend(trace_id)
-                return Sent()
+                outcome.missing = True
             case TraceMissing():
                 message = "HTTP 404: the server takes no messages for this trace"
                 log.warning("follow.messages_refused", trace_id=trace_id, error=message)
-                await self._store.refuse(trace_id, [(p.seq, message) for p in chunk])
-                return Sent(refused=len(chunk))
+                outcome.refused += [(p.seq, message) for p in chunk]
             case TooLarge() | Refused() if len(chunk) > 1:
                 middle = len(chunk) // 2
-                first = await self._send_chunk(trace_id, chunk[:middle])
-                if not isinstance(first, Sent):
-                    return first
-                second = await self._send_chunk(trace_id, chunk[middle:])
-                if not isinstance(second, Sent):
-                    return second
-                return Sent(first.stored + second.stored, first.refused + second.refused)
+                await self._send_chunk(outcome, chunk[:middle])
+                if outcome.stop is None and not outcome.missing:
+                    await self._send_chunk(outcome, chunk[middle:])
             case TooLarge(message) | Refused(_, message):
                 log.warning(
                     "follow.messages_refused",
@@ -266,10 +301,22 @@ class Follower:
                     part_id=chunk[0].part_id,
                     error=message,
                 )
-                await self._store.refuse(trace_id, [(chunk[0].seq, message)])
-                return Sent(refused=1)
+                outcome.refused.append((chunk[0].seq, message))
             case NotNow() | KeyRefused():
-                return answer
+                outcome.stop = answer
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What sending one trace's claimed messages came to."""
+
+    trace_id: str
+    stored: list[int] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    #: the server does not have the trace: it is sent again first
+    missing: bool = False
+    #: the server said not now, or refused the key: the run ends
+    stop: NotNow | KeyRefused | None = None
 
 
 def _chunks(pending: list[Pending]) -> list[list[Pending]]:

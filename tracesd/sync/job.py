@@ -49,6 +49,9 @@ log = structlog.get_logger("tracesd.sync")
 
 #: how long after a capture the early run starts (captures in a burst share it)
 NUDGE_DELAY_S = 0.5
+#: how long after a capture its session's messages are read (within the nudge delay, so
+#: they are queued when the run starts; captures in a burst are read together)
+READ_DELAY_S = 0.2
 
 
 @dataclass(slots=True)
@@ -206,6 +209,8 @@ class SyncService:
     async def _read_changed(self) -> None:
         assert self._follower is not None
         try:
+            # the sessions that change meanwhile (a burst of captures) are read together
+            await asyncio.sleep(READ_DELAY_S)
             while self._follower.has_changes:
                 if await self._follower.read():
                     self.nudge()
