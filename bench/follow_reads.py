@@ -41,8 +41,11 @@ APPENDS = 20
 QUICK_APPENDS = 10
 FACTOR = 2.0
 STRACE = "/usr/bin/strace"
-#: `1234 read(7</path>, ""..., 4194304) = 312`
-_CALL = re.compile(rb"^\d+\s+(read|pread64)\((\d+)<(.*)>, .*\)\s+=\s+(\d+)")
+#: `1234 read(7</path>, ""..., 4194304) = 312`; when threads interleave, strace splits a
+#: call: `1234 read(7</path>, <unfinished ...>` then `1234 <... read resumed>..., 4194304) = 312`
+_CALL = re.compile(rb"^(\d+)\s+(read|pread64)\(\d+<(.*)>, .*\)\s+=\s+(\d+)")
+_UNFINISHED = re.compile(rb"^(\d+)\s+(read|pread64)\(\d+<(.*)>, .*<unfinished \.\.\.>")
+_RESUMED = re.compile(rb"^(\d+)\s+<\.\.\. (read|pread64) resumed>.*\)\s+=\s+(\d+)")
 
 
 def run(ws: Workspace, options: Options, result: Result) -> bool:
@@ -186,12 +189,20 @@ def _tracer(pid: int) -> int:
 def _reads(log: Path) -> Counter[tuple[str, str]]:
     """Bytes read, by (system call, file)."""
     total: Counter[tuple[str, str]] = Counter()
+    unfinished: dict[bytes, bytes] = {}  # thread -> the file of its call in progress
     with open(log, "rb") as f:
         for line in f:
-            match = _CALL.match(line)
-            if match:
-                call, path = match.group(1).decode(), match.group(3).decode(errors="replace")
-                total[call, path] += int(match.group(4))
+            if done := _CALL.match(line):
+                _tid, call, path, count = done.groups()
+            elif started := _UNFINISHED.match(line):
+                unfinished[started.group(1)] = started.group(3)
+                continue
+            elif (resumed := _RESUMED.match(line)) and resumed.group(1) in unfinished:
+                call, count = resumed.group(2), resumed.group(3)
+                path = unfinished.pop(resumed.group(1))
+            else:
+                continue
+            total[call.decode(), path.decode(errors="replace")] += int(count)
     return total
 
 
