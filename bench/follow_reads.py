@@ -1,12 +1,12 @@
 """follow, bytes read per append: a 50 MB Claude Code session followed, then single lines.
 
-The session (a realistic mix of prompts, replies and tool rounds, some tool outputs of
-100 KB+, bench.records) is written before the daemon starts, so the startup scan captures
-it, sync sends it and the follower reads it whole, once. When its last message is on the
-server, `strace -f -y -e trace=read,pread64` attaches to the daemon (all its threads) and
-the session gets N single-line appends (20; 10 with --quick), each waited for until its
-message is on the server. From strace's log, every read of the session file (`-y` names
-the file of each descriptor) is summed by system call:
+The session (10 MB with --quick; a realistic mix of prompts, replies and tool rounds, some
+tool outputs of 100 KB+, bench.records) is written before the daemon starts, so the startup
+scan captures it, sync sends it and the follower reads it whole, once. When its last
+message is on the server, `strace -f -y -e trace=read,pread64` attaches to the daemon (all
+its threads) and the session gets N single-line appends (20; 10 with --quick), each waited
+for until its message is on the server. From strace's log, every read of the session file
+(`-y` names the file of each descriptor) is summed by system call:
 
 * read(2): the message reader (tracesd.messages.readers._lines: open, seek to the recorded
   offset, read) -- the follower's bytes;
@@ -37,6 +37,8 @@ from bench.records import ClaudeChain, Clock, Lines, Pool
 from bench.report import Result, Row, at_most, fmt
 
 SESSION_BYTES = 50 * 2**20
+#: with --quick: the bytes read per append do not depend on the size; the start-up read does
+QUICK_SESSION_BYTES = 10 * 2**20
 APPENDS = 20
 QUICK_APPENDS = 10
 FACTOR = 2.0
@@ -53,8 +55,9 @@ def run(ws: Workspace, options: Options, result: Result) -> bool:
     rng = random.Random(options.seed + 2)
     pool = Pool(rng)
     session = LiveSession(ws, repo, session_id(rng), pool)
-    harness.say(f"follow: writing a {SESSION_BYTES // 2**20} MB session")
-    last_uuid, lines = _write_big(session, repo, pool, rng)
+    size = QUICK_SESSION_BYTES if options.quick else SESSION_BYTES
+    harness.say(f"follow: writing a {size // 2**20} MB session")
+    last_uuid, lines = _write_big(session, repo, pool, rng, size)
     appends = QUICK_APPENDS if options.quick else APPENDS
     with (
         following(ws, "reads") as (server, daemon),
@@ -129,17 +132,19 @@ def run(ws: Workspace, options: Options, result: Result) -> bool:
     return follower <= FACTOR * appended_mean
 
 
-def _write_big(session: LiveSession, repo: Repo, pool: Pool, rng: random.Random) -> tuple[str, int]:
-    """The session's file, ~SESSION_BYTES of a long past session; the last line's uuid and
+def _write_big(
+    session: LiveSession, repo: Repo, pool: Pool, rng: random.Random, size: int
+) -> tuple[str, int]:
+    """The session's file, ~`size` bytes of a long past session; the last line's uuid and
     the line count. The session's own appends continue after it (LiveSession)."""
     lines = Lines()
     start = datetime.now(UTC) - timedelta(days=1)
     chain = ClaudeChain(session.id, str(repo.path), repo.branch, Clock(start, rng), lines)
     chain.snapshot()
     chain.prompt(rng.choice(pool.prompts))
-    while lines.size < SESSION_BYTES:
+    while lines.size < size:
         if rng.random() < 0.6:
-            chain.tool_round(pool.output(SESSION_BYTES - lines.size))
+            chain.tool_round(pool.output(size - lines.size))
         else:
             chain.reply(b'[{"type":"text","text":' + pool.message() + b"}]")
     chain.reply(b'[{"type":"text","text":"Done."}]')
