@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from bench import harness
 from bench.apiserver import Arrivals, MessageArrivals
 from bench.follow_session import Appended, LiveSession, following, session_id
-from bench.harness import Daemon, Event, Options, Workspace, read_only
+from bench.harness import Daemon, Options, Workspace, read_only
 from bench.measure import BenchError, cpu_seconds, status_mb
 from bench.records import Pool
 from bench.report import Result, Row, distribution, fmt
@@ -88,7 +89,8 @@ class Daemonrun:
     #: the server's message rows at the end
     message_rows: int
     sync_batches: int
-    warnings: list[Event]
+    #: warnings and errors the daemon logged, by event (its first 80 characters)
+    warnings: Counter[str]
 
 
 def run(ws: Workspace, options: Options, result: Result) -> bool:
@@ -134,6 +136,12 @@ def run(ws: Workspace, options: Options, result: Result) -> bool:
             passed=followed.message_rows == followed.lines and not missing,
         ),
     ]
+    result.rows.append(
+        Row(
+            "load: warnings the daemon logged",
+            "; ".join(f"{n} x {event}" for event, n in followed.warnings.most_common(3)) or "none",
+        )
+    )
     result.raw["load"] = {"sessions": SESSIONS, "followed": _raw(followed), "floor": _raw(floor)}
     return followed.message_rows == followed.lines and not missing
 
@@ -172,7 +180,9 @@ def _daemon(
                 )
             peak_mb = status_mb(daemon.pid, "VmHWM")
         lines = len(first) + sum(len(w.appended) for w in windows)
-        warnings = [e for e in daemon.events() if e.get("level") in ("warning", "error")]
+        warnings = Counter(
+            str(e["event"])[:80] for e in daemon.events() if e.get("level") in ("warning", "error")
+        )
         return Daemonrun(
             windows,
             ready_mb,
@@ -180,7 +190,7 @@ def _daemon(
             lines,
             _message_rows(server.db),
             len(daemon.events("sync.batch")),
-            warnings[:20],
+            warnings,
         )
 
 
@@ -227,7 +237,7 @@ def _raw(run: Daemonrun) -> dict[str, Any]:
         "lines": run.lines,
         "message_rows": run.message_rows,
         "sync_batches": run.sync_batches,
-        "warnings": run.warnings,
+        "warnings": dict(run.warnings),
         "windows": [
             {
                 "period_s": w.period_s,
