@@ -1,4 +1,4 @@
-"""`python -m bench [capture|scan|idle|sync|agents|traces_cli|cli_share ...] [--quick]`: run,
+"""`python -m bench [capture|scan|idle|sync|agents|traces_cli|cli_share|follow ...] [--quick]`: run,
 print the table."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from bench import agents_scan, capture, cli_share, idle, scan, sync, traces_cli
+from bench import agents_scan, capture, cli_share, follow, idle, scan, sync, traces_cli
 from bench.harness import Options, say
 from bench.report import Result, table, write_json
 
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[Options], Result]] = {
     "agents": agents_scan.run,
     "traces_cli": traces_cli.run,
     "cli_share": cli_share.run,
+    "follow": follow.run,
 }
 QUICK_IDLE_WINDOW_S = 20.0
 
