@@ -4,6 +4,8 @@ edges the fixture and crafted sessions (checked against the real CLI elsewhere) 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracesd.messages import identity, ids, scrub
 from tracesd.messages.event import MAX_EVENT_BYTES, OVERSIZED, Event, as_message, bounded
@@ -116,3 +118,40 @@ def test_scrubbing_reaches_every_string_of_an_entry_but_no_key() -> None:
         "p",
     )
     assert entry["parts"][0]["content"]["args"] == {secret: ["echo [REDACTED]"]}
+
+
+_PIECES = st.sampled_from(
+    [
+        "A_URL=x",
+        "B_HOST=y\n",
+        "\n",
+        " ",
+        "=",
+        "@",
+        "bob@example.com",
+        "://",
+        "postgres://u:p@h/db",
+        "db_password=",
+        "Token",
+        "MY_SECRET",
+        "_KEY",
+        "prod:",
+        "session_",
+        "sk-",
+        "ghp_",
+        "x",
+        "Ü",
+        "K",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=12).map("".join))
+def test_the_cheap_skips_never_change_what_is_scrubbed(text: str) -> None:
+    """scrub.text skips a pattern when the text lacks what the pattern needs: the result is
+    always what applying every pattern gives."""
+    every = text
+    for pattern, replacement in scrub._PATTERNS:
+        every = pattern.sub(replacement, every)
+    assert scrub.text(text) == every

@@ -117,6 +117,7 @@ def usage(counts: dict[str, Any] | None) -> dict[str, Any] | None:
 def as_message(agent_id: str, event: Event, message_id: str, part_id: str) -> dict[str, Any]:
     """The batch entry the CLI uploads for `event` (`R2e`), given the event as `bounded`
     left it: secrets scrubbed from every string, keys the CLI would leave out absent."""
+    event = _scrubbed(event)
     tokens = usage(event.token_usage)
     message: dict[str, Any] = {
         "externalId": message_id,
@@ -142,8 +143,20 @@ def as_message(agent_id: str, event: Event, message_id: str, part_id: str) -> di
     if tokens is not None:
         part["tokenUsage"] = tokens
     message["parts"] = [part]
-    scrubbed: dict[str, Any] = _defined(scrub.values(message))
-    return scrubbed
+    defined: dict[str, Any] = _defined(message)
+    return defined
+
+
+def _scrubbed(event: Event) -> Event:
+    """The event with secrets scrubbed from every string in it (the CLI's `p1`, applied to
+    the event before it becomes an entry; the ids, made before, are UUIDs: nothing to
+    scrub), each string once."""
+    changed = {
+        name: scrub.values(value)
+        for name, value in event.__dict__.items()
+        if isinstance(value, (str, dict, list))
+    }
+    return replace(event, **changed)
 
 
 def bounded(event: Event) -> Event:

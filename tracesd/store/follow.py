@@ -176,10 +176,10 @@ class FollowStore:
                 ),
             )
             await tx.execute_many(
-                "INSERT OR REPLACE INTO tracesd_message_outbox (trace_id, part_id, ord, body)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO tracesd_message_outbox"
+                " (trace_id, part_id, ord, body, size) VALUES (?, ?, ?, ?, ?)",
                 (
-                    (trace_id, q.part_id, q.order, q.body)
+                    (trace_id, q.part_id, q.order, q.body, len(q.body.encode()))
                     for trace_id, read in reads
                     for q in read.queued
                 ),
@@ -217,7 +217,7 @@ class FollowStore:
         least one), per trace in the session's order."""
         heads = await self._store.query(
             "SELECT trace_id, seq, part_id, size FROM ("
-            " SELECT q.trace_id, q.seq, q.part_id, length(q.body) AS size, ROW_NUMBER()"
+            " SELECT q.trace_id, q.seq, q.part_id, q.size, ROW_NUMBER()"
             "  OVER (PARTITION BY q.trace_id ORDER BY q.ord, q.seq) AS rank"
             " FROM tracesd_message_outbox q JOIN traces t ON t.id = q.trace_id"
             " JOIN tracesd_outbox o ON o.trace_id = t.id"

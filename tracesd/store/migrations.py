@@ -282,7 +282,8 @@ def _messages(conn: sqlite3.Connection) -> None:
     # in the session, and counts for status. Per event named: its keys, the `n` of its
     # `#n` part key, what the collision rule compares, its order and the digest of the
     # message last queued for it (so a re-read queues only what changed). Per message not
-    # yet acknowledged by the server: its batch entry; `seq` never repeats (AUTOINCREMENT),
+    # yet acknowledged by the server: its batch entry and its size (claims read sizes, not
+    # bodies, to bound what a send holds); `seq` never repeats (AUTOINCREMENT),
     # so an entry replaced while its older version is on the wire is not acknowledged by
     # the answer to the older one.
     conn.execute(
@@ -324,6 +325,7 @@ def _messages(conn: sqlite3.Connection) -> None:
             part_id TEXT NOT NULL,
             ord INTEGER NOT NULL,
             body TEXT NOT NULL,
+            size INTEGER NOT NULL,
             refused TEXT,
             UNIQUE (trace_id, part_id)
         )

@@ -152,6 +152,22 @@ class Follower:
                 groups = None if read.whole else [identity.group(e) for e in read.events]
                 wanted[one.trace.id] = groups
         named = await self._store.names(wanted)
+        # naming, mapping and scrubbing are CPU work: off the event loop, like the reads
+        records, failed, more = await asyncio.to_thread(self._name_all, batch, reads, named)
+        await self._store.record(records, failed)
+        queued = sum(len(r.queued) for _, r in records)
+        if queued:
+            log.debug("follow.read", traces=len(records), queued=queued)
+        return more, queued
+
+    def _name_all(
+        self,
+        batch: list[Followed],
+        reads: list[Read | Exception],
+        named: dict[tuple[str, str, str], list[Name]],
+    ) -> tuple[list[tuple[str, ReadRecord]], list[tuple[str, str]], list[Followed]]:
+        """Each session's read named and mapped (in a worker thread); the sessions that
+        could not be read, with why; those with more to read right now."""
         records: list[tuple[str, ReadRecord]] = []
         failed: list[tuple[str, str]] = []
         more: list[Followed] = []
@@ -176,11 +192,7 @@ class Follower:
                 continue
             if read.more:
                 more.append(Followed(trace, read.position))
-        await self._store.record(records, failed)
-        queued = sum(len(r.queued) for _, r in records)
-        if queued:
-            log.debug("follow.read", traces=len(records), queued=queued)
-        return more, queued
+        return records, failed, more
 
     def _read_files(self, batch: list[Followed]) -> list[Read | Exception]:
         """Each session's reader, from its position (in a worker thread)."""

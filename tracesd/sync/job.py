@@ -112,6 +112,8 @@ class SyncService:
         self._delivery = Delivery(client, use_batch=use_batch)
         self._follower = follower
         self._read_task: asyncio.Task[None] | None = None
+        #: a nudge came while a run was in flight: the next run is scheduled when it ends
+        self._rerun = False
         self._closed = False
         self._scheduler: AsyncIOScheduler | None = None
         self._job: Job | None = None
@@ -193,6 +195,11 @@ class SyncService:
         job = self._job
         if job is None or self._scheduler is None:
             return
+        if self._running is not None and not self._running.done():
+            # Moving the job to a time while it runs only makes APScheduler skip that run
+            # (and warn): the run in flight schedules the next one when it ends.
+            self._rerun = True
+            return
         when = time.time() + max(NUDGE_DELAY_S, self._backoff.left())
         if job.next_run_time is None or job.next_run_time.timestamp() > when:
             job.modify(next_run_time=_at(when))
@@ -234,6 +241,7 @@ class SyncService:
 
     async def _tick(self) -> None:
         self._running = asyncio.current_task()
+        self._rerun = False
         try:
             await self.sync_once()
         except StoreError as exc:
@@ -243,6 +251,10 @@ class SyncService:
                 log.warning("sync.store_full" if exc.full else "sync.store_busy", error=str(exc))
         except Exception as exc:
             self._crash(exc)
+        finally:
+            self._running = None
+        if self._rerun:
+            self.nudge()
 
     def _crash(self, exc: BaseException) -> None:
         # APScheduler would only log it; a bug must stop the daemon so it is restarted.
