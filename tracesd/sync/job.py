@@ -205,12 +205,15 @@ class SyncService:
             job.modify(next_run_time=_at(when))
 
     def changed(self, trace_ids: Collection[str]) -> None:
-        """These traces' session files changed: their messages are read now (local work,
-        whatever the server does: the queue holds them), and sent on a run soon after."""
+        """These traces' session files changed: their messages are read by the run that
+        starts soon, just before it sends them; while sync waits out a backoff they are read
+        now all the same (local work: the queue and status know them at once)."""
         if self._follower is None or not trace_ids or self._closed:
             return  # after close: the next start reads every followed session anyway
         self._follower.changed(trace_ids)
-        if self._read_task is None or self._read_task.done():
+        if self._backoff.left() <= 0:
+            self.nudge()
+        elif self._read_task is None or self._read_task.done():
             self._read_task = asyncio.get_running_loop().create_task(self._read_changed())
 
     async def _read_changed(self) -> None:
@@ -279,17 +282,21 @@ class SyncService:
 
     async def _drain(self, report: Report) -> None:
         try:
-            if await self._send_pending(report) and self._follower is not None:
-                await self._follow(report)
+            traces_sent = await self._send_pending(report)
+            if self._follower is not None:
+                # read whatever the server did (the queue holds what is read); send only
+                # once the traces are through (a trace goes before its messages)
+                await self._follower.read()
+                if traces_sent:
+                    await self._follow(report)
         finally:
             if self._unsaved:  # successes are saved once per run, failures at once
                 await self._outbox.save_state(**self.state.dump())
                 self._unsaved = False
 
     async def _follow(self, report: Report) -> None:
-        """Messages follow the traces: read what the sessions appended, send what is queued."""
+        """Messages follow the traces: send what is queued."""
         assert self._follower is not None
-        await self._follower.read()
         match await self._follower.send():
             case KeyRefused(message):
                 await self._failed(message, auth=True)
