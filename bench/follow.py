@@ -14,8 +14,9 @@ agent writes them: an assistant message, then a user message, alternating, with 
    offset): the capture, then the 0.5 s nudge delay (tracesd.sync.job.NUDGE_DELAY_S: a
    change pulls the next sync run forward to 0.5 s later, so a burst of lines goes in one
    run, and that run reads the session just before it sends), plus one request: a
-   one-message batch POSTed to the same server by the bench, timed, p50 of 20. (A growing Claude Code
-   session does not change its trace's row, so no trace request precedes the messages.)
+   one-message batch POSTed to the same server by the bench, timed, p50 of 20. (A growing
+   Claude Code session does not change its trace's row, so no trace request precedes the
+   messages.)
 2. Load (bench.follow_load): 200 sessions appending at once; daemon CPU and peak RSS.
 3. Bytes read per append (bench.follow_reads): a 50 MB session, then single-line appends;
    what the follower's reader reads from the file, by strace.
@@ -99,7 +100,8 @@ def _latency(ws: Workspace, options: Options, result: Result) -> bool:
             "latency breakdown, p50",
             f"line written -> read and queued by the sync run "
             f"{fmt(percentile(queued, 50), 'ms')} ({NUDGE_DELAY_S * 1000:.0f} ms of it the "
-            f"nudge delay); -> on server {fmt(dist['p50'], 'ms')}; one request {fmt(request['p50'], 'ms')} (p90 "
+            f"nudge delay); -> on server {fmt(dist['p50'], 'ms')}; one request "
+            f"{fmt(request['p50'], 'ms')} (p90 "
             f"{fmt(request['p90'], 'ms')})",
         ),
         Row(
