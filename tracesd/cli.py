@@ -27,7 +27,6 @@ from tracesd.git.context import use_pidfd_child_watcher
 from tracesd.models import Trace
 from tracesd.store import takeover
 from tracesd.store.database import Store
-from tracesd.store.follow import FollowStore
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -341,7 +340,9 @@ async def _query(
         )
         followed: dict[str, tuple[int, int]] = {}
         if config.sync.follows_messages:
+            # message follow's modules load only where it is on (the daemon's RSS otherwise)
             from tracesd.messages.readers.registry import READERS
+            from tracesd.store.follow import FollowStore
 
             follow = FollowStore(store, scope=config.sync.scope)
             followed = await follow.per_trace([t.id for t in traces], READERS.keys())
