@@ -76,6 +76,15 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """Queued messages claimed for one send pass, by trace."""
+
+    pending: dict[str, list[Pending]]
+    #: every queued message was claimed (none left beyond the pass's bounds)
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MessageCounts:
     followed: int
     pending: int
@@ -211,7 +220,7 @@ class FollowStore:
                 unreadable,
             )
 
-    async def claim(self, max_rows: int, max_bytes: int) -> dict[str, list[Pending]]:
+    async def claim(self, max_rows: int, max_bytes: int) -> Claim:
         """Queued messages of followed traces, a fair share of each (their first ones,
         round robin across traces), at most `max_rows` and about `max_bytes` of JSON (at
         least one), per trace in the session's order."""
@@ -248,7 +257,7 @@ class FollowStore:
                 claimed.setdefault(row["trace_id"], []).append(
                     Pending(row["seq"], row["part_id"], bodies[row["seq"]])
                 )
-        return claimed
+        return Claim(claimed, complete=len(heads) < max_rows and len(chosen) == len(heads))
 
     async def settle(
         self,

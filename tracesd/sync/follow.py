@@ -255,10 +255,10 @@ class Follower:
                 return await self._send_trace(trace_id, pending)
 
         while True:
-            claimed = await self._store.claim(MAX_MESSAGES, PASS_BYTES)
-            if not claimed:
+            claim = await self._store.claim(MAX_MESSAGES, PASS_BYTES)
+            if not claim.pending:
                 return total
-            outcomes = await asyncio.gather(*(send_one(t, p) for t, p in claimed.items()))
+            outcomes = await asyncio.gather(*(send_one(t, p) for t, p in claim.pending.items()))
             await self._store.settle(
                 [(o.trace_id, o.stored) for o in outcomes if o.stored],
                 [(o.trace_id, o.refused) for o in outcomes if o.refused],
@@ -274,6 +274,8 @@ class Follower:
                 return stop
             if not stored and not refused:
                 return total  # e.g. traces sent again first: their messages go next run
+            if claim.complete:
+                return total  # what was queued meanwhile goes with the next run
 
     async def _send_trace(self, trace_id: str, pending: list[Pending]) -> _Outcome:
         outcome = _Outcome(trace_id)
