@@ -186,7 +186,8 @@ def _sync_service(
         from tracesd.sync.follow import Follower
 
         readers = {a: r for a, r in READERS.items() if a in config.agents.enabled}
-        follower = Follower(FollowStore(store, scope=config.sync.scope), outbox, client, readers)
+        follow = FollowStore(store, scope=config.sync.scope)
+        follower = Follower(follow, outbox, client, readers, on_crash=on_crash)
     return SyncService(
         outbox,
         client,

@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 
+from tracesd.errors import StoreError
 from tracesd.messages import identity
 from tracesd.messages.event import as_message, bounded
 from tracesd.messages.readers import Read, Reader
@@ -53,6 +54,8 @@ MAX_MESSAGES = 1000
 #: JSON bytes per request (the CLI aims at 8 MiB by an estimate that ignores escaping;
 #: this is a real count, and leaves the server's limit far away)
 MAX_BYTES = 4 * 1024 * 1024
+#: how long a read in the background waits, so that a burst of changes is read together
+READ_DELAY_S = 0.2
 #: traces whose messages are sent at once
 CONCURRENCY = 8
 #: sessions read (and recorded in one transaction) together
@@ -80,6 +83,8 @@ class Follower:
         outbox: Outbox,
         client: BackendClient,
         readers: Mapping[str, Reader],
+        *,
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._store = store
         self._outbox = outbox
@@ -92,6 +97,8 @@ class Follower:
         #: requests made, for status
         self.requests = 0
         self._reading = asyncio.Lock()
+        self._on_crash = on_crash
+        self._background: asyncio.Task[None] | None = None
 
     @property
     def agents(self) -> Collection[str]:
@@ -116,6 +123,41 @@ class Follower:
         at a time (a session is never read twice from the same position)."""
         async with self._reading:
             return await self._read_changed()
+
+    def read_later(self) -> None:
+        """Read the changed sessions soon, in the background (while sync waits out a
+        backoff: the queue and status know every message whatever the server does)."""
+        if self._background is None or self._background.done():
+            self._background = asyncio.get_running_loop().create_task(self._read_behind())
+
+    async def _read_behind(self) -> None:
+        try:
+            await asyncio.sleep(READ_DELAY_S)  # a burst of changes is read together
+            while self.has_changes:
+                await self.read()
+        except StoreError as exc:
+            if exc.retryable:  # the traces stay changed: read on the next run
+                log.warning("follow.store_busy", error=str(exc))
+            else:
+                self._crash(exc)
+        except Exception as exc:
+            self._crash(exc)
+
+    def _crash(self, exc: BaseException) -> None:
+        # a bug must stop the daemon so that it is restarted, not end reading quietly
+        log.error("follow.crashed", exc_info=exc)
+        if self._on_crash is not None:
+            self._on_crash(exc)
+
+    async def close(self, grace_s: float) -> None:
+        """Give a background read `grace_s` to finish, then cancel it (what it did not
+        record is read again at the next start)."""
+        task = self._background
+        if task is not None and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=grace_s)
+            if not done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _read_changed(self) -> int:
         dirty, self._dirty = self._dirty, set()

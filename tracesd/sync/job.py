@@ -49,9 +49,6 @@ log = structlog.get_logger("tracesd.sync")
 
 #: how long after a capture the early run starts (captures in a burst share it)
 NUDGE_DELAY_S = 0.5
-#: how long after a capture its session's messages are read (within the nudge delay, so
-#: they are queued when the run starts; captures in a burst are read together)
-READ_DELAY_S = 0.2
 
 
 @dataclass(slots=True)
@@ -111,7 +108,6 @@ class SyncService:
         self._lock = asyncio.Lock()
         self._delivery = Delivery(client, use_batch=use_batch)
         self._follower = follower
-        self._read_task: asyncio.Task[None] | None = None
         #: a nudge came while a run was in flight: the next run is scheduled when it ends
         self._rerun = False
         self._closed = False
@@ -181,14 +177,15 @@ class SyncService:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        busy = {t for t in (self._running, self._read_task) if t is not None and not t.done()}
-        if busy:
-            _, late = await asyncio.wait(busy, timeout=grace_s)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-            if late:
+        running = self._running
+        if running is not None and not running.done():
+            done, _ = await asyncio.wait({running}, timeout=grace_s)
+            if not done:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
                 log.warning("sync.cancelled", grace_s=grace_s)
+        if self._follower is not None:
+            await self._follower.close(grace_s)
 
     def nudge(self) -> None:
         """A trace changed: run soon (not before a backoff ends, never twice for a burst)."""
@@ -213,24 +210,8 @@ class SyncService:
         self._follower.changed(trace_ids)
         if self._backoff.left() <= 0:
             self.nudge()
-        elif self._read_task is None or self._read_task.done():
-            self._read_task = asyncio.get_running_loop().create_task(self._read_changed())
-
-    async def _read_changed(self) -> None:
-        assert self._follower is not None
-        try:
-            # the sessions that change meanwhile (a burst of captures) are read together
-            await asyncio.sleep(READ_DELAY_S)
-            while self._follower.has_changes:
-                if await self._follower.read():
-                    self.nudge()
-        except StoreError as exc:
-            if not exc.retryable:
-                self._crash(exc)
-            else:  # the traces stay changed: read on the next run
-                log.warning("follow.store_busy", error=str(exc))
-        except Exception as exc:
-            self._crash(exc)
+        else:
+            self._follower.read_later()
 
     def _clock_stepped(self, step: float) -> None:
         """The wall clock jumped by `step` seconds: the job's next run, kept on the wall
