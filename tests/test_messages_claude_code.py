@@ -12,8 +12,7 @@ import pytest
 
 from tests.cli_uploads import Shared, share_every_session
 from tests.tracescli import require_traces_cli
-from tracesd.messages import identity, transcript
-from tracesd.messages.event import as_message
+from tracesd.messages import transcript
 from tracesd.messages.readers import Position, registry
 from tracesd.models import Trace
 
@@ -152,8 +151,7 @@ def test_a_growing_session_reads_the_same_events_reading_only_what_was_appended(
     path.write_bytes(b"")
     position = Position()
     written = 0
-    known: dict[tuple[str, str], list[identity.Known]] = {}
-    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    grown = transcript.Transcript(_trace(path))
     lines = whole.splitlines(keepends=True)
     for line in lines:
         for piece in (line[: len(line) // 2], line[len(line) // 2 :]):
@@ -165,19 +163,7 @@ def test_a_growing_session_reads_the_same_events_reading_only_what_was_appended(
             assert whole[: read.position.offset].endswith(b"\n") or read.position.offset == 0
             assert read.position.offset <= written
             json.dumps(read.position.state)
-            for event in read.events:
-                group = known.setdefault(identity.group(event), [])
-                named = identity.name(SESSION, event, group)
-                if named.verdict == "collapsed":
-                    continue
-                if named.verdict == "new":
-                    group.append(
-                        identity.Known(named.event.part_key, event.signature(), event.order)
-                    )
-                slot = (*identity.group(event), event.order)
-                latest[slot] = as_message(
-                    "claude-code", named.event, named.message_id, named.part_id
-                )
+            grown.add(read)
             position = read.position
     assert position.offset == len(whole)
-    assert list(latest.values()) == expected
+    assert grown.entries == expected

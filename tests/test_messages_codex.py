@@ -21,8 +21,7 @@ from tests.cli_uploads import Shared, share_every_session
 from tests.test_traces_cli_fields import captured
 from tests.tracescli import require_traces_cli
 from tracesd.config import Config
-from tracesd.messages import identity, transcript
-from tracesd.messages.event import as_message
+from tracesd.messages import transcript
 from tracesd.messages.readers import Position, reader_for
 from tracesd.models import Trace
 
@@ -163,8 +162,7 @@ def test_a_growing_rollout_read_line_by_line_gives_what_one_whole_read_gives(
     trace = Trace(**{**trace.as_dict(), "source_path": str(growing)})
     reader = reader_for("codex")
     assert reader is not None
-    known: dict[tuple[str, str], list[identity.Known]] = {}
-    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    grown = transcript.Transcript(trace)
     position = Position()
     for line in LINES:
         data = (line + "\n").encode()
@@ -181,14 +179,6 @@ def test_a_growing_rollout_read_line_by_line_gives_what_one_whole_read_gives(
         assert not read.whole
         assert not read.more
         json.dumps(read.position.state)  # JSON-able
-        for event in read.events:
-            group = known.setdefault(identity.group(event), [])
-            named = identity.name(trace.id, event, group)
-            if named.verdict == "collapsed":
-                continue
-            if named.verdict == "new":
-                group.append(identity.Known(named.event.part_key, event.signature(), event.order))
-            slot = (*identity.group(event), event.order)
-            latest[slot] = as_message("codex", named.event, named.message_id, named.part_id)
+        grown.add(read)
         position = read.position
-    assert list(latest.values()) == whole
+    assert grown.entries == whole

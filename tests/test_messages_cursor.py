@@ -18,8 +18,7 @@ import pytest
 
 from tests.cli_uploads import Shared, share_every_session
 from tests.tracescli import require_traces_cli
-from tracesd.messages import identity, transcript
-from tracesd.messages.event import as_message
+from tracesd.messages import transcript
 from tracesd.messages.readers import Position, Read
 from tracesd.messages.readers.cursor import CursorReader
 from tracesd.models import Trace
@@ -231,18 +230,10 @@ def test_an_agent_transcript_reads_into_the_messages_the_cli_uploads(
 
 def _follow(trace: Trace, reads: Iterator[Read]) -> list[dict[str, Any]]:
     """Events of successive reads, named as transcript.py names them."""
-    known: dict[tuple[str, str], list[identity.Known]] = {}
-    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    grown = transcript.Transcript(trace)
     for read in reads:
-        for event in read.events:
-            group = known.setdefault(identity.group(event), [])
-            named = identity.name(trace.id, event, group)
-            if named.verdict == "new":
-                group.append(identity.Known(named.event.part_key, event.signature(), event.order))
-            if named.verdict != "collapsed":
-                message = as_message("cursor", named.event, named.message_id, named.part_id)
-                out[(*identity.group(event), event.order)] = message
-    return list(out.values())
+        grown.add(read)
+    return grown.entries
 
 
 def test_a_growing_transcript_read_line_by_line_equals_one_whole_read(tmp_path: Path) -> None:

@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tracesd.messages import identity, transcript
-from tracesd.messages.event import as_message
+from tracesd.messages import transcript
 from tracesd.messages.readers import Position, reader_for
 from tracesd.models import Trace
 
@@ -71,8 +70,7 @@ def _collect(trace: Trace, steps: list[bytes], path: Path) -> list[dict[str, Any
     """Write `steps` one after the other, reading after each as the follower does."""
     reader = reader_for("gemini-cli")
     assert reader is not None
-    known: dict[tuple[str, str], list[identity.Known]] = {}
-    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    grown = transcript.Transcript(trace)
     position = Position()
     for step in steps:
         with path.open("ab") as handle:
@@ -80,18 +78,9 @@ def _collect(trace: Trace, steps: list[bytes], path: Path) -> list[dict[str, Any
         read = reader.read(trace, position)
         # exactly up to the last complete line: never past what was appended
         assert read.position.offset == path.read_bytes().rfind(b"\n") + 1
-        for event in read.events:
-            group = known.setdefault(identity.group(event), [])
-            named = identity.name(trace.id, event, group)
-            if named.verdict == "new":
-                group.append(identity.Known(named.event.part_key, event.signature(), event.order))
-            if named.verdict != "collapsed":
-                slot = (*identity.group(event), event.order)
-                latest[slot] = as_message(
-                    "gemini-cli", named.event, named.message_id, named.part_id
-                )
+        grown.add(read)
         position = read.position
-    return list(latest.values())
+    return grown.entries
 
 
 def test_a_session_log_reads_into_its_messages_with_the_cli_key_scheme(tmp_path: Path) -> None:
