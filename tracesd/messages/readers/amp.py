@@ -18,13 +18,12 @@ older than the session it listed (Amp's server copy); tracesd reads the file onl
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import replace
 from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _js
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
 from tracesd.models import Trace
 
 AGENT_ID = "amp"
@@ -43,12 +42,10 @@ class AmpReader:
         path = trace.source_path
         if not path:
             raise Unreadable(f"amp thread {trace.id} has no source file")
-        try:
-            stat = os.stat(path)
-        except OSError as error:
-            raise Unreadable(f"{path}: {error.strerror or error}") from error
-        stamp = f"{stat.st_mtime_ns}:{stat.st_size}:{stat.st_ino}"
-        if position.state.get("stamp") == stamp:
+        fingerprint = _document.stamp(path)
+        if fingerprint == "-":
+            raise Unreadable(f"{path}: cannot be read")
+        if _document.unchanged(position, fingerprint):
             return Read([], position)
         try:
             document = _js.read_json(path)
@@ -63,7 +60,7 @@ class AmpReader:
             events = parse(thread["messages"], thread["created"])
         except _Broken as error:
             raise Unreadable(f"{path}: the Traces CLI cannot read this thread ({error})") from error
-        return Read(events, Position(state={"stamp": stamp}), whole=True)
+        return Read(events, _document.after(fingerprint), whole=True)
 
 
 def _thread(document: Any) -> dict[str, Any] | None:

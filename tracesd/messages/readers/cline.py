@@ -29,7 +29,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _js
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
 from tracesd.models import Trace
 
 AGENT_ID = "cline"
@@ -56,8 +56,8 @@ class ClineReader:
     def read(self, trace: Trace, position: Position) -> Read:
         source = messages_path(trace)
         manifest = _manifest_path(source)
-        stamp = _fingerprint(source, manifest)
-        if position.state.get("stamp") == stamp:
+        fingerprint = _document.stamp(source, manifest)
+        if _document.unchanged(position, fingerprint):
             return Read([], position)
         try:
             document = _js.read_json(source)
@@ -70,7 +70,7 @@ class ClineReader:
             raise Unreadable(f"{source}: no Cline messages")
         fallback = _listed_timestamp(source, manifest, document, entries)
         events = parse(entries, fallback)
-        return Read(events, Position(state={"stamp": stamp}), whole=True)
+        return Read(events, _document.after(fingerprint), whole=True)
 
 
 def messages_path(trace: Trace) -> str:
@@ -93,20 +93,6 @@ def _manifest_path(source: str) -> str | None:
     if not source.endswith(".messages.json"):
         return None
     return source.removesuffix(".messages.json") + ".json"
-
-
-def _fingerprint(*paths: str | None) -> str:
-    parts = []
-    for path in paths:
-        if path is None:
-            continue
-        try:
-            stat = os.stat(path)
-        except OSError:
-            parts.append("-")
-            continue
-        parts.append(f"{stat.st_mtime_ns}:{stat.st_size}:{stat.st_ino}")
-    return "|".join(parts)
 
 
 def _entries(document: Any) -> list[Any] | None:

@@ -14,14 +14,13 @@ Every event of a request has the request's time; a tool result has its terminal'
 from __future__ import annotations
 
 import math
-import os
 import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tracesd.messages.event import Event, Kind
 from tracesd.messages.keys import Counter
-from tracesd.messages.readers import Position, Read, Unreadable, _js, _vscode_chat
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js, _vscode_chat
 from tracesd.models import Trace
 
 _ANSI = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]")
@@ -35,19 +34,12 @@ class CopilotReader:
         path = trace.source_path
         if not path:
             raise Unreadable(f"{trace.id}: no chat session file")
-        try:
-            with open(path, "rb") as handle:
-                stat = os.fstat(handle.fileno())
-                seen = f"{stat.st_mtime_ns}:{stat.st_size}"
-                file = f"{stat.st_dev}:{stat.st_ino}"
-                if position.state.get("seen") == seen and position.file == file:
-                    return Read([], position)
-                raw = handle.read()
-        except OSError as error:
-            raise Unreadable(f"{path}: {error.strerror or error}") from error
-        doc = _vscode_chat.document(raw, path.endswith(".jsonl"))
+        changed = _document.read_if_changed(path, position)
+        if changed is None:
+            return Read([], position)
+        doc = _vscode_chat.document(changed.data, path.endswith(".jsonl"))
         events = _Session(trace.timestamp).read(doc) if doc is not None else []
-        return Read(events, Position(0, {"seen": seen}, file), whole=True)
+        return Read(events, changed.position, whole=True)
 
 
 class _Session:

@@ -29,7 +29,7 @@ from tracesd.capture.adapters import _sqlite
 from tracesd.errors import ParseError
 from tracesd.messages import keys
 from tracesd.messages.event import Event
-from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js, _lines
 from tracesd.messages.readers._cursor_transcript import Transcript
 from tracesd.models import Trace
 
@@ -131,12 +131,7 @@ def _read_transcript(path: str, position: Position) -> Read:
     if position.state.get("source") != "transcript":
         position = Position()
     lines = _lines.appended(path, position)
-    try:
-        stat = os.stat(path)
-    except OSError as error:
-        raise Unreadable(f"{path}: {error.strerror or error}") from error
-    # JavaScript's `mtimeMs`: whole seconds in ms plus the nanoseconds as a fraction
-    mtime_ms = (stat.st_mtime_ns // 10**9) * 1000 + (stat.st_mtime_ns % 10**9) / 1e6
+    mtime_ms = _js.mtime_ms(path)  # the file was just read (an error raised Unreadable)
     state = {} if lines.restarted else position.state
     reading = Transcript.resume(state, mtime_ms)
     for record in lines.records:
@@ -150,7 +145,7 @@ def _read_transcript(path: str, position: Position) -> Read:
 
 
 def _read_global(database: str, composer: str, position: Position) -> Read:
-    fingerprint = _fingerprint(database)
+    fingerprint = _document.stamp(database, database + "-wal")
     state = position.state
     if state.get("source") == "global" and state.get("fingerprint") == fingerprint:
         return Read([], position)
@@ -166,18 +161,6 @@ def _read_global(database: str, composer: str, position: Position) -> Read:
     if state.get("source") == "global" and state.get("digest") == digest:
         return Read([], after)
     return Read(events, after, whole=True)
-
-
-def _fingerprint(database: str) -> str:
-    parts = []
-    for path in (database, database + "-wal"):
-        try:
-            stat = os.stat(path)
-        except OSError:
-            parts.append("-")
-            continue
-        parts.append(f"{stat.st_mtime_ns}:{stat.st_size}")
-    return "/".join(parts)
 
 
 class _Global:

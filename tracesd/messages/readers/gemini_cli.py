@@ -18,12 +18,11 @@ re-read whole when it changed.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from tracesd.messages.event import Event, Kind, usage
 from tracesd.messages.keys import Counter, key
-from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js, _lines
 from tracesd.models import Trace
 
 #: how many (message, part) orders a reader of a growing session remembers
@@ -50,18 +49,11 @@ class GeminiCliReader:
         return Read(events, Position(lines.offset, orders.state(), lines.file), more=lines.more)
 
     def _document(self, path: str, position: Position) -> Read:
+        changed = _document.read_if_changed(path, position)
+        if changed is None:
+            return Read([], position)
         try:
-            with open(path, "rb") as handle:
-                stat = os.fstat(handle.fileno())
-                seen = f"{stat.st_mtime_ns}:{stat.st_size}"
-                file = f"{stat.st_dev}:{stat.st_ino}"
-                if position.state.get("seen") == seen and position.file == file:
-                    return Read([], position)
-                raw = handle.read()
-        except OSError as error:
-            raise Unreadable(f"{path}: {error.strerror or error}") from error
-        try:
-            session = _js.parse_json(raw.decode("utf-8", "replace"))
+            session = _js.parse_json(changed.data.decode("utf-8", "replace"))
         except ValueError:
             session = None
         messages = session.get("messages") if isinstance(session, dict) else None
@@ -71,7 +63,7 @@ class GeminiCliReader:
             for message in messages:
                 if isinstance(message, dict):
                     events.extend(_message(message, orders))
-        return Read(events, Position(0, {"seen": seen}, file), whole=True)
+        return Read(events, changed.position, whole=True)
 
 
 class _Orders:

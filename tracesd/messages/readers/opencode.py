@@ -32,7 +32,7 @@ from tracesd.capture.adapters import _sqlite
 from tracesd.errors import ParseError
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind
-from tracesd.messages.readers import Position, Read, Unreadable, _js
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
 from tracesd.models import Trace
 
 STORE = "opencode.db"
@@ -82,26 +82,18 @@ def _data_dir(source: str) -> str:
     return os.path.dirname(_sqlite.database_of(source))
 
 
-def _stat_print(path: str) -> str:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return "0:0"
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
-
-
 def _store_print(store: str) -> str:
-    return "|".join(_stat_print(store + s) for s in ("", "-wal", "-shm", "-journal"))
+    return _document.stamp(*(store + s for s in ("", "-wal", "-shm", "-journal")))
 
 
 def _legacy_print(source: str, session: str) -> str:
     storage = os.path.join(_data_dir(source), "storage")
-    seen = [_stat_print(source)]
+    seen = [_document.stamp(source)]
     messages = os.path.join(storage, "message", session)
     for name in _listing(messages):
-        seen.append(f"{name}={_stat_print(os.path.join(messages, name))}")
+        seen.append(f"{name}={_document.stamp(os.path.join(messages, name))}")
         parts = os.path.join(storage, "part", name.removesuffix(".json"))
-        seen += [f"{p}={_stat_print(os.path.join(parts, p))}" for p in _listing(parts)]
+        seen += [f"{p}={_document.stamp(os.path.join(parts, p))}" for p in _listing(parts)]
     return hashlib.sha256("\n".join(seen).encode()).hexdigest()
 
 

@@ -15,13 +15,12 @@ appended lines; Pi sessions are short next to Claude Code's.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import replace
 from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _js
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
 from tracesd.models import Trace
 
 _CALLS = frozenset({"tool_call", "tool_use", "function_call", "toolcall"})
@@ -33,18 +32,11 @@ class PiReader:
     def read(self, trace: Trace, position: Position) -> Read:
         if not trace.source_path:
             raise Unreadable(f"{trace.id}: no session file")
-        try:
-            with open(trace.source_path, "rb") as handle:
-                stat = os.fstat(handle.fileno())
-                print_ = f"{stat.st_dev}:{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
-                if position.state.get("fingerprint") == print_:
-                    return Read([], position)
-                data = handle.read()
-        except OSError as error:
-            raise Unreadable(f"{trace.source_path}: {error.strerror or error}") from error
-        text = data.decode("utf-8", "replace")
-        events = _Parse(trace.timestamp).run(_entries(text))
-        return Read(events, Position(0, {"fingerprint": print_}), whole=True)
+        changed = _document.read_if_changed(trace.source_path, position)
+        if changed is None:
+            return Read([], position)
+        events = _Parse(trace.timestamp).run(_entries(changed.data.decode("utf-8", "replace")))
+        return Read(events, changed.position, whole=True)
 
 
 def _entries(text: str) -> list[Any]:
