@@ -25,6 +25,7 @@ from typing import Any
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
 from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
+from tracesd.messages.readers import _claude_code_records as records
 from tracesd.models import Trace
 
 SKIPPED_ENTRY_TYPES = frozenset(
@@ -41,28 +42,10 @@ SKIPPED_ENTRY_TYPES = frozenset(
         "file-history-delta",
     }
 )
-SKIPPED_ATTACHMENT_TYPES = frozenset(
-    {
-        "task_reminder",
-        "output_style",
-        "deferred_tools_delta",
-        "skill_listing",
-        "agent_listing_delta",
-        "nested_memory",
-        "mcp_instructions_delta",
-        "command_permissions",
-        "auto_mode",
-        "compact_file_reference",
-        "date_change",
-        "dynamic_skill",
-        "plan_mode_exit",
-    }
-)
 CAPTURED_LOCAL_COMMANDS = frozenset({"/model", "/plugin", "/resume", "/usage"})
 #: the CLI's own bound on local commands waiting for their output
 MAX_PENDING_LOCAL_COMMANDS = 32
 _WRITERS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
-_HOOK_TRIGGERS = {"Stop": "stop", "SubagentStart": "subagent_start", "PostToolUse": "post_tool_use"}
 _ANSI = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]")
 #: the CLI's `/^<.*>$/` test for a stand-in model name (`.` stops at line ends)
 _STAND_IN = re.compile("<[^\n\r\u2028\u2029]*>")
@@ -253,7 +236,11 @@ class _Line:
             return
         kind = e.get("type")
         if kind == "attachment":
-            self.attachment(e.get("attachment"))
+            for made in records.attachment(e.get("attachment"), s.written):
+                if isinstance(made, records.Prompt):
+                    self.emit("user_message", "text", self.uuid, content=made.text)
+                else:
+                    self.system(made.subtype, made.data)
             return
         if kind == "user" and _js.truthy(e.get("message")):
             self.user(e["message"])
@@ -285,95 +272,13 @@ class _Line:
             self.system("agents_killed", {})
             return
         if subtype == "stop_hook_summary":
-            self.stop_hooks()
+            made = records.stop_hooks(e)
+            self.system(made.subtype, made.data)
         if subtype == "turn_duration":
             data = {n: e[n] for n in ("durationMs", "messageCount") if _js.is_number(e.get(n))}
             self.system("turn_duration", data)
         if subtype == "compact_boundary":
             self.compact_boundary(e.get("compactMetadata"))
-
-    def attachment(self, p: Any) -> None:
-        kind = _js.get(p, "type")
-        if not _js.truthy(kind) or kind in SKIPPED_ATTACHMENT_TYPES:
-            return
-        if (
-            kind == "queued_command"
-            and _js.get(_js.get(p, "origin"), "kind") == "human"
-            and p.get("commandMode") == "prompt"
-        ):
-            text = _queued_text(p.get("prompt"))
-            if text:
-                self.emit("user_message", "text", self.uuid, content=text)
-            return
-        if kind in ("hook_system_message", "hook_additional_context", "hook_success"):
-            self.hook(kind, p)
-            return
-        if kind == "goal_status":
-            self.system("goal_status", {n: _js.get(p, n) for n in ("condition", "met", "sentinel")})
-        elif kind in ("file", "directory"):
-            self.system(
-                "context.attachment",
-                {
-                    "attachmentKind": kind,
-                    **{n: _js.get(p, n) for n in ("filename", "path", "displayPath")},
-                },
-            )
-        elif kind == "edited_text_file" and _js.truthy(p.get("filename")):
-            if p["filename"] not in self.s.written:
-                snippet = _js.get(p, "snippet")
-                if isinstance(snippet, str):
-                    snippet = _js.slice16(snippet, 500)
-                elif isinstance(snippet, list):
-                    snippet = snippet[:500]
-                elif not _js.nullish(snippet):
-                    raise TypeError("snippet.slice is not a function")
-                self.system(
-                    "environment.external_edit", {"filename": p["filename"], "snippet": snippet}
-                )
-        elif kind == "read_truncation_notice":
-            self.system(
-                "environment.truncation", {n: _js.get(p, n) for n in ("toolUseID", "banner")}
-            )
-
-    def hook(self, kind: str, p: dict[str, Any]) -> None:
-        event = p.get("hookEvent")
-        trigger = _HOOK_TRIGGERS.get(event) if isinstance(event, str) else None
-        content = p.get("content")
-        base = {"trigger": trigger, "nativeInvocationId": _js.get(p, "toolUseID")}
-        if not trigger or not _js.truthy(p.get("hookName")):
-            return
-        if kind == "hook_system_message" and isinstance(content, str):
-            self.system(
-                "lifecycle.hook",
-                {"kind": "message", **base, "hookName": p["hookName"], "message": content},
-            )
-        elif kind == "hook_additional_context" and isinstance(content, list):
-            context = [c for c in content if isinstance(c, str)]
-            self.system(
-                "lifecycle.hook",
-                {"kind": "context", **base, "hookName": p["hookName"], "context": context},
-            )
-        elif (
-            kind == "hook_success"
-            and _js.truthy(p.get("command"))
-            and _js.is_number(p.get("durationMs"))
-        ):
-            stdout, stderr = _js.get(p, "stdout"), _js.get(p, "stderr")
-            self.system(
-                "lifecycle.hook",
-                {
-                    "kind": "result",
-                    **base,
-                    "hookName": p["hookName"],
-                    "command": p["command"],
-                    "durationMs": p["durationMs"],
-                    "status": "success",
-                    "exitCode": _js.get(p, "exitCode"),
-                    "content": content if isinstance(content, str) else "",
-                    "stdout": "" if _js.nullish(stdout) else stdout,
-                    "stderr": "" if _js.nullish(stderr) else stderr,
-                },
-            )
 
     def user(self, message: Any) -> None:
         s = self.s
@@ -520,7 +425,7 @@ class _Line:
     def local_command(self) -> None:
         s, e = self.s, self.e
         content = e.get("content")
-        name = _field(content, "command-name")
+        name = records.field(content, "command-name")
         if name:
             if name in CAPTURED_LOCAL_COMMANDS:
                 if _js.truthy(self.uuid):
@@ -533,12 +438,12 @@ class _Line:
                     {
                         "kind": "invocation",
                         "commandName": name,
-                        "commandMessage": _field(content, "command-message") or "",
-                        "arguments": _field(content, "command-args") or "",
+                        "commandMessage": records.field(content, "command-message") or "",
+                        "arguments": records.field(content, "command-args") or "",
                     },
                 )
             return
-        stdout = _field(content, "local-command-stdout")
+        stdout = records.field(content, "local-command-stdout")
         parent = e.get("parentUuid")
         invoked = s.local.pop(_js.string(parent), None) if _js.truthy(parent) else None
         if stdout is not None and invoked in CAPTURED_LOCAL_COMMANDS:
@@ -546,45 +451,6 @@ class _Line:
                 "local_command",
                 {"kind": "output", "commandName": invoked, "output": _ANSI.sub("", stdout)},
             )
-
-    def stop_hooks(self) -> None:
-        e = self.e
-        infos: Any = e.get("hookInfos")
-        handlers: list[dict[str, Any]] = []
-        if _js.nullish(infos):
-            infos = []
-        if not isinstance(infos, list):
-            raise TypeError("hookInfos.flatMap is not a function")
-        for info in infos:
-            duration = _js.get(info, "durationMs")
-            if not _js.is_number(duration):
-                continue
-            if _js.truthy(_js.get(info, "promptText")) and _js.truthy(_js.get(info, "command")):
-                handlers.append(
-                    {
-                        "kind": "prompt",
-                        "command": info["command"],
-                        "promptText": info["promptText"],
-                        "durationMs": duration,
-                    }
-                )
-            elif _js.truthy(_js.get(info, "command")):
-                handlers.append(
-                    {"kind": "command", "command": info["command"], "durationMs": duration}
-                )
-        errors = e.get("hookErrors")
-        count = len(errors) if isinstance(errors, list | str) else 0
-        self.system(
-            "lifecycle.hook",
-            {
-                "kind": "summary",
-                "trigger": "stop",
-                "nativeInvocationId": e.get("toolUseID", _js.UNDEFINED),
-                "handlers": handlers,
-                "hasOutput": e.get("hasOutput") is True,
-                "errorCount": count,
-            },
-        )
 
     def compact_boundary(self, meta: Any) -> None:
         data: dict[str, Any] = {}
@@ -695,35 +561,3 @@ def _compact_summary(content: Any) -> str | None:
         ]
         return _js.trim("\n".join(texts)) or None
     return None
-
-
-def _queued_text(prompt: Any) -> str | None:
-    if isinstance(prompt, str):
-        return prompt or None
-    if not isinstance(prompt, list):
-        return None
-    texts = [
-        b["text"]
-        for b in prompt
-        if _js.get(b, "type") == "text" and isinstance(_js.get(b, "text"), str)
-    ]
-    return _js.trim("\n".join(texts)) or None
-
-
-def _field(content: Any, name: str) -> str | None:
-    """`extractLocalCommandField`: the text of `<name>...</name>`, entities decoded."""
-    if not _js.truthy(content) or not isinstance(content, str):
-        return None
-    found = re.search(f"<{name}>([\\s\\S]*?)</{name}>", content)
-    if found is None:
-        return None
-    text = found.group(1)
-    for entity, char in (
-        ("&lt;", "<"),
-        ("&gt;", ">"),
-        ("&amp;", "&"),
-        ("&quot;", '"'),
-        ("&#39;", "'"),
-    ):
-        text = text.replace(entity, char)
-    return text
