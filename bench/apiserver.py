@@ -107,6 +107,14 @@ class Arrivals(Stops):
     read-only every `interval_s` and notes the wall-clock time (time.time()) of the first
     poll that saw each new row, so a time is late by at most one interval plus a query."""
 
+    #: (a growing cursor, the key) of the rows past the cursor
+    QUERY = "SELECT seq, external_id FROM traces WHERE seq > ? ORDER BY seq"
+    NAME = "arrivals"
+
+    @staticmethod
+    def key(value: object) -> str:
+        return str(value)
+
     def __init__(self, db: Path, interval_s: float = 0.005) -> None:
         self.polls = 0
         self._db = db
@@ -115,12 +123,17 @@ class Arrivals(Stops):
         self._changed = threading.Condition()
         self._stopped = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._poll, name="arrivals", daemon=True)
+        self._thread = threading.Thread(target=self._poll, name=self.NAME, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join()
+
+    @property
+    def count(self) -> int:
+        with self._changed:
+            return len(self._seen)
 
     def wait(self, ids: Iterable[str], timeout_s: float) -> dict[str, float]:
         """First-seen times of `ids`, waiting up to `timeout_s` for the missing ones (those
@@ -145,16 +158,14 @@ class Arrivals(Stops):
             return
         try:
             while not self._stopped.wait(self._interval_s):
-                rows = conn.execute(
-                    "SELECT seq, external_id FROM traces WHERE seq > ? ORDER BY seq", (last,)
-                ).fetchall()
+                rows = conn.execute(self.QUERY, (last,)).fetchall()
                 now = time.time()
                 self.polls += 1
                 if rows:
                     last = rows[-1][0]
                     with self._changed:
-                        for _, external_id in rows:
-                            self._seen.setdefault(external_id, now)
+                        for _, value in rows:
+                            self._seen.setdefault(self.key(value), now)
                         self._changed.notify_all()
         except Exception as exc:
             self._fail(exc)
@@ -167,72 +178,13 @@ class Arrivals(Stops):
             self._changed.notify_all()
 
 
-class MessageArrivals(Stops):
+class MessageArrivals(Arrivals):
     """When each message first became visible in a server database, by the line it came
-    from (the `<uuid>` of its sourceKey `<role>:<uuid>`): a thread polls it read-only every
-    `interval_s` and notes the wall-clock time (time.time()) of the first poll that saw it."""
+    from (the `<uuid>` of its sourceKey `<role>:<uuid>`); polled as Arrivals polls traces."""
 
-    def __init__(self, db: Path, interval_s: float = 0.005) -> None:
-        self.polls = 0
-        self._db = db
-        self._interval_s = interval_s
-        self._seen: dict[str, float] = {}
-        self._changed = threading.Condition()
-        self._stopped = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._poll, name="message-arrivals", daemon=True)
-        self._thread.start()
+    QUERY = "SELECT rowid, source_key FROM messages WHERE rowid > ? ORDER BY rowid"
+    NAME = "message-arrivals"
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-    @property
-    def count(self) -> int:
-        with self._changed:
-            return len(self._seen)
-
-    def wait(self, uuids: Iterable[str], timeout_s: float) -> dict[str, float]:
-        """First-seen times of the messages of these lines, waiting up to `timeout_s` for
-        the missing ones (those still missing then are left out)."""
-        wanted = set(uuids)
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while True:
-                if self._error is not None:
-                    raise BenchError(f"polling {self._db} failed: {self._error}")
-                remaining = deadline - time.monotonic()
-                if wanted <= self._seen.keys() or remaining <= 0:
-                    return {u: self._seen[u] for u in wanted if u in self._seen}
-                self._changed.wait(remaining)
-
-    def _poll(self) -> None:
-        last = 0
-        try:
-            conn = read_only(self._db)
-        except Exception as exc:
-            self._fail(exc)
-            return
-        try:
-            while not self._stopped.wait(self._interval_s):
-                rows = conn.execute(
-                    "SELECT rowid, source_key FROM messages WHERE rowid > ? ORDER BY rowid",
-                    (last,),
-                ).fetchall()
-                now = time.time()
-                self.polls += 1
-                if rows:
-                    last = rows[-1][0]
-                    with self._changed:
-                        for _, key in rows:
-                            self._seen.setdefault(str(key).partition(":")[2], now)
-                        self._changed.notify_all()
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            conn.close()
-
-    def _fail(self, exc: BaseException) -> None:
-        with self._changed:
-            self._error = exc
-            self._changed.notify_all()
+    @staticmethod
+    def key(value: object) -> str:
+        return str(value).partition(":")[2]
