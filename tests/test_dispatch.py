@@ -10,7 +10,7 @@ import pytest
 from tests.fakes import ControlledIngest
 from tracesd.capture.adapters import Adapter
 from tracesd.capture.debounce import BATCH, Dispatcher
-from tracesd.capture.ingest import Result
+from tracesd.capture.ingest import Item, Result, Tally
 from tracesd.errors import StoreError
 
 ADAPTER = cast(Adapter, object())
@@ -97,6 +97,78 @@ async def test_a_burst_is_ingested_in_batches() -> None:
     assert sum(ingest.calls.values()) == 1000
     assert max(len(b) for b in ingest.batches) == BATCH
     assert len(ingest.batches) == 1000 // BATCH + 1
+
+
+async def test_paths_read_before_that_change_again_share_one_batch_at_the_gather_tick() -> None:
+    """200 sessions each appending a line: one batch per gather tick, not one per append."""
+    ingest = ControlledIngest(Result(updated=1))
+    dispatcher = Dispatcher(ingest, cooldown_s=0, gather_s=0.3, workers=4)
+    paths = [f"/s{i}" for i in range(40)]
+    for path in paths:  # first reads: each at once
+        dispatcher.submit(ADAPTER, path)
+        await asyncio.sleep(0)
+    await settle(dispatcher)
+    first = len(ingest.batches)
+    assert first > 1
+    started = asyncio.get_running_loop().time()
+    for path in paths:  # each changes again, one after the other
+        dispatcher.submit(ADAPTER, path)
+        await asyncio.sleep(0.001)
+    assert dispatcher.pending == len(paths)  # gathered: counted as pending work
+    assert len(ingest.batches) == first  # nothing read before the tick
+    await settle(dispatcher)
+    assert asyncio.get_running_loop().time() - started >= 0.3
+    assert ingest.batches[first:] == [paths]
+    await dispatcher.close(1)
+
+
+async def test_a_new_path_never_waits_for_the_gather_tick() -> None:
+    ingest = ControlledIngest()
+    read_new = asyncio.Event()
+
+    def result_for(path: str) -> Result:
+        if path == "/new":
+            read_new.set()
+        return ingest.result
+
+    ingest.result_for = result_for
+    dispatcher = Dispatcher(ingest, cooldown_s=0, gather_s=60)
+    dispatcher.submit(ADAPTER, "/old")
+    await settle(dispatcher)
+    dispatcher.submit(ADAPTER, "/old")  # gathered for a minute
+    dispatcher.submit(ADAPTER, "/new")
+    await asyncio.wait_for(read_new.wait(), 2)
+    assert ingest.calls["/old"] == 1
+    await dispatcher.close(1)
+
+
+@pytest.mark.parametrize("second", ["after_a_read_that_stored_nothing", "for_a_scan"])
+async def test_these_reads_never_wait_for_the_gather_tick(second: str) -> None:
+    """A session whose first line is still being written is new until a read stores it; a
+    scan reads at once whatever it found."""
+    ingest = ControlledIngest(Result() if second == "after_a_read_that_stored_nothing" else None)
+    dispatcher = Dispatcher(ingest, cooldown_s=0, gather_s=60)
+    dispatcher.submit(ADAPTER, "/a")
+    await settle(dispatcher)
+    if second == "for_a_scan":
+        dispatcher.submit_scanned(Item(ADAPTER, "/a"), Tally())
+    else:
+        dispatcher.submit(ADAPTER, "/a")
+    await settle(dispatcher)  # would time out if the second read waited a minute
+    assert ingest.calls["/a"] == 2
+    await dispatcher.close(1)
+
+
+async def test_close_drops_the_gathered_paths_for_the_next_start_to_find() -> None:
+    ingest = ControlledIngest()
+    dispatcher = Dispatcher(ingest, cooldown_s=0, gather_s=0.2)
+    dispatcher.submit(ADAPTER, "/a")
+    await settle(dispatcher)
+    dispatcher.submit(ADAPTER, "/a")
+    await dispatcher.close(1)
+    assert dispatcher.pending == 0
+    await asyncio.sleep(0.3)
+    assert ingest.calls["/a"] == 1  # the tick was cancelled
 
 
 async def test_a_locked_database_is_retried_until_it_frees(monkeypatch: pytest.MonkeyPatch) -> None:

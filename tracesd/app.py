@@ -51,13 +51,15 @@ class Mode:
     #: announced at once (a command fills the Traces CLI's database in one pass instead)
     live: bool
     cooldown_s: float
+    #: a path read before that changes again waits up to this long, to share a batch
+    gather_s: float
     workers: int
     #: how long running ingests may finish at close
     drain_s: float
 
 
-DAEMON = Mode(verify=True, live=True, cooldown_s=0.25, workers=4, drain_s=4.0)
-COMMAND = Mode(verify=False, live=False, cooldown_s=0.0, workers=8, drain_s=5.0)
+DAEMON = Mode(verify=True, live=True, cooldown_s=0.25, gather_s=0.25, workers=4, drain_s=4.0)
+COMMAND = Mode(verify=False, live=False, cooldown_s=0.0, gather_s=0.0, workers=8, drain_s=5.0)
 
 
 class App:
@@ -94,7 +96,11 @@ class App:
         )
         self.adapters: list[Adapter] = build_adapters(config)
         self.dispatcher = Dispatcher(
-            self._ingest, cooldown_s=mode.cooldown_s, workers=mode.workers, on_crash=on_crash
+            self._ingest,
+            cooldown_s=mode.cooldown_s,
+            gather_s=mode.gather_s,
+            workers=mode.workers,
+            on_crash=on_crash,
         )
         self.scanner = Scanner(self.adapters, store, self.dispatcher)
 

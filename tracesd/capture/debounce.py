@@ -3,10 +3,14 @@
 A path that has not produced a trace lately is ingested at once, so a new session is in
 the database within milliseconds. While a file keeps changing (an agent appending a turn
 line by line) it is read at most once per cooldown, on the trailing edge, so a burst of
-thousands of writes costs a handful of parses. A path is never ingested twice at the same
-time, and a fixed pool of workers bounds how many run at once, however many events arrive.
-A worker takes every ready path up to a batch size: one for a live event, dozens during a
-scan, so the per-batch costs of ingest are shared.
+thousands of writes costs a handful of parses. A path that has stored a trace and changes
+again (a session growing a line at a time, one of many) waits for the next gather tick:
+every such path ready within `gather_s` is read in one batch, so 200 sessions appending at
+once cost a few batches a second, not 200; a new path never waits, nor does one whose
+reads have stored nothing yet (a first line still being written). A path is never
+ingested twice at the same time, and a fixed pool of workers bounds how many run at once,
+however many events arrive. A worker takes every ready path up to a batch size: one for a
+live event, dozens during a scan, so the per-batch costs of ingest are shared.
 When another writer holds the database past the busy timeout, the path is retried later
 with backoff: nothing is dropped. So is a path whose agent holds its own store locked,
 without making a scan wait for it. A scan's submission carries the file state the scan
@@ -30,6 +34,8 @@ log = structlog.get_logger("tracesd.dispatch")
 
 BUSY_RETRY_MAX_S = 30.0
 BATCH = 64
+#: paths remembered as having stored a trace (their next change waits for the gather tick)
+KNOWN_MAX = 10_000
 
 IngestFn = Callable[[Sequence[Item]], Awaitable[list[Result]]]
 
@@ -59,14 +65,21 @@ class Dispatcher:
         ingest: IngestFn,
         *,
         cooldown_s: float = 0.25,
+        gather_s: float = 0.0,
         workers: int = 4,
         on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._ingest = ingest
         self._on_crash = on_crash
         self._cooldown = cooldown_s
+        self._gather = gather_s
         self._slots: dict[str, _Slot] = {}
         self._ready: collections.deque[str] = collections.deque()
+        #: paths read before, waiting for the gather tick (in arrival order)
+        self._gathering: dict[str, None] = {}
+        self._tick: asyncio.TimerHandle | None = None
+        #: paths whose reads stored a trace, oldest first (bounded: KNOWN_MAX)
+        self._known: dict[str, None] = {}
         self._timers = 0
         self._busy = 0
         self._closing = False
@@ -83,8 +96,8 @@ class Dispatcher:
 
     @property
     def pending(self) -> int:
-        """Paths queued, cooling down or running."""
-        return len(self._ready) + self._timers + self._busy
+        """Paths queued, gathering, cooling down or running."""
+        return len(self._ready) + len(self._gathering) + self._timers + self._busy
 
     def submit(self, adapter: Adapter, path: str) -> None:
         """Ingest `path` soon. Call from the event loop's thread."""
@@ -106,9 +119,9 @@ class Dispatcher:
             slot = self._slots[item.path] = _Slot(item.adapter)
         slot.scanned = item
         slot.sinks = (*slot.sinks, tally)
-        self._schedule(slot, item.path)
+        self._schedule(slot, item.path, gather=False)
 
-    def _schedule(self, slot: _Slot, path: str) -> None:
+    def _schedule(self, slot: _Slot, path: str, *, gather: bool = True) -> None:
         if slot.running:
             slot.dirty = True
             return
@@ -118,6 +131,8 @@ class Dispatcher:
         wait = slot.last_found + self._cooldown - loop.time()
         if wait > 0:
             self._later(slot, path, wait)
+        elif gather and self._gather > 0 and path in self._known:
+            self._gather_later(slot, path)
         else:
             self._enqueue(path)
 
@@ -137,6 +152,10 @@ class Dispatcher:
         so the next start's catch-up scan ingests them.
         """
         self._closing = True
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self._gathering.clear()
         for slot in self._slots.values():
             if slot.timer is not None:
                 slot.timer.cancel()
@@ -166,6 +185,19 @@ class Dispatcher:
         if slot is not None:
             slot.timer = None
         self._enqueue(path)
+
+    def _gather_later(self, slot: _Slot, path: str) -> None:
+        """Queue `path` at the next gather tick, with every other path ready by then."""
+        slot.queued = True  # waiting, like a queued path: neither scheduled again nor forgotten
+        self._gathering[path] = None
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(self._gather, self._gathered)
+
+    def _gathered(self) -> None:
+        self._tick = None
+        paths, self._gathering = self._gathering, {}
+        for path in paths:
+            self._enqueue(path)
 
     def _enqueue(self, path: str) -> None:
         slot = self._slots.get(path)
@@ -248,6 +280,8 @@ class Dispatcher:
             self._retry(slot, path, counted=False)
             return
         slot.busy_retries = 0
+        if result.captured or result.updated or result.changed:
+            self._remember(path)
         if result.captured or result.updated or result.error:
             slot.last_found = loop.time()
         if slot.dirty:
@@ -257,6 +291,13 @@ class Dispatcher:
             del self._slots[path]  # nothing pending and out of cooldown: forget it
         else:
             loop.call_later(self._cooldown, self._forget, path)
+
+    def _remember(self, path: str) -> None:
+        known = self._known
+        known.pop(path, None)
+        known[path] = None
+        if len(known) > KNOWN_MAX:
+            del known[next(iter(known))]
 
     def _forget(self, path: str) -> None:
         slot = self._slots.get(path)
