@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from tracesd.git.redact import scrub_url
 from tracesd.git.remote_url import canonical
@@ -182,7 +182,7 @@ def redacted(target: str) -> str:
     query = "&".join(
         pair for pair in parts.query.split("&") if "password" not in pair.partition("=")[0].lower()
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 async def open_storage(
