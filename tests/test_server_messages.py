@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.pgserver import table_rows
-from tests.test_server import OTHER_TOKEN, TOKEN, Answer, Api, message, trace
+from tests.test_server import OTHER_TOKEN, REMOTE, TOKEN, Answer, Api, message, trace
 from tracesd.server.app import MAX_MESSAGE_BODY, make_app
 from tracesd.server.auth import user_for
 from tracesd.server.sqlite_store import SQLiteStorage
@@ -493,3 +493,59 @@ async def test_delete_removes_the_trace_with_its_messages(api: Api, db_target: s
     again = (await api.put(PARENT, {"agentId": "claude-code"})).body
     assert (again["messageCount"], again["id"] != first["id"]) == (0, True)
     assert (await get_messages(api, PARENT)).body == []
+
+
+#: strings an agent's output may hold: NUL (which PostgreSQL's text cannot store) alone,
+#: inside text, doubled, next to a backslash, and beside rare characters
+AWKWARD = ("\x00", "a\x00b", "\x00\x00", "\\\x00\\u0000", "\uffff\x00\uffff0", "x\x01\x00\x7f")
+
+
+async def test_a_nul_character_is_stored_and_answered_as_sent_and_found_by_filters(
+    api: Api,
+) -> None:
+    """U+0000 in any string a trace or message stores comes back exactly as sent, from
+    PUT, batch, message batch and message PUT, on both engines; the filters find it."""
+    strings = {
+        name: f"{name} {AWKWARD[n % len(AWKWARD)]} end"
+        for n, name in enumerate(
+            ("title", "preview", "projectPath", "projectName", "model", "visibility",
+             "gitBranch", "relationshipType")
+        )
+    }  # fmt: skip
+    put = await api.put("nul-put", trace(**strings))
+    assert put.status == 200, put.body
+    assert {name: put.body[name] for name in strings} == strings
+    batch = await api.batch(
+        [{"externalId": f"nul-{n}", **trace(title=s, gitBranch=s)} for n, s in enumerate(AWKWARD)]
+    )
+    assert [r["status"] for r in batch.body["results"]] == [200] * len(AWKWARD)
+    assert (await api.get("nul-put")).body == put.body
+    for n, text in enumerate(AWKWARD):
+        got = (await api.get(f"nul-{n}")).body
+        assert (got["title"], got["gitBranch"]) == (text, text)
+        found = await api.every_trace(gitBranch=text, gitRemoteUrl=REMOTE, agentId="claude-code")
+        assert [t["externalId"] for t in found] == [f"nul-{n}"]
+    assert (await api.listing(agentId="claude\x00code")).body["traces"] == []
+
+    entries = [
+        message(f"m{n}", n, textContent=text, sourceKey=text, model=text, role=f"user{text}")
+        for n, text in enumerate(AWKWARD)
+    ]
+    for n, entry in enumerate(entries):
+        entry["parts"][0]["content"] = {"text": AWKWARD[n], AWKWARD[n]: [AWKWARD[n]]}
+        entry["parts"][0]["sourceKey"] = entry["parts"][0]["type"] = f"text{AWKWARD[n]}"
+    posted = await post_messages(api, "nul-put", {"idScheme": "v2", "messages": entries})
+    assert posted.body == {"messages": len(AWKWARD)}
+    entry = message("m-put", 99, textContent="\x00 put \x00")
+    del entry["externalId"]
+    path = "/v1/traces/nul-put/messages/m-put"
+    answer = await api.call("PUT", path, "MessageAnswer", key="message", json_body=entry)
+    assert answer.body == {"externalId": "m-put", **entry}
+    assert (await get_messages(api, "nul-put")).body == [*entries, answer.body]
+    bare = [{k: v for k, v in e.items() if k != "parts"} for e in entries]
+    assert (await get_messages(api, "nul-put", parts=False)).body[:-1] == bare
+    # the same again changes nothing: the stored strings compare equal to the sent ones
+    again = await post_messages(api, "nul-put", {"idScheme": "v2", "messages": entries})
+    assert again.body == posted.body
+    resent = await api.put("nul-put", trace(**strings))
+    assert resent.body == {**put.body, "messageCount": len(AWKWARD) + 1}

@@ -10,9 +10,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import asyncpg
-
 from tracesd.server.message_rules import FIELDS, Message, State, dump, message, plan, values
+from tracesd.server.postgres_text import TextConnection
 from tracesd.server.storage import number
 
 _COLUMNS = ", ".join(column for _, column in FIELDS)
@@ -36,7 +35,7 @@ _UPSERT_PART = (
 )
 
 
-async def store(conn: asyncpg.Connection, trace: int, entries: Sequence[Mapping[str, Any]]) -> int:
+async def store(conn: TextConnection, trace: int, entries: Sequence[Mapping[str, Any]]) -> int:
     """Merge validated entries into the messages of trace `trace` (its seq); how many
     distinct messages they name. Updates the trace's message count."""
     ids = list(dict.fromkeys(entry["externalId"] for entry in entries))
@@ -67,7 +66,7 @@ async def store(conn: asyncpg.Connection, trace: int, entries: Sequence[Mapping[
 
 
 async def read(
-    conn: asyncpg.Connection, trace: int, *, parts: bool, ids: Sequence[str] | None = None
+    conn: TextConnection, trace: int, *, parts: bool, ids: Sequence[str] | None = None
 ) -> list[Message]:
     """The messages of trace `trace` (or only `ids`), in order, with parts if asked."""
     sql = (_SELECT if parts else _SELECT_BARE) + " WHERE m.trace_seq = $1"
@@ -88,7 +87,7 @@ async def read(
     return list(found.values())
 
 
-async def _load(conn: asyncpg.Connection, trace: int, ids: Sequence[str]) -> dict[str, State]:
+async def _load(conn: TextConnection, trace: int, ids: Sequence[str]) -> dict[str, State]:
     """The stored state of messages `ids` of trace `trace` (those that exist)."""
     states: dict[str, State] = {}
     sql = _SELECT + " WHERE m.trace_seq = $1 AND m.external_id = ANY($2::text[])"

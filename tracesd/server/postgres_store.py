@@ -36,6 +36,7 @@ from tracesd.models import now_ms
 from tracesd.server import postgres_messages as messages
 from tracesd.server.auth import ANONYMOUS
 from tracesd.server.postgres_layout import SCHEMA_VERSION, prepare
+from tracesd.server.postgres_text import TextConnection
 from tracesd.server.storage import (
     COLUMNS,
     KEPT,
@@ -138,7 +139,7 @@ class PostgresStorage:
     async def delete(self, external_id: str, namespace: str) -> bool:
         """Delete a trace of `namespace` with its messages; False when there is none."""
 
-        async def work(conn: asyncpg.Connection) -> bool:
+        async def work(conn: TextConnection) -> bool:
             sql = "DELETE FROM traces WHERE external_id = $1 AND namespace_id = $2 RETURNING seq"
             return await conn.fetchval(sql, external_id, namespace) is not None
 
@@ -147,7 +148,7 @@ class PostgresStorage:
     async def upsert_messages(
         self, external_id: str, namespace: str, entries: Sequence[Mapping[str, Any]]
     ) -> int | None:
-        async def work(conn: asyncpg.Connection) -> int | None:
+        async def work(conn: TextConnection) -> int | None:
             seq = await _locked_seq(conn, external_id, namespace)
             return None if seq is None else await messages.store(conn, seq, entries)
 
@@ -156,7 +157,7 @@ class PostgresStorage:
     async def put_message(
         self, external_id: str, namespace: str, entry: Mapping[str, Any]
     ) -> Message | None:
-        async def work(conn: asyncpg.Connection) -> Message | None:
+        async def work(conn: TextConnection) -> Message | None:
             seq = await _locked_seq(conn, external_id, namespace)
             if seq is None:
                 return None
@@ -166,7 +167,7 @@ class PostgresStorage:
 
         return await self._write(work)
 
-    async def _write(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _write(self, work: Callable[[TextConnection], Awaitable[T]]) -> T:
         """`work` in one transaction, run again when it lost a race to another writer."""
         with translated(self.where):
             for attempt in range(1, ATTEMPTS + 1):
@@ -236,14 +237,16 @@ class PostgresStorage:
                 return list(await conn.fetch(sql, *args))
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[TextConnection]:
+        """A pooled connection; its strings go in encoded and come out decoded
+        (postgres_text: U+0000 stored and answered like any character)."""
         if self._pool is None:
             raise StoreClosed("the server database is closed")
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-            yield conn
+            yield TextConnection(conn)
 
 
-async def _upsert(conn: asyncpg.Connection, items: Sequence[Item]) -> list[Detail | None]:
+async def _upsert(conn: TextConnection, items: Sequence[Item]) -> list[Detail | None]:
     ids = sorted({item["externalId"] for _, item in items})
     found = await conn.fetch(
         f"{_SELECT} WHERE external_id = ANY($1::text[]) ORDER BY external_id FOR UPDATE", ids
@@ -264,7 +267,7 @@ async def _upsert(conn: asyncpg.Connection, items: Sequence[Item]) -> list[Detai
     return details
 
 
-async def _locked_seq(conn: asyncpg.Connection, external_id: str, namespace: str) -> int | None:
+async def _locked_seq(conn: TextConnection, external_id: str, namespace: str) -> int | None:
     """The seq of a trace of `namespace`, its row locked until the transaction ends."""
     seq = await conn.fetchval(
         "SELECT seq FROM traces WHERE external_id = $1 AND namespace_id = $2 FOR UPDATE",
