@@ -62,8 +62,8 @@ async def table_rows(target: str, *tables: str) -> list[int]:
             return [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
     import asyncpg
 
-    conn = await asyncpg.connect(target)
+    pg = await asyncpg.connect(target)
     try:
-        return [int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables]
+        return [int(await pg.fetchval(f"SELECT count(*) FROM {t}")) for t in tables]
     finally:
-        await conn.close()
+        await pg.close()

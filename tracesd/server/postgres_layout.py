@@ -12,7 +12,8 @@ index range scan.
 
 from __future__ import annotations
 
-import asyncpg
+from asyncpg import Record
+from asyncpg.pool import PoolConnectionProxy
 
 from tracesd.errors import StoreError
 
@@ -55,7 +56,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-async def prepare(conn: asyncpg.Connection, where: str) -> int:
+async def prepare(conn: PoolConnectionProxy[Record], where: str) -> int:
     """Bring the schema to SCHEMA_VERSION, one version per transaction; how many versions
     this call applied (0 when another server had done it)."""
     applied = 0

@@ -23,7 +23,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import asyncpg
+from asyncpg import Record
+from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
 ESCAPE = "\uffff"
@@ -50,10 +51,10 @@ def decode(text: str) -> str:
 
 
 class TextConnection:
-    """An asyncpg connection whose string parameters are encoded and whose rows' strings
-    are decoded (rows as tuples)."""
+    """A pooled asyncpg connection whose string parameters are encoded and whose rows'
+    strings are decoded (rows as tuples)."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: PoolConnectionProxy[Record]) -> None:
         self._conn = conn
 
     def transaction(self, *, readonly: bool = False) -> Transaction:
@@ -67,7 +68,7 @@ class TextConnection:
         return decode(value) if isinstance(value, str) else value
 
     async def execute(self, sql: str, *args: Any) -> str:
-        return str(await self._conn.execute(sql, *_encoded(args)))
+        return await self._conn.execute(sql, *_encoded(args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._conn.executemany(sql, [_encoded(row) for row in rows])
