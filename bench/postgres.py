@@ -8,10 +8,12 @@ import os
 import warnings
 from pathlib import Path
 
-from pgserver.postgres_server import get_server
-
 from bench.harness import Stops
 from bench.measure import cpu_seconds
+
+with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
+    warnings.simplefilter("ignore")
+    from pgserver.postgres_server import get_server
 
 
 class Postgres(Stops):
@@ -19,7 +21,7 @@ class Postgres(Stops):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        with warnings.catch_warnings():  # and again when the server starts
             warnings.simplefilter("ignore")
             self._server = get_server(directory, cleanup_mode="stop")
 

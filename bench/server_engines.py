@@ -252,7 +252,7 @@ def _rows(
             f"GET /v1/session p50 {session['p50']:.2f}, p99 {session['p99']:.2f} ms; "
             f"unknown trace (404) p50 {unknown['p50']:.2f}, p99 {unknown['p99']:.2f} ms"
         )
-        wrong = int(latency[engine]["wrong"])
+        wrong, checked = int(latency[engine]["wrong"]), int(latency[engine]["checked"])
         result.rows += [
             Row(
                 f"{engine}: first page of GET /v1/traces?gitRemoteUrl= "
@@ -264,7 +264,7 @@ def _rows(
             ),
             Row(
                 f"{engine}: answers right (pages checked against the corpus)",
-                f"{3 * int(page['n']) - wrong:,}/{3 * int(page['n']):,}",
+                f"{checked - wrong:,}/{checked:,}",
                 "all",
                 passed=wrong == 0,
             ),

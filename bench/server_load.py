@@ -55,6 +55,7 @@ async def latency(url: str, token: str, traces: int, requests: int, seed: int) -
     rng = random.Random(seed)
     times: dict[str, list[float]] = {"list": [], "session": [], "unknown": []}
     wrong: list[str] = []
+    checked = 0
     connector = aiohttp.TCPConnector(limit=1)
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(url, connector=connector, headers=headers) as session:
@@ -75,11 +76,12 @@ async def latency(url: str, token: str, traces: int, requests: int, seed: int) -
                     body = await response.read()
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 problem = _check(kind, response.status, body, repo, traces)
+                checked += 1
                 if problem:
                     wrong.append(problem)
                 if round_ >= 10:
                     times[kind].append(elapsed_ms)
-    emit("result", ms=times, wrong=len(wrong), wrong_examples=wrong[:5])
+    emit("result", ms=times, checked=checked, wrong=len(wrong), wrong_examples=wrong[:5])
 
 
 def _check(kind: str, status: int, body: bytes, repo: int, traces: int) -> str:
@@ -93,7 +95,10 @@ def _check(kind: str, status: int, body: bytes, repo: int, traces: int) -> str:
     got = {t["externalId"] for t in page}
     expected = first_page(repo, traces)
     if got != expected or {t["gitRemoteUrl"] for t in page} != {canonical_url(repo)}:
-        return f"list repo {repo}: {len(got & expected)}/{len(expected)} expected traces"
+        return (
+            f"list repo {repo}: {len(got)} traces, {len(got & expected)} of the "
+            f"{len(expected)} expected"
+        )
     return ""
 
 
