@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import AGENT_ENV_PREFIXES, Daemon, isolated_env, runtime_dir
+from tests.pgserver import PgServer
 from tracesd.config import Config, load_config
 from tracesd.store.database import Store
 
@@ -68,3 +69,29 @@ def _no_inherited_agent_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(AGENT_ENV_PREFIXES):
             monkeypatch.delenv(name)
+
+
+# ------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """One real PostgreSQL 16 (pgserver's wheel) for this pytest worker, stopped at the end."""
+    server = PgServer(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty database on the worker's PostgreSQL: its URL."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a server test's storage lives, once per engine: a SQLite file path (not yet
+    created) or the URL of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "server" / "server.db")
+    return str(request.getfixturevalue("pg_url"))

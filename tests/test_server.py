@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import signal
 import sqlite3
 import stat
@@ -25,8 +26,9 @@ from aiohttp import web
 from tests.helpers import isolated_env
 from tracesd.server.app import MAX_BATCH, MAX_BODY, make_app
 from tracesd.server.auth import user_for
-from tracesd.server.db import SCHEMA_VERSION, TraceDB
 from tracesd.server.schema import validate
+from tracesd.server.sqlite_store import SCHEMA_VERSION, SQLiteStorage
+from tracesd.server.storage import Storage, open_storage
 
 TOKEN = "token-one"
 OTHER_TOKEN = "token-two"
@@ -116,22 +118,27 @@ class Api:
 
 
 StartServer = Callable[..., Awaitable[Api]]
+#: a test of what only a SQLite file has (its mode, WAL, its locks, its old layouts)
+SQLITE_ONLY = pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[TraceDB]:
-    db = await TraceDB.open(tmp_path / "server" / "server.db")
+async def db(db_target: str) -> AsyncIterator[Storage]:
+    """The storage the servers run on: each test runs once on SQLite, once on PostgreSQL."""
+    db = await open_storage(db_target)
     yield db
     await db.close()
 
 
 @pytest.fixture
-async def start_server(db: TraceDB) -> AsyncIterator[StartServer]:
+async def start_server(db: Storage) -> AsyncIterator[StartServer]:
     """Start servers on 127.0.0.1, port 0; every one is cleaned up at the end of the test."""
     runners: list[web.AppRunner] = []
     session = aiohttp.ClientSession()
 
-    async def start(tokens: tuple[str, ...] | None = (TOKEN,), *, on: TraceDB | None = None) -> Api:
+    async def start(
+        tokens: tuple[str, ...] | None = (TOKEN,), *, on: SQLiteStorage | None = None
+    ) -> Api:
         runner = web.AppRunner(make_app(on or db, tokens=tokens), access_log=None)
         await runner.setup()
         runners.append(runner)
@@ -207,7 +214,7 @@ async def test_without_auth_no_token_is_needed(start_server: StartServer) -> Non
     assert (await api.put("t1", trace(), token=None)).status == 200
 
 
-async def test_an_empty_token_list_is_refused(db: TraceDB) -> None:
+async def test_an_empty_token_list_is_refused(db: Storage) -> None:
     """Auth on with no token would lock everyone out: make_app refuses it."""
     with pytest.raises(ValueError, match="at least one token"):
         make_app(db, tokens=())
@@ -554,21 +561,22 @@ async def test_an_empty_listing_has_no_next_cursor(api: Api) -> None:
 # ------------------------------------------------------------------------- database
 
 
-async def test_the_database_is_private_and_in_wal_mode(tmp_path: Path, db: TraceDB) -> None:
+@SQLITE_ONLY
+async def test_the_database_is_private_and_in_wal_mode(db_target: str, db: Storage) -> None:
     """Directory 0700, file 0600, journal_mode WAL."""
-    path = tmp_path / "server" / "server.db"
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    with sqlite3.connect(path) as conn:
+    assert stat.S_IMODE(os.stat(os.path.dirname(db_target)).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(db_target).st_mode) == 0o600
+    with sqlite3.connect(db_target) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@SQLITE_ONLY
 async def test_a_database_locked_by_another_writer_answers_503_and_stores_nothing(
     tmp_path: Path, start_server: StartServer
 ) -> None:
     """Busy past the busy timeout: 503 with Retry-After; once free, the same batch works."""
     path = tmp_path / "busy.db"
-    busy = await TraceDB.open(path, busy_timeout_s=0.05)
+    busy = await SQLiteStorage.open(path, busy_timeout_s=0.05)
     try:
         api = await start_server(on=busy)
         blocker = sqlite3.connect(path, isolation_level=None)
@@ -586,13 +594,12 @@ async def test_a_database_locked_by_another_writer_answers_503_and_stores_nothin
         await busy.close()
 
 
-async def test_traces_survive_a_restart_of_the_server(tmp_path: Path) -> None:
-    """What one server stored, the next one on the same file answers."""
-    path = tmp_path / "server.db"
-    first = await TraceDB.open(path)
+async def test_traces_survive_a_restart_of_the_server(db_target: str) -> None:
+    """What one server stored, the next one on the same database answers."""
+    first = await open_storage(db_target)
     (stored,) = await first.upsert_many([item("t1")])
     await first.close()
-    second = await TraceDB.open(path)
+    second = await open_storage(db_target)
     try:
         assert await second.get("t1") == stored
     finally:
@@ -656,6 +663,7 @@ def old_database(path: Path, version: int, rows: list[tuple[Any, ...]], columns:
         conn.execute(f"PRAGMA user_version = {version}")
 
 
+@SQLITE_ONLY
 async def test_a_version_1_database_gets_its_stored_remotes_canonical(
     tmp_path: Path, start_server: StartServer
 ) -> None:
@@ -668,7 +676,7 @@ async def test_a_version_1_database_gets_its_stored_remotes_canonical(
     old_database(path, 1, [(k, "codex", v, 1, 2) for k, v in raw.items()], columns)
     before = server_rows(path)
 
-    db = await TraceDB.open(path, legacy_namespace=user_for(TOKEN).namespace_id)
+    db = await SQLiteStorage.open(path, legacy_namespace=user_for(TOKEN).namespace_id)
     try:
         api = await start_server(on=db)
         found = await api.every_trace(gitRemoteUrl="ssh://git@github.com/acme/app")
@@ -690,6 +698,7 @@ async def test_a_version_1_database_gets_its_stored_remotes_canonical(
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+@SQLITE_ONLY
 async def test_a_version_2_database_keeps_every_trace_for_the_first_token_and_gains_messages(
     tmp_path: Path, start_server: StartServer
 ) -> None:
@@ -708,7 +717,7 @@ async def test_a_version_2_database_keeps_every_trace_for_the_first_token_and_ga
     old_database(path, 2, rows, columns)
     before = server_rows(path)
 
-    db = await TraceDB.open(path, legacy_namespace=user_for(TOKEN).namespace_id)
+    db = await SQLiteStorage.open(path, legacy_namespace=user_for(TOKEN).namespace_id)
     try:
         api = await start_server((TOKEN, OTHER_TOKEN), on=db)
         listed = await api.every_trace()

@@ -4,7 +4,6 @@ fields, messages and parts. A real aiohttp server on loopback, a real SQLite fil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import time
@@ -16,10 +15,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.pgserver import table_rows
 from tests.test_server import OTHER_TOKEN, TOKEN, Answer, Api, message, trace
 from tracesd.server.app import MAX_MESSAGE_BODY, make_app
 from tracesd.server.auth import user_for
-from tracesd.server.db import TraceDB
+from tracesd.server.sqlite_store import SQLiteStorage
+from tracesd.server.storage import Storage, open_storage
 
 ME = user_for(TOKEN)
 THEM = user_for(OTHER_TOKEN)
@@ -129,14 +130,15 @@ CLI_BATCH: dict[str, Any] = {
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[TraceDB]:
-    db = await TraceDB.open(tmp_path / "server.db")
+async def db(db_target: str) -> AsyncIterator[Storage]:
+    """The storage the server runs on: each test runs once on SQLite, once on PostgreSQL."""
+    db = await open_storage(db_target)
     yield db
     await db.close()
 
 
 @pytest.fixture
-async def api(db: TraceDB) -> AsyncIterator[Api]:
+async def api(db: Storage) -> AsyncIterator[Api]:
     """A server with two tokens (two users) on 127.0.0.1."""
     runner = web.AppRunner(make_app(db, tokens=(TOKEN, OTHER_TOKEN)), access_log=None)
     await runner.setup()
@@ -157,12 +159,6 @@ async def get_messages(api: Api, external_id: str, parts: bool = True, **kw: Any
     path = f"/v1/traces/{external_id}/messages"
     params = {"includeParts": "true"} if parts else {}
     return await api.call("GET", path, "MessageListAnswer", key="messages", params=params, **kw)
-
-
-def rows(path: Path, *tables: str) -> list[int]:
-    """How many rows each table of a server database holds."""
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
 
 
 # ------------------------------------------------------------------------- envelope
@@ -207,11 +203,11 @@ async def test_every_route_answers_the_envelope_and_head_only_a_status(api: Api)
 
 async def test_a_busy_database_says_when_to_retry_in_the_header_and_the_body(
     tmp_path: Path,
-) -> None:
+) -> None:  # (SQLite's lock; PostgreSQL's outage: test_server_postgres.py)
     """503 busy: `Retry-After` (seconds) and `error.details.retryAt` (epoch ms), the one
     the Traces CLI reads."""
     path = tmp_path / "busy.db"
-    busy = await TraceDB.open(path, busy_timeout_s=0.05)
+    busy = await SQLiteStorage.open(path, busy_timeout_s=0.05)
     runner = web.AppRunner(make_app(busy, tokens=(TOKEN,)), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -390,7 +386,7 @@ async def test_a_split_message_sent_in_two_batches_ends_the_same(api: Api) -> No
     assert (await get_messages(api, "two")).body == (await get_messages(api, "one")).body
 
 
-async def test_the_same_batch_twice_changes_nothing(api: Api, tmp_path: Path) -> None:
+async def test_the_same_batch_twice_changes_nothing(api: Api, db_target: str) -> None:
     """Upsert by message externalId (and part externalId): a repeat (`share` again sends
     every message) leaves the messages, their count and the trace as they were."""
     await api.put(PARENT, {"agentId": "claude-code"})
@@ -399,7 +395,7 @@ async def test_the_same_batch_twice_changes_nothing(api: Api, tmp_path: Path) ->
     assert (await post_messages(api, PARENT, CLI_BATCH)).body == {"messages": 3}
     after = ((await get_messages(api, PARENT)).body, (await api.get(PARENT)).body)
     assert after == before
-    assert rows(tmp_path / "server.db", "messages", "parts") == [3, 4]
+    assert await table_rows(db_target, "messages", "parts") == [3, 4]
 
 
 async def test_follow_puts_one_message_by_its_path_id(api: Api) -> None:
@@ -484,7 +480,7 @@ async def test_deep_tool_arguments_are_accepted_and_bad_messages_are_422(api: Ap
     assert len((await get_messages(api, "t1")).body) == 1
 
 
-async def test_delete_removes_the_trace_with_its_messages(api: Api, tmp_path: Path) -> None:
+async def test_delete_removes_the_trace_with_its_messages(api: Api, db_target: str) -> None:
     """DELETE: data.deleted; the trace and every message and part are gone (the same
     externalId stored again starts empty, with a new id)."""
     first = (await api.put(PARENT, {"agentId": "claude-code"})).body
@@ -493,7 +489,7 @@ async def test_delete_removes_the_trace_with_its_messages(api: Api, tmp_path: Pa
     assert answer.body == {"deleted": True}
     assert (await api.get(PARENT)).status == 404
     assert (await get_messages(api, PARENT)).status == 404
-    assert rows(tmp_path / "server.db", "traces", "messages", "parts") == [0, 0, 0]
+    assert await table_rows(db_target, "traces", "messages", "parts") == [0, 0, 0]
     again = (await api.put(PARENT, {"agentId": "claude-code"})).body
     assert (again["messageCount"], again["id"] != first["id"]) == (0, True)
     assert (await get_messages(api, PARENT)).body == []

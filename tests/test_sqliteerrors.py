@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tracesd.errors import StoreError
-from tracesd.server.layout import translated
+from tracesd.server.sqlite_layout import translated
 from tracesd.sqliteerrors import Fault, fault
 
 

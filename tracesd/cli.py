@@ -32,6 +32,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+#: the server's database when --db is not given (a SQLite path or a PostgreSQL URL)
+SERVER_DB_ENV = "TRACESD_SERVER_DB"
 
 log = structlog.get_logger("tracesd.cli")
 
@@ -116,7 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     server.add_argument("--port", type=_port, default=8787, help="port (default: 8787; 0: any)")
     server.add_argument(
-        "--db", metavar="PATH", help="database (default: $XDG_DATA_HOME/tracesd/server.db)"
+        "--db",
+        metavar="PATH|URL",
+        help="a SQLite file or a postgresql:// URL (default: $TRACESD_SERVER_DB,"
+        " else $XDG_DATA_HOME/tracesd/server.db)",
     )
     server.add_argument(
         "--no-auth", action="store_true", help="accept requests without a token (loopback only)"
@@ -197,13 +202,12 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 def _server(config: Config, args: argparse.Namespace) -> int:
     from tracesd.server.run import serve  # aiohttp's server side is its alone
 
-    db_path = config.expand(args.db) if args.db else config.server.db_path
     try:
         return asyncio.run(
             serve(
                 host=args.host,
                 port=args.port,
-                db_path=db_path,
+                db=_server_db(config, args.db),
                 tokens=config.server.tokens,
                 no_auth=args.no_auth,
             )
@@ -214,6 +218,17 @@ def _server(config: Config, args: argparse.Namespace) -> int:
     except ListenError as exc:
         terminal.show(f"tracesd server: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _server_db(config: Config, flag: str | None) -> str:
+    """The server's database: --db, else $TRACESD_SERVER_DB, else the default file; a path
+    gets `~` and `$VAR` expanded, a PostgreSQL URL is taken as it is."""
+    from tracesd.server.storage import engine_of
+
+    target = flag or config.environ.get(SERVER_DB_ENV, "").strip()
+    if not target:
+        return str(config.server.db_path)
+    return target if engine_of(target) == "postgresql" else str(config.expand(target))
 
 
 def _service(config: Config, args: argparse.Namespace) -> int:

@@ -22,10 +22,10 @@ from aiohttp.typedefs import Handler
 
 from tracesd.errors import StoreError
 from tracesd.server import auth, message_routes, traces
-from tracesd.server.db import TraceDB
 from tracesd.server.edge import track_requests
 from tracesd.server.protocol import BODY_TIMEOUT, BODY_TIMEOUT_S, ApiError, error
 from tracesd.server.secrecy import failure
+from tracesd.server.storage import Storage
 from tracesd.server.traces import DB, MAX_BATCH, MAX_BODY
 
 __all__ = ["BODY_TIMEOUT_S", "DB", "MAX_BATCH", "MAX_BODY", "MAX_MESSAGE_BODY", "make_app"]
@@ -48,7 +48,7 @@ _CODES = {
 
 
 def make_app(
-    db: TraceDB, *, tokens: Sequence[str] | None, body_timeout_s: float = BODY_TIMEOUT_S
+    db: Storage, *, tokens: Sequence[str] | None, body_timeout_s: float = BODY_TIMEOUT_S
 ) -> web.Application:
     """The API on `db`. `tokens=None` turns auth off; an empty sequence is refused."""
     if tokens is not None and not tokens:

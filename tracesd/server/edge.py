@@ -23,7 +23,8 @@ cuts are logged at debug. aiohttp's error logging is replaced: a malformed reque
 bytes: its token).
 
 Defaults (header 10 s, idle 30 s, body 30 s, cap from the limit) can be overridden with
-TRACESD_SERVER_HEADER_TIMEOUT_S, _IDLE_TIMEOUT_S, _BODY_TIMEOUT_S, _MAX_CONNECTIONS.
+TRACESD_SERVER_HEADER_TIMEOUT_S, _IDLE_TIMEOUT_S, _BODY_TIMEOUT_S, _MAX_CONNECTIONS, and the
+PostgreSQL pool (default 10 connections per process) with TRACESD_SERVER_DB_POOL.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ HEADER_TIMEOUT_ENV = "TRACESD_SERVER_HEADER_TIMEOUT_S"
 IDLE_TIMEOUT_ENV = "TRACESD_SERVER_IDLE_TIMEOUT_S"
 BODY_TIMEOUT_ENV = "TRACESD_SERVER_BODY_TIMEOUT_S"
 MAX_CONNECTIONS_ENV = "TRACESD_SERVER_MAX_CONNECTIONS"
+DB_POOL_ENV = "TRACESD_SERVER_DB_POOL"
 LINGER_S = 2.0
 _ACCEPT_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -85,6 +87,8 @@ class Limits:
     body_s: float = 30.0
     max_connections: int = field(default_factory=lambda: connection_cap(_nofile()))
     backlog: int = field(default_factory=lambda: listen_backlog(_nofile()))
+    #: PostgreSQL connections one server process opens at most (SQLite: unused)
+    db_pool: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
@@ -96,6 +100,7 @@ class Limits:
             body_s=_seconds(env, BODY_TIMEOUT_ENV, default.body_s),
             max_connections=_count(env, MAX_CONNECTIONS_ENV, default.max_connections),
             backlog=default.backlog,
+            db_pool=_count(env, DB_POOL_ENV, default.db_pool),
         )
 
 

@@ -1,5 +1,5 @@
 """Handlers of a trace's messages: the Traces CLI's batch upload, `--follow`'s single
-message PUT, and `traces sync`'s read (`messages` holds the merge rule).
+message PUT, and `traces sync`'s read (`message_rules` holds the merge rule).
 
 Bounds: at most MAX_MESSAGES entries per batch (the CLI sends at most 1000), and a body
 of at most MAX_BODY bytes. The CLI cuts its batches at an *estimated* 8 MiB that counts

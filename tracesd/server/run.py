@@ -14,7 +14,6 @@ import ipaddress
 import os
 import signal
 from collections.abc import Sequence
-from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -22,9 +21,9 @@ from aiohttp import web
 from tracesd.errors import ConfigError, ListenError
 from tracesd.server.app import make_app
 from tracesd.server.auth import ANONYMOUS, users_for
-from tracesd.server.db import TraceDB
 from tracesd.server.edge import Edge, EdgeSite, Limits
 from tracesd.server.secrecy import masking
+from tracesd.server.storage import engine_of, open_storage, redacted
 
 log = structlog.get_logger("tracesd.server")
 
@@ -59,10 +58,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(
-    *, host: str, port: int, db_path: Path, tokens: Sequence[str], no_auth: bool
-) -> int:
-    """Run until SIGTERM or SIGINT; the exit code. Raises ConfigError, StoreError, ListenError."""
+async def serve(*, host: str, port: int, db: str, tokens: Sequence[str], no_auth: bool) -> int:
+    """Run until SIGTERM or SIGINT on `db` (a SQLite path or a PostgreSQL URL); the exit
+    code. Raises ConfigError, StoreError, ListenError."""
     check_startup(host, tokens, no_auth=no_auth)
     limits = Limits.from_env(os.environ)
     loop = asyncio.get_running_loop()
@@ -74,9 +72,11 @@ async def serve(
             stack.callback(loop.remove_signal_handler, sig)
         # traces stored before namespaces existed go to the first token's user
         owner = ANONYMOUS if no_auth else users_for(tokens)[0]
-        db = await TraceDB.open(db_path, legacy_namespace=owner.namespace_id)
-        stack.push_async_callback(db.close)
-        app = make_app(db, tokens=None if no_auth else tokens, body_timeout_s=limits.body_s)
+        storage = await open_storage(
+            db, legacy_namespace=owner.namespace_id, pool_size=limits.db_pool
+        )
+        stack.push_async_callback(storage.close)
+        app = make_app(storage, tokens=None if no_auth else tokens, body_timeout_s=limits.body_s)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -90,7 +90,9 @@ async def serve(
             "server.started",
             host=host,
             port=_bound_port(runner, port),
-            db=str(db_path),
+            engine=engine_of(db),
+            db=redacted(db),
+            db_pool=limits.db_pool,
             auth="off" if no_auth else "on",
             tokens=0 if no_auth else len(tokens),
             max_connections=limits.max_connections,

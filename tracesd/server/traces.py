@@ -15,13 +15,13 @@ from aiohttp import web
 
 from tracesd.server import protocol
 from tracesd.server.auth import USER, User
-from tracesd.server.db import SENT, Detail, TraceDB
 from tracesd.server.protocol import ApiError, ok
 from tracesd.server.schema import SchemaError, document, validate
+from tracesd.server.storage import SENT, Detail, Storage
 
 log = structlog.get_logger("tracesd.server")
 
-DB = web.AppKey("db", TraceDB)
+DB: web.AppKey[Storage] = web.AppKey("db")
 #: largest body of a trace route: a batch of 500 items at their schema's maximum lengths fits
 MAX_BODY = 8 * 1024 * 1024
 MAX_BATCH: int = document()["components"]["schemas"]["BatchRequest"]["properties"]["traces"][

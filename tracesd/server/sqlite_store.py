@@ -1,27 +1,8 @@
-"""The reference server's database: traces keyed by externalId, each owned by a namespace.
+"""The reference server's SQLite storage (the `Storage` rules: `storage`).
 
-Rows are kept in API terms at this module's edge: an upsert takes validated request
-objects (camelCase, externalId included) and returns stored details (TraceDetail fields
-plus the internal `namespaceId`), so the handlers never see a column name. The layout and
-its migrations are in `layout`; messages in `messages`.
-
-Ownership: an externalId belongs to the namespace that first stored it. Every read, write
-and delete names the caller's namespace, and a trace of another namespace is treated as
-absent (a write to it changes nothing and answers None).
-
-A repository URL is stored in canonical form (tracesd.git.remote_url, INTERFACE section 5), and
-the `gitRemoteUrl` filter compares canonical forms: any form of a repository's URL finds
-its traces, whichever form each client sent.
-
-Upsert rule: fields left out keep their stored value; createdAt and the server's `id` are
-set once; updatedAt moves (strictly forward) only when some field value actually changes,
-so re-sending the same body is a no-op that answers the same detail. A batch is one
-transaction: its stored rows are read in one query, merged here, and the changed ones
-written with one executemany.
-
-Each row also has an insertion sequence (`seq`), assigned once when the externalId is
-first stored. Listings run newest first by `seq` and page with "seq below N", so a page
-boundary never moves when traces are added or updated between two pages.
+A batch is one transaction: its stored rows are read in one query, merged (`merge`), and
+the changed ones written with one executemany. The layout and its migrations are in
+`sqlite_layout`; messages in `sqlite_messages`.
 
 One write connection (BEGIN IMMEDIATE, serialised by a lock) and one read connection:
 WAL lets a listing read committed data while a batch is being written.
@@ -31,86 +12,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from tracesd.errors import StoreClosed, StoreError
-from tracesd.git.remote_url import canonical
 from tracesd.models import now_ms
-from tracesd.server import messages
+from tracesd.server import sqlite_messages as messages
 from tracesd.server.auth import ANONYMOUS
-from tracesd.server.layout import SCHEMA_VERSION, prepare, translated
+from tracesd.server.sqlite_layout import SCHEMA_VERSION, prepare, translated
+from tracesd.server.storage import (
+    COLUMNS,
+    KEPT,
+    READ_COLUMNS,
+    Detail,
+    Item,
+    Message,
+    Page,
+    canonical_url,
+    detail,
+    merge,
+    row,
+)
 from tracesd.store.groupcommit import GroupCommit
 
-__all__ = ["SCHEMA_VERSION", "Detail", "Page", "TraceDB", "merge"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
 BUSY_TIMEOUT_S = 10.0
 #: items one group-commit transaction carries (a larger single batch still goes alone)
 MAX_GROUP = 1000
 
-#: (API field, column) of every field a client sends
-FIELDS: tuple[tuple[str, str], ...] = (
-    ("externalId", "external_id"),
-    ("agentId", "agent_id"),
-    ("title", "title"),
-    ("preview", "preview"),
-    ("timestamp", "timestamp"),
-    ("projectPath", "project_path"),
-    ("projectName", "project_name"),
-    ("model", "model"),
-    ("tokenUsage", "token_usage"),
-    ("visibility", "visibility"),
-    ("gitRemoteUrl", "git_remote_url"),
-    ("gitBranch", "git_branch"),
-    ("gitRef", "git_ref"),
-    ("relatedTo", "related_to"),
-    ("relationshipType", "relationship_type"),
-    ("sourceCreatedAt", "source_created_at"),
-)
-SENT = frozenset(name for name, _ in FIELDS)
-_JSON_FIELDS = frozenset({"tokenUsage"})
-#: what a stored detail holds, in order: the server's fields around the client's
-_WRITTEN = ("id", "namespaceId", *(name for name, _ in FIELDS), "createdAt", "updatedAt")
-_NAMES = (*_WRITTEN, "messageCount")
-_COLUMNS = (
-    "id",
-    "namespace_id",
-    *(column for _, column in FIELDS),
-    "created_at",
-    "updated_at",
-)
-_KEEP = ("id", "namespace_id", "external_id", "created_at")
-
-_SELECT = f"SELECT seq, {', '.join(_COLUMNS)}, message_count FROM traces"
+_SELECT = f"SELECT seq, {', '.join(READ_COLUMNS)} FROM traces"
 _UPSERT = (
-    f"INSERT INTO traces ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     " ON CONFLICT (external_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _KEEP)
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in KEPT)
 )
 
-Detail = dict[str, Any]
-"""A stored trace: API field names (and `namespaceId`), fields without a value left out."""
-Item = tuple[str, Mapping[str, Any]]
-"""(namespace id, validated request object with externalId)"""
 
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    traces: list[Detail]
-    #: pass as `before` for the next page; None on the last page
-    next_before: int | None
-
-
-class TraceDB:
-    """Open with `await TraceDB.open(path)`; close with `await db.close()` (idempotent)."""
+class SQLiteStorage:
+    """Open with `await SQLiteStorage.open(path)`; close with `await db.close()` (idempotent)."""
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path):
         self.path = path
@@ -128,7 +72,7 @@ class TraceDB:
         *,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
         legacy_namespace: str = ANONYMOUS.namespace_id,
-    ) -> TraceDB:
+    ) -> SQLiteStorage:
         """Create the directory (0700), the file (0600) and the schema if needed; connect.
 
         Traces of an earlier layout, which had no owner, go to `legacy_namespace`. A write
@@ -187,7 +131,7 @@ class TraceDB:
             stored = await self._stored(db, {item["externalId"] for _, item in items})
             details, changed = merge(stored, items, now_ms())
             if changed:
-                await db.executemany(_UPSERT, [_row(d) for d in changed])
+                await db.executemany(_UPSERT, [row(d) for d in changed])
         return details
 
     @staticmethod
@@ -195,7 +139,7 @@ class TraceDB:
         # At most MAX_GROUP ids, or one batch (500): far below SQLite's 32766 parameters.
         sql = f"{_SELECT} WHERE external_id IN ({', '.join('?' * len(ids))})"
         rows = await db.execute_fetchall(sql, list(ids))
-        return {detail["externalId"]: detail for detail in map(_detail, rows)}
+        return {found["externalId"]: found for found in map(_detail, rows)}
 
     async def delete(self, external_id: str, namespace: str) -> bool:
         """Delete a trace of `namespace` with its messages; False when there is none."""
@@ -220,7 +164,7 @@ class TraceDB:
 
     async def put_message(
         self, external_id: str, namespace: str, entry: Mapping[str, Any]
-    ) -> messages.Message | None:
+    ) -> Message | None:
         """Merge one validated entry; the message as stored (with its parts), or None
         when there is no such trace."""
         async with self._transaction() as db:
@@ -257,7 +201,7 @@ class TraceDB:
 
     async def read_messages(
         self, external_id: str, namespace: str, *, parts: bool
-    ) -> list[messages.Message] | None:
+    ) -> list[Message] | None:
         """A trace's messages in order (with their parts when `parts`); None: no trace."""
         async with self._read() as db:
             seq = await _seq(db, external_id, namespace)
@@ -286,7 +230,7 @@ class TraceDB:
         ):
             if value is not None:
                 where.append(f"{column} = ?")
-                args.append(canonical(value) if column == "git_remote_url" else value)
+                args.append(canonical_url(value) if column == "git_remote_url" else value)
         if before is not None:
             where.append("seq < ?")
             args.append(before)
@@ -308,68 +252,6 @@ class TraceDB:
             yield db
 
 
-def merge(
-    stored: Mapping[str, Detail], items: Sequence[Item], now: int
-) -> tuple[list[Detail | None], list[Detail]]:
-    """Apply items to stored details: (the detail after each item, None where another
-    namespace owns it; the details to write)."""
-    current = dict(stored)
-    changed: dict[str, Detail] = {}
-    details: list[Detail | None] = []
-    for namespace, raw in items:
-        item = _canonical(raw)
-        external_id = item["externalId"]
-        old = current.get(external_id)
-        if old is None:
-            new = {**item, "id": uuid.uuid4().hex, "namespaceId": namespace}
-            new = _ordered({**new, "createdAt": now, "updatedAt": now, "messageCount": 0})
-        elif old["namespaceId"] != namespace:
-            details.append(None)
-            continue
-        elif any(old.get(name) != value for name, value in item.items()):
-            new = _ordered({**old, **item, "updatedAt": max(now, old["updatedAt"] + 1)})
-        else:
-            new = old
-        if new is not old:
-            current[external_id] = changed[external_id] = new
-        details.append(new)
-    return details, list(changed.values())
-
-
-def _canonical(item: Mapping[str, Any]) -> Mapping[str, Any]:
-    url = item.get("gitRemoteUrl")
-    return {**item, "gitRemoteUrl": _canonical_url(url)} if isinstance(url, str) else item
-
-
-#: a server sees few repositories and each many times: their canonical forms, remembered
-#: (clients send canonical URLs, so the keys rarely hold anything canonical() would strip)
-_canonical_url = functools.lru_cache(maxsize=1024)(canonical)
-
-
-def _detail(row: Sequence[Any]) -> Detail:
-    """A row of `_SELECT` (seq first) as a stored detail."""
-    detail: Detail = {}
-    for name, value in zip(_NAMES, row[1:], strict=True):
-        if value is not None:
-            detail[name] = json.loads(value) if name in _JSON_FIELDS else value
-    return detail
-
-
-def _ordered(values: Mapping[str, Any]) -> Detail:
-    """A detail with its fields in the stored order, as a stored row reads back."""
-    return {name: values[name] for name in _NAMES if name in values}
-
-
-def _row(detail: Detail) -> list[Any]:
-    return [
-        _json(detail.get(name)) if name in _JSON_FIELDS else detail.get(name) for name in _WRITTEN
-    ]
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
 async def _seq(db: aiosqlite.Connection, external_id: str, namespace: str) -> int | None:
     rows = list(
         await db.execute_fetchall(
@@ -384,3 +266,8 @@ def _open(conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
     if conn is None:
         raise StoreClosed("the server database is closed")
     return conn
+
+
+def _detail(values: Sequence[Any]) -> Detail:
+    """A row of `_SELECT` (seq first) as a stored detail."""
+    return detail(values[1:])

@@ -1,0 +1,69 @@
+"""A real PostgreSQL for tests: pgserver's wheel (PostgreSQL 16), no system package.
+
+`PgServer(dir)` starts one on a data directory under `dir` (a Unix socket in it, no TCP
+port); `new_database()` makes an empty database and answers its URL, so tests sharing the
+server stay independent; `stop()` and `start()` stop and start it again on the same data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+_NAMES = itertools.count(1)
+
+
+class PgServer:
+    def __init__(self, root: Path) -> None:
+        self.data = root / "data"
+        self._server: Any = None
+        self.start()
+
+    def start(self) -> None:
+        with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR not set
+            warnings.simplefilter("ignore")
+            from pgserver.postgres_server import get_server  # (its import: the warning)
+
+            self._server = get_server(self.data, cleanup_mode="stop")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._server.cleanup()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        """postgresql://postgres:@/postgres?host=<socket dir>"""
+        if self._server is None:
+            raise RuntimeError("the test PostgreSQL is stopped")
+        return str(self._server.get_uri())
+
+    def url_of(self, database: str) -> str:
+        return self.url.replace("@/postgres?", f"@/{database}?", 1)
+
+    def new_database(self) -> str:
+        name = f"t{os.getpid()}_{next(_NAMES)}"
+        self._server.psql(f"CREATE DATABASE {name};")
+        return self.url_of(name)
+
+
+async def table_rows(target: str, *tables: str) -> list[int]:
+    """How many rows each table of a server's storage holds (a SQLite path or a URL)."""
+    if not target.startswith("postgresql://"):
+        import contextlib
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(target)) as conn:
+            return [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
+    import asyncpg
+
+    conn = await asyncpg.connect(target)
+    try:
+        return [int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables]
+    finally:
+        await conn.close()
