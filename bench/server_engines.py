@@ -21,7 +21,9 @@ not the server's):
    (postmaster and every backend) likewise, the machine's from /proc/stat ("other" is
    whatever else ran: the machine is shared). From the one-server window's CPU per trace
    the ratio this machine allows is worked out: one server process runs on one core at
-   most, two on two; server, PostgreSQL and client all share the machine's cores.
+   most, two on two; server, PostgreSQL and client all share the machine's cores. As the
+   rest of the machine's load differs between windows, the ratio is also given per core
+   the run itself used (traces/s over the cores of servers, PostgreSQL and client).
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ class Load:
     def share(self, part: str) -> float:
         """Cores `part` kept busy on average during the window."""
         return self.cpu_s[part] / float(self.report["wall_s"])
+
+    @property
+    def ours(self) -> float:
+        """Cores the run itself kept busy: servers, PostgreSQL and the client."""
+        return sum(self.share(part) for part in ("servers", "postgres", "client"))
 
     def per_trace_ms(self, part: str) -> float:
         return self.cpu_s[part] * 1000 / max(1, int(self.report["traces"]))
@@ -278,7 +285,11 @@ def _rows(
         load = loads[name]
         batch_ms = distribution(load.report["batch_ms"] or [0.0])
         cores = ", ".join(
-            f"{part} {load.share(part):.2f}" for part in ("servers", "postgres", "client", "other")
+            f"{part} {load.share(part):.2f}" for part in ("servers", "postgres", "client")
+        )
+        cores += (
+            f" ({load.ours:.2f}: {fmt(load.rate / load.ours, 'traces/s', 0)} per core); "
+            f"the rest of the machine {load.share('other'):.2f}"
         )
         sampled, missing = int(load.report["sampled"]), int(load.report["missing"])
         failed = int(load.report["failed_batches"])
@@ -298,28 +309,29 @@ def _rows(
         ]
     one, two = loads["postgresql-1"], loads["postgresql-2"]
     allowed, why = _allowed_ratio(one)
+    per_core = (two.rate / two.ours) / (one.rate / one.ours)
     result.rows.append(
         Row(
             "postgresql: 2 servers vs 1",
-            f"{two.rate / one.rate:.2f}x",
+            f"{two.rate / one.rate:.2f}x ({per_core:.2f}x per core used; the rest of the "
+            f"machine took {one.share('other'):.2f} and {two.share('other'):.2f} cores)",
             floor=f"this machine allows {allowed:.2f}x: {why}",
         )
     )
-    result.raw["allowed_ratio"] = allowed
+    result.raw.update(allowed_ratio=allowed, ratio=two.rate / one.rate, ratio_per_core=per_core)
 
 
 def _allowed_ratio(one: Load) -> tuple[float, str]:
-    """What two server processes could gain over one, from the one-server window: a server
-    process runs on one core at most; servers, PostgreSQL and the client share the cores
-    that the rest of the machine leaves free."""
+    """What two server processes could gain over one on this machine with nothing else
+    running, from the CPU per trace of the one-server window: a server process runs on one
+    core at most; servers, PostgreSQL and the client share the machine's CORES."""
     server, postgres, client = (one.per_trace_ms(p) for p in ("servers", "postgres", "client"))
-    free = CORES - max(0.0, one.share("other"))
-    machine = free * 1000 / (server + postgres + client)
+    machine = CORES * 1000 / (server + postgres + client)
     single = min(1000 / server, machine)
     double = min(2 * 1000 / server, machine)
     why = (
         f"CPU per trace: server {server:.3f} ms, PostgreSQL {postgres:.3f} ms, client "
         f"{client:.3f} ms; one server process tops out at {1000 / server:,.0f} traces/s "
-        f"(one core), the {free:.2f} free cores at {machine:,.0f} traces/s for all three"
+        f"(its one core), the {CORES} cores at {machine:,.0f} traces/s for all three"
     )
     return double / single, why
