@@ -1,4 +1,5 @@
-"""`python -m bench [capture|scan|idle|sync|agents|traces_cli|cli_share|follow ...] [--quick]`: run,
+"""`python -m bench [capture|scan|idle|sync|agents|traces_cli|cli_share|follow|
+server_engines ...] [--quick]`: run,
 print the table."""
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from bench import agents_scan, capture, cli_share, follow, idle, scan, sync, traces_cli
+from bench import (
+    agents_scan,
+    capture,
+    cli_share,
+    follow,
+    idle,
+    scan,
+    server_engines,
+    sync,
+    traces_cli,
+)
 from bench.harness import Options, say
 from bench.report import Result, table, write_json
 
@@ -25,6 +36,7 @@ BENCHMARKS: dict[str, Callable[[Options], Result]] = {
     "traces_cli": traces_cli.run,
     "cli_share": cli_share.run,
     "follow": follow.run,
+    "server_engines": server_engines.run,
 }
 QUICK_IDLE_WINDOW_S = 20.0
 

@@ -27,22 +27,23 @@ TEAM_SYNC: dict[str, Any] = (
 
 
 class ApiServer(Stops):
-    """`tracesd server --port 0 --db DB --log-format json`, ready once it has logged
-    `server.started` (which names the bound port). Auth is on with `token`, off
-    (`--no-auth`) without one. Leaving the `with` block stops it: SIGTERM, then SIGKILL."""
+    """`tracesd server --port 0 --db DB --log-format json` (DB a SQLite path or a
+    `postgresql://` URL), ready once it has logged `server.started` (which names the bound
+    port). Auth is on with `token`, off (`--no-auth`) without one. Leaving the `with` block
+    stops it: SIGTERM, then SIGKILL."""
 
     def __init__(
         self,
         env: Mapping[str, str],
-        db: Path,
+        db: Path | str,
         log_path: Path,
         *,
         token: str | None = None,
         timeout_s: float = 30.0,
     ) -> None:
-        self.db = db
+        self.target = str(db)
         self.log_path = log_path
-        argv = [TRACESD, "server", "--port", "0", "--db", str(db), "--log-format", "json"]
+        argv = [TRACESD, "server", "--port", "0", "--db", self.target, "--log-format", "json"]
         env = dict(env)
         if token is None:
             argv.append("--no-auth")
@@ -57,6 +58,13 @@ class ApiServer(Stops):
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def db(self) -> Path:
+        """The SQLite file it serves (one on PostgreSQL has none)."""
+        if self.target.startswith(("postgresql:", "postgres:")):
+            raise BenchError(f"{self.target} is not a SQLite file")
+        return Path(self.target)
 
     @property
     def url(self) -> str:

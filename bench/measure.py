@@ -151,3 +151,12 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (not idle, not
+    waiting for I/O), from /proc/stat: all processes, this benchmark's and everyone else's."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is counted in user)
+    return (sum(fields[:8]) - fields[3] - fields[4]) * _CLOCK_TICK_S
