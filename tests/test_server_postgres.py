@@ -177,8 +177,9 @@ def test_two_server_processes_share_one_database_and_a_killed_one_loses_no_ackno
 ) -> None:
     """`--db URL` on one and TRACESD_SERVER_DB on the other: both start on PostgreSQL,
     log the URL without its password, and serve the same traces; clients write through both
-    at once; after kill -9 of one, every write it acknowledged is there through the other,
-    and paging through the survivor yields every trace once."""
+    at once while a reader pages through one of them (every trace there before the first page
+    comes once); after kill -9 of one, every write it acknowledged is there through the
+    other, and paging through the survivor yields every trace once."""
     url = pg_url.replace("postgres:@", f"postgres:{PASSWORD}@", 1)
     env = {"TRACESD_SERVER_TOKENS": f"{TOKEN},{OTHER_TOKEN}"}
     homes = tmp_path / "one" / "home", tmp_path / "two" / "home"
@@ -194,6 +195,7 @@ def test_two_server_processes_share_one_database_and_a_killed_one_loses_no_ackno
 
     async def clients() -> tuple[list[str], list[str]]:
         acknowledged: list[list[str]] = [[], []]
+        some_written = asyncio.Event()
 
         async def client(n: int, port: int) -> None:
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
@@ -203,13 +205,25 @@ def test_two_server_processes_share_one_database_and_a_killed_one_loses_no_ackno
                     answer = await api.batch(batch)
                     assert answer.status == 200, answer.body
                     acknowledged[n % 2] += [i["externalId"] for i in batch]
+                    if sum(map(len, acknowledged)) >= 40:
+                        some_written.set()
                     shared = await api.put(
                         "shared",
                         {"agentId": "claude-code", f"{'title' if n % 2 else 'preview'}": str(k)},
                     )
                     assert shared.status == 200
 
-        await asyncio.gather(*(client(n, ports[n % 2]) for n in range(4)))
+        async def pager() -> None:
+            """Pages through one process while clients write through both: every trace
+            acknowledged before the first page comes once, none twice."""
+            await some_written.wait()
+            before = {*acknowledged[0], *acknowledged[1]}
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{ports[1]}") as session:
+                paged = [t["externalId"] for t in await Api(session, "").every_trace(limit="3")]
+            assert len(paged) == len(set(paged))
+            assert before <= set(paged)
+
+        await asyncio.gather(pager(), *(client(n, ports[n % 2]) for n in range(4)))
         return acknowledged[0], acknowledged[1]
 
     through_one, through_two = asyncio.run(clients())
