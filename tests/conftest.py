@@ -91,7 +91,9 @@ def pg_url(pg_server: PgServer) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where a server test's storage lives, once per engine: a SQLite file path (not yet
-    created) or the URL of a fresh PostgreSQL database."""
+    created) or the URL of a PostgreSQL database, migrated and empty (a test of migrating
+    one takes `pg_url`)."""
     if request.param == "sqlite":
         return str(tmp_path / "server" / "server.db")
-    return str(request.getfixturevalue("pg_url"))
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.emptied_database()
