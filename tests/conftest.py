@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import AGENT_ENV_PREFIXES, Daemon, isolated_env, runtime_dir
+from tests.helpers import AGENT_ENV_PREFIXES, Daemon, ServerProcess, isolated_env, runtime_dir
 from tests.pgserver import PgServer
 from tracesd.config import Config, load_config
 from tracesd.store.database import Store
@@ -61,6 +61,23 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
     yield start
     for daemon in started:
         daemon.kill()
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., ServerProcess]]:
+    """Start real `tracesd server` processes (their home made if missing); every one is
+    killed at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(home: Path, *args: str, env: dict[str, str]) -> ServerProcess:
+        home.mkdir(parents=True, exist_ok=True)
+        server = ServerProcess(home, *args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
 
 
 @pytest.fixture(autouse=True)
