@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import AGENT_ENV_PREFIXES, Daemon, isolated_env, runtime_dir
+from tests.helpers import AGENT_ENV_PREFIXES, Daemon, ServerProcess, isolated_env, runtime_dir
 from tests.pgserver import PgServer
 from tracesd.config import Config, load_config
 from tracesd.store.database import Store
@@ -63,6 +63,23 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
         daemon.kill()
 
 
+@pytest.fixture
+def servers() -> Iterator[Callable[..., ServerProcess]]:
+    """Start real `tracesd server` processes (their home made if missing); every one is
+    killed at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(home: Path, *args: str, env: dict[str, str]) -> ServerProcess:
+        home.mkdir(parents=True, exist_ok=True)
+        server = ServerProcess(home, *args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+
+
 @pytest.fixture(autouse=True)
 def _no_inherited_agent_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's own agent directories."""
@@ -91,7 +108,9 @@ def pg_url(pg_server: PgServer) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where a server test's storage lives, once per engine: a SQLite file path (not yet
-    created) or the URL of a fresh PostgreSQL database."""
+    created) or the URL of a PostgreSQL database, migrated and empty (a test of migrating
+    one takes `pg_url`)."""
     if request.param == "sqlite":
         return str(tmp_path / "server" / "server.db")
-    return str(request.getfixturevalue("pg_url"))
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.emptied_database()

@@ -227,15 +227,7 @@ class Daemon:
         return db_path(self.home)
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if name is None or event.get("event") == name:
-                out.append(event)
-        return out
+        return log_events(self.log_path, name)
 
     def wait_for_event(
         self, name: str, timeout: float = 10.0, where: Callable[[dict[str, Any]], bool] = bool
@@ -278,6 +270,53 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(5)
         self._log.close()
+
+
+class ServerProcess:
+    """A real `tracesd server` subprocess with JSON logs collected from stderr."""
+
+    def __init__(self, home: Path, *args: str, env: dict[str, str]) -> None:
+        self.log_path = home.parent / f"server-{uuid.uuid4().hex[:6]}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracesd", "server", "--log-format", "json", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        return log_events(self.log_path, name)
+
+    def wait_started(self, timeout: float = 20.0) -> int:
+        """The port it listens on, once it logged server.started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = self.events("server.started")
+            if started:
+                return int(started[0]["port"])
+            assert self.proc.poll() is None, self.log_path.read_text()
+            time.sleep(0.02)
+        raise AssertionError(f"no server.started in {timeout}s:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._log.close()
+
+
+def log_events(path: Path, name: str | None = None) -> list[dict[str, Any]]:
+    """The JSON log events in a process's log file (all, or those named `name`)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and (name is None or event.get("event") == name):
+            out.append(event)
+    return out
 
 
 def query(db: Path, sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import os
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import pytest
 import structlog
 from aiohttp import web
 
-from tests.helpers import isolated_env
+from tests.helpers import ServerProcess, isolated_env
 from tracesd.server.app import MAX_BATCH, MAX_BODY, make_app
 from tracesd.server.auth import user_for
 from tracesd.server.schema import validate
@@ -780,54 +778,6 @@ def server_rows(path: Path) -> dict[str, dict[str, Any]]:
 # ----------------------------------------------------------------- the real command
 
 
-class ServerProcess:
-    """A real `tracesd server` with JSON logs collected from stderr."""
-
-    def __init__(self, home: Path, *args: str, env: dict[str, str]) -> None:
-        self.log_path = home.parent / "server.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracesd", "server", "--log-format", "json", *args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return [e for e in map(_json_or_none, lines) if e is not None and e.get("event") == name]
-
-    def wait_started(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            started = self.events("server.started")
-            if started:
-                return int(started[0]["port"])
-            assert self.proc.poll() is None, self.log_path.read_text()
-            time.sleep(0.02)
-        raise AssertionError(f"no server.started in {timeout}s:\n{self.log_path.read_text()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self._log.close()
-
-
-@pytest.fixture
-def servers() -> Iterator[Callable[..., ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start(home: Path, *args: str, env: dict[str, str]) -> ServerProcess:
-        server = ServerProcess(home, *args, env=env)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
-
-
 def _command(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tracesd", "server", *args],
@@ -931,11 +881,3 @@ SERVER_FIELDS = (
 def _stamps(detail: dict[str, Any]) -> dict[str, Any]:
     """The fields of `detail` the server set (its id, owner, count and times)."""
     return {name: detail[name] for name in SERVER_FIELDS}
-
-
-def _json_or_none(line: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

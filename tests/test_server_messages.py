@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.pgserver import table_rows
-from tests.test_server import OTHER_TOKEN, REMOTE, TOKEN, Answer, Api, message, trace
+from tests.test_server import OTHER_TOKEN, TOKEN, Answer, Api, message, trace
 from tracesd.server.app import MAX_MESSAGE_BODY, make_app
 from tracesd.server.auth import user_for
 from tracesd.server.sqlite_store import SQLiteStorage
@@ -498,6 +498,7 @@ async def test_delete_removes_the_trace_with_its_messages(api: Api, db_target: s
 #: strings an agent's output may hold: NUL (which PostgreSQL's text cannot store) alone,
 #: inside text, doubled, next to a backslash, and beside rare characters
 AWKWARD = ("\x00", "a\x00b", "\x00\x00", "\\\x00\\u0000", "\uffff\x00\uffff0", "x\x01\x00\x7f")
+SCP = "git@github.com:acme/app"
 
 
 async def test_a_nul_character_is_stored_and_answered_as_sent_and_found_by_filters(
@@ -516,14 +517,18 @@ async def test_a_nul_character_is_stored_and_answered_as_sent_and_found_by_filte
     assert put.status == 200, put.body
     assert {name: put.body[name] for name in strings} == strings
     batch = await api.batch(
-        [{"externalId": f"nul-{n}", **trace(title=s, gitBranch=s)} for n, s in enumerate(AWKWARD)]
+        [
+            {"externalId": f"nul-{n}", **trace(title=s, gitBranch=s, gitRemoteUrl=f"{SCP}{s}.git")}
+            for n, s in enumerate(AWKWARD)
+        ]
     )
     assert [r["status"] for r in batch.body["results"]] == [200] * len(AWKWARD)
     assert (await api.get("nul-put")).body == put.body
     for n, text in enumerate(AWKWARD):
         got = (await api.get(f"nul-{n}")).body
-        assert (got["title"], got["gitBranch"]) == (text, text)
-        found = await api.every_trace(gitBranch=text, gitRemoteUrl=REMOTE, agentId="claude-code")
+        remote = f"https://github.com/acme/app{text}"  # stored canonical
+        assert (got["title"], got["gitBranch"], got["gitRemoteUrl"]) == (text, text, remote)
+        found = await api.every_trace(gitBranch=text, gitRemoteUrl=remote, agentId="claude-code")
         assert [t["externalId"] for t in found] == [f"nul-{n}"]
     assert (await api.listing(agentId="claude\x00code")).body["traces"] == []
 

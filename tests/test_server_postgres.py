@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.helpers import isolated_env
+from tests.helpers import ServerProcess, isolated_env
 from tests.pgserver import PgServer
-from tests.test_server import OTHER_TOKEN, TOKEN, Api, ServerProcess, item, trace
+from tests.test_server import OTHER_TOKEN, TOKEN, Api, item, trace
 from tracesd.errors import StoreError
 from tracesd.server.app import make_app
 from tracesd.server.postgres_layout import SCHEMA_VERSION
@@ -157,23 +157,8 @@ async def test_an_unreachable_database_is_busy_and_its_message_holds_no_password
 # ----------------------------------------------------------------- real processes
 
 
-@pytest.fixture
-def processes() -> Iterator[Callable[..., ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start(home: Path, *args: str, env: dict[str, str]) -> ServerProcess:
-        home.mkdir(parents=True)
-        server = ServerProcess(home, *args, env=env)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
-
-
 def test_two_server_processes_share_one_database_and_a_killed_one_loses_no_acknowledged_write(
-    tmp_path: Path, pg_url: str, processes: Callable[..., ServerProcess]
+    tmp_path: Path, pg_url: str, servers: Callable[..., ServerProcess]
 ) -> None:
     """`--db URL` on one and TRACESD_SERVER_DB on the other: both start on PostgreSQL,
     log the URL without its password, and serve the same traces; clients write through both
@@ -183,10 +168,8 @@ def test_two_server_processes_share_one_database_and_a_killed_one_loses_no_ackno
     url = pg_url.replace("postgres:@", f"postgres:{PASSWORD}@", 1)
     env = {"TRACESD_SERVER_TOKENS": f"{TOKEN},{OTHER_TOKEN}"}
     homes = tmp_path / "one" / "home", tmp_path / "two" / "home"
-    one = processes(homes[0], "--port", "0", "--db", url, env=isolated_env(homes[0], **env))
-    two = processes(
-        homes[1], "--port", "0", env=isolated_env(homes[1], TRACESD_SERVER_DB=url, **env)
-    )
+    one = servers(homes[0], "--port", "0", "--db", url, env=isolated_env(homes[0], **env))
+    two = servers(homes[1], "--port", "0", env=isolated_env(homes[1], TRACESD_SERVER_DB=url, **env))
     ports = [one.wait_started(), two.wait_started()]
     for server in (one, two):
         started = server.events("server.started")[0]

@@ -14,7 +14,8 @@ on both engines:
 
 `TextConnection` applies them to one asyncpg connection's parameters (strings and lists
 of strings) and rows, so no query of the storage can miss them. JSON text (tokenUsage, a
-part's body) holds U+0000 escaped as `\\u0000` already and goes through unchanged.
+part's body) never holds a raw U+0000 (JSON writes it `\\u0000`); the escape leaves it
+as it is unless it holds U+FFFF, and gives that back too.
 """
 
 from __future__ import annotations
