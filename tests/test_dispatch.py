@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes import ControlledIngest
 from tracesd.capture.adapters import Adapter
-from tracesd.capture.debounce import BATCH, Dispatcher
+from tracesd.capture.debounce import BATCH, KNOWN_MAX, Dispatcher
 from tracesd.capture.ingest import Item, Result, Tally
 from tracesd.errors import StoreError
 
@@ -156,6 +156,28 @@ async def test_these_reads_never_wait_for_the_gather_tick(second: str) -> None:
         dispatcher.submit(ADAPTER, "/a")
     await settle(dispatcher)  # would time out if the second read waited a minute
     assert ingest.calls["/a"] == 2
+    await dispatcher.close(1)
+
+
+async def test_only_the_most_recent_paths_are_remembered_the_oldest_is_read_at_once() -> None:
+    ingest = ControlledIngest()
+    paths = [f"/p{i}" for i in range(KNOWN_MAX + 1)]
+    read_again = asyncio.Event()
+
+    def result_for(path: str) -> Result:
+        if path == paths[0] and ingest.calls[path] == 2:
+            read_again.set()
+        return ingest.result
+
+    ingest.result_for = result_for
+    dispatcher = Dispatcher(ingest, cooldown_s=0, gather_s=60)
+    for path in paths:
+        dispatcher.submit(ADAPTER, path)
+    await settle(dispatcher)
+    dispatcher.submit(ADAPTER, paths[-1])  # remembered: gathered for a minute
+    dispatcher.submit(ADAPTER, paths[0])  # forgotten: read at once
+    await asyncio.wait_for(read_again.wait(), 2)
+    assert ingest.calls[paths[-1]] == 1
     await dispatcher.close(1)
 
 

@@ -34,8 +34,10 @@ log = structlog.get_logger("tracesd.dispatch")
 
 BUSY_RETRY_MAX_S = 30.0
 BATCH = 64
-#: paths remembered as having stored a trace (their next change waits for the gather tick)
-KNOWN_MAX = 10_000
+#: paths remembered as having stored a trace (their next change waits for the gather tick);
+#: the most recent only (a path forgotten is read at once, like a new one): a startup scan
+#: of 10,000 sessions would otherwise hold 2 MB of paths in an idle daemon
+KNOWN_MAX = 1024
 
 IngestFn = Callable[[Sequence[Item]], Awaitable[list[Result]]]
 
