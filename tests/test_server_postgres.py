@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import structlog
+import structlog.testing
 from aiohttp import web
 
 from tests.helpers import ServerProcess, isolated_env
@@ -59,9 +61,14 @@ async def test_a_stopped_database_answers_503_with_retry_after_and_the_server_re
             api = await serve(storage)
             assert (await api.put("t1", trace())).status == 200
             own.stop()
-            for answer in (await api.put("t2", trace()), await api.get("t1")):
+            with structlog.testing.capture_logs() as logs:
+                answers = [await api.put("t2", trace()), await api.get("t1")]
+            for answer in answers:
                 assert (answer.status, answer.body["error"]["code"]) == (503, "unavailable")
                 assert answer.headers["Retry-After"] == "1"
+            busy = [e for e in logs if e["event"] == "server.store_busy"]
+            assert len(busy) == 2
+            assert all("database" in e["error"] for e in busy)  # why, for the operator
             own.start()
             deadline = time.monotonic() + 30
             while (answer := await api.put("t2", trace())).status != 200:

@@ -84,7 +84,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error(exc.status, _CODES.get(exc.status, "error"), _message(request, exc), headers)
     except StoreError as exc:
         if exc.busy:
-            log.warning("server.store_busy", method=request.method, path=request.path)
+            log.warning(
+                "server.store_busy", method=request.method, path=request.path, error=str(exc)
+            )
             return error(503, "unavailable", "the database is busy", {hdrs.RETRY_AFTER: "1"})
         log.error("server.store_failed", method=request.method, path=request.path, error=str(exc))
         return error(500, "internal", "the database failed")
