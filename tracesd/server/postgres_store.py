@@ -45,11 +45,12 @@ from tracesd.server.storage import (
     Item,
     Message,
     Page,
-    canonical_url,
-    detail,
+    listing_conditions,
     merge,
+    page,
     redacted,
     row,
+    selected,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStorage"]
@@ -189,7 +190,7 @@ class PostgresStorage:
         rows = await self._rows(
             f"{_SELECT} WHERE external_id = $1 AND namespace_id = $2", [external_id, namespace]
         )
-        return _detail(rows[0]) if rows else None
+        return selected(rows[0]) if rows else None
 
     async def read_messages(
         self, external_id: str, namespace: str, *, parts: bool
@@ -213,23 +214,16 @@ class PostgresStorage:
         limit: int = 100,
         before: int | None = None,
     ) -> Page:
-        where: list[str] = ["namespace_id = $1"]
-        args: list[Any] = [namespace]
-        for column, value in (
-            ("git_remote_url", git_remote_url),
-            ("git_branch", git_branch),
-            ("agent_id", agent_id),
-            ("seq", before),
-        ):
-            if value is not None:
-                args.append(canonical_url(value) if column == "git_remote_url" else value)
-                where.append(f"{column} {'<' if column == 'seq' else '='} ${len(args)}")
-        args.append(limit + 1)
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ${len(args)}"
-        rows = await self._rows(sql, args)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page([_detail(r) for r in rows], rows[-1][0] if more else None)
+        conditions = listing_conditions(
+            namespace,
+            git_remote_url=git_remote_url,
+            git_branch=git_branch,
+            agent_id=agent_id,
+            before=before,
+        )
+        where = " AND ".join(f"{c} ${n}" for n, (c, _) in enumerate(conditions, start=1))
+        sql = f"{_SELECT} WHERE {where} ORDER BY seq DESC LIMIT ${len(conditions) + 1}"
+        return page(await self._rows(sql, [*(v for _, v in conditions), limit + 1]), limit)
 
     async def _rows(self, sql: str, args: Sequence[Any]) -> list[Any]:
         with translated(self.where):
@@ -251,7 +245,7 @@ async def _upsert(conn: TextConnection, items: Sequence[Item]) -> list[Detail | 
     found = await conn.fetch(
         f"{_SELECT} WHERE external_id = ANY($1::text[]) ORDER BY external_id FOR UPDATE", ids
     )
-    stored = {d["externalId"]: d for d in map(_detail, found)}
+    stored = {d["externalId"]: d for d in map(selected, found)}
     details, changed = merge(stored, items, now_ms())
     new = [d for d in changed if d["externalId"] not in stored]
     if new:
@@ -280,11 +274,6 @@ async def _locked_seq(conn: TextConnection, external_id: str, namespace: str) ->
 def _update(values: Sequence[Any]) -> list[Any]:
     """A row's values as `_UPDATE`'s parameters."""
     return [*(values[n] for n in _CHANGED), values[_KEY]]
-
-
-def _detail(values: Sequence[Any]) -> Detail:
-    """A row of `_SELECT` (seq first) as a stored detail."""
-    return detail(values[1:])
 
 
 @contextlib.contextmanager

@@ -32,10 +32,11 @@ from tracesd.server.storage import (
     Item,
     Message,
     Page,
-    canonical_url,
-    detail,
+    listing_conditions,
     merge,
+    page,
     row,
+    selected,
 )
 from tracesd.store.groupcommit import GroupCommit
 
@@ -139,7 +140,7 @@ class SQLiteStorage:
         # At most MAX_GROUP ids, or one batch (500): far below SQLite's 32766 parameters.
         sql = f"{_SELECT} WHERE external_id IN ({', '.join('?' * len(ids))})"
         rows = await db.execute_fetchall(sql, list(ids))
-        return {found["externalId"]: found for found in map(_detail, rows)}
+        return {found["externalId"]: found for found in map(selected, rows)}
 
     async def delete(self, external_id: str, namespace: str) -> bool:
         """Delete a trace of `namespace` with its messages; False when there is none."""
@@ -197,7 +198,7 @@ class SQLiteStorage:
         rows = await self._rows(
             f"{_SELECT} WHERE external_id = ? AND namespace_id = ?", [external_id, namespace]
         )
-        return _detail(rows[0]) if rows else None
+        return selected(rows[0]) if rows else None
 
     async def read_messages(
         self, external_id: str, namespace: str, *, parts: bool
@@ -221,24 +222,16 @@ class SQLiteStorage:
     ) -> Page:
         """A namespace's traces, newest first (by insertion), exact-match filters,
         `before`: a previous next_before."""
-        where: list[str] = ["namespace_id = ?"]
-        args: list[Any] = [namespace]
-        for column, value in (
-            ("git_remote_url", git_remote_url),
-            ("git_branch", git_branch),
-            ("agent_id", agent_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(canonical_url(value) if column == "git_remote_url" else value)
-        if before is not None:
-            where.append("seq < ?")
-            args.append(before)
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
-        rows = await self._rows(sql, [*args, limit + 1])
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page([_detail(r) for r in rows], rows[-1][0] if more else None)
+        conditions = listing_conditions(
+            namespace,
+            git_remote_url=git_remote_url,
+            git_branch=git_branch,
+            agent_id=agent_id,
+            before=before,
+        )
+        where = " AND ".join(f"{condition} ?" for condition, _ in conditions)
+        sql = f"{_SELECT} WHERE {where} ORDER BY seq DESC LIMIT ?"
+        return page(await self._rows(sql, [*(v for _, v in conditions), limit + 1]), limit)
 
     async def _rows(self, sql: str, args: Sequence[Any]) -> list[Any]:
         async with self._read() as db:
@@ -266,8 +259,3 @@ def _open(conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
     if conn is None:
         raise StoreClosed("the server database is closed")
     return conn
-
-
-def _detail(values: Sequence[Any]) -> Detail:
-    """A row of `_SELECT` (seq first) as a stored detail."""
-    return detail(values[1:])

@@ -240,6 +240,40 @@ def _canonical(item: Mapping[str, Any]) -> Mapping[str, Any]:
 canonical_url = functools.lru_cache(maxsize=1024)(canonical)
 
 
+def listing_conditions(
+    namespace: str,
+    *,
+    git_remote_url: str | None,
+    git_branch: str | None,
+    agent_id: str | None,
+    before: int | None,
+) -> list[tuple[str, Any]]:
+    """A listing's WHERE conditions as (column and operator, value), in order: the caller's
+    namespace, the exact-match filters (a repository in canonical form), the cursor."""
+    conditions: list[tuple[str, Any]] = [("namespace_id =", namespace)]
+    if git_remote_url is not None:
+        conditions.append(("git_remote_url =", canonical_url(git_remote_url)))
+    if git_branch is not None:
+        conditions.append(("git_branch =", git_branch))
+    if agent_id is not None:
+        conditions.append(("agent_id =", agent_id))
+    if before is not None:
+        conditions.append(("seq <", before))
+    return conditions
+
+
+def page(rows: Sequence[Sequence[Any]], limit: int) -> Page:
+    """A listing's page from up to `limit` + 1 rows (seq, then READ_COLUMNS), newest first."""
+    more = len(rows) > limit
+    shown = rows[:limit]
+    return Page([selected(r) for r in shown], shown[-1][0] if more else None)
+
+
+def selected(values: Sequence[Any]) -> Detail:
+    """A selected row (seq, then READ_COLUMNS) as a stored detail."""
+    return detail(values[1:])
+
+
 def detail(values: Sequence[Any]) -> Detail:
     """The values of READ_COLUMNS as a stored detail."""
     found: Detail = {}
