@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 _NAMES = itertools.count(1)
+# pgserver logs its start and stop at info, the last line from an atexit hook after pytest
+# closed the streams it captured ("--- Logging error ---" at the end of every run)
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 class PgServer:
