@@ -12,21 +12,18 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import structlog
 
-from tracesd import __version__, doctor, logs, private, terminal
+from tracesd import __version__, doctor, listing, logs, private, terminal
 from tracesd.app import COMMAND, App
 from tracesd.capture.adapters import AGENT_IDS
 from tracesd.capture.scan import Report
 from tracesd.config import Config, load_config
 from tracesd.errors import ConfigError, ListenError, NotRunning, ServiceError, TracesdError
 from tracesd.git.context import use_pidfd_child_watcher
-from tracesd.models import Trace
 from tracesd.store import takeover
-from tracesd.store.database import Store
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -288,82 +285,16 @@ async def scan_once(config: Config) -> Report:
 
 def _list(config: Config, args: argparse.Namespace) -> int:
     takeover.take_over(config.storage.legacy_path, config.storage.db_path)
-    if not config.storage.db_path.exists():
-        traces: list[Trace] = []
-    else:
-        directory = os.path.abspath(os.path.expanduser(args.dir)) if args.dir else None
-        traces, followed = asyncio.run(_query(config, args, directory))
+    directory = os.path.abspath(os.path.expanduser(args.dir)) if args.dir else None
+    query = listing.Query(agent=args.agent, repo=args.repo, directory=directory, limit=args.limit)
+    found = asyncio.run(listing.find(config, query))
     if args.json:
-        print(json.dumps({"traces": [_listed(t, followed.get(t.id)) for t in traces]}))
-        return EXIT_OK
-    if not traces:
+        print(listing.as_json(found))
+    elif not found.traces:
         terminal.show("no traces", file=sys.stderr)
-        return EXIT_OK
-    terminal.show("\n".join(_table(traces, followed)))
+    else:
+        terminal.show("\n".join(listing.table(found)))
     return EXIT_OK
-
-
-def _listed(trace: Trace, follow: tuple[int, int] | None) -> dict[str, object]:
-    """A trace in `list --json`: its row, and whether its messages follow it."""
-    messages = None if follow is None else {"pending": follow[0], "sent": follow[1]}
-    return {**trace.as_dict(), "followed": follow is not None, "messages": messages}
-
-
-def _table(rows: list[Trace], followed: dict[str, tuple[int, int]]) -> list[str]:
-    """The `list` table: one line a trace, columns as wide as their widest value."""
-    table: list[tuple[str, ...]] = [
-        ("WHEN", "AGENT", "ID", "BRANCH", "REF", "REPOSITORY", "FOLLOWED", "TITLE")
-    ]
-    table += [_row(terminal.value(t), followed.get(t.id)) for t in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
-    return [
-        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
-        for row in table
-    ]
-
-
-def _row(trace: Trace, follow: tuple[int, int] | None) -> tuple[str, ...]:
-    when = (
-        datetime.fromtimestamp(trace.timestamp / 1000).strftime("%Y-%m-%d %H:%M")
-        if trace.timestamp
-        else "-"
-    )
-    repo = trace.git_remote_url or "-"
-    for prefix in ("https://", "http://", "ssh://", "git@"):
-        repo = repo.removeprefix(prefix)
-    title = trace.title or ""
-    return (
-        when,
-        trace.agent_id,
-        trace.id[:8],
-        trace.git_branch or "-",
-        (trace.git_ref or "-")[:12],
-        repo,
-        "-" if follow is None else "yes" if not follow[0] else f"yes, {follow[0]} pending",
-        title[:80] + ("…" if len(title) > 80 else ""),
-    )
-
-
-async def _query(
-    config: Config, args: argparse.Namespace, directory: str | None
-) -> tuple[list[Trace], dict[str, tuple[int, int]]]:
-    """The traces listed, and which of them are followed (their messages pending, sent)."""
-    store = await Store.open(config.storage.db_path)
-    try:
-        traces = await store.list_traces(
-            agent=args.agent, repo=args.repo, directory=directory, limit=args.limit
-        )
-        followed: dict[str, tuple[int, int]] = {}
-        if config.sync.follows_messages:
-            # message follow's modules load only where it is on (the daemon's RSS otherwise)
-            from tracesd.messages.readers.registry import READERS
-            from tracesd.store.follow import FollowStore
-
-            follow = FollowStore(store, scope=config.sync.scope)
-            followed = await follow.per_trace([t.id for t in traces], READERS.keys())
-        return traces, followed
-    finally:
-        await store.close()
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:
