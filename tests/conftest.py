@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.faultserver import ThreadedFaultServer
 from tests.helpers import AGENT_ENV_PREFIXES, Daemon, ServerProcess, isolated_env, runtime_dir
 from tests.pgserver import PgServer
 from tracesd.config import Config, load_config
@@ -114,3 +115,11 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "server" / "server.db")
     server: PgServer = request.getfixturevalue("pg_server")
     return server.emptied_database()
+
+
+@pytest.fixture
+def fault() -> Iterator[ThreadedFaultServer]:
+    """A Traces API on 127.0.0.1 that can be told to fail (tests/faultserver.py)."""
+    server = ThreadedFaultServer()
+    yield server
+    server.close()

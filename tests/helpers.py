@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tracesd import sqliteuri
 
@@ -28,6 +28,8 @@ EXPECTED_SESSIONS: list[dict[str, Any]] = json.loads((FIXTURES / "expected.json"
 FIXTURE_TRACES: frozenset[tuple[str, str]] = frozenset(
     (s["agent"], s["session_id"]) for s in EXPECTED_SESSIONS if not s.get("is_subagent")
 )
+
+T = TypeVar("T")
 
 
 def fixture_home(home: Path) -> Path:
@@ -345,3 +347,35 @@ def processes_with(marker: str) -> Iterator[int]:
             continue
         if marker.encode() in cmdline:
             yield int(entry.name)
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
+    """Poll `predicate` every 50 ms until it answers something truthy, and answer that;
+    fail after `timeout` seconds (generous: the suite runs beside another)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
+        time.sleep(0.05)
+
+
+def sync_config(
+    home: Path,
+    url: str,
+    *,
+    max_backoff_s: float = 0.5,
+    scope: str = "all",
+    extra: str = "",
+    key: str = "sk-e2e-KEY-9876",
+) -> dict[str, str]:
+    """A config syncing to `url` every 0.5 s (scope "all" unless told), and the daemon's
+    environment with the API key `key`."""
+    config = home / ".config" / "tracesd" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f'[sync]\napi_url = "{url}"\nscope = "{scope}"\ninterval_s = 0.5\n'
+        f"max_backoff_s = {max_backoff_s}\n{extra}"
+    )
+    return isolated_env(home, TRACES_API_KEY=key)

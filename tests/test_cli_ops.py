@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
 from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, tracesd
 from tracesd.store.migrations import SCHEMA_VERSION
 
 StartDaemon = Callable[..., Daemon]
-
-
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
 
 
 def running(daemons: StartDaemon, home: Path, env: dict[str, str] | None = None) -> Daemon:

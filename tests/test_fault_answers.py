@@ -26,8 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.faultserver import Plan, ThreadedFaultServer
-from tests.helpers import Daemon, claude_session, tracesd
-from tests.test_sync_daemon import sync_config, wait_for
+from tests.helpers import Daemon, claude_session, sync_config, tracesd, wait_for
 from tracesd.errors import BackendUnavailable, SyncError
 from tracesd.sync.answers import ItemResult, batch_results, error_message, printable, retry_after
 from tracesd.sync.backoff import RETRY_AFTER_MAX_S
@@ -506,13 +505,6 @@ def test_server_text_is_made_printable_and_short() -> None:
 
 
 # ------------------------------------------------------------------- the real daemon
-
-
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
 
 
 def _refuse_with_retry_after(value: str) -> Callable[[Plan], None]:

@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -346,13 +346,6 @@ def test_kill_9_five_times_during_a_10000_file_scan_stores_every_trace_exactly_o
 
 
 # --------------------------------------------------------------------------- T2: sync
-
-
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
 
 
 def expected_item(row: dict[str, Any]) -> dict[str, Any]:

@@ -17,14 +17,23 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.faultserver import ThreadedFaultServer
-from tests.helpers import Daemon, claude_session, db_path, isolated_env, make_repo, query, tracesd
+from tests.helpers import (
+    Daemon,
+    claude_session,
+    db_path,
+    isolated_env,
+    make_repo,
+    query,
+    tracesd,
+    wait_for,
+)
 from tracesd.errors import StoreCorrupt, StoreError
 from tracesd.store.database import Store
 from tracesd.store.migrations import SCHEMA_VERSION
@@ -52,20 +61,6 @@ time.sleep(float(sys.argv[2]))
 conn.execute("COMMIT")
 print("released", flush=True)
 """
-
-
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

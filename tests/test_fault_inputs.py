@@ -93,6 +93,7 @@ from tests.helpers import (
     query,
     runtime_dir,
     tracesd,
+    wait_for,
     write_atomic,
 )
 
@@ -124,16 +125,6 @@ def status(home: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     answer: dict[str, Any] = json.loads(done.stdout)
     return answer
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        time.sleep(0.05)
 
 
 def session_line(cwd: Path | str, text: str, kind: str = "user", **extra: Any) -> str:
@@ -783,13 +774,6 @@ def test_five_thousand_nested_directories_leave_the_daemon_idle(
 
 
 # ----------------------------------------------------------------------------- row 13
-
-
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
 
 
 def test_remote_credentials_never_reach_any_artifact(

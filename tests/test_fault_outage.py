@@ -24,7 +24,7 @@ import math
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,13 +56,6 @@ SLACK_S = 0.5
 RSS_GROWTH_MB = 20.0
 #: the least throughput accepted once the server is back (bench: ~18,000/s on loopback)
 MIN_RATE = 1_000.0
-
-
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
 
 
 # ------------------------------------------------------------------- long outage

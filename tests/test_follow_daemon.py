@@ -13,41 +13,30 @@ import random
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
-from tests.helpers import Daemon, claude_session, db_path, isolated_env, tracesd
+from tests.helpers import (
+    Daemon,
+    claude_session,
+    db_path,
+    isolated_env,
+    sync_config,
+    tracesd,
+    wait_for,
+)
 from tracesd.messages import transcript
 from tracesd.models import Trace
 
 StartDaemon = Callable[..., Daemon]
 
 
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
-
-
 def follow_config(home: Path, url: str, extra: str = "") -> dict[str, str]:
-    config = home / ".config" / "tracesd" / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(
-        f'[sync]\napi_url = "{url}"\nscope = "all"\ninterval_s = 0.5\nmax_backoff_s = 0.5\n{extra}'
-    )
-    return isolated_env(home, TRACES_API_KEY="trk_follow_KEY_0123456789abcdef0123456789")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    return sync_config(home, url, extra=extra, key="trk_follow_KEY_0123456789abcdef0123456789")
 
 
 class Session:

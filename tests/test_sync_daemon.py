@@ -6,11 +6,9 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.faultserver import Plan, ThreadedFaultServer
 from tests.helpers import (
@@ -21,37 +19,12 @@ from tests.helpers import (
     isolated_env,
     make_repo,
     query,
+    sync_config,
     tracesd,
+    wait_for,
 )
 
 StartDaemon = Callable[..., Daemon]
-
-
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
-
-
-def sync_config(
-    home: Path, url: str, *, max_backoff_s: float = 0.5, scope: str = "all", extra: str = ""
-) -> dict[str, str]:
-    """Sync to `url`; scope "all" unless told (these tests are about every trace syncing)."""
-    config = home / ".config" / "tracesd" / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(
-        f'[sync]\napi_url = "{url}"\nscope = "{scope}"\ninterval_s = 0.5\n'
-        f"max_backoff_s = {max_backoff_s}\n{extra}"
-    )
-    return isolated_env(home, TRACES_API_KEY="sk-e2e-KEY-9876")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_captured_traces_reach_the_server_with_git_context(

@@ -62,13 +62,6 @@ def evil_home(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(runtime_dir(home), ignore_errors=True)
 
 
-@pytest.fixture
-def fault() -> Iterator[ThreadedFaultServer]:
-    server = ThreadedFaultServer()
-    yield server
-    server.close()
-
-
 def test_escape_sequences_reach_no_terminal_through_list_status_doctor_or_the_log(
     daemons: Callable[..., Daemon], evil_home: Path, fault: ThreadedFaultServer
 ) -> None:
