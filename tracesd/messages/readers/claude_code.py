@@ -24,7 +24,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines, _tokens
 from tracesd.messages.readers import _claude_code_records as records
 from tracesd.models import Trace
 
@@ -502,17 +502,14 @@ def _token_usage(counts: Any) -> dict[str, Any] | None:
     """`mapClaudeCodeTokenUsage`: the counts that are non-negative finite numbers, floored."""
     if not _js.truthy(counts) or not isinstance(counts, dict):
         return None
-    mapped = {}
-    for ours, theirs in (
-        ("inputTokenCount", "input_tokens"),
-        ("outputTokenCount", "output_tokens"),
-        ("cacheReadTokenCount", "cache_read_input_tokens"),
-        ("cacheWriteTokenCount", "cache_creation_input_tokens"),
-    ):
-        value: Any = counts.get(theirs)
-        if _js.is_number(value) and value >= 0 and value != float("inf"):
-            mapped[ours] = int(value // 1)
-    return usage(mapped)
+    return usage(
+        {
+            "inputTokenCount": _tokens.count(counts.get("input_tokens")),
+            "outputTokenCount": _tokens.count(counts.get("output_tokens")),
+            "cacheReadTokenCount": _tokens.count(counts.get("cache_read_input_tokens")),
+            "cacheWriteTokenCount": _tokens.count(counts.get("cache_creation_input_tokens")),
+        }
+    )
 
 
 def _result_piece(piece: Any) -> str:

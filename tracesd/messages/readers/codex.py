@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from tracesd.messages.event import Event, Kind, usage
 from tracesd.messages.keys import Counter, key
-from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines, _tokens
 from tracesd.messages.readers import _codex_output as out
 from tracesd.models import Trace
 
@@ -445,19 +445,14 @@ def _usage(counts: Any) -> dict[str, Any] | None:
     """`mapCodexTokenUsage`."""
     if not _js.truthy(counts) or not isinstance(counts, dict):
         return None
-    mapped = {
-        "totalInputTokenCount": _count(counts.get("input_tokens")),
-        "outputTokenCount": _count(counts.get("output_tokens")),
-        "cacheReadTokenCount": _count(counts.get("cached_input_tokens")),
-        "reasoningTokenCount": _count(counts.get("reasoning_output_tokens")),
-    }
-    return usage({k: v for k, v in mapped.items() if v is not None})
-
-
-def _count(value: Any) -> int | None:
-    if not _js.is_finite(value) or value < 0:
-        return None
-    return int(value // 1)
+    return usage(
+        {
+            "totalInputTokenCount": _tokens.count(counts.get("input_tokens")),
+            "outputTokenCount": _tokens.count(counts.get("output_tokens")),
+            "cacheReadTokenCount": _tokens.count(counts.get("cached_input_tokens")),
+            "reasoningTokenCount": _tokens.count(counts.get("reasoning_output_tokens")),
+        }
+    )
 
 
 def _changes(changes: Any) -> list[dict[str, Any]]:
