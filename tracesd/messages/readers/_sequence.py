@@ -3,7 +3,7 @@
 Amp's and Cline's parsers number their events the same way: `order` counts from 1 across the
 session, each message takes the next key of its role from one counter (`<role>:<id or n>`),
 and the part keys count afresh within each message. `Sequence` keeps that numbering; a
-parser subclasses it and calls `begin` per message, `add` per event.
+parser subclasses it and calls `begin` per message, `add` (or `add_result`) per event.
 """
 
 from __future__ import annotations
@@ -42,3 +42,15 @@ class Sequence:
             )
         )
         self.order += 1
+
+    def add_result(self, call_id: str, tool: str, output: str, *, failed: bool) -> None:
+        """A tool's result, its part keyed by the call's id."""
+        self.add(
+            "tool_result",
+            "tool_result",
+            call_id,
+            call_id=call_id,
+            tool_name=tool,
+            output=output,
+            status="error" if failed else "success",
+        )

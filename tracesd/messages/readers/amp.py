@@ -120,14 +120,11 @@ class _Parser(_sequence.Sequence):
                 run = _get(block, "run")
                 cancelled = _get(run, "status") == "cancelled"
                 failed = cancelled or _get(run, "status") == "error"
-                self.add(
-                    "tool_result",
-                    "tool_result",
+                self.add_result(
                     _native(call_id),
-                    call_id=call_id,
-                    tool_name=self.calls.get(call_id, ""),
-                    output="(cancelled)" if cancelled else _output(block),
-                    status="error" if failed else "success",
+                    self.calls.get(call_id, ""),
+                    "(cancelled)" if cancelled else _output(block),
+                    failed=failed,
                 )
         if prompted:
             self.last = "user"

@@ -241,15 +241,7 @@ class _Parser(_sequence.Sequence):
             result = self.text_tool_result(said) if role == "user" else None
             if result is not None:
                 call_id, tool, output = result
-                self.add(
-                    "tool_result",
-                    "tool_result",
-                    call_id,
-                    call_id=call_id,
-                    tool_name=tool,
-                    output=output,
-                    status="success",
-                )
+                self.add_result(call_id, tool, output, failed=False)
                 self.calls.pop(call_id, None)
                 return
             if visible := _visible(role, said):
@@ -290,15 +282,7 @@ class _Parser(_sequence.Sequence):
         output = _tool_output(_defined(block, "content", "output", "result"))
         status = _js.pick_string(block.get("status"))
         failed = block.get("is_error") is True or (status or "").lower() == "error"
-        self.add(
-            "tool_result",
-            "tool_result",
-            call_id,
-            call_id=call_id,
-            tool_name=tool,
-            output=output,
-            status="error" if failed else "success",
-        )
+        self.add_result(call_id, tool, output, failed=failed)
         feedback = _tagged(output, "feedback") if tool == "attempt_completion" else None
         if self.role == "user" and feedback:
             self.add("user_message", "text", content=feedback)

@@ -259,27 +259,25 @@ class _Session:
                 self._push(
                     "agent_thinking", ts, ("reasoning", native, "thinking", None), content=summary
                 )
+        # the two kinds of call take their name and arguments from different fields; their
+        # outputs are read alike (only the id made up for a call without one differs)
         if kind == "function_call":
             call_id = _call_id(call, f"call-{self._order}")
             name = out.tool_name(p.get("name"), p.get("namespace"))
             args = out.arguments(p.get("arguments"))
             self._call("function_call", call_id, name, args, ts, call_native, register=True)
-        if kind == "function_call_output":
-            call_id = _call_id(call, f"call-{self._order}")
-            result = out.tool_result(p.get("output"))
-            name = self._tools.get(call_id, "unknown")
-            self._result("function_call_output", call_id, name, result, ts, call_native)
         if kind == "custom_tool_call":
             call_id = _call_id(call, f"custom-call-{self._order}")
             name = _js.string(p["name"]) if p.get("name") is not None else "unknown"
             given = p.get("input") if p.get("input") is not None else p.get("arguments")
             args = out.arguments(given)
             self._call("custom_tool_call", call_id, name, args, ts, call_native, register=True)
-        if kind == "custom_tool_call_output":
-            call_id = _call_id(call, f"custom-call-{self._order}")
+        if kind in ("function_call_output", "custom_tool_call_output"):
+            prefix = "call" if kind == "function_call_output" else "custom-call"
+            call_id = _call_id(call, f"{prefix}-{self._order}")
             result = out.tool_result(p.get("output"))
             name = self._tools.get(call_id, "unknown")
-            self._result("custom_tool_call_output", call_id, name, result, ts, call_native)
+            self._result(kind, call_id, name, result, ts, call_native)
         if kind == "web_search_call":
             call_id = _call_id(call, f"web-search-{self._order}")
             action = p.get("action") if p.get("action") is not None else {}
