@@ -23,6 +23,14 @@ class Shared:
     messages: dict[str, list[dict[str, Any]]]
 
 
+def assert_same_messages(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+    """tracesd's messages are the ones the CLI uploaded, message for message (the first that
+    differs named), and as many."""
+    for n, (a, b) in enumerate(zip(mine, theirs, strict=False)):
+        assert a == b, f"message {n} differs"
+    assert len(mine) == len(theirs)
+
+
 async def share_every_session(binary: Path, home: Path, only: list[str] | None = None) -> Shared:
     """Share every session the CLI lists under `home` (or the ids in `only`)."""
     puts: dict[str, dict[str, Any]] = {}

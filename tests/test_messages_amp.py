@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.cli_uploads import Shared, share_every_session
+from tests.cli_uploads import Shared, assert_same_messages, share_every_session
 from tests.tracescli import require_traces_cli
 from tracesd.capture.adapters import build_adapters
 from tracesd.config import Config
 from tracesd.messages import transcript
-from tracesd.messages.readers import Position, Unreadable, reader_for
+from tracesd.messages.readers import Position, Reader, Unreadable, reader_for
 from tracesd.models import Trace
 from tracesd.store import rows
 
@@ -158,6 +158,17 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
     return asyncio.run(share_every_session(binary, home, only=[THREAD]))
 
 
+def thread_read_by_amp(
+    make_config: Callable[..., Config], home: Path
+) -> tuple[Path, Trace, Reader]:
+    """The thread written under `home`, its captured trace and the amp reader."""
+    path = write_thread(home)
+    trace = captured(make_config())
+    reader = reader_for("amp")
+    assert reader is not None
+    return path, trace, reader
+
+
 def captured(config: Config) -> Trace:
     """The Trace tracesd's capture makes of the thread (its adapter, as ingest runs it)."""
     for adapter in build_adapters(config):
@@ -175,9 +186,7 @@ def test_a_rich_thread_reads_into_exactly_what_the_cli_uploads(
     trace = captured(make_config(environ={"HOME": str(shared.home)}))
     theirs = shared.messages[THREAD]
     mine = transcript.messages(trace)
-    for n, (a, b) in enumerate(zip(mine, theirs, strict=False)):
-        assert a == b, f"message {n} differs"
-    assert len(mine) == len(theirs)
+    assert_same_messages(mine, theirs)
     assert SECRET not in json.dumps(mine)
     kinds = {part["type"] for message in mine for part in message["parts"]}
     assert kinds == {"text", "thinking", "tool_call", "tool_result", "error"}
@@ -186,10 +195,7 @@ def test_a_rich_thread_reads_into_exactly_what_the_cli_uploads(
 def test_a_re_read_of_an_unchanged_thread_returns_nothing_and_an_added_message_is_read(
     make_config: Callable[..., Config], home: Path
 ) -> None:
-    path = write_thread(home)
-    trace = captured(make_config())
-    reader = reader_for("amp")
-    assert reader is not None
+    path, trace, reader = thread_read_by_amp(make_config, home)
     first = reader.read(trace, Position())
     assert first.whole
     again = reader.read(trace, first.position)
@@ -210,10 +216,7 @@ def test_a_re_read_of_an_unchanged_thread_returns_nothing_and_an_added_message_i
 def test_a_thread_that_is_gone_or_not_a_thread_is_unreadable(
     make_config: Callable[..., Config], home: Path
 ) -> None:
-    path = write_thread(home)
-    trace = captured(make_config())
-    reader = reader_for("amp")
-    assert reader is not None
+    path, trace, reader = thread_read_by_amp(make_config, home)
     path.write_text(json.dumps({"id": THREAD, "messages": [None]}))
     with pytest.raises(Unreadable):
         reader.read(trace, Position())

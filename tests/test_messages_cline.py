@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_uploads import Shared, share_every_session
+from tests.cli_uploads import Shared, assert_same_messages, share_every_session
 from tests.tracescli import require_traces_cli
 from tracesd.capture.adapters import build_adapters
 from tracesd.config import Config
@@ -234,9 +234,7 @@ def test_a_rich_session_reads_into_exactly_what_the_cli_uploads(
     trace = captured(make_config(environ={"HOME": str(shared.home)}), trace_id)
     theirs = shared.messages[trace_id]
     mine = transcript.messages(trace)
-    for n, (a, b) in enumerate(zip(mine, theirs, strict=False)):
-        assert a == b, f"message {n} differs"
-    assert len(mine) == len(theirs)
+    assert_same_messages(mine, theirs)
     assert SECRET not in json.dumps(mine)
     kinds = {part["type"] for message in mine for part in message["parts"]}
     if trace_id == TASK:

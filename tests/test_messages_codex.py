@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_uploads import Shared, share_every_session
+from tests.cli_uploads import Shared, assert_same_messages, share_every_session
 from tests.test_traces_cli_fields import captured
 from tests.tracescli import require_traces_cli
 from tracesd.config import Config
@@ -136,9 +136,7 @@ def test_a_rich_rollout_reads_into_exactly_the_messages_the_cli_uploads(
 ) -> None:
     theirs = shared.messages[SESSION]
     mine = transcript.messages(_trace(shared, make_config))
-    for n, (a, b) in enumerate(zip(mine, theirs, strict=False)):
-        assert a == b, f"message {n} differs"
-    assert len(mine) == len(theirs)
+    assert_same_messages(mine, theirs)
     # what the session was crafted to reach, as the CLI uploads it
     kinds = {p["type"] for m in theirs for p in m["parts"]}
     assert kinds == {"text", "thinking", "tool_call", "tool_result", "system_event"}

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_uploads import Shared, share_every_session
+from tests.cli_uploads import Shared, assert_same_messages, share_every_session
 from tests.test_traces_cli_fields import captured
 from tests.tracescli import require_traces_cli
 from tracesd.config import Config
@@ -189,9 +189,7 @@ def test_a_rich_chat_session_reads_into_exactly_the_messages_the_cli_uploads(
 ) -> None:
     theirs = shared.messages[session]
     mine = transcript.messages(_traces(shared, make_config)[session])
-    for n, (a, b) in enumerate(zip(mine, theirs, strict=False)):
-        assert a == b, f"message {n} differs"
-    assert len(mine) == len(theirs)
+    assert_same_messages(mine, theirs)
     assert not any(SECRET in json.dumps(m) for m in theirs)
 
 

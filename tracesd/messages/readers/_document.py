@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
-from tracesd.messages.readers import Position, Unreadable
+from tracesd.messages.readers import Position, Unreadable, _js
 
 
 def stamp(*paths: str | None) -> str:
@@ -56,3 +57,14 @@ def read_if_changed(path: str, position: Position) -> Changed | None:
     except OSError as error:
         raise Unreadable(f"{path}: {error.strerror or error}") from error
     return Changed(data, after(fingerprint))
+
+
+def read_json(path: str) -> Any:
+    """The document's JSON, read as the CLI reads it (`_js.read_json`); Unreadable when the
+    file cannot be read or is not JSON."""
+    try:
+        return _js.read_json(path)
+    except OSError as error:
+        raise Unreadable(f"{path}: {error.strerror or error}") from error
+    except _js.NotJson as error:
+        raise Unreadable(f"{path}: not JSON ({error})") from error

@@ -18,12 +18,10 @@ older than the session it listed (Amp's server copy); tracesd reads the file onl
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
-from tracesd.messages import keys
-from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
+from tracesd.messages.event import Event, usage
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js, _sequence, _tokens
 from tracesd.models import Trace
 
 AGENT_ID = "amp"
@@ -47,13 +45,7 @@ class AmpReader:
             raise Unreadable(f"{path}: cannot be read")
         if _document.unchanged(position, fingerprint):
             return Read([], position)
-        try:
-            document = _js.read_json(path)
-        except OSError as error:
-            raise Unreadable(f"{path}: {error.strerror or error}") from error
-        except _js.NotJson as error:
-            raise Unreadable(f"{path}: not JSON ({error})") from error
-        thread = _thread(document)
+        thread = _thread(_document.read_json(path))
         if thread is None:
             raise Unreadable(f"{path}: not an Amp thread")
         try:
@@ -93,48 +85,28 @@ def parse(messages: list[Any], created: int | float) -> list[Event]:
     return parser.events
 
 
-class _Parser:
+class _Parser(_sequence.Sequence):
     def __init__(self, created: int | float) -> None:
+        super().__init__()
         self.created = created
-        self.events: list[Event] = []
         #: call id -> tool name
         self.calls: dict[str, str] = {}
-        self.messages = keys.Counter()
-        self.order = 1
         #: the role of the last message that counted as a turn
         self.last: str | None = None
-        # the message being read
-        self.at: int | float = 0
-        self.message_key = ""
-        self.parts = keys.Counter()
 
     def message(self, message: Any) -> None:
         content = _get(message, "content")
         if not content or _get(_get(message, "state"), "type") == "streaming":
             return
-        self.at = _time(message, self.created)
+        at = _time(message, self.created)
         role = _get(message, "role")
         kind = _js.string(role) if _has(message, "role") else "undefined"
         ident = _js.string(message["messageId"]) if _has(message, "messageId") else None
-        self.message_key = self.messages(kind, ident)
-        self.parts = keys.Counter()
+        self.begin(kind, ident, at)
         if role == "user":
             self.user(_blocks(content, iterate_text=False))
         elif role == "assistant":
             self.assistant(message, _blocks(content, iterate_text=True))
-
-    def add(self, kind: Kind, part: str, native: str | None = None, **fields: Any) -> None:
-        self.events.append(
-            Event(
-                kind=kind,
-                order=self.order,
-                timestamp=self.at,
-                message_key=self.message_key,
-                part_key=self.parts(part, native),
-                **fields,
-            )
-        )
-        self.order += 1
 
     def user(self, blocks: list[Any]) -> None:
         prompted = any(_get(b, "type") == "text" and _get(b, "text") for b in blocks)
@@ -148,14 +120,11 @@ class _Parser:
                 run = _get(block, "run")
                 cancelled = _get(run, "status") == "cancelled"
                 failed = cancelled or _get(run, "status") == "error"
-                self.add(
-                    "tool_result",
-                    "tool_result",
+                self.add_result(
                     _native(call_id),
-                    call_id=call_id,
-                    tool_name=self.calls.get(call_id, ""),
-                    output="(cancelled)" if cancelled else _output(block),
-                    status="error" if failed else "success",
+                    self.calls.get(call_id, ""),
+                    "(cancelled)" if cancelled else _output(block),
+                    failed=failed,
                 )
         if prompted:
             self.last = "user"
@@ -192,10 +161,7 @@ class _Parser:
             self.add("error", "error", message=_INTERRUPTED, **timing)
         tokens = _usage(_get(message, "usage"))
         if tokens is not None:
-            for n in range(len(self.events) - 1, first - 1, -1):
-                if self.events[n].kind in _WITH_USAGE:
-                    self.events[n] = replace(self.events[n], token_usage=tokens)
-                    break
+            _tokens.attach(self.events, first, tokens, _WITH_USAGE)
         self.last = "assistant"
 
 
@@ -290,25 +256,12 @@ def _usage(counts: Any) -> dict[str, Any] | None:
     """`mapAmpTokenUsage`."""
     if not counts:
         return None
-    return _known(
+    return usage(
         {
-            "inputTokenCount": _count(_get(counts, "inputTokens")),
-            "outputTokenCount": _count(_get(counts, "outputTokens")),
-            "cacheReadTokenCount": _count(_get(counts, "cacheReadInputTokens")),
-            "cacheWriteTokenCount": _count(_get(counts, "cacheCreationInputTokens")),
-            "totalInputTokenCount": _count(_get(counts, "totalInputTokens")),
+            "inputTokenCount": _tokens.count(_get(counts, "inputTokens")),
+            "outputTokenCount": _tokens.count(_get(counts, "outputTokens")),
+            "cacheReadTokenCount": _tokens.count(_get(counts, "cacheReadInputTokens")),
+            "cacheWriteTokenCount": _tokens.count(_get(counts, "cacheCreationInputTokens")),
+            "totalInputTokenCount": _tokens.count(_get(counts, "totalInputTokens")),
         }
     )
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return math.floor(value)
-
-
-def _known(counts: dict[str, int | None]) -> dict[str, Any] | None:
-    """The CLI's `Yt` of the counts; an undefined one is left out of the JSON."""
-    return usage({name: count for name, count in counts.items() if count is not None})

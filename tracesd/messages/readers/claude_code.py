@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines, _tokens
 from tracesd.messages.readers import _claude_code_records as records
 from tracesd.models import Trace
 
@@ -283,22 +284,11 @@ class _Line:
     def user(self, message: Any) -> None:
         s = self.s
         content = _js.get(message, "content")
-        text = ""
-        ids: list[Any] = []
+        text, native = "", None
         if isinstance(content, str):
-            text = content
+            text = content  # untrimmed, as the CLI takes it (an assistant's is trimmed)
         elif isinstance(content, list):
-            for block in content:
-                if block is None:
-                    raise TypeError("null block")
-                kind = _js.get(block, "type")
-                if kind == "text" and _js.truthy(_js.get(block, "text")):
-                    text += _js.string(block["text"]) + "\n"
-                    if _js.truthy(_js.get(block, "id")):
-                        ids.append(block["id"])
-                elif kind == "tool_result":
-                    self.tool_result(block)
-            text = _js.trim(text)
+            text, native = self.texts(content, self.user_block)
         if not text:
             return
         if self.attaches_skill_document(text):
@@ -315,7 +305,11 @@ class _Line:
                 status="success",
             )
         else:
-            self.emit("user_message", "text", ids[0] if len(ids) == 1 else None, content=text)
+            self.emit("user_message", "text", native, content=text)
+
+    def user_block(self, kind: Any, block: Any) -> None:
+        if kind == "tool_result":
+            self.tool_result(block)
 
     def tool_result(self, block: dict[str, Any]) -> None:
         s = self.s
@@ -369,37 +363,39 @@ class _Line:
         if _js.truthy(model) and isinstance(model, str) and _STAND_IN.fullmatch(_js.trim(model)):
             model = _js.UNDEFINED
         content = _js.get(message, "content")
-        text = ""
-        ids: list[Any] = []
+        text, native = "", None
         if isinstance(content, str):
             text = content
         elif isinstance(content, list):
-            for block in content:
-                if block is None:
-                    raise TypeError("null block")
-                kind = _js.get(block, "type")
-                if kind == "thinking" and _js.truthy(_js.get(block, "thinking")):
-                    self.emit(
-                        "agent_thinking",
-                        "thinking",
-                        _js.get(block, "id"),
-                        content=block["thinking"],
-                    )
-                if kind == "text" and _js.truthy(_js.get(block, "text")):
-                    text += _js.string(block["text"]) + "\n"
-                    if _js.truthy(_js.get(block, "id")):
-                        ids.append(block["id"])
-                if kind == "tool_use" and _js.truthy(_js.get(block, "name")):
-                    self.tool_use(block)
+            text, native = self.texts(content, self.assistant_block)
         text = _js.trim(text)
         if text:
-            self.emit(
-                "agent_text",
-                "text",
-                ids[0] if len(ids) == 1 else None,
-                content=text,
-                model=None if _js.nullish(model) else model,
-            )
+            model = None if _js.nullish(model) else model
+            self.emit("agent_text", "text", native, content=text, model=model)
+
+    def assistant_block(self, kind: Any, block: Any) -> None:
+        if kind == "thinking" and _js.truthy(_js.get(block, "thinking")):
+            self.emit("agent_thinking", "thinking", _js.get(block, "id"), content=block["thinking"])
+        if kind == "tool_use" and _js.truthy(_js.get(block, "name")):
+            self.tool_use(block)
+
+    def texts(self, blocks: list[Any], other: Callable[[Any, Any], None]) -> tuple[str, Any]:
+        """A message's text blocks, one per line and trimmed, with the native id of the
+        text when exactly one of them has one; `other(type, block)` takes every other block
+        in its place (its events come before the text's)."""
+        text = ""
+        ids: list[Any] = []
+        for block in blocks:
+            if block is None:
+                raise TypeError("null block")
+            kind = _js.get(block, "type")
+            if kind == "text" and _js.truthy(_js.get(block, "text")):
+                text += _js.string(block["text"]) + "\n"
+                if _js.truthy(_js.get(block, "id")):
+                    ids.append(block["id"])
+            else:
+                other(kind, block)
+        return _js.trim(text), ids[0] if len(ids) == 1 else None
 
     def tool_use(self, block: dict[str, Any]) -> None:
         s = self.s
@@ -502,17 +498,14 @@ def _token_usage(counts: Any) -> dict[str, Any] | None:
     """`mapClaudeCodeTokenUsage`: the counts that are non-negative finite numbers, floored."""
     if not _js.truthy(counts) or not isinstance(counts, dict):
         return None
-    mapped = {}
-    for ours, theirs in (
-        ("inputTokenCount", "input_tokens"),
-        ("outputTokenCount", "output_tokens"),
-        ("cacheReadTokenCount", "cache_read_input_tokens"),
-        ("cacheWriteTokenCount", "cache_creation_input_tokens"),
-    ):
-        value: Any = counts.get(theirs)
-        if _js.is_number(value) and value >= 0 and value != float("inf"):
-            mapped[ours] = int(value // 1)
-    return usage(mapped)
+    return usage(
+        {
+            "inputTokenCount": _tokens.count(counts.get("input_tokens")),
+            "outputTokenCount": _tokens.count(counts.get("output_tokens")),
+            "cacheReadTokenCount": _tokens.count(counts.get("cache_read_input_tokens")),
+            "cacheWriteTokenCount": _tokens.count(counts.get("cache_creation_input_tokens")),
+        }
+    )
 
 
 def _result_piece(piece: Any) -> str:

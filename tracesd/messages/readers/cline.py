@@ -24,12 +24,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import replace
 from typing import Any
 
-from tracesd.messages import keys
-from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
+from tracesd.messages.event import Event, usage
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js, _sequence, _tokens
 from tracesd.models import Trace
 
 AGENT_ID = "cline"
@@ -50,6 +48,8 @@ _HIDDEN_PREFIXES = (
 _THINKING = ("thinking", "reasoning", "redacted_thinking")
 _TOOL_USE = ("tool_use", "tool-call", "tool_call")
 _TOOL_RESULT = ("tool_result", "tool-result", "tool_response")
+#: the events an entry's metrics may go on (the last of them gets them)
+_WITH_USAGE = ("agent_text", "agent_thinking", "tool_call")
 
 
 class ClineReader:
@@ -59,12 +59,7 @@ class ClineReader:
         fingerprint = _document.stamp(source, manifest)
         if _document.unchanged(position, fingerprint):
             return Read([], position)
-        try:
-            document = _js.read_json(source)
-        except OSError as error:
-            raise Unreadable(f"{source}: {error.strerror or error}") from error
-        except _js.NotJson as error:
-            raise Unreadable(f"{source}: not JSON ({error})") from error
+        document = _document.read_json(source)
         entries = _entries(document)
         if entries is None:
             raise Unreadable(f"{source}: no Cline messages")
@@ -176,20 +171,15 @@ def parse(entries: list[Any], fallback: int | float) -> list[Event]:
     return parser.events
 
 
-class _Parser:
+class _Parser(_sequence.Sequence):
     def __init__(self, fallback: int | float) -> None:
+        super().__init__()
         self.fallback = fallback
-        self.events: list[Event] = []
         #: call id -> tool name, in the order of the CLI's Map
         self.calls: dict[str, str] = {}
-        self.messages = keys.Counter()
-        self.order = 1
         # the entry being read
         self.role = ""
         self.model: str | None = None
-        self.at: int | float = 0
-        self.message_key = ""
-        self.parts = keys.Counter()
         self.where = ""
 
     def entry(self, index: int, entry: dict[str, Any]) -> None:
@@ -208,10 +198,9 @@ class _Parser:
             info.get("model"),
             info.get("id"),
         )
-        self.at = _js.plain(_entry_time(entry, self.fallback))
+        at = _js.plain(_entry_time(entry, self.fallback))
         native = _js.pick_string(entry.get("id"), entry.get("uuid"), entry.get("messageId"))
-        self.message_key = self.messages(role, native)
-        self.parts = keys.Counter()
+        self.begin(role, native, at)
         first = len(self.events)
         content = entry.get("content")
         blocks = content if isinstance(content, list) else [] if content is None else [content]
@@ -229,23 +218,7 @@ class _Parser:
             )
             tokens = _usage(counts)
             if tokens is not None:
-                for n in range(len(self.events) - 1, first - 1, -1):
-                    if self.events[n].kind in ("agent_text", "agent_thinking", "tool_call"):
-                        self.events[n] = replace(self.events[n], token_usage=tokens)
-                        break
-
-    def add(self, kind: Kind, part: str, native: str | None = None, **fields: Any) -> None:
-        self.events.append(
-            Event(
-                kind=kind,
-                order=self.order,
-                timestamp=self.at,
-                message_key=self.message_key,
-                part_key=self.parts(part, native),
-                **fields,
-            )
-        )
-        self.order += 1
+                _tokens.attach(self.events, first, tokens, _WITH_USAGE)
 
     def text(self, body: str) -> None:
         if self.role == "user":
@@ -268,15 +241,7 @@ class _Parser:
             result = self.text_tool_result(said) if role == "user" else None
             if result is not None:
                 call_id, tool, output = result
-                self.add(
-                    "tool_result",
-                    "tool_result",
-                    call_id,
-                    call_id=call_id,
-                    tool_name=tool,
-                    output=output,
-                    status="success",
-                )
+                self.add_result(call_id, tool, output, failed=False)
                 self.calls.pop(call_id, None)
                 return
             if visible := _visible(role, said):
@@ -317,15 +282,7 @@ class _Parser:
         output = _tool_output(_defined(block, "content", "output", "result"))
         status = _js.pick_string(block.get("status"))
         failed = block.get("is_error") is True or (status or "").lower() == "error"
-        self.add(
-            "tool_result",
-            "tool_result",
-            call_id,
-            call_id=call_id,
-            tool_name=tool,
-            output=output,
-            status="error" if failed else "success",
-        )
+        self.add_result(call_id, tool, output, failed=failed)
         feedback = _tagged(output, "feedback") if tool == "attempt_completion" else None
         if self.role == "user" and feedback:
             self.add("user_message", "text", content=feedback)
@@ -426,25 +383,12 @@ def _usage(counts: dict[str, Any] | None) -> dict[str, Any] | None:
     if counts is None:
         return None
     reasoning = _defined(counts, "thoughtsTokenCount", "reasoningTokenCount", "reasoningTokens")
-    return _known(
+    return usage(
         {
-            "outputTokenCount": _count(counts.get("outputTokens")),
-            "cacheReadTokenCount": _count(counts.get("cacheReadTokens")),
-            "cacheWriteTokenCount": _count(counts.get("cacheWriteTokens")),
-            "reasoningTokenCount": _count(reasoning),
-            "totalInputTokenCount": _count(counts.get("inputTokens")),
+            "outputTokenCount": _tokens.count(counts.get("outputTokens")),
+            "cacheReadTokenCount": _tokens.count(counts.get("cacheReadTokens")),
+            "cacheWriteTokenCount": _tokens.count(counts.get("cacheWriteTokens")),
+            "reasoningTokenCount": _tokens.count(reasoning),
+            "totalInputTokenCount": _tokens.count(counts.get("inputTokens")),
         }
     )
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if value != value or value in (float("inf"), float("-inf")) or value < 0:
-        return None
-    return math.floor(value)
-
-
-def _known(counts: dict[str, int | None]) -> dict[str, Any] | None:
-    """The CLI's `Yt` of the counts; an undefined one is left out of the JSON."""
-    return usage({name: count for name, count in counts.items() if count is not None})

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from tracesd.messages.event import Event, Kind, usage
 from tracesd.messages.keys import Counter, key
-from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines
+from tracesd.messages.readers import Position, Read, Unreadable, _js, _lines, _tokens
 from tracesd.messages.readers import _codex_output as out
 from tracesd.models import Trace
 
@@ -259,27 +259,25 @@ class _Session:
                 self._push(
                     "agent_thinking", ts, ("reasoning", native, "thinking", None), content=summary
                 )
+        # the two kinds of call take their name and arguments from different fields; their
+        # outputs are read alike (only the id made up for a call without one differs)
         if kind == "function_call":
             call_id = _call_id(call, f"call-{self._order}")
             name = out.tool_name(p.get("name"), p.get("namespace"))
             args = out.arguments(p.get("arguments"))
             self._call("function_call", call_id, name, args, ts, call_native, register=True)
-        if kind == "function_call_output":
-            call_id = _call_id(call, f"call-{self._order}")
-            result = out.tool_result(p.get("output"))
-            name = self._tools.get(call_id, "unknown")
-            self._result("function_call_output", call_id, name, result, ts, call_native)
         if kind == "custom_tool_call":
             call_id = _call_id(call, f"custom-call-{self._order}")
             name = _js.string(p["name"]) if p.get("name") is not None else "unknown"
             given = p.get("input") if p.get("input") is not None else p.get("arguments")
             args = out.arguments(given)
             self._call("custom_tool_call", call_id, name, args, ts, call_native, register=True)
-        if kind == "custom_tool_call_output":
-            call_id = _call_id(call, f"custom-call-{self._order}")
+        if kind in ("function_call_output", "custom_tool_call_output"):
+            prefix = "call" if kind == "function_call_output" else "custom-call"
+            call_id = _call_id(call, f"{prefix}-{self._order}")
             result = out.tool_result(p.get("output"))
             name = self._tools.get(call_id, "unknown")
-            self._result("custom_tool_call_output", call_id, name, result, ts, call_native)
+            self._result(kind, call_id, name, result, ts, call_native)
         if kind == "web_search_call":
             call_id = _call_id(call, f"web-search-{self._order}")
             action = p.get("action") if p.get("action") is not None else {}
@@ -445,19 +443,14 @@ def _usage(counts: Any) -> dict[str, Any] | None:
     """`mapCodexTokenUsage`."""
     if not _js.truthy(counts) or not isinstance(counts, dict):
         return None
-    mapped = {
-        "totalInputTokenCount": _count(counts.get("input_tokens")),
-        "outputTokenCount": _count(counts.get("output_tokens")),
-        "cacheReadTokenCount": _count(counts.get("cached_input_tokens")),
-        "reasoningTokenCount": _count(counts.get("reasoning_output_tokens")),
-    }
-    return usage({k: v for k, v in mapped.items() if v is not None})
-
-
-def _count(value: Any) -> int | None:
-    if not _js.is_finite(value) or value < 0:
-        return None
-    return int(value // 1)
+    return usage(
+        {
+            "totalInputTokenCount": _tokens.count(counts.get("input_tokens")),
+            "outputTokenCount": _tokens.count(counts.get("output_tokens")),
+            "cacheReadTokenCount": _tokens.count(counts.get("cached_input_tokens")),
+            "reasoningTokenCount": _tokens.count(counts.get("reasoning_output_tokens")),
+        }
+    )
 
 
 def _changes(changes: Any) -> list[dict[str, Any]]:

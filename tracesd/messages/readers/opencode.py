@@ -20,19 +20,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import sqlite3
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from tracesd.capture.adapters import _sqlite
 from tracesd.errors import ParseError
 from tracesd.messages import keys
-from tracesd.messages.event import Event, Kind
-from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
+from tracesd.messages.event import Event, Kind, usage
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js, _tokens
 from tracesd.models import Trace
 
 STORE = "opencode.db"
@@ -339,15 +337,15 @@ def _events(
                 data=data,
             )
         elif kind == "step-finish":
-            if not user and (usage := _usage(p.get("tokens"))):
-                attached = _attach(out, step_start, usage) or attached
+            if not user and (tokens := _usage(p.get("tokens"))):
+                attached = _tokens.attach(out, step_start, tokens, _USAGE_KINDS) or attached
             step_start = len(out)
     error = message.get("error")
     if not out and isinstance(error, dict) and error:
         text = error.get("message") or "(no error message)"
         add("error", "error", None, created, message=text)
-    if not user and not attached and (usage := _usage(message.get("tokens"))):
-        _attach(out, 0, usage)
+    if not user and not attached and (tokens := _usage(message.get("tokens"))):
+        _tokens.attach(out, 0, tokens, _USAGE_KINDS)
     return out
 
 
@@ -379,36 +377,20 @@ def _usage(tokens: Any) -> dict[str, Any] | None:
     if not tokens or not isinstance(tokens, dict):
         return None
     cache = _dict(tokens.get("cache"))
-    counts = {
-        "inputTokenCount": _count(tokens.get("input")),
-        "outputTokenCount": _count(tokens.get("output")),
-        "cacheReadTokenCount": _count(cache.get("read")),
-        "cacheWriteTokenCount": _count(cache.get("write")),
-        "reasoningTokenCount": _count(tokens.get("reasoning")),
-    }
-    defined = {name: count for name, count in counts.items() if count is not None}
-    return defined or None
-
-
-def _count(value: Any) -> int | None:
-    if not _js.is_finite(value) or value < 0:
-        return None
-    floored: int = math.floor(value)
-    return floored
+    return usage(
+        {
+            "inputTokenCount": _tokens.count(tokens.get("input")),
+            "outputTokenCount": _tokens.count(tokens.get("output")),
+            "cacheReadTokenCount": _tokens.count(cache.get("read")),
+            "cacheWriteTokenCount": _tokens.count(cache.get("write")),
+            "reasoningTokenCount": _tokens.count(tokens.get("reasoning")),
+        }
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:
     """A JSON object, or an empty one for anything else (whose fields read as `undefined`)."""
     return value if isinstance(value, dict) else {}
-
-
-def _attach(events: list[Event], start: int, usage: dict[str, Any]) -> bool:
-    """The usage goes to the last assistant event at or after `start`."""
-    for n in range(len(events) - 1, start - 1, -1):
-        if events[n].kind in _USAGE_KINDS:
-            events[n] = replace(events[n], token_usage=usage)
-            return True
-    return False
 
 
 def _native(value: Any) -> str | None:
