@@ -365,17 +365,18 @@ def sync_config(
     home: Path,
     url: str,
     *,
+    interval_s: float = 0.5,
     max_backoff_s: float = 0.5,
     scope: str = "all",
     extra: str = "",
     key: str = "sk-e2e-KEY-9876",
 ) -> dict[str, str]:
-    """A config syncing to `url` every 0.5 s (scope "all" unless told), and the daemon's
+    """A config syncing to `url` (every 0.5 s and scope "all" unless told), and the daemon's
     environment with the API key `key`."""
     config = home / ".config" / "tracesd" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(
-        f'[sync]\napi_url = "{url}"\nscope = "{scope}"\ninterval_s = 0.5\n'
+        f'[sync]\napi_url = "{url}"\nscope = "{scope}"\ninterval_s = {interval_s}\n'
         f"max_backoff_s = {max_backoff_s}\n{extra}"
     )
     return isolated_env(home, TRACES_API_KEY=key)

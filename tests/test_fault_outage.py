@@ -35,7 +35,14 @@ import aiohttp
 import pytest
 
 from tests.faultserver import FaultServer, Plan, ThreadedFaultServer
-from tests.helpers import Daemon, claude_session, isolated_env, make_repo, query, tracesd
+from tests.helpers import (
+    Daemon,
+    claude_session,
+    make_repo,
+    query,
+    sync_config,
+    tracesd,
+)
 from tests.test_sync import KEY, trace
 from tracesd.config import Config
 from tracesd.store.database import Store
@@ -110,7 +117,7 @@ def check_outage(
 ) -> None:
     repo = make_repo(tmp_path / "repo")
     (home / ".claude" / "projects").mkdir(parents=True)
-    env = write_config(home, fault.url, interval_s=o.interval_s, max_backoff_s=o.cap_s)
+    env = sync_config(home, fault.url, interval_s=o.interval_s, max_backoff_s=o.cap_s, key=KEY)
     daemon = daemons(home, env=env)
     daemon.wait_ready()
     # warm up: one trace through the whole path, so the baseline holds what sync loads
@@ -203,18 +210,6 @@ def check_outage(
     expected = "cannot connect" if o.mode == "refused" else "http 503"
     assert expected in end["last_error"].lower(), end["last_error"]
     assert daemon.stop() == 0
-
-
-def write_config(
-    home: Path, url: str, *, interval_s: float, max_backoff_s: float
-) -> dict[str, str]:
-    path = home / ".config" / "tracesd" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f'[sync]\napi_url = "{url}"\nscope = "all"\ninterval_s = {interval_s}\n'
-        f"max_backoff_s = {max_backoff_s}\n"
-    )
-    return isolated_env(home, TRACES_API_KEY=KEY)
 
 
 def start_outage(fault: ThreadedFaultServer, mode: str) -> None:
