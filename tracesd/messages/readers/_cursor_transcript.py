@@ -59,20 +59,6 @@ class Transcript:
         _Record(self, record, index).read()
 
 
-def _time(value: Any, fallback: float) -> float:
-    """The CLI's `parseTranscriptTimestamp`: seconds or ms, a numeric string, an ISO date."""
-    if _js.is_finite(value):
-        return float(value * 1000 if value < 1_000_000_000_000 else value)
-    if isinstance(value, str):
-        number = _js.to_number(value)
-        if _js.is_finite(number):
-            return number * 1000 if number < 1_000_000_000_000 else number
-        parsed = _js.date_parse(value)
-        if parsed is not None:
-            return parsed
-    return fallback
-
-
 def _role(value: Any) -> str | None:
     picked = _js.pick_string(value)
     role = picked.lower() if picked else None
@@ -134,7 +120,7 @@ class _Record:
         kind = _js.pick_string(l.get("type"))
         kind = kind.lower() if kind else None
         role = _role(l.get("role"))
-        at = _time(l.get("timestamp"), t.fallback_ms)
+        at = _js.timestamp(l.get("timestamp"), t.fallback_ms)
         native = _js.pick_string(l.get("id"))
         base = native or f"entry-{self.index + 1}"
         data = _record(l.get("data")) or {}
@@ -334,7 +320,7 @@ class _Record:
     ) -> None:
         t = self.t
         role = _role(message.get("role")) or fallback_role
-        when = _js.plain(_time(message.get("timestamp"), at))
+        when = _js.plain(_js.timestamp(message.get("timestamp"), at))
         used = _js.pick_string(message.get("modelId"), message.get("model")) or model
         message_key = keys.key(role or "message", native, self.index)
         part = keys.Counter()
