@@ -17,7 +17,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind
-from tracesd.messages.readers import _js
+from tracesd.messages.readers import _js, _parts
 
 _CALLS = frozenset({"tool_call", "tool_use", "function_call"})
 _RESULTS = frozenset({"tool_result", "tool_output", "function_call_output"})
@@ -65,46 +65,6 @@ def _role(value: Any) -> str | None:
     return role if role in ("user", "assistant", "tool") else None
 
 
-def _record(value: Any) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
-
-
-def _args(value: Any) -> Any:
-    """The CLI's `parseTranscriptArgs`."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = _js.parse_json(value)
-        except ValueError:
-            parsed = None
-        return parsed if isinstance(parsed, dict) else {"raw": value}
-    if value is None:
-        return {}
-    return {"raw": value}
-
-
-def _output(value: Any) -> str:
-    """The CLI's `stringifyTranscriptOutput`."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return _js.stringify(value, 2)
-
-
-def _status(value: Any, is_error: Any = None) -> str:
-    if is_error is True:
-        return "error"
-    picked = _js.pick_string(value)
-    return "error" if picked and picked.lower() in ("error", "failed", "failure") else "success"
-
-
-def _first(*values: Any) -> Any:
-    """JavaScript's `a ?? b ?? ...`."""
-    return next((v for v in values if v is not None), None)
-
-
 def strip_user_query(text: str) -> str:
     """The CLI's `stripUserQueryTags`."""
     found = _USER_QUERY.search(text)
@@ -123,7 +83,7 @@ class _Record:
         at = _js.timestamp(l.get("timestamp"), t.fallback_ms)
         native = _js.pick_string(l.get("id"))
         base = native or f"entry-{self.index + 1}"
-        data = _record(l.get("data")) or {}
+        data = _js.record(l.get("data")) or {}
         model = _js.pick_string(
             l.get("modelId"),
             l.get("model"),
@@ -134,7 +94,7 @@ class _Record:
         )
         message = l.get("message")
         if kind is None and isinstance(message, dict):
-            blocks = _blocks(message.get("content"))
+            blocks = _parts.blocks(message.get("content"))
             text = _js.pick_string(
                 message.get("text"), _str(message.get("content")), _str(message.get("message"))
             )
@@ -167,7 +127,7 @@ class _Record:
                 )
             return
         if kind in _CALLS:
-            call = _record(l.get("toolCall")) or _record(l.get("functionCall")) or {}
+            call = _js.record(l.get("toolCall")) or _js.record(l.get("functionCall")) or {}
             own = _js.pick_string(
                 l.get("callId"), l.get("toolCallId"), call.get("callId"), call.get("id")
             )
@@ -178,8 +138,8 @@ class _Record:
                 )
                 or "unknown"
             )
-            args = _args(
-                _first(
+            args = _parts.args(
+                _js.first(
                     l.get("args"),
                     l.get("input"),
                     l.get("arguments"),
@@ -194,7 +154,7 @@ class _Record:
             )
             return
         if kind in _RESULTS:
-            out = _record(l.get("toolResult")) or _record(l.get("functionCallOutput")) or {}
+            out = _js.record(l.get("toolResult")) or _js.record(l.get("functionCallOutput")) or {}
             own = _js.pick_string(
                 l.get("callId"),
                 l.get("toolCallId"),
@@ -210,8 +170,8 @@ class _Record:
                 )
                 or "unknown"
             )
-            output = _output(
-                _first(
+            output = _parts.output(
+                _js.first(
                     l.get("output"),
                     l.get("result"),
                     l.get("content"),
@@ -220,9 +180,9 @@ class _Record:
                     out.get("response"),
                 )
             )
-            status = _status(
-                _first(l.get("status"), out.get("status")),
-                _first(l.get("is_error"), out.get("is_error")),
+            status = _parts.status(
+                _js.first(l.get("status"), out.get("status")),
+                _js.first(l.get("is_error"), out.get("is_error")),
             )
             self.loose_event(
                 kind,
@@ -256,7 +216,7 @@ class _Record:
                     native=native,
                 )
             return
-        payload = _record(l.get("payload"))
+        payload = _js.record(l.get("payload"))
         said_kind = _js.pick_string(payload.get("type")) if payload else None
         if payload is not None and said_kind and said_kind.lower() in _SAID:
             said = "user" if said_kind.lower() == "user_message" else "assistant"
@@ -339,7 +299,7 @@ class _Record:
             t.order += 1
 
         said = thought = called = answered = False
-        for n, block in enumerate(_blocks(message.get("content"))):
+        for n, block in enumerate(_parts.blocks(message.get("content"))):
             block_type = _js.pick_string(block.get("type"))
             block_type = block_type.lower() if block_type else "text"
             block_id = _js.pick_string(block.get("id"))
@@ -355,7 +315,9 @@ class _Record:
                 own = _js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
                 call_id = own or f"{base}:call-{n + 1}"
                 name = _js.pick_string(block.get("toolName"), block.get("name")) or "unknown"
-                args = _args(_first(block.get("args"), block.get("input"), block.get("arguments")))
+                args = _parts.args(
+                    _js.first(block.get("args"), block.get("input"), block.get("arguments"))
+                )
                 t.calls[call_id] = name
                 add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
                 called = True
@@ -365,8 +327,8 @@ class _Record:
                 call_id = own or f"{base}:call-{n + 1}"
                 found = t.calls.get(call_id)
                 tool = found or _js.pick_string(block.get("toolName"), block.get("name"))
-                output = _output(
-                    _first(block.get("output"), block.get("result"), block.get("content"))
+                output = _parts.output(
+                    _js.first(block.get("output"), block.get("result"), block.get("content"))
                 )
                 add(
                     "tool_result",
@@ -375,7 +337,7 @@ class _Record:
                     call_id=call_id,
                     tool_name=tool or "unknown",
                     output=output or "(empty result)",
-                    status=_status(block.get("status"), block.get("is_error")),
+                    status=_parts.status(block.get("status"), block.get("is_error")),
                 )
                 answered = True
                 continue
@@ -395,23 +357,25 @@ class _Record:
         calls = message.get("toolCalls")
         if not called and isinstance(calls, list):
             for n, item in enumerate(calls):
-                call = _record(item)
+                call = _js.record(item)
                 if call is None:
                     continue
                 own = _js.pick_string(call.get("callId"), call.get("id"))
                 call_id = own or f"{base}:tool-call-{n + 1}"
                 name = _js.pick_string(call.get("toolName"), call.get("name")) or "unknown"
-                args = _args(_first(call.get("args"), call.get("input"), call.get("arguments")))
+                args = _parts.args(
+                    _js.first(call.get("args"), call.get("input"), call.get("arguments"))
+                )
                 t.calls[call_id] = name
                 add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
-        result = _record(message.get("toolResult"))
+        result = _js.record(message.get("toolResult"))
         if role == "tool" and not answered and result is not None:
             own = _js.pick_string(result.get("toolCallId"), result.get("callId"), result.get("id"))
             call_id = own or f"{base}:tool-result"
             found = t.calls.get(call_id)
             tool = found or _js.pick_string(result.get("toolName"), result.get("name"))
-            output = _output(
-                _first(result.get("result"), result.get("output"), result.get("response"))
+            output = _parts.output(
+                _js.first(result.get("result"), result.get("output"), result.get("response"))
             )
             add(
                 "tool_result",
@@ -420,7 +384,7 @@ class _Record:
                 call_id=call_id,
                 tool_name=tool or "unknown",
                 output=output or "(empty result)",
-                status=_status(result.get("status")),
+                status=_parts.status(result.get("status")),
             )
         if not said:
             text = _js.pick_string(
@@ -434,18 +398,3 @@ class _Record:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _blocks(content: Any) -> list[dict[str, Any]]:
-    """The CLI's `normalizeTranscriptBlocks`."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        return []
-    out: list[dict[str, Any]] = []
-    for item in content:
-        if isinstance(item, str):
-            out.append({"type": "text", "text": item})
-        elif isinstance(item, dict):
-            out.append(item)
-    return out

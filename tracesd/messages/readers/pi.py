@@ -20,7 +20,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js, _parts
 from tracesd.models import Trace
 
 _CALLS = frozenset({"tool_call", "tool_use", "function_call", "toolcall"})
@@ -54,10 +54,6 @@ def _entries(text: str) -> list[Any]:
     return out
 
 
-def _record(value: Any) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
-
-
 def _time(value: Any) -> float | int | None:
     """`parseTimestamp`: epoch seconds or ms (as a number or numeric string), or ISO."""
     if _js.is_finite(value):
@@ -69,14 +65,6 @@ def _time(value: Any) -> float | int | None:
             return _js.date_parse(value)
         whole = _js.plain(n)
         return whole * 1000 if whole < 1_000_000_000_000 else whole
-    return None
-
-
-def _first(*values: Any) -> Any:
-    """`a ?? b ?? ...` over JSON values (absent is None here)."""
-    for value in values:
-        if value is not None:
-            return value
     return None
 
 
@@ -157,7 +145,7 @@ class _Parse:
         if kind in ("model_change", "session", "thinking_level_change"):
             return
         if kind == "message":
-            message = _record(v.get("message"))
+            message = _js.record(v.get("message"))
             if message is not None:
                 self.message(message, v, native, stamp, time)
             return
@@ -168,7 +156,7 @@ class _Parse:
             self.result(v, native, time)
             return
         if kind == "error":
-            error = _record(v.get("error"))
+            error = _js.record(v.get("error"))
             text = _js.pick_string(v.get("message"), _js.get(error, "message")) or "Unknown error"
             self.push("error", time, ("error", None), ("error", None), message=text)
         if kind == "compaction":
@@ -236,10 +224,10 @@ class _Parse:
                 )
             return
         start = len(self.events)
-        for n, block in enumerate(_blocks(y.get("content"))):
+        for n, block in enumerate(_parts.blocks(y.get("content"))):
             self.block(n, block, role, native, time, timing, model)
         if role == "assistant":
-            counts = _usage(_record(y.get("usage")))
+            counts = _usage(_js.record(y.get("usage")))
             if counts is not None:
                 for i in range(len(self.events) - 1, start - 1, -1):
                     if self.events[i].kind in _CARRIERS:
@@ -303,7 +291,7 @@ class _Parse:
         index: int | None = None,
         timing: dict[str, Any] | None = None,
     ) -> None:
-        inner = _record(v.get("toolCall")) or _record(v.get("functionCall"))
+        inner = _js.record(v.get("toolCall")) or _js.record(v.get("functionCall"))
         fallback = f"{native}:call" if index is None else f"{native}:call-{index}"
         call = _js.pick_string(
             v.get("callId"),
@@ -317,14 +305,14 @@ class _Parse:
             v.get("name"), v.get("toolName"), _js.get(inner, "name"), _js.get(inner, "toolName")
         )
         name = name or "unknown"
-        args = _args(
-            _first(
+        args = _parts.args(
+            _js.first(
                 v.get("args"),
                 v.get("input"),
                 v.get("arguments"),
-                _none(_js.get(inner, "args")),
-                _none(_js.get(inner, "input")),
-                _none(_js.get(inner, "arguments")),
+                _js.get(inner, "args"),
+                _js.get(inner, "input"),
+                _js.get(inner, "arguments"),
             )
         )
         self.calls[call] = name
@@ -349,7 +337,7 @@ class _Parse:
         outer: dict[str, Any] | None = None,
     ) -> None:
         if outer is not None:  # a message with a tool result role
-            inner = _record(v.get("result")) or _record(v.get("toolResult"))
+            inner = _js.record(v.get("result")) or _js.record(v.get("toolResult"))
             call = _js.pick_string(
                 v.get("callId"),
                 v.get("toolCallId"),
@@ -358,18 +346,16 @@ class _Parse:
                 v.get("id"),
                 outer.get("id"),
             )
-            body = _first(
+            body = _js.first(
                 v.get("output"),
                 v.get("result"),
                 v.get("content"),
-                _none(_js.get(inner, "output")),
-                _none(_js.get(inner, "response")),
+                _js.get(inner, "output"),
+                _js.get(inner, "response"),
             )
-            error_flag = _first(
-                v.get("is_error"), v.get("isError"), _none(_js.get(inner, "is_error"))
-            )
+            error_flag = _js.first(v.get("is_error"), v.get("isError"), _js.get(inner, "is_error"))
         else:
-            inner = _record(v.get("toolResult")) or _record(v.get("functionCallOutput"))
+            inner = _js.record(v.get("toolResult")) or _js.record(v.get("functionCallOutput"))
             call = _js.pick_string(
                 v.get("callId"),
                 v.get("toolCallId"),
@@ -378,15 +364,15 @@ class _Parse:
                 _js.get(inner, "id"),
                 v.get("id"),
             )
-            body = _first(
+            body = _js.first(
                 v.get("output"),
                 v.get("result"),
                 v.get("content"),
-                _none(_js.get(inner, "output")),
-                _none(_js.get(inner, "result")),
-                _none(_js.get(inner, "response")),
+                _js.get(inner, "output"),
+                _js.get(inner, "result"),
+                _js.get(inner, "response"),
             )
-            error_flag = _first(v.get("is_error"), _none(_js.get(inner, "is_error")))
+            error_flag = _js.first(v.get("is_error"), _js.get(inner, "is_error"))
         call = call or (f"{native}:call" if index is None else f"{native}:call-{index}")
         name = self.calls.get(call) or _js.pick_string(
             v.get("toolName") if outer is not None else v.get("name"),
@@ -395,7 +381,7 @@ class _Parse:
             _js.get(inner, "toolName") if outer is None else None,
         )
         output = _text(body) or "(empty result)"
-        status = _status(_first(v.get("status"), _none(_js.get(inner, "status"))), error_flag)
+        status = _parts.status(_js.first(v.get("status"), _js.get(inner, "status")), error_flag)
         if index is None and call in self.skills:
             load = self.skills.pop(call)
             self.calls.pop(call, None)
@@ -415,7 +401,7 @@ class _Parse:
         )
 
     def skill_loaded(self, v: dict[str, Any], native: str, time: Any) -> None:
-        data = _record(v.get("data"))
+        data = _js.record(v.get("data"))
         name = _js.pick_string(_js.get(data, "name"))
         if not name:
             return
@@ -469,55 +455,12 @@ class _Parse:
                 return
 
 
-def _none(value: Any) -> Any:
-    return None if value is _js.UNDEFINED else value
-
-
-def _blocks(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        return []
-    out: list[dict[str, Any]] = []
-    for item in content:
-        if isinstance(item, str):
-            out.append({"type": "text", "text": item})
-        elif isinstance(item, dict):
-            out.append(item)
-    return out
-
-
-def _args(value: Any) -> Any:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = _js.parse_json(value)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            return parsed
-        return {"raw": value}
-    if value is None:
-        return {}
-    return {"raw": value}
-
-
-def _status(status: Any, error: Any) -> str:
-    if error is True:
-        return "error"
-    word = (_js.pick_string(status) or "").lower()
-    return "error" if word in ("error", "failed", "failure") else "success"
-
-
 def _text(value: Any) -> str:
     """`extractTextContent`."""
     if isinstance(value, str):
         return value
     if not isinstance(value, list):
-        if value is None:
-            return ""
-        return _js.stringify(value, 2)
+        return _parts.output(value)
     parts: list[str] = []
     for item in value:
         if isinstance(item, str):
