@@ -58,11 +58,35 @@ class Transcript:
         self.records += 1
         _Record(self, record, index).read()
 
+    def call(self, call_id: str, *sources: dict[str, Any]) -> dict[str, Any]:
+        """A tool call's fields from its sources (each one's `toolName`, `name`; `args`,
+        `input`, `arguments`, in turn); its tool is kept for its result."""
+        name = _tool_name(*sources)
+        self.calls[call_id] = name
+        given = (s.get(k) for s in sources for k in ("args", "input", "arguments"))
+        return {"call_id": call_id, "tool_name": name, "args": _parts.args(_js.first(*given))}
+
+    def result(
+        self, call_id: str, body: Any, status: str, *sources: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A tool result's fields: the tool its call named, else its sources' tool."""
+        return {
+            "call_id": call_id,
+            "tool_name": self.calls.get(call_id) or _tool_name(*sources),
+            "output": _parts.output(body) or "(empty result)",
+            "status": status,
+        }
+
 
 def _role(value: Any) -> str | None:
     picked = _js.pick_string(value)
     role = picked.lower() if picked else None
     return role if role in ("user", "assistant", "tool") else None
+
+
+def _tool_name(*sources: dict[str, Any]) -> str:
+    """`pickTranscriptString([s.toolName, s.name, ...]) ?? "unknown"` over the sources."""
+    return _js.pick_string(*(s.get(k) for s in sources for k in ("toolName", "name"))) or "unknown"
 
 
 def strip_user_query(text: str) -> str:
@@ -132,26 +156,7 @@ class _Record:
                 l.get("callId"), l.get("toolCallId"), call.get("callId"), call.get("id")
             )
             call_id = own or _js.pick_string(l.get("id")) or f"{base}:call"
-            name = (
-                _js.pick_string(
-                    l.get("toolName"), l.get("name"), call.get("toolName"), call.get("name")
-                )
-                or "unknown"
-            )
-            args = _parts.args(
-                _js.first(
-                    l.get("args"),
-                    l.get("input"),
-                    l.get("arguments"),
-                    call.get("args"),
-                    call.get("input"),
-                    call.get("arguments"),
-                )
-            )
-            t.calls[call_id] = name
-            self.loose_event(
-                kind, "tool_use", own, at, "tool_call", call_id=call_id, tool_name=name, args=args
-            )
+            self.loose_event(kind, "tool_use", own, at, "tool_call", **t.call(call_id, l, call))
             return
         if kind in _RESULTS:
             out = _js.record(l.get("toolResult")) or _js.record(l.get("functionCallOutput")) or {}
@@ -163,38 +168,20 @@ class _Record:
                 out.get("id"),
             )
             call_id = own or _js.pick_string(l.get("id")) or f"{base}:call"
-            name = (
-                t.calls.get(call_id)
-                or _js.pick_string(
-                    l.get("toolName"), l.get("name"), out.get("toolName"), out.get("name")
-                )
-                or "unknown"
-            )
-            output = _parts.output(
-                _js.first(
-                    l.get("output"),
-                    l.get("result"),
-                    l.get("content"),
-                    out.get("output"),
-                    out.get("result"),
-                    out.get("response"),
-                )
+            body = _js.first(
+                l.get("output"),
+                l.get("result"),
+                l.get("content"),
+                out.get("output"),
+                out.get("result"),
+                out.get("response"),
             )
             status = _parts.status(
                 _js.first(l.get("status"), out.get("status")),
                 _js.first(l.get("is_error"), out.get("is_error")),
             )
-            self.loose_event(
-                kind,
-                "tool_result",
-                own,
-                at,
-                "tool_result",
-                call_id=call_id,
-                tool_name=name,
-                output=output or "(empty result)",
-                status=status,
-            )
+            fields = t.result(call_id, body, status, l, out)
+            self.loose_event(kind, "tool_result", own, at, "tool_result", **fields)
             return
         if kind == "error":
             text = _js.pick_string(l.get("message"), data.get("message")) or "Unknown error"
@@ -313,32 +300,15 @@ class _Record:
                 continue
             if block_type in _CALLS:
                 own = _js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
-                call_id = own or f"{base}:call-{n + 1}"
-                name = _js.pick_string(block.get("toolName"), block.get("name")) or "unknown"
-                args = _parts.args(
-                    _js.first(block.get("args"), block.get("input"), block.get("arguments"))
-                )
-                t.calls[call_id] = name
-                add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
+                add("tool_call", "tool_use", own, **t.call(own or f"{base}:call-{n + 1}", block))
                 called = True
                 continue
             if block_type in _RESULTS:
                 own = _js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
-                call_id = own or f"{base}:call-{n + 1}"
-                found = t.calls.get(call_id)
-                tool = found or _js.pick_string(block.get("toolName"), block.get("name"))
-                output = _parts.output(
-                    _js.first(block.get("output"), block.get("result"), block.get("content"))
-                )
-                add(
-                    "tool_result",
-                    "tool_result",
-                    own,
-                    call_id=call_id,
-                    tool_name=tool or "unknown",
-                    output=output or "(empty result)",
-                    status=_parts.status(block.get("status"), block.get("is_error")),
-                )
+                body = _js.first(block.get("output"), block.get("result"), block.get("content"))
+                status = _parts.status(block.get("status"), block.get("is_error"))
+                fields = t.result(own or f"{base}:call-{n + 1}", body, status, block)
+                add("tool_result", "tool_result", own, **fields)
                 answered = True
                 continue
             text = _js.pick_string(block.get("text"), _str(block.get("content")))
@@ -362,30 +332,14 @@ class _Record:
                     continue
                 own = _js.pick_string(call.get("callId"), call.get("id"))
                 call_id = own or f"{base}:tool-call-{n + 1}"
-                name = _js.pick_string(call.get("toolName"), call.get("name")) or "unknown"
-                args = _parts.args(
-                    _js.first(call.get("args"), call.get("input"), call.get("arguments"))
-                )
-                t.calls[call_id] = name
-                add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
+                add("tool_call", "tool_use", own, **t.call(call_id, call))
         result = _js.record(message.get("toolResult"))
         if role == "tool" and not answered and result is not None:
             own = _js.pick_string(result.get("toolCallId"), result.get("callId"), result.get("id"))
-            call_id = own or f"{base}:tool-result"
-            found = t.calls.get(call_id)
-            tool = found or _js.pick_string(result.get("toolName"), result.get("name"))
-            output = _parts.output(
-                _js.first(result.get("result"), result.get("output"), result.get("response"))
-            )
-            add(
-                "tool_result",
-                "tool_result",
-                own,
-                call_id=call_id,
-                tool_name=tool or "unknown",
-                output=output or "(empty result)",
-                status=_parts.status(result.get("status")),
-            )
+            body = _js.first(result.get("result"), result.get("output"), result.get("response"))
+            status = _parts.status(result.get("status"))
+            fields = t.result(own or f"{base}:tool-result", body, status, result)
+            add("tool_result", "tool_result", own, **fields)
         if not said:
             text = _js.pick_string(
                 message.get("text"), _str(message.get("content")), _str(message.get("message"))
