@@ -96,26 +96,28 @@ def strip_user_query(text: str) -> str:
 
 
 class _Record:
+    """One record, and what every event it makes shares: its id, time and model."""
+
     def __init__(self, reading: Transcript, record: dict[str, Any], index: int) -> None:
         self.t, self.rec, self.index = reading, record, index
+        self.native = _js.pick_string(record.get("id"))
+        self.base = self.native or f"entry-{index + 1}"
+        self.at = _js.timestamp(record.get("timestamp"), reading.fallback_ms)
+        self.data = _js.record(record.get("data")) or {}
+        self.model = _js.pick_string(
+            record.get("modelId"),
+            record.get("model"),
+            record.get("newModel"),
+            self.data.get("model"),
+            self.data.get("modelId"),
+            self.data.get("newModel"),
+        )
 
     def read(self) -> None:
         t, l = self.t, self.rec  # noqa: E741 -- the CLI's names, to compare
         kind = _js.pick_string(l.get("type"))
         kind = kind.lower() if kind else None
         role = _role(l.get("role"))
-        at = _js.timestamp(l.get("timestamp"), t.fallback_ms)
-        native = _js.pick_string(l.get("id"))
-        base = native or f"entry-{self.index + 1}"
-        data = _js.record(l.get("data")) or {}
-        model = _js.pick_string(
-            l.get("modelId"),
-            l.get("model"),
-            l.get("newModel"),
-            data.get("model"),
-            data.get("modelId"),
-            data.get("newModel"),
-        )
         message = l.get("message")
         if kind is None and isinstance(message, dict):
             blocks = _parts.blocks(message.get("content"))
@@ -126,37 +128,26 @@ class _Record:
                 merged = {
                     **message,
                     "role": _role(message.get("role")) or role,
-                    "model": _js.pick_string(message.get("model"), model),
-                    "modelId": _js.pick_string(message.get("modelId"), model),
+                    "model": _js.pick_string(message.get("model"), self.model),
+                    "modelId": _js.pick_string(message.get("modelId"), self.model),
                 }
-                self.message(
-                    merged, fallback_role=role, base=base, at=at, model=model, native=native
-                )
+                self.message(merged, role)
                 return
         if kind in _SKIPPED:
             return
         if kind == "message":
             if isinstance(message, dict):
-                self.message(
-                    message, fallback_role=None, base=base, at=at, model=model, native=native
-                )
+                self.message(message, None)  # the CLI gives this one no fallback role
             else:
-                self.message(
-                    self.loose(role),
-                    fallback_role=role,
-                    base=base,
-                    at=at,
-                    model=model,
-                    native=native,
-                )
+                self.message(self.loose(role), role)
             return
         if kind in _CALLS:
             call = _js.record(l.get("toolCall")) or _js.record(l.get("functionCall")) or {}
             own = _js.pick_string(
                 l.get("callId"), l.get("toolCallId"), call.get("callId"), call.get("id")
             )
-            call_id = own or _js.pick_string(l.get("id")) or f"{base}:call"
-            self.loose_event(kind, "tool_use", own, at, "tool_call", **t.call(call_id, l, call))
+            call_id = own or self.native or f"{self.base}:call"
+            self.loose_event(kind, "tool_use", own, "tool_call", **t.call(call_id, l, call))
             return
         if kind in _RESULTS:
             out = _js.record(l.get("toolResult")) or _js.record(l.get("functionCallOutput")) or {}
@@ -167,7 +158,7 @@ class _Record:
                 out.get("callId"),
                 out.get("id"),
             )
-            call_id = own or _js.pick_string(l.get("id")) or f"{base}:call"
+            call_id = own or self.native or f"{self.base}:call"
             body = _js.first(
                 l.get("output"),
                 l.get("result"),
@@ -181,27 +172,15 @@ class _Record:
                 _js.first(l.get("is_error"), out.get("is_error")),
             )
             fields = t.result(call_id, body, status, l, out)
-            self.loose_event(kind, "tool_result", own, at, "tool_result", **fields)
+            self.loose_event(kind, "tool_result", own, "tool_result", **fields)
             return
         if kind == "error":
-            text = _js.pick_string(l.get("message"), data.get("message")) or "Unknown error"
-            self.loose_event(kind, "error", None, at, "error", message=text)
+            text = _js.pick_string(l.get("message"), self.data.get("message")) or "Unknown error"
+            self.loose_event(kind, "error", None, "error", message=text)
             return
         if kind in _SAID:
             said = "user" if kind == "user_message" else "assistant"
-            if isinstance(message, dict):
-                self.message(
-                    message, fallback_role=said, base=base, at=at, model=model, native=native
-                )
-            else:
-                self.message(
-                    self.loose(said),
-                    fallback_role=said,
-                    base=base,
-                    at=at,
-                    model=model,
-                    native=native,
-                )
+            self.message(message if isinstance(message, dict) else self.loose(said), said)
             return
         payload = _js.record(l.get("payload"))
         said_kind = _js.pick_string(payload.get("type")) if payload else None
@@ -215,10 +194,10 @@ class _Record:
                 "model": payload.get("model"),
                 "modelId": payload.get("modelId"),
             }
-            self.message(loose, fallback_role=said, base=base, at=at, model=model, native=native)
+            self.message(loose, said)
             return
         if role:
-            self.message(l, fallback_role=role, base=base, at=at, model=model, native=native)
+            self.message(l, role)
 
     def loose(self, role: str | None) -> dict[str, Any]:
         l = self.rec  # noqa: E741
@@ -237,7 +216,6 @@ class _Record:
         kind: str,
         part_type: str,
         part_native: str | None,
-        at: float,
         event: Kind,
         **fields: Any,
     ) -> None:
@@ -247,29 +225,21 @@ class _Record:
             Event(
                 kind=event,
                 order=t.order,
-                timestamp=_js.plain(at),
-                message_key=keys.key(kind, _js.pick_string(self.rec.get("id")), self.index),
+                timestamp=_js.plain(self.at),
+                message_key=keys.key(kind, self.native, self.index),
                 part_key=keys.key(part_type, part_native),
                 **fields,
             )
         )
         t.order += 1
 
-    def message(
-        self,
-        message: dict[str, Any],
-        *,
-        fallback_role: str | None,
-        base: str,
-        at: float,
-        model: str | None,
-        native: str | None,
-    ) -> None:
-        t = self.t
+    def message(self, message: dict[str, Any], fallback_role: str | None) -> None:
+        """`appendTranscriptMessageEvents`: the events of a message in this record."""
+        t, base = self.t, self.base
         role = _role(message.get("role")) or fallback_role
-        when = _js.plain(_js.timestamp(message.get("timestamp"), at))
-        used = _js.pick_string(message.get("modelId"), message.get("model")) or model
-        message_key = keys.key(role or "message", native, self.index)
+        when = _js.plain(_js.timestamp(message.get("timestamp"), self.at))
+        used = _js.pick_string(message.get("modelId"), message.get("model")) or self.model
+        message_key = keys.key(role or "message", self.native, self.index)
         part = keys.Counter()
 
         def add(kind: Kind, part_type: str, part_native: str | None = None, **fields: Any) -> None:
