@@ -194,7 +194,7 @@ class _Parse:
                 timing = {"started_at": own, "completed_at": stamp, "duration_ms": stamp - own}
         model = _js.pick_string(y.get("model"), y.get("modelId"))
         if role in ("toolresult", "tool_result", "tool"):
-            self.result(y, native, time, outer=v)
+            self.tool_message(y, v, native, time)
             return
         if role == "bashexecution":
             command = _js.pick_string(y.get("command")) or ""
@@ -261,7 +261,7 @@ class _Parse:
                 )
             return
         if kind in _CALLS:
-            self.call(b, f"{native}", time, index=n, timing=timing)
+            self.call(b, native, time, index=n, timing=timing)
             return
         if kind in _RESULTS:
             self.result(b, native, time, index=n, timing=timing)
@@ -291,8 +291,8 @@ class _Parse:
         index: int | None = None,
         timing: dict[str, Any] | None = None,
     ) -> None:
+        """A tool call entry, or block (`index`) of a message."""
         inner = _js.record(v.get("toolCall")) or _js.record(v.get("functionCall"))
-        fallback = f"{native}:call" if index is None else f"{native}:call-{index}"
         call = _js.pick_string(
             v.get("callId"),
             v.get("toolCallId"),
@@ -300,7 +300,7 @@ class _Parse:
             _js.get(inner, "id"),
             v.get("id"),
         )
-        call = call or fallback
+        call = call or _call_id(native, index)
         name = _js.pick_string(
             v.get("name"), v.get("toolName"), _js.get(inner, "name"), _js.get(inner, "toolName")
         )
@@ -334,55 +334,74 @@ class _Parse:
         time: Any,
         index: int | None = None,
         timing: dict[str, Any] | None = None,
-        outer: dict[str, Any] | None = None,
     ) -> None:
-        if outer is not None:  # a message with a tool result role
-            inner = _js.record(v.get("result")) or _js.record(v.get("toolResult"))
-            call = _js.pick_string(
-                v.get("callId"),
-                v.get("toolCallId"),
-                _js.get(inner, "toolCallId"),
-                _js.get(inner, "callId"),
-                v.get("id"),
-                outer.get("id"),
-            )
-            body = _js.first(
-                v.get("output"),
-                v.get("result"),
-                v.get("content"),
-                _js.get(inner, "output"),
-                _js.get(inner, "response"),
-            )
-            error_flag = _js.first(v.get("is_error"), v.get("isError"), _js.get(inner, "is_error"))
-        else:
-            inner = _js.record(v.get("toolResult")) or _js.record(v.get("functionCallOutput"))
-            call = _js.pick_string(
-                v.get("callId"),
-                v.get("toolCallId"),
-                _js.get(inner, "toolCallId"),
-                _js.get(inner, "callId"),
-                _js.get(inner, "id"),
-                v.get("id"),
-            )
-            body = _js.first(
-                v.get("output"),
-                v.get("result"),
-                v.get("content"),
-                _js.get(inner, "output"),
-                _js.get(inner, "result"),
-                _js.get(inner, "response"),
-            )
-            error_flag = _js.first(v.get("is_error"), _js.get(inner, "is_error"))
-        call = call or (f"{native}:call" if index is None else f"{native}:call-{index}")
-        name = self.calls.get(call) or _js.pick_string(
-            v.get("toolName") if outer is not None else v.get("name"),
-            v.get("name") if outer is not None else v.get("toolName"),
-            _js.get(inner, "name"),
-            _js.get(inner, "toolName") if outer is None else None,
+        """A tool result entry, or block (`index`) of a message."""
+        inner = _js.record(v.get("toolResult")) or _js.record(v.get("functionCallOutput"))
+        call = _js.pick_string(
+            v.get("callId"),
+            v.get("toolCallId"),
+            _js.get(inner, "toolCallId"),
+            _js.get(inner, "callId"),
+            _js.get(inner, "id"),
+            v.get("id"),
         )
+        call = call or _call_id(native, index)
+        name = _js.pick_string(
+            v.get("name"), v.get("toolName"), _js.get(inner, "name"), _js.get(inner, "toolName")
+        )
+        body = _js.first(
+            v.get("output"),
+            v.get("result"),
+            v.get("content"),
+            _js.get(inner, "output"),
+            _js.get(inner, "result"),
+            _js.get(inner, "response"),
+        )
+        status = _parts.status(
+            _js.first(v.get("status"), _js.get(inner, "status")),
+            _js.first(v.get("is_error"), _js.get(inner, "is_error")),
+        )
+        self.answer(call, name, body, status, time, timing, skill=index is None)
+
+    def tool_message(self, y: dict[str, Any], v: dict[str, Any], native: str, time: Any) -> None:
+        """A message with a tool result role (its fields and their order are its own)."""
+        inner = _js.record(y.get("result")) or _js.record(y.get("toolResult"))
+        call = _js.pick_string(
+            y.get("callId"),
+            y.get("toolCallId"),
+            _js.get(inner, "toolCallId"),
+            _js.get(inner, "callId"),
+            y.get("id"),
+            v.get("id"),
+        )
+        name = _js.pick_string(y.get("toolName"), y.get("name"), _js.get(inner, "name"))
+        body = _js.first(
+            y.get("output"),
+            y.get("result"),
+            y.get("content"),
+            _js.get(inner, "output"),
+            _js.get(inner, "response"),
+        )
+        status = _parts.status(
+            _js.first(y.get("status"), _js.get(inner, "status")),
+            _js.first(y.get("is_error"), y.get("isError"), _js.get(inner, "is_error")),
+        )
+        self.answer(call or _call_id(native, None), name, body, status, time, None, skill=True)
+
+    def answer(
+        self,
+        call: str,
+        name: str | None,
+        body: Any,
+        status: str,
+        time: Any,
+        timing: dict[str, Any] | None,
+        skill: bool,
+    ) -> None:
+        """A tool result's event; with `skill`, the result a skill load waits for becomes
+        the skill's (its SKILL.md read taken back)."""
         output = _text(body) or "(empty result)"
-        status = _parts.status(_js.first(v.get("status"), _js.get(inner, "status")), error_flag)
-        if index is None and call in self.skills:
+        if skill and call in self.skills:
             load = self.skills.pop(call)
             self.calls.pop(call, None)
             self._remove_call(call)
@@ -394,7 +413,7 @@ class _Parse:
             ("tool_result", call),
             ("tool_result", call),
             call_id=call,
-            tool_name=name or "unknown",
+            tool_name=self.calls.get(call) or name or "unknown",
             output=output,
             status=status,
             **(timing or {}),
@@ -453,6 +472,11 @@ class _Parse:
             if event.kind == "tool_call" and event.call_id == call:
                 del self.events[i]
                 return
+
+
+def _call_id(native: str, index: int | None) -> str:
+    """The call id of a tool entry (or block `index`) that names none."""
+    return f"{native}:call" if index is None else f"{native}:call-{index}"
 
 
 def _text(value: Any) -> str:
