@@ -335,7 +335,8 @@ class _Parse:
         index: int | None = None,
         timing: dict[str, Any] | None = None,
     ) -> None:
-        """A tool result entry, or block (`index`) of a message."""
+        """A tool result entry, or block (`index`) of a message (alike in shape to `call`
+        only: the CLI reads other fields for each)."""
         inner = _js.record(v.get("toolResult")) or _js.record(v.get("functionCallOutput"))
         call = _js.pick_string(
             v.get("callId"),
