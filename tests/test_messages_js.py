@@ -44,6 +44,8 @@ DATES = ["2026-11-20 09:55:21Z", "Thu, 20 Nov 2026 09:55:21 GMT", "2026-11-20T09
 PLAIN = [123456789012345680000.0, 1e21, 2.0**53 + 2, 1e16, 3.141471703767915e18, 0.1, -0.0,
          5.0, 1795168521000.0, 123.456]  # fmt: skip
 TEXTS = ["abcdef", "abc", "ab\U0001f600cd"]
+STAMPS = [1795168521, 1795168521.5, 1795168521123, 999999999999, "1795168521", " 0x10 ", "",
+          "1795168521123", "2026-11-20T09:55:21Z", "2026-11-20T09:55:21", "soon", "1e400"]  # fmt: skip
 U = _js.UNDEFINED
 
 
@@ -119,11 +121,19 @@ CASES: dict[str, tuple[str, Callable[[Path], Any]]] = {
                     lambda d: _js.pick_string(None, 3, " \u00a0", " \ufeffa b ", "c")),
     "truncate": (f"{json.dumps(TEXTS)}.map(t => truncateText(t, 4))",
                  lambda d: [_js.truncate(t, 4) for t in TEXTS]),
+    "record": ('[{a: 1}, {}, [], null, "a", 1].map(v => asRecord(v) ?? "none")',
+               lambda d: [r if (r := _js.record(v)) is not None else "none" for v in _values({"a": 1}, {}, [], None, "a", 1)]),
+    "first": ('[null ?? undefined ?? 0 ?? 1, undefined ?? "" ?? "x", null ?? false, null ?? undefined ?? null]',
+              lambda d: [_js.first(None, U, 0, 1), _js.first(U, "", "x"), _js.first(None, False), _js.first(None, U, None)]),
+    "timestamp": (f"{json.dumps(STAMPS)}.concat([NaN, Infinity, null, true]).map(v => parseTimestamp(v, -1))",
+                  lambda d: [_js.timestamp(v, -1) for v in [*STAMPS, math.nan, math.inf, None, True]]),
 }  # fmt: skip
 
 #: the CLI's own helpers, as its bundle writes them
 _PRELUDE = """
 const pickString = (e) => { for (let t of e) { if (typeof t !== "string") continue; let a = t.trim(); if (a) return a } return };
+const asRecord = (e) => { if (!e || typeof e !== "object" || Array.isArray(e)) return; return e };
+const parseTimestamp = (e, t) => { if (typeof e === "number" && Number.isFinite(e)) return e < 1000000000000 ? e * 1000 : e; if (typeof e === "string") { let a = Number(e); if (Number.isFinite(a)) return a < 1000000000000 ? a * 1000 : a; let r = Date.parse(e); if (!Number.isNaN(r)) return r } return t };
 const truncateText = (e, t) => { if (e.length <= t) return e; return e.substring(0, Math.max(0, t - 1)) + "\\u2026" };
 const plain = (v) => typeof v === "number" && !Number.isFinite(v) ? String(v) : Array.isArray(v) ? v.map(plain) : v;
 const dir = process.env.CASE_DIR;
@@ -293,4 +303,24 @@ EXPECTED: dict[str, Any] = {
     "mtime_ms": [1795168521123.4568, 0],
     "pick_string": "a b",
     "truncate": ["abc…", "abc", "ab\ud83d…"],
+    "record": [{"a": 1}, {}, "none", "none", "none", "none"],
+    "first": [0, "", False, None],
+    "timestamp": [
+        1795168521000,
+        1795168521500,
+        1795168521123,
+        999999999999000,
+        1795168521000,
+        16000,
+        0,
+        1795168521123,
+        1795168521000,
+        1795148721000,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+    ],
 }

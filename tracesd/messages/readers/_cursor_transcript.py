@@ -17,7 +17,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind
-from tracesd.messages.readers import _js
+from tracesd.messages.readers import _js, _parts
 
 _CALLS = frozenset({"tool_call", "tool_use", "function_call"})
 _RESULTS = frozenset({"tool_result", "tool_output", "function_call_output"})
@@ -58,19 +58,24 @@ class Transcript:
         self.records += 1
         _Record(self, record, index).read()
 
+    def call(self, call_id: str, *sources: dict[str, Any]) -> dict[str, Any]:
+        """A tool call's fields from its sources (each one's `toolName`, `name`; `args`,
+        `input`, `arguments`, in turn); its tool is kept for its result."""
+        name = _tool_name(*sources)
+        self.calls[call_id] = name
+        given = (s.get(k) for s in sources for k in ("args", "input", "arguments"))
+        return {"call_id": call_id, "tool_name": name, "args": _parts.args(_js.first(*given))}
 
-def _time(value: Any, fallback: float) -> float:
-    """The CLI's `parseTranscriptTimestamp`: seconds or ms, a numeric string, an ISO date."""
-    if _js.is_finite(value):
-        return float(value * 1000 if value < 1_000_000_000_000 else value)
-    if isinstance(value, str):
-        number = _js.to_number(value)
-        if _js.is_finite(number):
-            return number * 1000 if number < 1_000_000_000_000 else number
-        parsed = _js.date_parse(value)
-        if parsed is not None:
-            return parsed
-    return fallback
+    def result(
+        self, call_id: str, body: Any, status: str, *sources: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A tool result's fields: the tool its call named, else its sources' tool."""
+        return {
+            "call_id": call_id,
+            "tool_name": self.calls.get(call_id) or _tool_name(*sources),
+            "output": _parts.output(body) or "(empty result)",
+            "status": status,
+        }
 
 
 def _role(value: Any) -> str | None:
@@ -79,44 +84,9 @@ def _role(value: Any) -> str | None:
     return role if role in ("user", "assistant", "tool") else None
 
 
-def _record(value: Any) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
-
-
-def _args(value: Any) -> Any:
-    """The CLI's `parseTranscriptArgs`."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = _js.parse_json(value)
-        except ValueError:
-            parsed = None
-        return parsed if isinstance(parsed, dict) else {"raw": value}
-    if value is None:
-        return {}
-    return {"raw": value}
-
-
-def _output(value: Any) -> str:
-    """The CLI's `stringifyTranscriptOutput`."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return _js.stringify(value, 2)
-
-
-def _status(value: Any, is_error: Any = None) -> str:
-    if is_error is True:
-        return "error"
-    picked = _js.pick_string(value)
-    return "error" if picked and picked.lower() in ("error", "failed", "failure") else "success"
-
-
-def _first(*values: Any) -> Any:
-    """JavaScript's `a ?? b ?? ...`."""
-    return next((v for v in values if v is not None), None)
+def _tool_name(*sources: dict[str, Any]) -> str:
+    """`pickTranscriptString([s.toolName, s.name, ...]) ?? "unknown"` over the sources."""
+    return _js.pick_string(*(s.get(k) for s in sources for k in ("toolName", "name"))) or "unknown"
 
 
 def strip_user_query(text: str) -> str:
@@ -126,29 +96,31 @@ def strip_user_query(text: str) -> str:
 
 
 class _Record:
+    """One record, and what every event it makes shares: its id, time and model."""
+
     def __init__(self, reading: Transcript, record: dict[str, Any], index: int) -> None:
         self.t, self.rec, self.index = reading, record, index
+        self.native = _js.pick_string(record.get("id"))
+        self.base = self.native or f"entry-{index + 1}"
+        self.at = _js.timestamp(record.get("timestamp"), reading.fallback_ms)
+        self.data = _js.record(record.get("data")) or {}
+        self.model = _js.pick_string(
+            record.get("modelId"),
+            record.get("model"),
+            record.get("newModel"),
+            self.data.get("model"),
+            self.data.get("modelId"),
+            self.data.get("newModel"),
+        )
 
     def read(self) -> None:
         t, l = self.t, self.rec  # noqa: E741 -- the CLI's names, to compare
         kind = _js.pick_string(l.get("type"))
         kind = kind.lower() if kind else None
         role = _role(l.get("role"))
-        at = _time(l.get("timestamp"), t.fallback_ms)
-        native = _js.pick_string(l.get("id"))
-        base = native or f"entry-{self.index + 1}"
-        data = _record(l.get("data")) or {}
-        model = _js.pick_string(
-            l.get("modelId"),
-            l.get("model"),
-            l.get("newModel"),
-            data.get("model"),
-            data.get("modelId"),
-            data.get("newModel"),
-        )
         message = l.get("message")
         if kind is None and isinstance(message, dict):
-            blocks = _blocks(message.get("content"))
+            blocks = _parts.blocks(message.get("content"))
             text = _js.pick_string(
                 message.get("text"), _str(message.get("content")), _str(message.get("message"))
             )
@@ -156,59 +128,29 @@ class _Record:
                 merged = {
                     **message,
                     "role": _role(message.get("role")) or role,
-                    "model": _js.pick_string(message.get("model"), model),
-                    "modelId": _js.pick_string(message.get("modelId"), model),
+                    "model": _js.pick_string(message.get("model"), self.model),
+                    "modelId": _js.pick_string(message.get("modelId"), self.model),
                 }
-                self.message(
-                    merged, fallback_role=role, base=base, at=at, model=model, native=native
-                )
+                self.message(merged, role)
                 return
         if kind in _SKIPPED:
             return
         if kind == "message":
             if isinstance(message, dict):
-                self.message(
-                    message, fallback_role=None, base=base, at=at, model=model, native=native
-                )
+                self.message(message, None)  # the CLI gives this one no fallback role
             else:
-                self.message(
-                    self.loose(role),
-                    fallback_role=role,
-                    base=base,
-                    at=at,
-                    model=model,
-                    native=native,
-                )
+                self.message(self.loose(role), role)
             return
         if kind in _CALLS:
-            call = _record(l.get("toolCall")) or _record(l.get("functionCall")) or {}
+            call = _js.record(l.get("toolCall")) or _js.record(l.get("functionCall")) or {}
             own = _js.pick_string(
                 l.get("callId"), l.get("toolCallId"), call.get("callId"), call.get("id")
             )
-            call_id = own or _js.pick_string(l.get("id")) or f"{base}:call"
-            name = (
-                _js.pick_string(
-                    l.get("toolName"), l.get("name"), call.get("toolName"), call.get("name")
-                )
-                or "unknown"
-            )
-            args = _args(
-                _first(
-                    l.get("args"),
-                    l.get("input"),
-                    l.get("arguments"),
-                    call.get("args"),
-                    call.get("input"),
-                    call.get("arguments"),
-                )
-            )
-            t.calls[call_id] = name
-            self.loose_event(
-                kind, "tool_use", own, at, "tool_call", call_id=call_id, tool_name=name, args=args
-            )
+            call_id = own or self.native or f"{self.base}:call"
+            self.loose_event(kind, "tool_use", own, "tool_call", **t.call(call_id, l, call))
             return
         if kind in _RESULTS:
-            out = _record(l.get("toolResult")) or _record(l.get("functionCallOutput")) or {}
+            out = _js.record(l.get("toolResult")) or _js.record(l.get("functionCallOutput")) or {}
             own = _js.pick_string(
                 l.get("callId"),
                 l.get("toolCallId"),
@@ -216,61 +158,31 @@ class _Record:
                 out.get("callId"),
                 out.get("id"),
             )
-            call_id = own or _js.pick_string(l.get("id")) or f"{base}:call"
-            name = (
-                t.calls.get(call_id)
-                or _js.pick_string(
-                    l.get("toolName"), l.get("name"), out.get("toolName"), out.get("name")
-                )
-                or "unknown"
+            call_id = own or self.native or f"{self.base}:call"
+            body = _js.first(
+                l.get("output"),
+                l.get("result"),
+                l.get("content"),
+                out.get("output"),
+                out.get("result"),
+                out.get("response"),
             )
-            output = _output(
-                _first(
-                    l.get("output"),
-                    l.get("result"),
-                    l.get("content"),
-                    out.get("output"),
-                    out.get("result"),
-                    out.get("response"),
-                )
+            status = _parts.status(
+                _js.first(l.get("status"), out.get("status")),
+                _js.first(l.get("is_error"), out.get("is_error")),
             )
-            status = _status(
-                _first(l.get("status"), out.get("status")),
-                _first(l.get("is_error"), out.get("is_error")),
-            )
-            self.loose_event(
-                kind,
-                "tool_result",
-                own,
-                at,
-                "tool_result",
-                call_id=call_id,
-                tool_name=name,
-                output=output or "(empty result)",
-                status=status,
-            )
+            fields = t.result(call_id, body, status, l, out)
+            self.loose_event(kind, "tool_result", own, "tool_result", **fields)
             return
         if kind == "error":
-            text = _js.pick_string(l.get("message"), data.get("message")) or "Unknown error"
-            self.loose_event(kind, "error", None, at, "error", message=text)
+            text = _js.pick_string(l.get("message"), self.data.get("message")) or "Unknown error"
+            self.loose_event(kind, "error", None, "error", message=text)
             return
         if kind in _SAID:
             said = "user" if kind == "user_message" else "assistant"
-            if isinstance(message, dict):
-                self.message(
-                    message, fallback_role=said, base=base, at=at, model=model, native=native
-                )
-            else:
-                self.message(
-                    self.loose(said),
-                    fallback_role=said,
-                    base=base,
-                    at=at,
-                    model=model,
-                    native=native,
-                )
+            self.message(message if isinstance(message, dict) else self.loose(said), said)
             return
-        payload = _record(l.get("payload"))
+        payload = _js.record(l.get("payload"))
         said_kind = _js.pick_string(payload.get("type")) if payload else None
         if payload is not None and said_kind and said_kind.lower() in _SAID:
             said = "user" if said_kind.lower() == "user_message" else "assistant"
@@ -282,10 +194,10 @@ class _Record:
                 "model": payload.get("model"),
                 "modelId": payload.get("modelId"),
             }
-            self.message(loose, fallback_role=said, base=base, at=at, model=model, native=native)
+            self.message(loose, said)
             return
         if role:
-            self.message(l, fallback_role=role, base=base, at=at, model=model, native=native)
+            self.message(l, role)
 
     def loose(self, role: str | None) -> dict[str, Any]:
         l = self.rec  # noqa: E741
@@ -304,7 +216,6 @@ class _Record:
         kind: str,
         part_type: str,
         part_native: str | None,
-        at: float,
         event: Kind,
         **fields: Any,
     ) -> None:
@@ -314,29 +225,21 @@ class _Record:
             Event(
                 kind=event,
                 order=t.order,
-                timestamp=_js.plain(at),
-                message_key=keys.key(kind, _js.pick_string(self.rec.get("id")), self.index),
+                timestamp=_js.plain(self.at),
+                message_key=keys.key(kind, self.native, self.index),
                 part_key=keys.key(part_type, part_native),
                 **fields,
             )
         )
         t.order += 1
 
-    def message(
-        self,
-        message: dict[str, Any],
-        *,
-        fallback_role: str | None,
-        base: str,
-        at: float,
-        model: str | None,
-        native: str | None,
-    ) -> None:
-        t = self.t
+    def message(self, message: dict[str, Any], fallback_role: str | None) -> None:
+        """`appendTranscriptMessageEvents`: the events of a message in this record."""
+        t, base = self.t, self.base
         role = _role(message.get("role")) or fallback_role
-        when = _js.plain(_time(message.get("timestamp"), at))
-        used = _js.pick_string(message.get("modelId"), message.get("model")) or model
-        message_key = keys.key(role or "message", native, self.index)
+        when = _js.plain(_js.timestamp(message.get("timestamp"), self.at))
+        used = _js.pick_string(message.get("modelId"), message.get("model")) or self.model
+        message_key = keys.key(role or "message", self.native, self.index)
         part = keys.Counter()
 
         def add(kind: Kind, part_type: str, part_native: str | None = None, **fields: Any) -> None:
@@ -353,7 +256,7 @@ class _Record:
             t.order += 1
 
         said = thought = called = answered = False
-        for n, block in enumerate(_blocks(message.get("content"))):
+        for n, block in enumerate(_parts.blocks(message.get("content"))):
             block_type = _js.pick_string(block.get("type"))
             block_type = block_type.lower() if block_type else "text"
             block_id = _js.pick_string(block.get("id"))
@@ -367,30 +270,15 @@ class _Record:
                 continue
             if block_type in _CALLS:
                 own = _js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
-                call_id = own or f"{base}:call-{n + 1}"
-                name = _js.pick_string(block.get("toolName"), block.get("name")) or "unknown"
-                args = _args(_first(block.get("args"), block.get("input"), block.get("arguments")))
-                t.calls[call_id] = name
-                add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
+                add("tool_call", "tool_use", own, **t.call(own or f"{base}:call-{n + 1}", block))
                 called = True
                 continue
             if block_type in _RESULTS:
                 own = _js.pick_string(block.get("callId"), block.get("toolCallId"), block.get("id"))
-                call_id = own or f"{base}:call-{n + 1}"
-                found = t.calls.get(call_id)
-                tool = found or _js.pick_string(block.get("toolName"), block.get("name"))
-                output = _output(
-                    _first(block.get("output"), block.get("result"), block.get("content"))
-                )
-                add(
-                    "tool_result",
-                    "tool_result",
-                    own,
-                    call_id=call_id,
-                    tool_name=tool or "unknown",
-                    output=output or "(empty result)",
-                    status=_status(block.get("status"), block.get("is_error")),
-                )
+                body = _js.first(block.get("output"), block.get("result"), block.get("content"))
+                status = _parts.status(block.get("status"), block.get("is_error"))
+                fields = t.result(own or f"{base}:call-{n + 1}", body, status, block)
+                add("tool_result", "tool_result", own, **fields)
                 answered = True
                 continue
             text = _js.pick_string(block.get("text"), _str(block.get("content")))
@@ -409,33 +297,19 @@ class _Record:
         calls = message.get("toolCalls")
         if not called and isinstance(calls, list):
             for n, item in enumerate(calls):
-                call = _record(item)
+                call = _js.record(item)
                 if call is None:
                     continue
                 own = _js.pick_string(call.get("callId"), call.get("id"))
                 call_id = own or f"{base}:tool-call-{n + 1}"
-                name = _js.pick_string(call.get("toolName"), call.get("name")) or "unknown"
-                args = _args(_first(call.get("args"), call.get("input"), call.get("arguments")))
-                t.calls[call_id] = name
-                add("tool_call", "tool_use", own, call_id=call_id, tool_name=name, args=args)
-        result = _record(message.get("toolResult"))
+                add("tool_call", "tool_use", own, **t.call(call_id, call))
+        result = _js.record(message.get("toolResult"))
         if role == "tool" and not answered and result is not None:
             own = _js.pick_string(result.get("toolCallId"), result.get("callId"), result.get("id"))
-            call_id = own or f"{base}:tool-result"
-            found = t.calls.get(call_id)
-            tool = found or _js.pick_string(result.get("toolName"), result.get("name"))
-            output = _output(
-                _first(result.get("result"), result.get("output"), result.get("response"))
-            )
-            add(
-                "tool_result",
-                "tool_result",
-                own,
-                call_id=call_id,
-                tool_name=tool or "unknown",
-                output=output or "(empty result)",
-                status=_status(result.get("status")),
-            )
+            body = _js.first(result.get("result"), result.get("output"), result.get("response"))
+            status = _parts.status(result.get("status"))
+            fields = t.result(own or f"{base}:tool-result", body, status, result)
+            add("tool_result", "tool_result", own, **fields)
         if not said:
             text = _js.pick_string(
                 message.get("text"), _str(message.get("content")), _str(message.get("message"))
@@ -448,18 +322,3 @@ class _Record:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _blocks(content: Any) -> list[dict[str, Any]]:
-    """The CLI's `normalizeTranscriptBlocks`."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        return []
-    out: list[dict[str, Any]] = []
-    for item in content:
-        if isinstance(item, str):
-            out.append({"type": "text", "text": item})
-        elif isinstance(item, dict):
-            out.append(item)
-    return out

@@ -423,6 +423,32 @@ def pick_string(*values: Any) -> str | None:
     return None
 
 
+def record(value: Any) -> dict[str, Any] | None:
+    """The CLI's `asRecord` (`asTranscriptRecord`): an object that is no array, else None."""
+    return value if isinstance(value, dict) else None
+
+
+def first(*values: Any) -> Any:
+    """`a ?? b ?? ...`: the first value that is neither null nor undefined, else None."""
+    return next((value for value in values if not nullish(value)), None)
+
+
+def timestamp(value: Any, fallback: float) -> float:
+    """The CLI's `parseTimestamp` (`parseTranscriptTimestamp`, `parseTimestampValue`):
+    seconds or milliseconds as a number or numeric text (`Number()`), else a date
+    (`Date.parse`), in milliseconds; else `fallback`. The double as it is (no `plain`)."""
+    if is_finite(value):
+        return value * 1000 if value < 1_000_000_000_000 else value
+    if isinstance(value, str):
+        number = to_number(value)
+        if math.isfinite(number):
+            return number * 1000 if number < 1_000_000_000_000 else number
+        parsed = date_parse(value)
+        if parsed is not None:
+            return parsed
+    return fallback
+
+
 def truncate(text: str, limit: int) -> str:
     """The CLI's `truncateText`: whole when at most `limit` UTF-16 units, else its first
     `limit - 1` units and an ellipsis (a surrogate pair may be cut, as in JavaScript)."""

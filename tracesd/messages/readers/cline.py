@@ -130,7 +130,7 @@ def _listed_timestamp(
             (v for k in ("ended_at", "updated_at", "started_at") if (v := meta.get(k)) is not None),
             None,
         )
-    stamp = _time_value(value, files)
+    stamp = _js.timestamp(value, files)
     if stamp == stamp and stamp > 0:  # `resolveFallbackTimestamp`
         return _js.plain(stamp)
     return _positive(_js.mtime_ms(source))
@@ -145,21 +145,7 @@ def _positive(mtime: float) -> int | float:
 def _entry_time(entry: dict[str, Any], fallback: float) -> float:
     """`parseEntryTimestamp`: `ts ?? timestamp ?? time`."""
     value = next((entry[k] for k in ("ts", "timestamp", "time") if entry.get(k) is not None), None)
-    return _time_value(value, fallback)
-
-
-def _time_value(value: Any, fallback: float) -> float:
-    """`parseTimestampValue`: seconds or milliseconds, a number, numeric text or a date."""
-    if _js.is_finite(value):
-        return value * 1000 if value < 1_000_000_000_000 else value
-    if isinstance(value, str):
-        number = _js.to_number(value)
-        if math.isfinite(number):
-            return number * 1000 if number < 1_000_000_000_000 else number
-        parsed = _js.date_parse(value)
-        if parsed is not None:
-            return parsed
-    return fallback
+    return _js.timestamp(value, fallback)
 
 
 def parse(entries: list[Any], fallback: int | float) -> list[Event]:

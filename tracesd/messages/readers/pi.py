@@ -20,7 +20,7 @@ from typing import Any
 
 from tracesd.messages import keys
 from tracesd.messages.event import Event, Kind, usage
-from tracesd.messages.readers import Position, Read, Unreadable, _document, _js
+from tracesd.messages.readers import Position, Read, Unreadable, _document, _js, _parts
 from tracesd.models import Trace
 
 _CALLS = frozenset({"tool_call", "tool_use", "function_call", "toolcall"})
@@ -54,10 +54,6 @@ def _entries(text: str) -> list[Any]:
     return out
 
 
-def _record(value: Any) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
-
-
 def _time(value: Any) -> float | int | None:
     """`parseTimestamp`: epoch seconds or ms (as a number or numeric string), or ISO."""
     if _js.is_finite(value):
@@ -69,14 +65,6 @@ def _time(value: Any) -> float | int | None:
             return _js.date_parse(value)
         whole = _js.plain(n)
         return whole * 1000 if whole < 1_000_000_000_000 else whole
-    return None
-
-
-def _first(*values: Any) -> Any:
-    """`a ?? b ?? ...` over JSON values (absent is None here)."""
-    for value in values:
-        if value is not None:
-            return value
     return None
 
 
@@ -157,7 +145,7 @@ class _Parse:
         if kind in ("model_change", "session", "thinking_level_change"):
             return
         if kind == "message":
-            message = _record(v.get("message"))
+            message = _js.record(v.get("message"))
             if message is not None:
                 self.message(message, v, native, stamp, time)
             return
@@ -168,7 +156,7 @@ class _Parse:
             self.result(v, native, time)
             return
         if kind == "error":
-            error = _record(v.get("error"))
+            error = _js.record(v.get("error"))
             text = _js.pick_string(v.get("message"), _js.get(error, "message")) or "Unknown error"
             self.push("error", time, ("error", None), ("error", None), message=text)
         if kind == "compaction":
@@ -206,7 +194,7 @@ class _Parse:
                 timing = {"started_at": own, "completed_at": stamp, "duration_ms": stamp - own}
         model = _js.pick_string(y.get("model"), y.get("modelId"))
         if role in ("toolresult", "tool_result", "tool"):
-            self.result(y, native, time, outer=v)
+            self.tool_message(y, v, native, time)
             return
         if role == "bashexecution":
             command = _js.pick_string(y.get("command")) or ""
@@ -236,10 +224,10 @@ class _Parse:
                 )
             return
         start = len(self.events)
-        for n, block in enumerate(_blocks(y.get("content"))):
+        for n, block in enumerate(_parts.blocks(y.get("content"))):
             self.block(n, block, role, native, time, timing, model)
         if role == "assistant":
-            counts = _usage(_record(y.get("usage")))
+            counts = _usage(_js.record(y.get("usage")))
             if counts is not None:
                 for i in range(len(self.events) - 1, start - 1, -1):
                     if self.events[i].kind in _CARRIERS:
@@ -273,7 +261,7 @@ class _Parse:
                 )
             return
         if kind in _CALLS:
-            self.call(b, f"{native}", time, index=n, timing=timing)
+            self.call(b, native, time, index=n, timing=timing)
             return
         if kind in _RESULTS:
             self.result(b, native, time, index=n, timing=timing)
@@ -303,8 +291,8 @@ class _Parse:
         index: int | None = None,
         timing: dict[str, Any] | None = None,
     ) -> None:
-        inner = _record(v.get("toolCall")) or _record(v.get("functionCall"))
-        fallback = f"{native}:call" if index is None else f"{native}:call-{index}"
+        """A tool call entry, or block (`index`) of a message."""
+        inner = _js.record(v.get("toolCall")) or _js.record(v.get("functionCall"))
         call = _js.pick_string(
             v.get("callId"),
             v.get("toolCallId"),
@@ -312,19 +300,19 @@ class _Parse:
             _js.get(inner, "id"),
             v.get("id"),
         )
-        call = call or fallback
+        call = call or _call_id(native, index)
         name = _js.pick_string(
             v.get("name"), v.get("toolName"), _js.get(inner, "name"), _js.get(inner, "toolName")
         )
         name = name or "unknown"
-        args = _args(
-            _first(
+        args = _parts.args(
+            _js.first(
                 v.get("args"),
                 v.get("input"),
                 v.get("arguments"),
-                _none(_js.get(inner, "args")),
-                _none(_js.get(inner, "input")),
-                _none(_js.get(inner, "arguments")),
+                _js.get(inner, "args"),
+                _js.get(inner, "input"),
+                _js.get(inner, "arguments"),
             )
         )
         self.calls[call] = name
@@ -346,57 +334,75 @@ class _Parse:
         time: Any,
         index: int | None = None,
         timing: dict[str, Any] | None = None,
-        outer: dict[str, Any] | None = None,
     ) -> None:
-        if outer is not None:  # a message with a tool result role
-            inner = _record(v.get("result")) or _record(v.get("toolResult"))
-            call = _js.pick_string(
-                v.get("callId"),
-                v.get("toolCallId"),
-                _js.get(inner, "toolCallId"),
-                _js.get(inner, "callId"),
-                v.get("id"),
-                outer.get("id"),
-            )
-            body = _first(
-                v.get("output"),
-                v.get("result"),
-                v.get("content"),
-                _none(_js.get(inner, "output")),
-                _none(_js.get(inner, "response")),
-            )
-            error_flag = _first(
-                v.get("is_error"), v.get("isError"), _none(_js.get(inner, "is_error"))
-            )
-        else:
-            inner = _record(v.get("toolResult")) or _record(v.get("functionCallOutput"))
-            call = _js.pick_string(
-                v.get("callId"),
-                v.get("toolCallId"),
-                _js.get(inner, "toolCallId"),
-                _js.get(inner, "callId"),
-                _js.get(inner, "id"),
-                v.get("id"),
-            )
-            body = _first(
-                v.get("output"),
-                v.get("result"),
-                v.get("content"),
-                _none(_js.get(inner, "output")),
-                _none(_js.get(inner, "result")),
-                _none(_js.get(inner, "response")),
-            )
-            error_flag = _first(v.get("is_error"), _none(_js.get(inner, "is_error")))
-        call = call or (f"{native}:call" if index is None else f"{native}:call-{index}")
-        name = self.calls.get(call) or _js.pick_string(
-            v.get("toolName") if outer is not None else v.get("name"),
-            v.get("name") if outer is not None else v.get("toolName"),
-            _js.get(inner, "name"),
-            _js.get(inner, "toolName") if outer is None else None,
+        """A tool result entry, or block (`index`) of a message (alike in shape to `call`
+        only: the CLI reads other fields for each)."""
+        inner = _js.record(v.get("toolResult")) or _js.record(v.get("functionCallOutput"))
+        call = _js.pick_string(
+            v.get("callId"),
+            v.get("toolCallId"),
+            _js.get(inner, "toolCallId"),
+            _js.get(inner, "callId"),
+            _js.get(inner, "id"),
+            v.get("id"),
         )
+        call = call or _call_id(native, index)
+        name = _js.pick_string(
+            v.get("name"), v.get("toolName"), _js.get(inner, "name"), _js.get(inner, "toolName")
+        )
+        body = _js.first(
+            v.get("output"),
+            v.get("result"),
+            v.get("content"),
+            _js.get(inner, "output"),
+            _js.get(inner, "result"),
+            _js.get(inner, "response"),
+        )
+        status = _parts.status(
+            _js.first(v.get("status"), _js.get(inner, "status")),
+            _js.first(v.get("is_error"), _js.get(inner, "is_error")),
+        )
+        self.answer(call, name, body, status, time, timing, skill=index is None)
+
+    def tool_message(self, y: dict[str, Any], v: dict[str, Any], native: str, time: Any) -> None:
+        """A message with a tool result role (its fields and their order are its own)."""
+        inner = _js.record(y.get("result")) or _js.record(y.get("toolResult"))
+        call = _js.pick_string(
+            y.get("callId"),
+            y.get("toolCallId"),
+            _js.get(inner, "toolCallId"),
+            _js.get(inner, "callId"),
+            y.get("id"),
+            v.get("id"),
+        )
+        name = _js.pick_string(y.get("toolName"), y.get("name"), _js.get(inner, "name"))
+        body = _js.first(
+            y.get("output"),
+            y.get("result"),
+            y.get("content"),
+            _js.get(inner, "output"),
+            _js.get(inner, "response"),
+        )
+        status = _parts.status(
+            _js.first(y.get("status"), _js.get(inner, "status")),
+            _js.first(y.get("is_error"), y.get("isError"), _js.get(inner, "is_error")),
+        )
+        self.answer(call or _call_id(native, None), name, body, status, time, None, skill=True)
+
+    def answer(
+        self,
+        call: str,
+        name: str | None,
+        body: Any,
+        status: str,
+        time: Any,
+        timing: dict[str, Any] | None,
+        skill: bool,
+    ) -> None:
+        """A tool result's event; with `skill`, the result a skill load waits for becomes
+        the skill's (its SKILL.md read taken back)."""
         output = _text(body) or "(empty result)"
-        status = _status(_first(v.get("status"), _none(_js.get(inner, "status"))), error_flag)
-        if index is None and call in self.skills:
+        if skill and call in self.skills:
             load = self.skills.pop(call)
             self.calls.pop(call, None)
             self._remove_call(call)
@@ -408,14 +414,14 @@ class _Parse:
             ("tool_result", call),
             ("tool_result", call),
             call_id=call,
-            tool_name=name or "unknown",
+            tool_name=self.calls.get(call) or name or "unknown",
             output=output,
             status=status,
             **(timing or {}),
         )
 
     def skill_loaded(self, v: dict[str, Any], native: str, time: Any) -> None:
-        data = _record(v.get("data"))
+        data = _js.record(v.get("data"))
         name = _js.pick_string(_js.get(data, "name"))
         if not name:
             return
@@ -469,45 +475,9 @@ class _Parse:
                 return
 
 
-def _none(value: Any) -> Any:
-    return None if value is _js.UNDEFINED else value
-
-
-def _blocks(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        return []
-    out: list[dict[str, Any]] = []
-    for item in content:
-        if isinstance(item, str):
-            out.append({"type": "text", "text": item})
-        elif isinstance(item, dict):
-            out.append(item)
-    return out
-
-
-def _args(value: Any) -> Any:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = _js.parse_json(value)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            return parsed
-        return {"raw": value}
-    if value is None:
-        return {}
-    return {"raw": value}
-
-
-def _status(status: Any, error: Any) -> str:
-    if error is True:
-        return "error"
-    word = (_js.pick_string(status) or "").lower()
-    return "error" if word in ("error", "failed", "failure") else "success"
+def _call_id(native: str, index: int | None) -> str:
+    """The call id of a tool entry (or block `index`) that names none."""
+    return f"{native}:call" if index is None else f"{native}:call-{index}"
 
 
 def _text(value: Any) -> str:
@@ -515,9 +485,7 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if not isinstance(value, list):
-        if value is None:
-            return ""
-        return _js.stringify(value, 2)
+        return _parts.output(value)
     parts: list[str] = []
     for item in value:
         if isinstance(item, str):
